@@ -1,0 +1,174 @@
+"""Value types of the ingest path: a columnar batch of readings, events, rejections.
+
+A :class:`Readings` batch is columnar (one numpy array per column) because every consumer of
+readings works on arrays: the stores insert whole columns, the rule engine evaluates per
+(kind, metric) with numpy. A batch is immutable once built; build one with
+:class:`ReadingsBuilder` (append per message, concatenate once).
+
+Columns:
+- ``device_id``, ``kind``, ``metric``, ``district``, ``asset_id``: object arrays of ``str``
+  (``asset_id`` may be ``""``),
+- ``ts``: int64 milliseconds since the Unix epoch (event time),
+- ``value``: float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+_STR_COLUMNS = ("device_id", "kind", "metric", "district", "asset_id")
+COLUMNS = ("device_id", "kind", "metric", "ts", "value", "district", "asset_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One reading, for the edges (tests, the API); the hot path uses :class:`Readings`."""
+
+    device_id: str
+    kind: str
+    metric: str
+    ts: int
+    value: float
+    district: str = ""
+    asset_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Readings:
+    device_id: np.ndarray
+    kind: np.ndarray
+    metric: np.ndarray
+    ts: np.ndarray
+    value: np.ndarray
+    district: np.ndarray
+    asset_id: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.ts)
+        for name in COLUMNS:
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"column {name} has {len(getattr(self, name))} rows, ts has {n}")
+
+    @classmethod
+    def empty(cls) -> "Readings":
+        e = np.empty(0, dtype=object)
+        return cls(e, e, e, np.empty(0, np.int64), np.empty(0, np.float64), e, e)
+
+    @classmethod
+    def from_rows(cls, rows: list[Reading] | list[tuple]) -> "Readings":
+        """From ``Reading`` values or tuples in COLUMNS order."""
+        if not rows:
+            return cls.empty()
+        cols = list(zip(*(
+            (r.device_id, r.kind, r.metric, r.ts, r.value, r.district, r.asset_id)
+            if isinstance(r, Reading) else tuple(r) for r in rows
+        )))
+        return cls(
+            np.array(cols[0], dtype=object), np.array(cols[1], dtype=object),
+            np.array(cols[2], dtype=object), np.array(cols[3], dtype=np.int64),
+            np.array(cols[4], dtype=np.float64), np.array(cols[5], dtype=object),
+            np.array(cols[6], dtype=object),
+        )
+
+    @classmethod
+    def concat(cls, parts: list["Readings"]) -> "Readings":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS))
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def __iter__(self) -> Iterator[Reading]:
+        for i in range(len(self)):
+            yield self.row(i)
+
+    def row(self, i: int) -> Reading:
+        return Reading(
+            str(self.device_id[i]), str(self.kind[i]), str(self.metric[i]), int(self.ts[i]),
+            float(self.value[i]), str(self.district[i]), str(self.asset_id[i]),
+        )
+
+    def take(self, index: np.ndarray) -> "Readings":
+        """The rows selected by a boolean mask or an index array."""
+        return Readings(*(getattr(self, c)[index] for c in COLUMNS))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {c: getattr(self, c) for c in COLUMNS}
+
+
+class ReadingsBuilder:
+    """Appends readings per message and builds one :class:`Readings` batch.
+
+    Two ways in: :meth:`add` one reading (a metric of a single-reading message), and
+    :meth:`add_series` a waveform (many samples of one metric, already a numpy array).
+    """
+
+    __slots__ = ("_rows", "_series", "_n")
+
+    def __init__(self) -> None:
+        self._rows: list[tuple] = []
+        self._series: list[Readings] = []
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add(self, device_id: str, kind: str, metric: str, ts: int, value: float,
+            district: str = "", asset_id: str = "") -> None:
+        self._rows.append((device_id, kind, metric, ts, value, district, asset_id))
+        self._n += 1
+
+    def add_series(self, device_id: str, kind: str, metric: str, ts: np.ndarray,
+                   value: np.ndarray, district: str = "", asset_id: str = "") -> None:
+        n = len(ts)
+        if n == 0:
+            return
+
+        def full(s: str) -> np.ndarray:
+            a = np.empty(n, dtype=object)
+            a[:] = s
+            return a
+
+        self._series.append(Readings(
+            full(device_id), full(kind), full(metric), np.asarray(ts, np.int64),
+            np.asarray(value, np.float64), full(district), full(asset_id),
+        ))
+        self._n += n
+
+    def build(self) -> Readings:
+        parts = list(self._series)
+        if self._rows:
+            parts.insert(0, Readings.from_rows(self._rows))
+        return Readings.concat(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A discrete event from a device (``city/{kind}/{id}/event``)."""
+
+    device_id: str
+    kind: str
+    ts: int
+    type: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    district: str = ""
+    asset_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A rejected message (or a rejected part of one), bound for the quarantine."""
+
+    topic: str
+    payload: bytes  # raw payload, truncated to 4 KiB by the quarantine
+    received_at: int  # ms since epoch, wall clock of the consumer
+    reason: str
+    device_id: str = ""
+    kind: str = ""

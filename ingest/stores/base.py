@@ -1,0 +1,77 @@
+"""The store contract: where readings go and are read back.
+
+Two implementations, found by URL scheme (:func:`open_store`): ``duckdb://`` (embedded,
+the default) and ``influxdb://`` (production, the v1-compatible HTTP API).
+
+Guarantees every store gives:
+- ``write(batch)`` returns only when the batch is durable (committed / acknowledged by the
+  server); it raises :class:`StoreUnavailable` when the store cannot be reached or answers
+  an error, and then nothing of the batch may be assumed written (the caller spools it).
+- Idempotent: a reading with the same (device_id, metric, ts) as one already stored is not
+  stored again (at-least-once delivery redelivers messages).
+- ``query`` returns points ordered by time; with ``step_ms`` the mean per step, each point
+  at the start of its step.
+- Safe to call from one writer thread and any number of reader threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ingest.model import Readings
+
+
+class StoreError(Exception):
+    """Base of the store errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot take writes now (down, refusing, answering errors)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    device_id: str
+    metric: str
+    start: int  # ms, inclusive
+    end: int  # ms, exclusive
+    step_ms: int | None = None
+    limit: int = 100_000
+
+
+@runtime_checkable
+class Store(Protocol):
+    url: str
+
+    def write(self, batch: Readings) -> int:
+        """Make ``batch`` durable; returns how many readings were new (duplicates dropped)."""
+        ...
+
+    def query(self, q: Query) -> list[tuple[int, float]]:
+        """Points ``[(ts_ms, value), ...]`` of one device and metric, by time."""
+        ...
+
+    def count(self) -> int:
+        """Number of readings stored (tests, benchmarks)."""
+        ...
+
+    def ping(self) -> bool:
+        """True when the store answers."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """The store for ``url``; ValueError naming the problem for a bad URL."""
+    scheme = url.split(":", 1)[0]
+    if scheme == "duckdb":
+        from ingest.stores.duckdb import DuckDBStore
+
+        return DuckDBStore.from_url(url)
+    if scheme == "influxdb":
+        from ingest.stores.influxdb import InfluxDBStore
+
+        return InfluxDBStore.from_url(url)
+    raise ValueError(f"unknown store scheme {scheme!r} in {url!r} (known: duckdb, influxdb)")
