@@ -1,0 +1,388 @@
+"""The device registry: devices and rollout targets in the state database (SQLite).
+
+Guarantees:
+
+- Every write method runs in one transaction: it is applied whole or not at all. When the
+  connection is already inside a transaction (a caller composing several writes), the method
+  uses a savepoint inside it instead, so it commits or rolls back with the caller's work.
+- Imported fields and derived fields are kept apart: :meth:`Registry.upsert` never touches
+  ``commissioned_at``/``last_seen``, and :meth:`Registry.mark_seen` touches nothing else.
+- :meth:`Registry.version` changes whenever :meth:`Registry.upsert` changes the devices table
+  (it is a counter in the database, so other processes see it too). It does *not* change on
+  :meth:`Registry.mark_seen`: what it guards (:meth:`Registry.snapshot`,
+  :meth:`Registry.attrs_snapshot`) does not depend on traffic.
+
+One :class:`Registry` may be shared between threads: writes are serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from devices.catalogue import CATALOGUE, KINDS
+from devices.errors import InvalidDevice, RegistryError
+from devices.model import DEVICE_ID_RE, STATUSES, Device, RolloutTarget
+from devices.sqlite import connect
+
+__all__ = ["Registry", "online", "device_problems", "rollout_problems", "attrs_json"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id        TEXT PRIMARY KEY,
+    kind             TEXT NOT NULL,
+    district         TEXT NOT NULL,
+    lat              REAL,
+    lon              REAL,
+    asset_id         TEXT NOT NULL DEFAULT '',
+    asset_name       TEXT NOT NULL DEFAULT '',
+    responsible_unit TEXT NOT NULL DEFAULT '',
+    status           TEXT NOT NULL DEFAULT 'installed',
+    installed_at     TEXT,
+    attrs            TEXT NOT NULL DEFAULT '{}',
+    commissioned_at  INTEGER,
+    last_seen        INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS devices_kind ON devices (kind, device_id);
+CREATE INDEX IF NOT EXISTS devices_district ON devices (district, device_id);
+CREATE TABLE IF NOT EXISTS rollout_targets (
+    programme TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    district  TEXT NOT NULL,
+    target    INTEGER NOT NULL,
+    start     TEXT NOT NULL,
+    deadline  TEXT NOT NULL,
+    PRIMARY KEY (programme, kind, district)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS registry_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO registry_meta (key, value) VALUES ('version', 0);
+"""
+
+_COLUMNS = (
+    "device_id", "kind", "district", "lat", "lon", "asset_id", "asset_name",
+    "responsible_unit", "status", "installed_at", "attrs", "commissioned_at", "last_seen",
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM devices"
+
+_UPSERT = """
+INSERT INTO devices (device_id, kind, district, lat, lon, asset_id, asset_name,
+                     responsible_unit, status, installed_at, attrs)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (device_id) DO UPDATE SET
+    kind = excluded.kind, district = excluded.district, lat = excluded.lat,
+    lon = excluded.lon, asset_id = excluded.asset_id, asset_name = excluded.asset_name,
+    responsible_unit = excluded.responsible_unit, status = excluded.status,
+    installed_at = excluded.installed_at, attrs = excluded.attrs
+"""
+
+# ?1 = event time (ms), ?2 = device_id. The WHERE clause skips rows that would not change,
+# so a steady stream of readings rewrites only the devices whose last_seen moves forward.
+_MARK_SEEN = """
+UPDATE devices
+   SET last_seen = max(coalesce(last_seen, ?1), ?1),
+       commissioned_at = min(coalesce(commissioned_at, ?1), ?1)
+ WHERE device_id = ?2
+   AND (last_seen IS NULL OR last_seen < ?1 OR commissioned_at IS NULL OR commissioned_at > ?1)
+"""
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def attrs_json(attrs: Mapping[str, Any]) -> str:
+    """The canonical JSON text of ``attrs``: sorted keys, UTF-8 text kept (no ``\\u`` escapes)."""
+    return json.dumps(dict(attrs), ensure_ascii=False, sort_keys=True, allow_nan=False,
+                      separators=(", ", ": "))
+
+
+def _date_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not _DATE_RE.match(value):
+        return f"expected a date like 2026-03-02, got {value!r}"
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return f"no such date {value!r}"
+    return None
+
+
+def device_problems(d: Device) -> list[tuple[str, str]]:
+    """Every ``(field, message)`` wrong with ``d``; empty when it may be stored."""
+    p: list[tuple[str, str]] = []
+    if not isinstance(d.device_id, str) or not DEVICE_ID_RE.match(d.device_id):
+        p.append(("device_id", f"bad device id {d.device_id!r}: 1-64 characters of A-Z a-z 0-9 _ . -, "
+                               "starting with a letter or digit"))
+    if d.kind not in CATALOGUE:
+        p.append(("kind", f"unknown kind {d.kind!r} (known: {', '.join(KINDS)})"))
+    if not isinstance(d.district, str) or not d.district.strip():
+        p.append(("district", "district is required"))
+    for name, bound in (("lat", 90.0), ("lon", 180.0)):
+        v = getattr(d, name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            p.append((name, f"expected a number, got {v!r}"))
+        elif not -bound <= v <= bound:
+            p.append((name, f"{v!r} is outside -{bound:g}..{bound:g}"))
+    if (d.lat is None) != (d.lon is None):
+        p.append(("lon" if d.lon is None else "lat", "lat and lon must be given together"))
+    for name in ("asset_id", "asset_name", "responsible_unit"):
+        if not isinstance(getattr(d, name), str):
+            p.append((name, f"expected text, got {getattr(d, name)!r}"))
+    if d.status not in STATUSES:
+        p.append(("status", f"unknown status {d.status!r} (known: {', '.join(STATUSES)})"))
+    if d.installed_at is not None and (msg := _date_problem(d.installed_at)):
+        p.append(("installed_at", msg))
+    if not isinstance(d.attrs, Mapping):
+        p.append(("attrs", f"expected a JSON object, got {type(d.attrs).__name__}"))
+    else:
+        try:
+            attrs_json(d.attrs)
+        except (TypeError, ValueError) as e:
+            p.append(("attrs", f"not representable as JSON: {e}"))
+    return p
+
+
+def rollout_problems(t: RolloutTarget) -> list[tuple[str, str]]:
+    """Every ``(field, message)`` wrong with rollout target ``t``; empty when it may be stored."""
+    p: list[tuple[str, str]] = []
+    if not isinstance(t.programme, str) or not t.programme.strip():
+        p.append(("programme", "programme is required"))
+    if t.kind not in CATALOGUE:
+        p.append(("kind", f"unknown kind {t.kind!r} (known: {', '.join(KINDS)})"))
+    if not isinstance(t.district, str) or not t.district.strip():
+        p.append(("district", "district is required"))
+    if isinstance(t.target, bool) or not isinstance(t.target, int) or t.target < 0:
+        p.append(("target", f"expected a whole number >= 0, got {t.target!r}"))
+    for name in ("start", "deadline"):
+        if msg := _date_problem(getattr(t, name)):
+            p.append((name, msg))
+    if not p and t.deadline < t.start:
+        p.append(("deadline", f"deadline {t.deadline} is before start {t.start}"))
+    return p
+
+
+def online(device: Device, now_ms: int) -> bool:
+    """Whether ``device`` is online at ``now_ms``: its newest reading is no older than its
+    kind's offline absence (``CATALOGUE[kind].offline_after_s``). Never seen: offline."""
+    if device.last_seen is None:
+        return False
+    return now_ms - device.last_seen <= CATALOGUE[device.kind].offline_after_s * 1000.0
+
+
+def _row_device(r: tuple) -> Device:
+    return Device(
+        device_id=r[0], kind=r[1], district=r[2], lat=r[3], lon=r[4], asset_id=r[5],
+        asset_name=r[6], responsible_unit=r[7], status=r[8], installed_at=r[9],
+        attrs=json.loads(r[10]), commissioned_at=r[11], last_seen=r[12],
+    )
+
+
+def _filters(kind: str | None, district: str | None, status: str | None) -> tuple[list[str], list]:
+    where: list[str] = []
+    args: list = []
+    for col, val in (("kind", kind), ("district", district), ("status", status)):
+        if val is not None:
+            where.append(f"{col} = ?")
+            args.append(val)
+    return where, args
+
+
+class Registry:
+    """Devices and rollout targets, stored in the state database.
+
+    Construct over an open connection (from :func:`devices.sqlite.connect`) or with
+    :meth:`open`. The tables are created if missing.
+    """
+
+    online = staticmethod(online)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._lock = threading.RLock()
+        with self._tx():
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Registry":
+        """Open (creating if needed) the state database at ``path`` (or ``":memory:"``)."""
+        try:
+            return cls(connect(path))
+        except sqlite3.Error as e:
+            raise RegistryError(f"cannot open state database {str(path)!r}: {e}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, or a savepoint when the caller already holds one."""
+        with self._lock:
+            conn = self.conn
+            if conn.in_transaction:
+                conn.execute("SAVEPOINT registry")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK TO registry")
+                    conn.execute("RELEASE registry")
+                    raise
+                conn.execute("RELEASE registry")
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # --- devices ----------------------------------------------------------------------------
+
+    def upsert(self, devices: Iterable[Device]) -> int:
+        """Insert or update ``devices`` by ``device_id`` in one transaction; returns how many
+        were written. ``commissioned_at``/``last_seen`` of the values are ignored and the stored
+        ones kept. Raises :class:`InvalidDevice` (nothing written) naming the first bad device."""
+        rows = []
+        for d in devices:
+            if problems := device_problems(d):
+                raise InvalidDevice(str(d.device_id), problems)
+            rows.append((
+                d.device_id, d.kind, d.district,
+                None if d.lat is None else float(d.lat), None if d.lon is None else float(d.lon),
+                d.asset_id, d.asset_name, d.responsible_unit, d.status, d.installed_at,
+                attrs_json(d.attrs),
+            ))
+        if not rows:
+            return 0
+        with self._tx() as conn:
+            conn.executemany(_UPSERT, rows)
+            conn.execute("UPDATE registry_meta SET value = value + 1 WHERE key = 'version'")
+        return len(rows)
+
+    def get(self, device_id: str) -> Device | None:
+        """The device called ``device_id``, or None."""
+        r = self.conn.execute(f"{_SELECT} WHERE device_id = ?", (device_id,)).fetchone()
+        return None if r is None else _row_device(r)
+
+    def list(self, kind: str | None = None, district: str | None = None,
+             status: str | None = None, limit: int = 100, after: str | None = None) -> list[Device]:
+        """One page of devices ordered by ``device_id``; ``after`` is the last ``device_id`` of
+        the previous page (keyset pagination: pages stay consistent while devices are added)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a whole number >= 1, got {limit!r}")
+        where, args = _filters(kind, district, status)
+        if after is not None:
+            where.append("device_id > ?")
+            args.append(after)
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self.conn.execute(f"{sql} ORDER BY device_id LIMIT ?", (*args, limit)).fetchall()
+        return [_row_device(r) for r in rows]
+
+    def iter_devices(self, kind: str | None = None, district: str | None = None,
+                     status: str | None = None, page: int = 5000) -> Iterator[Device]:
+        """Every matching device in ``device_id`` order, read page by page."""
+        after = None
+        while True:
+            batch = self.list(kind, district, status, limit=page, after=after)
+            yield from batch
+            if len(batch) < page:
+                return
+            after = batch[-1].device_id
+
+    def count(self, kind: str | None = None, district: str | None = None,
+              status: str | None = None) -> int:
+        """How many devices match."""
+        where, args = _filters(kind, district, status)
+        sql = "SELECT count(*) FROM devices" + (" WHERE " + " AND ".join(where) if where else "")
+        return self.conn.execute(sql, args).fetchone()[0]
+
+    def snapshot(self) -> dict[str, tuple[str, str, str]]:
+        """``device_id -> (kind, district, asset_id)`` of every device not retired (one query).
+
+        Pair it with :meth:`version` read *before* it to know when to reload."""
+        rows = self.conn.execute(
+            "SELECT device_id, kind, district, asset_id FROM devices WHERE status != 'retired'"
+        ).fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def version(self) -> int:
+        """A counter that changes whenever the devices table is changed by an upsert."""
+        return self.conn.execute("SELECT value FROM registry_meta WHERE key = 'version'").fetchone()[0]
+
+    def mark_seen(self, seen: Mapping[str, int]) -> None:
+        """Record traffic: ``seen`` maps device_id -> newest event time (ms) of a batch.
+
+        Sets ``last_seen = max(old, new)`` and ``commissioned_at = min(old, new)`` (the first
+        valid reading commissions a device; an older batch arriving late moves it earlier).
+        Unknown ids are ignored. One transaction; rows that would not change are not written."""
+        if not seen:
+            return
+        args = [(int(ts), device_id) for device_id, ts in seen.items()]
+        with self._tx() as conn:
+            conn.executemany(_MARK_SEEN, args)
+
+    def attrs(self, device_id: str) -> dict:
+        """The per-device parameters of ``device_id``; ``{}`` when it has none or is unknown
+        (rules then use their defaults)."""
+        r = self.conn.execute("SELECT attrs FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return {} if r is None else json.loads(r[0])
+
+    def attrs_snapshot(self, kind: str) -> dict[str, dict]:
+        """``device_id -> attrs`` of every device of ``kind`` not retired (one query).
+
+        Devices with identical attrs share one dict: treat the values as read-only."""
+        parsed: dict[str, dict] = {}
+        out: dict[str, dict] = {}
+        for device_id, text in self.conn.execute(
+            "SELECT device_id, attrs FROM devices WHERE kind = ? AND status != 'retired'", (kind,)
+        ):
+            a = parsed.get(text)
+            if a is None:
+                a = parsed[text] = json.loads(text)
+            out[device_id] = a
+        return out
+
+    # --- rollout ----------------------------------------------------------------------------
+
+    def upsert_rollout(self, targets: Iterable[RolloutTarget]) -> int:
+        """Insert or update rollout targets by ``(programme, kind, district)`` in one
+        transaction; returns how many were written. Raises :class:`InvalidDevice` (nothing
+        written) naming the first bad target."""
+        rows = []
+        for t in targets:
+            if problems := rollout_problems(t):
+                raise InvalidDevice(f"{t.programme}/{t.kind}/{t.district}", problems)
+            rows.append((t.programme, t.kind, t.district, t.target, t.start, t.deadline))
+        if not rows:
+            return 0
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO rollout_targets (programme, kind, district, target, start, deadline) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (programme, kind, district) DO UPDATE SET "
+                "target = excluded.target, start = excluded.start, deadline = excluded.deadline",
+                rows,
+            )
+        return len(rows)
+
+    def rollout_targets(self, programme: str | None = None) -> list[RolloutTarget]:
+        """Rollout targets ordered by programme, kind, district (of one programme if given)."""
+        sql = "SELECT programme, kind, district, target, start, deadline FROM rollout_targets"
+        args: tuple = ()
+        if programme is not None:
+            sql += " WHERE programme = ?"
+            args = (programme,)
+        rows = self.conn.execute(sql + " ORDER BY programme, kind, district", args).fetchall()
+        return [RolloutTarget(*r) for r in rows]
