@@ -1,0 +1,318 @@
+"""The dispatcher: sends what the outbox holds, retries until delivered, survives restarts.
+
+Guarantees:
+
+* At least once: a delivery leaves the outbox only on a 2xx answer (``delivered``), a
+  non-retryable answer (``failed``), or when an attempt fails after the retry horizon (default
+  24 h) has passed since its first attempt (``failed``). Every attempt carries the same
+  ``X-Citywatch-Delivery``, so receivers drop repeats (a crash between the 2xx and recording it
+  sends the delivery again).
+* Restart: nothing lives only in memory; :meth:`Dispatcher.run` reads the outbox at start and
+  picks up every pending and due-scheduled delivery.
+* Isolation: one lane per receiver, each with its own HTTP connection pool, at most
+  ``max_concurrency`` requests in flight and a bounded queue; claiming is done per receiver, so a
+  slow or dead receiver never delays another.
+* Order: per receiver and alert, notices go out in the order they were written (outbox).
+* Backoff: after the n-th failed attempt, wait ``uniform(0, min(cap, base * 2**(n-1)))``
+  (exponential backoff with full jitter; 1 s doubling, capped at 5 min by default).
+* Latency: :meth:`wake` (thread-safe, cheap) makes the dispatcher look at the outbox at once;
+  the lifecycle's caller calls it after each commit that wrote deliveries. Without it the
+  outbox is polled every ``poll_interval_s``.
+
+All SQLite work runs on one thread of the dispatcher's own (its own connection), so the event
+loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from devices.sqlite import connect
+
+from . import outbox as ob
+from .config import DispatchConfig, Receiver
+from .errors import DispatchError
+from .metrics import DispatchMetrics, default_metrics
+from .webhook import Notifier, WebhookNotifier
+
+log = logging.getLogger("citywatch.dispatch")
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One receiver's queue, workers and the deliveries it has claimed (queued or in flight)."""
+
+    receiver: Receiver
+    notifier: Notifier
+    capacity: int
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    claimed: set[str] = field(default_factory=set)
+    busy: int = 0
+    workers: list[asyncio.Task] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Delivers the outbox of the state DB at ``state_db_path`` to the receivers of ``config``.
+
+    Run it with ``await run(stop)`` in an event loop, or with :meth:`start`/:meth:`stop` on a
+    thread of its own beside synchronous code. ``clock`` (unix seconds) is the only source of
+    time for scheduling and signing; tests pass a controllable one.
+    """
+
+    def __init__(self, state_db_path: str | Path, config: DispatchConfig, *,
+                 clock: Callable[[], float] = time.time,
+                 public_url: str = "http://127.0.0.1:8080",
+                 backoff_base_s: float = 1.0, backoff_cap_s: float = 300.0,
+                 retry_horizon_s: float = 86400.0, poll_interval_s: float = 0.25,
+                 drain_timeout_s: float = 5.0, queue_per_slot: int = 4,
+                 metrics: DispatchMetrics | None = None, rng: random.Random | None = None,
+                 notifier_factory: Callable[[Receiver], Notifier] | None = None) -> None:
+        if not (0 < backoff_base_s <= backoff_cap_s):
+            raise ValueError("backoff: need 0 < backoff_base_s <= backoff_cap_s")
+        if retry_horizon_s < 0 or poll_interval_s <= 0 or drain_timeout_s < 0 or queue_per_slot < 1:
+            raise ValueError("retry_horizon_s, drain_timeout_s >= 0; poll_interval_s > 0; queue_per_slot >= 1")
+        self._path = state_db_path
+        self.config = config
+        self._clock = clock
+        self.public_url = public_url
+        self._base = backoff_base_s
+        self._cap = backoff_cap_s
+        self._horizon = retry_horizon_s
+        self._poll = poll_interval_s
+        self._drain = drain_timeout_s
+        self._queue_per_slot = queue_per_slot
+        self.metrics = metrics or default_metrics()
+        self._rng = rng or random.Random()
+        self._make_notifier = notifier_factory or (lambda r: WebhookNotifier(r, clock=clock))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._woken_early = False
+        self._conn: sqlite3.Connection | None = None
+        self._db_exec: ThreadPoolExecutor | None = None
+        self._running = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._thread_stop: asyncio.Event | None = None
+        self._thread_error: BaseException | None = None
+
+    # --- wiring ---------------------------------------------------------------------------
+
+    def make_outbox(self, conn: sqlite3.Connection) -> ob.Outbox:
+        """An :class:`Outbox` on ``conn`` with this dispatcher's config, clock and public URL."""
+        return ob.Outbox(conn, self.config, clock=self._clock, public_url=self.public_url)
+
+    def wake(self) -> None:
+        """Look at the outbox now (call after committing deliveries). Thread-safe, non-blocking."""
+        loop, event = self._loop, self._wake
+        if loop is None or event is None:
+            self._woken_early = True
+            return
+        try:
+            loop.call_soon_threadsafe(event.set)
+        except RuntimeError:  # the loop has just closed: nothing left to wake
+            pass
+
+    def backoff(self, failed_attempts: int) -> float:
+        """Seconds to wait after the ``failed_attempts``-th failed attempt (full jitter)."""
+        ceiling = min(self._cap, self._base * 2.0 ** min(failed_attempts - 1, 64))
+        return self._rng.uniform(0.0, ceiling)
+
+    # --- thread wrapper -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run on a daemon thread; returns once the outbox is open and the lanes are running.
+
+        Raises DispatchError if it cannot start (e.g. the state DB cannot be opened).
+        """
+        if self._thread is not None:
+            raise DispatchError("dispatcher already started")
+        self._running.clear()
+        self._thread_error = None
+        self._thread = threading.Thread(target=self._thread_main, name="citywatch-dispatch",
+                                        daemon=True)
+        self._thread.start()
+        while not self._running.wait(0.05):
+            if not self._thread.is_alive():
+                self._thread = None
+                raise DispatchError(f"dispatcher failed to start: {self._thread_error}")
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread started by :meth:`start`: finish in-flight attempts (up to the drain
+        timeout), leave the rest pending in the outbox."""
+        thread, loop, event = self._thread, self._loop, self._thread_stop
+        if thread is None:
+            return
+        if loop is not None and event is not None:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:
+                pass
+        thread.join(timeout)
+        if not thread.is_alive():
+            self._thread = None
+
+    def _thread_main(self) -> None:
+        async def main() -> None:
+            self._thread_stop = asyncio.Event()
+            await self.run(self._thread_stop)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported by start(), or logged if it happens later
+            self._thread_error = exc
+            log.exception("dispatcher stopped by an error")
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set, then drain in-flight attempts and return."""
+        loop = asyncio.get_running_loop()
+        self._db_exec = ThreadPoolExecutor(1, thread_name_prefix="citywatch-dispatch-db")
+        lanes: dict[str, _Lane] = {}
+        stopper: asyncio.Task | None = None
+        try:
+            self._conn = await self._db(connect, self._path)
+            await self._db(ob.ensure_schema, self._conn)
+            orphans = await self._db(ob.fail_orphans, self._conn, list(self.config.receivers),
+                                     self._clock())
+            if orphans:
+                log.warning("dispatch: %d open deliveries name receivers no longer configured; "
+                            "marked failed", orphans)
+            self._wake = asyncio.Event()
+            self._loop = loop
+            if self._woken_early:
+                self._woken_early = False
+                self._wake.set()
+            for name, receiver in self.config.receivers.items():
+                lane = _Lane(receiver, self._make_notifier(receiver),
+                             capacity=receiver.max_concurrency * self._queue_per_slot)
+                lane.workers = [asyncio.create_task(self._work(lane), name=f"dispatch-{name}-{i}")
+                                for i in range(receiver.max_concurrency)]
+                lanes[name] = lane
+                self.metrics.pending.labels(name)
+            stopper = asyncio.create_task(self._wake_on(stop))
+            self._running.set()
+            await self._schedule(stop, lanes)
+        finally:
+            if stopper is not None:
+                stopper.cancel()
+            await self._shutdown(lanes)
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _schedule(self, stop: asyncio.Event, lanes: dict[str, _Lane]) -> None:
+        assert self._wake is not None
+        gauges_at = float("-inf")
+        while not stop.is_set():
+            self._wake.clear()
+            now = self._clock()
+            wants = {n: (lane.capacity - len(lane.claimed), frozenset(lane.claimed))
+                     for n, lane in lanes.items() if len(lane.claimed) < lane.capacity}
+            refresh = time.monotonic() - gauges_at >= 1.0
+            batch, next_due, pending = await self._db(self._scan, wants, now, refresh)
+            for due in batch:
+                lane = lanes[due.receiver]
+                lane.claimed.add(due.delivery_id)
+                lane.queue.put_nowait(due)
+            if pending is not None:
+                gauges_at = time.monotonic()
+                for name in lanes:
+                    self.metrics.pending.labels(name).set(pending.get(name, 0))
+            timeout = self._poll if next_due is None else min(self._poll, max(next_due - now, 0.0))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _scan(self, wants: dict[str, tuple[int, frozenset[str]]], now: float,
+              refresh: bool) -> tuple[list[ob.Due], float | None, dict[str, int] | None]:
+        conn = self._conn
+        assert conn is not None
+        batch: list[ob.Due] = []
+        for name, (free, claimed) in wants.items():
+            batch += ob.claim_due(conn, name, now, free, claimed)
+        return batch, ob.next_due_after(conn, now), ob.pending_by_receiver(conn) if refresh else None
+
+    async def _work(self, lane: _Lane) -> None:
+        while True:
+            due = await lane.queue.get()
+            lane.busy += 1
+            try:
+                await self._attempt(lane, due)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # the outcome could not be recorded: the row is still open and will be tried
+                # again; pause so a broken database does not turn into a hot resend loop
+                log.exception("dispatch: delivery %s to %s: could not record the attempt",
+                              due.delivery_id, lane.receiver.name)
+                await asyncio.sleep(self._base)
+            finally:
+                lane.busy -= 1
+                lane.claimed.discard(due.delivery_id)
+                if self._wake is not None:
+                    self._wake.set()
+
+    async def _attempt(self, lane: _Lane, due: ob.Due) -> None:
+        name = lane.receiver.name
+        attempted_at = self._clock()
+        retryable, error = await lane.notifier.send(due.delivery_id, due.body)
+        now = self._clock()
+        conn = self._conn
+        if error is None:
+            await self._db(ob.record_delivered, conn, due, attempted_at, now)
+            self.metrics.delivered.labels(name).inc()
+            self.metrics.latency.labels(name).observe(max(0.0, now - due.due_at))
+            return
+        first = due.first_attempt_at if due.first_attempt_at is not None else attempted_at
+        attempts = due.attempts + 1
+        if not retryable or now - first >= self._horizon:
+            if retryable:
+                error = f"{error} (gave up after {attempts} attempts over {now - first:.0f} s)"
+            await self._db(ob.record_failed, conn, due, attempted_at, error, now)
+            self.metrics.failed.labels(name).inc()
+            log.warning("dispatch: delivery %s to %s failed: %s", due.delivery_id, name, error)
+            return
+        delay = self.backoff(attempts)
+        await self._db(ob.record_retry, conn, due, attempted_at, error, now + delay)
+        self.metrics.retried.labels(name).inc()
+        log.info("dispatch: delivery %s to %s: %s; attempt %d in %.1f s", due.delivery_id, name,
+                 error, attempts + 1, delay)
+
+    async def _shutdown(self, lanes: dict[str, _Lane]) -> None:
+        for lane in lanes.values():  # queued, not started: stays pending in the outbox
+            while not lane.queue.empty():
+                lane.claimed.discard(lane.queue.get_nowait().delivery_id)
+        deadline = time.monotonic() + self._drain
+        while any(lane.busy for lane in lanes.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        workers = [t for lane in lanes.values() for t in lane.workers]
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for lane in lanes.values():
+            await lane.notifier.aclose()
+        self._loop = None
+        self._wake = None
+        self._running.clear()
+        if self._db_exec is not None:
+            if self._conn is not None:
+                await self._db(self._conn.close)
+                self._conn = None
+            self._db_exec.shutdown(wait=True)
+            self._db_exec = None
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        assert self._db_exec is not None
+        return await asyncio.get_running_loop().run_in_executor(self._db_exec, fn, *args)

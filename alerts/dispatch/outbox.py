@@ -1,0 +1,324 @@
+"""The durable outbox: one row per (notice, receiver) in the state database.
+
+Guarantees:
+
+* :meth:`Outbox.listener` writes through the connection it is given, inside the caller's open
+  transaction, and never commits or rolls back: the delivery rows commit or roll back with the
+  alert change that caused them, so a crash between the two loses nothing.
+* Each row carries its final JSON body (webhooks.md), built once, and a ``delivery_id`` (ULID)
+  that stays the same on every attempt, so receivers can drop repeats.
+* For one receiver and one alert, deliveries go out in the order they were written: a
+  ``resolved`` never overtakes the ``firing`` still being retried (see :func:`claim_due`).
+* A ``firing`` notice of a ``major``/``critical`` alert on a route with ``escalate_after``
+  also writes ``scheduled`` rows (status ``escalated``) for the route's ``escalate_to``
+  receivers, due at ``started_at + escalate_after``; a later ``acknowledged`` or ``resolved``
+  notice of that alert cancels those not yet attempted.
+* Rows are never deleted: delivered and failed ones stay visible (:meth:`Outbox.page`).
+
+Delivery states: ``scheduled`` (escalation not yet due or not yet attempted), ``pending``
+(to be sent or being retried), ``delivered`` (a 2xx answer), ``failed`` (not retryable, or no
+2xx within the retry horizon), ``cancelled`` (an escalation made moot in time).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Collection, Mapping
+from urllib.parse import quote
+
+from alerts.notice import NOTICE_STATUSES, AlertNotice
+
+from .config import DispatchConfig
+from .errors import DispatchError
+from .ulid import CROCKFORD, UlidGenerator
+
+STATES = ("scheduled", "pending", "delivered", "failed", "cancelled")
+ESCALATING_SEVERITIES = frozenset({"major", "critical"})
+ALERT_FIELDS = ("id", "rule", "severity", "summary", "metric", "value", "threshold", "started_at",
+                "ended_at", "acknowledged_by", "url")
+DEVICE_FIELDS = ("id", "kind", "district", "asset_id", "lat", "lon", "responsible_unit")
+BODY_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS dispatch_deliveries (
+    delivery_id      TEXT PRIMARY KEY,       -- ULID, also the X-Citywatch-Delivery header
+    alert_id         TEXT NOT NULL,
+    receiver         TEXT NOT NULL,
+    notice           TEXT NOT NULL,          -- firing | resolved | acknowledged | escalated
+    state            TEXT NOT NULL CHECK (state IN
+                         ('scheduled', 'pending', 'delivered', 'failed', 'cancelled')),
+    body             BLOB NOT NULL,          -- the exact JSON bytes sent on every attempt
+    created_at       REAL NOT NULL,          -- unix seconds
+    next_attempt_at  REAL NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    first_attempt_at REAL,
+    last_attempt_at  REAL,
+    last_error       TEXT,
+    done_at          REAL                    -- when delivered, failed or cancelled
+);
+CREATE INDEX IF NOT EXISTS dispatch_deliveries_due
+    ON dispatch_deliveries (receiver, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS dispatch_deliveries_alert
+    ON dispatch_deliveries (alert_id, receiver, state);
+CREATE INDEX IF NOT EXISTS dispatch_deliveries_list
+    ON dispatch_deliveries (state, delivery_id);
+"""
+
+_IDS = UlidGenerator()
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the outbox tables if missing (idempotent; never commits a caller's transaction)."""
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def build_body(delivery_id: str, status: str, alert: Mapping[str, Any], device: Mapping[str, Any],
+               public_url: str) -> bytes:
+    """The webhook body (webhooks.md) as UTF-8 JSON bytes.
+
+    Every field of the contract is present (``null`` when the notice lacks it); fields the
+    notice carries beyond the contract follow them (receivers ignore unknown fields).
+    ``alert.url`` defaults to ``{public_url}/alerts/{id}``.
+    """
+    a = {k: alert.get(k) for k in ALERT_FIELDS}
+    a.update((k, v) for k, v in alert.items() if k not in a)
+    if a["url"] is None and a["id"] is not None:
+        a["url"] = f"{public_url.rstrip('/')}/alerts/{quote(str(a['id']), safe='')}"
+    d = {k: device.get(k) for k in DEVICE_FIELDS}
+    d.update((k, v) for k, v in device.items() if k not in d)
+    doc = {"version": BODY_VERSION, "delivery_id": delivery_id, "status": status, "alert": a,
+           "device": d}
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=_json_default).encode()
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    raise TypeError(f"not JSON serialisable in an alert notice: {type(obj).__name__}")
+
+
+def _epoch(rfc3339: object) -> float | None:
+    if not isinstance(rfc3339, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(rfc3339)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return None
+    return dt.timestamp()
+
+
+def _rfc3339(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Outbox:
+    """Writes deliveries for alert notices (:meth:`listener`) and lists them (:meth:`page`).
+
+    ``conn`` is used to create the tables and by :meth:`page`/:meth:`counts` (thread-safe: a lock
+    guards it), so give the Outbox a connection of its own when the API reads from another
+    thread; the listener only ever uses the connection it is called with.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, config: DispatchConfig, *,
+                 clock: Callable[[], float] = time.time,
+                 public_url: str = "http://127.0.0.1:8080") -> None:
+        self._conn = conn
+        self._config = config
+        self._clock = clock
+        self._public_url = public_url
+        self._lock = threading.Lock()
+        with self._lock:
+            ensure_schema(conn)
+
+    def listener(self, conn: sqlite3.Connection, notice: AlertNotice) -> None:
+        """The NoticeListener: record the deliveries this notice causes, in ``conn``'s transaction.
+
+        Silenced notices, and notices no route matches, write no deliveries (an ``acknowledged``
+        or ``resolved`` one still cancels scheduled escalations). Raises DispatchError when called
+        outside a transaction (the outbox row would not be atomic with the alert change).
+        """
+        if not conn.in_transaction:
+            raise DispatchError("Outbox.listener must be called inside the transaction that records "
+                                "the alert change (BEGIN IMMEDIATE ... COMMIT)")
+        if notice.status not in NOTICE_STATUSES:
+            raise DispatchError(f"unknown notice status {notice.status!r} "
+                                f"(known: {', '.join(NOTICE_STATUSES)})")
+        alert_id = notice.alert.get("id")
+        if not alert_id:
+            raise DispatchError("alert notice without alert.id")
+        alert_id = str(alert_id)
+        now = self._clock()
+        if notice.status in ("acknowledged", "resolved"):
+            conn.execute(
+                "UPDATE dispatch_deliveries SET state = 'cancelled', done_at = ?"
+                " WHERE alert_id = ? AND state = 'scheduled'", (now, alert_id))
+        if notice.silenced:
+            return
+        route = self._config.route_for(notice.alert, notice.device)
+        if route is None:
+            return
+        rows = [(r, notice.status, "pending", now) for r in route.receivers]
+        if (notice.status == "firing" and route.escalate_after_s is not None
+                and notice.alert.get("severity") in ESCALATING_SEVERITIES):
+            started = _epoch(notice.alert.get("started_at"))
+            due = (now if started is None else started) + route.escalate_after_s
+            rows += [(r, "escalated", "scheduled", due) for r in route.escalate_to]
+        for receiver, status, state, due in rows:
+            delivery_id = _IDS.new(now)
+            body = build_body(delivery_id, status, notice.alert, notice.device, self._public_url)
+            conn.execute(
+                "INSERT INTO dispatch_deliveries (delivery_id, alert_id, receiver, notice, state, body,"
+                " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (delivery_id, alert_id, receiver, status, state, body, now, due))
+
+    def page(self, *, status: str | None = None, limit: int = 100,
+             cursor: str | None = None) -> dict[str, Any]:
+        """``{"items", "total", "next"}``, newest first; ``next`` is the cursor of the next page.
+
+        ``status`` filters on the delivery state (:data:`STATES`). Raises ValueError on a bad
+        status, limit or cursor.
+        """
+        if status is not None and status not in STATES:
+            raise ValueError(f"status: unknown delivery status {status!r} (known: {', '.join(STATES)})")
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit: must be between 1 and 1000")
+        if cursor is not None and (len(cursor) != 26 or any(c not in CROCKFORD for c in cursor)):
+            raise ValueError(f"cursor: not a cursor from a previous page: {cursor!r}")
+        where, args = [], []
+        if status is not None:
+            where.append("state = ?")
+            args.append(status)
+        cond = f"WHERE {' AND '.join(where)}" if where else ""
+        page_where = where + (["delivery_id < ?"] if cursor else [])
+        page_args = args + ([cursor] if cursor else [])
+        page_cond = f"WHERE {' AND '.join(page_where)}" if page_where else ""
+        with self._lock:
+            total = self._conn.execute(f"SELECT COUNT(*) FROM dispatch_deliveries {cond}", args).fetchone()[0]
+            rows = self._conn.execute(
+                "SELECT delivery_id, alert_id, receiver, notice, state, created_at, next_attempt_at,"
+                " attempts, first_attempt_at, last_attempt_at, last_error, done_at"
+                f" FROM dispatch_deliveries {page_cond} ORDER BY delivery_id DESC LIMIT ?",
+                (*page_args, limit + 1)).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [
+            {
+                "delivery_id": r[0], "alert_id": r[1], "receiver": r[2], "notice": r[3],
+                "status": r[4], "created_at": _rfc3339(r[5]),
+                "next_attempt_at": _rfc3339(r[6]) if r[4] in ("pending", "scheduled") else None,
+                "attempts": r[7], "first_attempt_at": _rfc3339(r[8]),
+                "last_attempt_at": _rfc3339(r[9]), "last_error": r[10], "done_at": _rfc3339(r[11]),
+            }
+            for r in rows
+        ]
+        return {"items": items, "total": total, "next": rows[-1][0] if more else None}
+
+    def counts(self) -> dict[str, int]:
+        """Number of deliveries in each state (every state present, zero when none)."""
+        with self._lock:
+            found = dict(self._conn.execute(
+                "SELECT state, COUNT(*) FROM dispatch_deliveries GROUP BY state").fetchall())
+        return {s: found.get(s, 0) for s in STATES}
+
+
+# --- the dispatcher's side -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A delivery whose attempt is due, as the dispatcher claims it."""
+
+    delivery_id: str
+    receiver: str
+    body: bytes
+    attempts: int
+    first_attempt_at: float | None
+    created_at: float
+    due_at: float
+
+
+def claim_due(conn: sqlite3.Connection, receiver: str, now: float, limit: int,
+              skip: Collection[str]) -> list[Due]:
+    """Up to ``limit`` deliveries of ``receiver`` due at ``now``, oldest first, not in ``skip``.
+
+    A delivery is held back while an older delivery of the same alert to the same receiver is
+    still pending, so one receiver sees one alert's notices in order.
+    """
+    rows = conn.execute(
+        "SELECT d.delivery_id, d.receiver, d.body, d.attempts, d.first_attempt_at, d.created_at,"
+        "       d.next_attempt_at"
+        "  FROM dispatch_deliveries AS d"
+        " WHERE d.receiver = ? AND d.state IN ('pending', 'scheduled') AND d.next_attempt_at <= ?"
+        "   AND NOT EXISTS (SELECT 1 FROM dispatch_deliveries AS e"
+        "                    WHERE e.alert_id = d.alert_id AND e.receiver = d.receiver"
+        "                      AND e.state = 'pending' AND e.delivery_id < d.delivery_id)"
+        " ORDER BY d.next_attempt_at, d.delivery_id LIMIT ?",
+        (receiver, now, limit + len(skip))).fetchall()
+    out = [Due(r[0], r[1], bytes(r[2]), r[3], r[4], r[5], r[6]) for r in rows if r[0] not in skip]
+    return out[:limit]
+
+
+def next_due_after(conn: sqlite3.Connection, now: float) -> float | None:
+    """The earliest attempt time later than ``now`` of any pending or scheduled delivery."""
+    return conn.execute(
+        "SELECT MIN(next_attempt_at) FROM dispatch_deliveries"
+        " WHERE state IN ('pending', 'scheduled') AND next_attempt_at > ?", (now,)).fetchone()[0]
+
+
+def pending_by_receiver(conn: sqlite3.Connection) -> dict[str, int]:
+    """Pending deliveries (due or in backoff) per receiver."""
+    return dict(conn.execute(
+        "SELECT receiver, COUNT(*) FROM dispatch_deliveries WHERE state = 'pending'"
+        " GROUP BY receiver").fetchall())
+
+
+def record_delivered(conn: sqlite3.Connection, due: Due, attempted_at: float, now: float) -> None:
+    """A 2xx answer: the delivery is done."""
+    conn.execute(
+        "UPDATE dispatch_deliveries SET state = 'delivered', attempts = attempts + 1,"
+        " first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?, last_error = NULL,"
+        " done_at = ? WHERE delivery_id = ?",
+        (attempted_at, attempted_at, now, due.delivery_id))
+
+
+def record_retry(conn: sqlite3.Connection, due: Due, attempted_at: float, error: str,
+                 next_attempt_at: float) -> None:
+    """A retryable failure: try again at ``next_attempt_at``."""
+    conn.execute(
+        "UPDATE dispatch_deliveries SET state = 'pending', attempts = attempts + 1,"
+        " first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?, last_error = ?,"
+        " next_attempt_at = ? WHERE delivery_id = ?",
+        (attempted_at, attempted_at, error, next_attempt_at, due.delivery_id))
+
+
+def record_failed(conn: sqlite3.Connection, due: Due, attempted_at: float, error: str,
+                  now: float) -> None:
+    """Given up (not retryable, or the retry horizon passed): kept as failed."""
+    conn.execute(
+        "UPDATE dispatch_deliveries SET state = 'failed', attempts = attempts + 1,"
+        " first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?, last_error = ?,"
+        " done_at = ? WHERE delivery_id = ?",
+        (attempted_at, attempted_at, error, now, due.delivery_id))
+
+
+def fail_orphans(conn: sqlite3.Connection, known_receivers: Collection[str], now: float) -> int:
+    """Mark failed the open deliveries of receivers no longer configured; returns how many."""
+    names = list(known_receivers)
+    unknown = f"AND receiver NOT IN ({', '.join('?' for _ in names)})" if names else ""
+    cur = conn.execute(
+        "UPDATE dispatch_deliveries SET state = 'failed', done_at = ?,"
+        " last_error = 'receiver ' || receiver || ' is no longer configured'"
+        f" WHERE state IN ('pending', 'scheduled') {unknown}", (now, *names))
+    return cur.rowcount
