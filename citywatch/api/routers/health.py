@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from citywatch.api.deps import Services
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/api/v1/health")
+def health(svc: Services) -> dict:
+    """Liveness and the state of the broker, store and state connections."""
+    checks = {
+        "broker": bool(svc.broker_connected()),
+        "store": bool(svc.store.ping()),
+        "state": _state_ok(svc),
+    }
+    spool = getattr(svc, "spool", None)
+    body = {"status": "ok" if all(checks.values()) else "degraded", "checks": checks}
+    if spool is not None:
+        batches, size = spool.depth()
+        body["spool"] = {"batches": batches, "bytes": size}
+    return body
+
+
+def _state_ok(svc) -> bool:
+    try:
+        svc.registry_ro.count()
+        return True
+    except Exception:
+        return False

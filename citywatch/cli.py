@@ -1,0 +1,200 @@
+"""The ``citywatch`` command (operator.md "Command line").
+
+Each subcommand takes ``--config PATH`` after its name. Exit status 0 on success, non-zero with
+a one-line reason on failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from citywatch.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="citywatch: city infrastructure telemetry, rules and alerts.")
+devices_app = typer.Typer(no_args_is_help=True, help="The device registry (registry.md CSV).")
+rollout_app = typer.Typer(no_args_is_help=True, help="Rollout programmes (rollout.csv).")
+app.add_typer(devices_app, name="devices")
+app.add_typer(rollout_app, name="rollout")
+
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings(config: Path | None, **overrides) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as e:
+        _fail(f"configuration: {e}", 2)
+        raise  # unreachable
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop.wait(0.5):
+        pass
+
+
+@app.command()
+def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Everything on one machine: embedded broker, sample Wuhan fleet and its simulators, consumer,
+    embedded store, rules, dispatch, API."""
+    from citywatch.broker import EmbeddedBroker
+    from citywatch.runner import Node
+    from devices.fleet import sample_fleet
+    from simulators.engine import Simulation
+    from simulators.publish import run as publish
+
+    _logging(verbose)
+    s = settings(config)
+    broker = EmbeddedBroker("127.0.0.1", s.up.broker_port)
+    try:
+        broker.start()
+    except RuntimeError as e:
+        _fail(f"{e} (set [up] broker_port, or 0 for any free port)")
+    node = Node(s, broker_url=broker.url, mqtt_protocol=4)
+    node.open()
+    fleet = sample_fleet(s.up.fleet_scale, seed=s.up.seed, min_per_kind=s.up.devices_per_kind)
+    node.registry.upsert(fleet)
+    try:
+        node.start()
+    except Exception as e:
+        node.stop()
+        broker.stop()
+        _fail(str(e))
+    sim_stop = threading.Event()
+    sim = Simulation(fleet, seed=s.up.seed, start_ms=int(time.time() * 1000))
+
+    def run_sim() -> None:
+        try:
+            publish(broker.url, sim, duration_ms=365 * 86_400_000, speed=s.up.speed, stop=sim_stop,
+                    client_id="citywatch-up-simulators")
+        except Exception:
+            logging.getLogger("citywatch").exception("simulators stopped")
+
+    sim_thread = threading.Thread(target=run_sim, name="citywatch-simulators", daemon=True)
+    sim_thread.start()
+    out.print(f"citywatch is up: [bold]http://{s.api.listen}[/] (API docs /docs, health /api/v1/health); "
+              f"broker {broker.url}; {len(fleet)} simulated devices; data in "
+              f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
+    _wait_for_signal()
+    out.print("stopping: draining buffered readings...")
+    sim_stop.set()
+    sim_thread.join(10)
+    node.stop()
+    broker.stop()
+    out.print("stopped.")
+
+
+@app.command()
+def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Production: consume from the configured broker into the configured store, evaluate rules,
+    dispatch, serve the API. No simulators, no embedded broker."""
+    from citywatch.runner import Node
+
+    _logging(verbose)
+    s = settings(config)
+    node = Node(s)
+    try:
+        node.start()
+    except Exception as e:
+        node.stop()
+        _fail(str(e))
+    out.print(f"citywatch serving: API http://{s.api.listen}; broker {s.mqtt.url}; store {s.store.url}",
+              highlight=False)
+    _wait_for_signal()
+    node.stop()
+
+
+def _registry(s: Settings):
+    from devices.registry import Registry
+    from devices.sqlite import parse_url
+
+    return Registry.open(parse_url(s.state.url))
+
+
+@devices_app.command("import")
+def devices_import(file: Path, config: ConfigOpt = None) -> None:
+    """Import devices.csv (upsert by device_id, all-or-nothing)."""
+    from devices.csvio import import_devices
+    from devices.errors import RegistryError
+
+    s = settings(config)
+    try:
+        n = import_devices(_registry(s), file)
+    except (RegistryError, OSError) as e:
+        _fail(str(e))
+    out.print(f"imported {n} devices from {file}")
+
+
+@devices_app.command("export")
+def devices_export(file: Path, config: ConfigOpt = None) -> None:
+    """Export the registry as devices.csv."""
+    from devices.csvio import export_devices
+
+    n = export_devices(_registry(settings(config)), file)
+    out.print(f"exported {n} devices to {file}")
+
+
+@rollout_app.command("import")
+def rollout_import(file: Path, config: ConfigOpt = None) -> None:
+    """Import rollout.csv (programme targets per district)."""
+    from devices.csvio import import_rollout
+    from devices.errors import RegistryError
+
+    s = settings(config)
+    try:
+        n = import_rollout(_registry(s), file)
+    except (RegistryError, OSError) as e:
+        _fail(str(e))
+    out.print(f"imported {n} rollout targets from {file}")
+
+
+def _mount_domain_commands() -> None:
+    from alerts.cli import app as rules_app
+    from simulators.cli import app as sim_app
+
+    app.add_typer(rules_app, name="rules", help="Rule files: check them.")
+    for cmd in sim_app.registered_commands:
+        app.registered_commands.append(cmd)
+
+
+_mount_domain_commands()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

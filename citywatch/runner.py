@@ -1,0 +1,183 @@
+"""The all-in-one runner: wires the packages into one process.
+
+``Node(settings).start()`` opens the state DB and the store, then starts, in order: dispatch,
+the ingest pipeline, the MQTT consumer, the absence-rule ticker and the API. ``stop()`` undoes
+it in reverse, draining first: buffered readings are written and acknowledged before the
+consumer disconnects, so Ctrl-C loses nothing. ``citywatch up`` adds the embedded broker and a
+sample fleet with its simulators in front.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from citywatch.settings import Settings
+from devices.registry import Registry
+from devices.sqlite import connect, parse_url
+from ingest.events import EventLog
+from ingest.metrics import IngestMetrics
+from ingest.mqtt import ConsumerOptions, MqttConsumer
+from ingest.pipeline import Pipeline
+from ingest.quarantine import Quarantine
+from ingest.spool import Spool
+from ingest.stores.base import open_store
+
+log = logging.getLogger("citywatch")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Node:
+    """One citywatch process: consumer, store, rules, dispatch, API."""
+
+    def __init__(self, settings: Settings, *, broker_url: str | None = None, mqtt_protocol: int | None = None,
+                 clock: Callable[[], int] = now_ms):
+        self.settings = settings
+        self.broker_url = broker_url or settings.mqtt.url
+        self.mqtt_protocol = mqtt_protocol or settings.mqtt.protocol
+        self.clock = clock
+        self.metrics_registry = CollectorRegistry()
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.server: uvicorn.Server | None = None
+        self.consumer: MqttConsumer | None = None
+        self.dispatcher = None
+        self.engine = None
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the state DB and the store (no network, no threads)."""
+        s = self.settings
+        self.state_path = parse_url(s.state.url)
+        self.store = open_store(s.store.url)
+        self.registry = Registry(connect(self.state_path))
+        self.quarantine = Quarantine(connect(self.state_path))
+        self.events = EventLog(connect(self.state_path))
+        self.spool = Spool(Path(s.ingest.spool_dir), s.ingest.spool_max_bytes)
+        self.ingest_metrics = IngestMetrics(self.metrics_registry)
+        self._open_rules()
+
+    def _open_rules(self) -> None:
+        from alerts.dispatch.dispatcher import Dispatcher
+        from alerts.dispatch.outbox import Outbox
+        from alerts.engine import RuleEngine
+        from alerts.pack import load_pack
+        from alerts.state import AlertState
+
+        s = self.settings
+        listen = s.api.public_url or f"http://{s.api.listen}"
+        self.alert_conn = connect(self.state_path)
+        self.outbox = Outbox(self.alert_conn)
+        self.alerts = AlertState(self.alert_conn)
+        self.dispatcher = Dispatcher(self.state_path, s.dispatch_config(), public_url=listen,
+                                     registry=self.metrics_registry)
+        pack = load_pack(s.rules.files, disabled=s.rules.disabled)
+        rules_registry = Registry(connect(self.state_path))
+
+        def device_info(device_id: str):
+            d = rules_registry.get(device_id)
+            if d is None:
+                return None
+            return {"id": d.device_id, "kind": d.kind, "district": d.district, "asset_id": d.asset_id,
+                    "lat": d.lat, "lon": d.lon, "responsible_unit": d.responsible_unit}
+
+        self.engine = RuleEngine(pack, self.alerts, attrs=rules_registry.attrs_snapshot,
+                                 device_info=device_info, tz=s.timezone, listeners=[self.outbox.listener])
+
+    def start(self) -> None:
+        self.open()
+        s = self.settings
+        if self.dispatcher is not None:
+            self.dispatcher.start()
+        self.pipeline = Pipeline(
+            store=self.store, registry=self.registry, quarantine=self.quarantine, events=self.events,
+            metrics=self.ingest_metrics, spool=self.spool, rules=self.engine,
+            after_flush=self.dispatcher.wake if self.dispatcher is not None else None,
+            max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
+            max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
+        )
+        self.pipeline.start()
+        topics = list(s.mqtt.topics)
+        if s.mqtt.shared_group:
+            topics = [f"$share/{s.mqtt.shared_group}/{t}" for t in topics]
+        self.consumer = MqttConsumer(self.broker_url, self.pipeline.submit, ConsumerOptions(
+            client_id=s.mqtt.client_id, topics=topics, qos=s.mqtt.qos, protocol=self.mqtt_protocol,
+            username=s.mqtt.username, password=s.mqtt.password, receive_maximum=s.mqtt.receive_maximum,
+        ))
+        self.consumer.start(wait_s=20)
+        if self.engine is not None:
+            self._spawn(self._tick_loop, "citywatch-rules-tick")
+        self._start_api()
+
+    def _spawn(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _tick_loop(self) -> None:
+        conn_registry = Registry(connect(self.state_path))
+        while not self._stop.wait(self.settings.rules.tick_s):
+            try:
+                last_seen = conn_registry.last_seen_all()
+                self.engine.tick(self.clock(), last_seen)
+                if self.dispatcher is not None:
+                    self.dispatcher.wake()
+            except Exception:
+                log.exception("absence-rule tick failed")
+
+    def _start_api(self) -> None:
+        from citywatch.api.app import create_app
+
+        s = self.settings
+        state = SimpleNamespace(
+            settings=s, store=self.store, spool=self.spool, now=self.clock,
+            registry_ro=Registry(connect(self.state_path)),
+            quarantine_ro=Quarantine(connect(self.state_path)),
+            events_ro=EventLog(connect(self.state_path)),
+            metrics_registry=self.metrics_registry,
+            broker_connected=lambda: self.consumer is not None and self.consumer.connected.is_set(),
+            tokens=s.api.tokens, listen=s.api.listen,
+        )
+        if self.engine is not None:
+            state.alerts = self.alerts
+            state.outbox = self.outbox
+        app = create_app(state)
+        config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning",
+                                access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self._spawn(self.server.run, "citywatch-api")
+        deadline = time.monotonic() + 15
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.server.started:
+            raise RuntimeError(f"the API could not listen on {s.api.listen}")
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Drain and stop: nothing buffered is lost."""
+        self._stop.set()
+        if self.consumer is not None:
+            self.pipeline.flush()  # written and acknowledged while still connected
+            self.consumer.stop()
+        if hasattr(self, "pipeline"):
+            self.pipeline.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        if self.server is not None:
+            self.server.should_exit = True
+        for t in self._threads:
+            t.join(10)
+        if hasattr(self, "store"):
+            self.store.close()

@@ -1,0 +1,298 @@
+"""Settings (operator.md "Configuration"): one TOML file, overridden by ``CITYWATCH_*`` variables.
+
+Validated completely before anything starts. Any problem (unknown key in the file or in the
+environment, bad value, bad URL, a route naming a missing receiver) raises
+:class:`ConfigError` whose message names the key, e.g. ``mqtt.url: expected mqtt:// or
+mqtts://, got 'http://x'``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "CITYWATCH_"
+DEFAULT_FILE = "citywatch.toml"
+DEFAULT_DATA_DIR = "citywatch-data"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttSettings(_Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str = ""
+    password: str = ""
+    client_id: str = "citywatch-ingest"
+    topics: list[str] = Field(default_factory=lambda: ["city/#"])
+    qos: int = Field(1, ge=0, le=1)
+    protocol: int = 5  # 5 or 4 (MQTT 3.1.1)
+    receive_maximum: int = Field(20_000, ge=1, le=65535)
+    shared_group: str = ""  # e.g. "citywatch": subscribe as $share/citywatch/<topic>
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from ingest.mqtt import BrokerAddress
+
+        BrokerAddress.parse(v)
+        return v
+
+    @field_validator("protocol")
+    @classmethod
+    def _proto(cls, v: int) -> int:
+        if v not in (4, 5):
+            raise ValueError("must be 5 (MQTT 5) or 4 (MQTT 3.1.1)")
+        return v
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one topic filter")
+        for t in v:
+            parts = t.split("/")
+            if not t or any(("#" in p and (p != "#" or i != len(parts) - 1)) or ("+" in p and p != "+")
+                            for i, p in enumerate(parts)):
+                raise ValueError(f"bad topic filter {t!r}")
+        return v
+
+
+class StoreSettings(_Section):
+    url: str = f"duckdb:///{DEFAULT_DATA_DIR}/readings.duckdb"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        scheme = v.split(":", 1)[0]
+        if scheme not in ("duckdb", "influxdb") or "://" not in v:
+            raise ValueError(f"expected duckdb:///path or influxdb://host:port/db, got {v!r}")
+        return v
+
+
+class StateSettings(_Section):
+    url: str = f"sqlite:///{DEFAULT_DATA_DIR}/state.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from devices.sqlite import parse_url
+
+        parse_url(v)
+        return v
+
+
+class RulesSettings(_Section):
+    files: list[str] = Field(default_factory=list)
+    disabled: list[str] = Field(default_factory=list)  # rule ids switched off
+    tick_s: float = Field(10.0, gt=0)  # how often absence rules are evaluated
+
+
+class ApiSettings(_Section):
+    listen: str = "127.0.0.1:8080"
+    public_url: str = ""  # base of alert links in webhooks; default http://{listen}
+    tokens: list[dict[str, str]] = Field(default_factory=list)  # {token, role, name}
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, v: list[dict[str, str]]) -> list[dict[str, str]]:
+        for i, t in enumerate(v):
+            unknown = set(t) - {"token", "role", "name"}
+            if unknown:
+                raise ValueError(f"tokens[{i}]: unknown key {sorted(unknown)[0]!r}")
+            if len(t.get("token", "")) < 16:
+                raise ValueError(f"tokens[{i}].token: at least 16 characters")
+            if t.get("role", "viewer") not in ("viewer", "operator", "admin"):
+                raise ValueError(f"tokens[{i}].role: one of viewer, operator, admin")
+        return v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, got {v!r}")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class IngestSettings(_Section):
+    batch_readings: int = Field(100_000, ge=1)
+    batch_messages: int = Field(20_000, ge=1)
+    linger_ms: float = Field(20.0, ge=0)
+    max_pending_readings: int = Field(1_000_000, ge=1)
+    spool_dir: str = f"{DEFAULT_DATA_DIR}/spool"
+    spool_max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
+
+
+class UpSettings(_Section):
+    """``citywatch up`` only: the embedded broker and the sample fleet."""
+
+    broker_port: int = Field(1883, ge=0, le=65535)  # 0 = any free port
+    fleet_scale: float = Field(0.0005, ge=0)
+    devices_per_kind: int = Field(3, ge=1)  # at least this many of each kind
+    seed: int = 2021
+    speed: float = Field(1.0, gt=0)  # simulated seconds per real second
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid")
+
+    timezone: str = "Asia/Shanghai"
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    up: UpSettings = Field(default_factory=UpSettings)
+    receivers: list[dict[str, Any]] = Field(default_factory=list)
+    routes: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _dispatch(self) -> "Settings":
+        self.dispatch_config()  # raises naming receivers[i]/routes[i] keys
+        return self
+
+    def dispatch_config(self):
+        from alerts.dispatch.config import DispatchConfig
+
+        return DispatchConfig.from_raw(self.receivers, self.routes)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file and the environment are merged by load_settings (environment wins), so
+        # that unknown variables can be refused by name like unknown keys.
+        return (init_settings,)
+
+
+def _check_env(env: dict[str, str]) -> None:
+    """Unknown ``CITYWATCH_*`` variables are refused like unknown keys (typos must not pass)."""
+    known = {"CONFIG"}
+    for name, field in Settings.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            known.update(f"{name}_{k}".upper() for k in ann.model_fields)
+        else:
+            known.add(name.upper())
+    for var in env:
+        if var.upper().startswith(ENV_PREFIX) and var.upper()[len(ENV_PREFIX):] not in known:
+            raise ConfigError(f"{var}: unknown setting (environment variable)")
+
+
+def config_path(explicit: str | Path | None, env: dict[str, str] | None = None) -> Path | None:
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("CITYWATCH_CONFIG"):
+        return Path(env["CITYWATCH_CONFIG"])
+    p = Path(DEFAULT_FILE)
+    return p if p.exists() else None
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Settings from the TOML file (see :func:`config_path`), the environment and ``overrides``."""
+    env = dict(os.environ if env is None else env)
+    _check_env(env)
+    p = config_path(path, env)
+    data: dict[str, Any] = {}
+    where = "defaults"
+    if p is not None:
+        where = str(p)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such config file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    for k, v in overrides.items():
+        section, _, key = k.partition("__")
+        if key:
+            data.setdefault(section, {})[key] = v
+        else:
+            data[section] = v
+    try:
+        return Settings(**_merge_env(data, env))
+    except ValidationError as e:
+        raise ConfigError(_explain(e, where)) from None
+    except Exception as e:  # dispatch config errors carry their key in the message
+        if type(e).__name__.endswith("ConfigError"):
+            raise ConfigError(f"{where}: {e}") from None
+        raise
+
+
+def _merge_env(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """The file's values with ``CITYWATCH_<SECTION>_<KEY>`` / ``CITYWATCH_<KEY>`` applied over them."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for var, value in env.items():
+        u = var.upper()
+        if not u.startswith(ENV_PREFIX) or u == "CITYWATCH_CONFIG":
+            continue
+        rest = u[len(ENV_PREFIX):].lower()
+        if rest in Settings.model_fields:
+            out[rest] = _env_value(value)
+            continue
+        section, _, key = rest.partition("_")
+        if section in Settings.model_fields and key:
+            if not isinstance(out.get(section), dict):
+                out[section] = {}
+            out[section][key] = _env_value(value)
+    return out
+
+
+def _env_value(v: str) -> Any:
+    s = v.strip()
+    if s.startswith("[") or s.startswith("{"):
+        import json
+
+        try:
+            return json.loads(s)
+        except ValueError:
+            return v
+    return v
+
+
+def _explain(e: ValidationError, where: str) -> str:
+    lines = []
+    for err in e.errors():
+        key = ".".join(str(x) for x in err["loc"]) or "(top)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        lines.append(f"{key}: {msg}" if err["loc"] else msg)
+    return f"{where}: " + "; ".join(lines)

@@ -1,0 +1,265 @@
+"""Decoding and validating device messages (device-protocol.md).
+
+:class:`Decoder` turns one MQTT message into readings (appended to a
+:class:`~ingest.model.ReadingsBuilder`), events and rejections. It never raises on bad input:
+every rejection class of the contract's "Bad input" section becomes a
+:class:`~ingest.model.Rejection` whose ``reason`` starts with a short code
+(``out_of_range: ...``) and then says what is wrong in words an integrator can act on.
+
+Granularity: a message whose topic, device or envelope is bad is rejected whole. In a
+``readings`` batch each reading is judged on its own: the readings that pass are kept, each
+bad one is quarantined with its reason. A reading (or a ``series`` message) with any bad
+metric is rejected whole, so a stored reading is never a silently trimmed version of what the
+device sent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+import msgspec
+import numpy as np
+
+from devices.catalogue import CATALOGUE, Kind
+from ingest.model import Event, ReadingsBuilder, Rejection
+from ingest.topic import Topic, TopicError
+
+MAX_PAYLOAD = 256 * 1024
+MAX_FUTURE_MS = 5 * 60 * 1000
+MAX_PAST_MS = 30 * 86400 * 1000
+
+# Rejection codes, one per class of the contract's "Bad input" section (and the counters' labels).
+REJECTION_CODES = (
+    "too_large", "bad_topic", "unknown_kind", "bad_device_id", "unregistered", "kind_mismatch",
+    "bad_json", "bad_shape", "unknown_metric", "not_a_number", "not_finite", "out_of_range",
+    "missing_ts", "bad_ts", "ts_future", "ts_past", "series_length", "bad_status", "bad_event",
+)
+
+_json = msgspec.json.Decoder()
+_EVENT_TYPE_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+# device_id -> (kind, district, asset_id)
+Lookup = Callable[[str], "tuple[str, str, str] | None"]
+
+
+class _Bad(Exception):
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What one message carried; ``seen`` is device_id -> newest accepted event time."""
+
+    readings: int = 0
+    events: list[Event] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
+
+
+def parse_ts(value: Any) -> int:
+    """Milliseconds since the epoch from an integer or an RFC 3339 string with an offset."""
+    if isinstance(value, bool):
+        raise _Bad("bad_ts", f"ts must be epoch milliseconds or RFC 3339, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise _Bad("bad_ts", f"ts must be whole epoch milliseconds, got {value!r}")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise _Bad("bad_ts", f"ts {value!r} is not RFC 3339") from None
+        if dt.tzinfo is None:
+            raise _Bad("bad_ts", f"ts {value!r} has no UTC offset")
+        return int(round(dt.timestamp() * 1000))
+    raise _Bad("bad_ts", f"ts must be epoch milliseconds or RFC 3339, got {type(value).__name__}")
+
+
+class Decoder:
+    """Validates messages against the catalogue and the registry.
+
+    ``lookup(device_id)`` answers ``(kind, district, asset_id)`` for a registered device, or
+    None. ``now_ms`` is passed per call (the received time): the ``ts`` window is judged
+    against it, never against a clock read here.
+    """
+
+    def __init__(self, lookup: Lookup):
+        self._lookup = lookup
+
+    def decode(self, topic: str, payload: bytes, received_ms: int, out: ReadingsBuilder) -> Decoded:
+        result = Decoded()
+        try:
+            self._decode(topic, payload, received_ms, out, result)
+        except _Bad as bad:
+            result.rejections.append(self._reject(topic, payload, received_ms, bad))
+        return result
+
+    # -- internals -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _reject(topic: str, payload: bytes, received_ms: int, bad: _Bad,
+                device_id: str = "", kind: str = "") -> Rejection:
+        return Rejection(topic, payload, received_ms, f"{bad.code}: {bad.message}", device_id, kind)
+
+    def _decode(self, topic: str, payload: bytes, now: int, out: ReadingsBuilder, result: Decoded) -> None:
+        if len(payload) > MAX_PAYLOAD:
+            raise _Bad("too_large", f"payload of {len(payload)} bytes is over the {MAX_PAYLOAD} byte limit")
+        try:
+            t = Topic.parse(topic)
+        except TopicError as e:
+            raise _Bad(e.code, str(e)) from None
+        entry = self._lookup(t.device_id)
+        if entry is None:
+            raise _Bad("unregistered", f"device {t.device_id!r} is not registered")
+        if entry[0] != t.kind:
+            raise _Bad("kind_mismatch",
+                       f"device {t.device_id!r} is registered as {entry[0]!r}, not {t.kind!r}")
+        _, district, asset_id = entry
+        kind = CATALOGUE[t.kind]
+
+        if t.channel == "status":
+            text = payload.decode("utf-8", "replace").strip().strip('"')
+            if text not in ("online", "offline"):
+                raise _Bad("bad_status", f"status payload must be 'online' or 'offline', got {text[:40]!r}")
+            result.events.append(Event(t.device_id, t.kind, now, text, {}, district, asset_id))
+            return
+
+        try:
+            obj = _json.decode(payload)
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            # JSON has no NaN/Infinity: a device that sends them (or 1e999) sent a non-finite number
+            if "out of range" in str(e) or b"NaN" in payload or b"Infinity" in payload:
+                raise _Bad("not_finite", f"payload holds a number that is not finite ({e})") from None
+            raise _Bad("bad_json", f"payload is not valid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise _Bad("bad_json", f"payload is a JSON {type(obj).__name__}, not an object")
+
+        if t.channel == "event":
+            result.events.append(self._event(obj, t, now, district, asset_id))
+            result.seen[t.device_id] = max(result.seen.get(t.device_id, 0), result.events[-1].ts)
+            return
+
+        if "readings" in obj:
+            items = obj["readings"]
+            if not isinstance(items, list) or not items:
+                raise _Bad("bad_shape", "readings must be a non-empty array of {ts, metrics}")
+            for i, item in enumerate(items):
+                try:
+                    if not isinstance(item, dict):
+                        raise _Bad("bad_shape", f"readings[{i}] is not an object")
+                    ts = self._ts(item, now)
+                    rows = self._metrics(item.get("metrics"), kind)
+                except _Bad as bad:
+                    bad.message = f"readings[{i}]: {bad.message}"
+                    result.rejections.append(self._reject(topic, payload, now, bad, t.device_id, t.kind))
+                    continue
+                self._add_rows(out, result, t, ts, rows, district, asset_id)
+            return
+
+        ts = self._ts(obj, now)
+        if "series" in obj:
+            self._series(obj, kind, t, ts, out, result, district, asset_id)
+            return
+        if "metrics" not in obj:
+            raise _Bad("bad_shape", "payload has none of metrics, readings, series")
+        rows = self._metrics(obj["metrics"], kind)
+        self._add_rows(out, result, t, ts, rows, district, asset_id)
+
+    @staticmethod
+    def _add_rows(out: ReadingsBuilder, result: Decoded, t: Topic, ts: int,
+                  rows: list[tuple[str, float]], district: str, asset_id: str) -> None:
+        for name, value in rows:
+            out.add(t.device_id, t.kind, name, ts, value, district, asset_id)
+        result.readings += len(rows)
+        if ts > result.seen.get(t.device_id, 0):
+            result.seen[t.device_id] = ts
+
+    @staticmethod
+    def _ts(obj: Mapping[str, Any], now: int) -> int:
+        if "ts" not in obj:
+            raise _Bad("missing_ts", "ts is missing")
+        ts = parse_ts(obj["ts"])
+        if ts > now + MAX_FUTURE_MS:
+            raise _Bad("ts_future", f"ts {ts} is {(ts - now) / 1000:.0f} s in the future (limit 300 s)")
+        if ts < now - MAX_PAST_MS:
+            raise _Bad("ts_past", f"ts {ts} is {(now - ts) / 86400000:.1f} days in the past (limit 30 days)")
+        return ts
+
+    @staticmethod
+    def _metrics(metrics: Any, kind: Kind) -> list[tuple[str, float]]:
+        if not isinstance(metrics, dict) or not metrics:
+            raise _Bad("bad_shape", "metrics must be a non-empty object of name -> number")
+        rows = []
+        for name, value in metrics.items():
+            m = kind.metrics.get(name)
+            if m is None:
+                raise _Bad("unknown_metric", f"unknown metric {name!r} for kind {kind.name!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _Bad("not_a_number", f"metric {name!r} is {type(value).__name__}, not a number")
+            value = float(value)
+            if not math.isfinite(value):
+                raise _Bad("not_finite", f"metric {name!r} is not finite ({value})")
+            if not m.lo <= value <= m.hi:
+                raise _Bad("out_of_range",
+                           f"metric {name!r} = {value:g} is outside its physical range {m.lo:g}..{m.hi:g} {m.unit}")
+            rows.append((name, value))
+        return rows
+
+    def _series(self, obj: Mapping[str, Any], kind: Kind, t: Topic, ts: int, out: ReadingsBuilder,
+                result: Decoded, district: str, asset_id: str) -> None:
+        series = obj["series"]
+        interval = obj.get("interval_ms")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
+            math.isfinite(interval) and interval > 0
+        ):
+            raise _Bad("bad_shape", "a series needs interval_ms, a positive number")
+        if not isinstance(series, dict) or not series:
+            raise _Bad("bad_shape", "series must be a non-empty object of name -> array of numbers")
+        arrays: list[tuple[str, np.ndarray]] = []
+        length = None
+        for name, values in series.items():
+            m = kind.metrics.get(name)
+            if m is None:
+                raise _Bad("unknown_metric", f"unknown metric {name!r} for kind {kind.name!r}")
+            if not isinstance(values, list) or not values:
+                raise _Bad("bad_shape", f"series {name!r} must be a non-empty array of numbers")
+            if length is not None and len(values) != length:
+                raise _Bad("series_length", f"series lengths differ ({length} and {len(values)} for {name!r})")
+            length = len(values)
+            try:  # strict: ints and floats only (no bools, no numeric strings)
+                a = np.array(msgspec.convert(values, list[float]), dtype=np.float64)
+            except msgspec.ValidationError as e:
+                raise _Bad("not_a_number", f"series {name!r}: {e}") from None
+            if not np.isfinite(a).all():
+                raise _Bad("not_finite", f"series {name!r} holds a value that is not finite")
+            if a.min() < m.lo or a.max() > m.hi:
+                raise _Bad("out_of_range",
+                           f"series {name!r} has values outside its physical range {m.lo:g}..{m.hi:g} {m.unit}")
+            arrays.append((name, a))
+        rows = self._metrics(obj["metrics"], kind) if "metrics" in obj else []
+        times = ts + np.round(np.arange(length, dtype=np.float64) * float(interval)).astype(np.int64)
+        for name, a in arrays:
+            out.add_series(t.device_id, t.kind, name, times, a, district, asset_id)
+            result.readings += len(a)
+        last = int(times[-1])
+        if rows:
+            self._add_rows(out, result, t, ts, rows, district, asset_id)
+        if last > result.seen.get(t.device_id, 0):
+            result.seen[t.device_id] = last
+
+    def _event(self, obj: Mapping[str, Any], t: Topic, now: int, district: str, asset_id: str) -> Event:
+        ts = self._ts(obj, now)
+        etype = obj.get("type")
+        if not isinstance(etype, str) or not etype or len(etype) > 64 or not set(etype) <= _EVENT_TYPE_OK:
+            raise _Bad("bad_event", f"event type must be a short snake_case word, got {etype!r}")
+        detail = obj.get("detail", {})
+        if not isinstance(detail, dict):
+            raise _Bad("bad_event", "event detail must be an object")
+        return Event(t.device_id, t.kind, ts, etype, detail, district, asset_id)

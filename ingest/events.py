@@ -1,0 +1,52 @@
+"""Device events (``city/{kind}/{id}/event`` and ``status``), kept in the state DB.
+
+Idempotent: an event redelivered (same device, ts, type) is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Iterable
+
+from ingest.model import Event
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    device_id TEXT NOT NULL,
+    ts        INTEGER NOT NULL,
+    type      TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    detail    TEXT NOT NULL,
+    PRIMARY KEY (device_id, ts, type)
+) WITHOUT ROWID;
+"""
+
+
+class EventLog:
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+        conn.executescript(_SCHEMA)
+
+    def add(self, events: Iterable[Event]) -> int:
+        rows = [(e.device_id, e.ts, e.type, e.kind, json.dumps(dict(e.detail), ensure_ascii=False))
+                for e in events]
+        if not rows:
+            return 0
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            before = c.total_changes
+            c.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", rows)
+            added = c.total_changes - before
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return added
+
+    def for_device(self, device_id: str, start: int, end: int, limit: int = 1000) -> list[dict[str, Any]]:
+        cur = self._conn.execute(
+            "SELECT ts, type, detail FROM events WHERE device_id = ? AND ts >= ? AND ts < ?"
+            " ORDER BY ts DESC LIMIT ?", (device_id, start, end, limit))
+        return [{"ts": ts, "type": t, "detail": json.loads(d)} for ts, t, d in cur]

@@ -1,0 +1,174 @@
+"""The MQTT consumer: paho-mqtt 2.x, QoS 1, persistent session, manual acknowledgement.
+
+- Persistent session: a fixed client id with MQTT 5 ``clean_start=False`` and a session expiry
+  (or MQTT 3.1.1 ``clean_session=False``), so the broker queues QoS 1 messages while the
+  consumer is away and redelivers unacknowledged ones after a reconnect.
+- Manual acknowledgement: each message hands the pipeline an ``ack`` callable; PUBACK is sent
+  only when the pipeline calls it, after the message's contents are durable.
+- Acknowledgements belong to a connection: after a reconnect the broker redelivers every
+  message that was unacknowledged on the old connection (MQTT session resumption), and may reuse
+  their packet ids for new messages. An ``ack`` from an older connection is therefore dropped,
+  never sent: the redelivered copy is acknowledged instead (and stored once, stores being
+  idempotent).
+- Backpressure: with MQTT 5 the consumer announces ``receive_maximum``, the most
+  unacknowledged QoS 1 messages the broker may send it. With 3.1.1 the broker's own limit
+  applies (Mosquitto: ``max_inflight_messages``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger("citywatch.mqtt")
+
+OnMessage = Callable[[str, bytes, "Callable[[], None] | None"], None]
+
+
+class MqttError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+    username: str = ""
+    password: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> "BrokerAddress":
+        """``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``; ValueError naming the problem."""
+        u = urlsplit(url)
+        if u.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"expected mqtt:// or mqtts://, got {url!r}")
+        if not u.hostname:
+            raise ValueError(f"no host in {url!r}")
+        try:
+            port = u.port or (8883 if u.scheme == "mqtts" else 1883)
+        except ValueError:
+            raise ValueError(f"bad port in {url!r}") from None
+        return cls(u.hostname, port, u.scheme == "mqtts", unquote(u.username or ""), unquote(u.password or ""))
+
+
+@dataclass(slots=True)
+class ConsumerOptions:
+    client_id: str = "citywatch-ingest"
+    topics: list[str] = field(default_factory=lambda: ["city/#"])
+    qos: int = 1
+    protocol: int = 5  # 5 or 4 (3.1.1)
+    username: str = ""
+    password: str = ""
+    receive_maximum: int = 20_000
+    session_expiry_s: int = 7 * 86400
+    keepalive_s: int = 30
+
+
+class MqttConsumer:
+    def __init__(self, url: str, on_message: OnMessage, options: ConsumerOptions | None = None):
+        self.address = BrokerAddress.parse(url)
+        self.options = o = options or ConsumerOptions()
+        if o.qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, got {o.qos}")
+        self._on_message = on_message
+        self._generation = 0
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        proto = MQTTProtocolVersion.MQTTv5 if o.protocol == 5 else MQTTProtocolVersion.MQTTv311
+        self._client = c = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=o.client_id,
+            clean_session=None if o.protocol == 5 else False,
+            protocol=proto,
+            manual_ack=True,
+        )
+        user = o.username or self.address.username
+        if user:
+            c.username_pw_set(user, o.password or self.address.password)
+        if self.address.tls:
+            c.tls_set()
+        c.max_inflight_messages_set(100)
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(0.2, 5)
+        c.on_connect = self._connected
+        c.on_disconnect = self._disconnected
+        c.on_message = self._message
+        c.on_subscribe = lambda *a: self.subscribed.set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, wait_s: float | None = 10.0) -> None:
+        o = self.options
+        props = None
+        if o.protocol == 5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = o.session_expiry_s
+            props.ReceiveMaximum = min(max(o.receive_maximum, 1), 65535)
+            self._client.connect_async(self.address.host, self.address.port, o.keepalive_s,
+                                       clean_start=False, properties=props)
+        else:
+            self._client.connect_async(self.address.host, self.address.port, o.keepalive_s)
+        self._client.loop_start()
+        if wait_s and not self.subscribed.wait(wait_s):
+            self.stop()
+            raise MqttError(f"could not connect and subscribe to {self.address.host}:{self.address.port} "
+                            f"within {wait_s:.0f} s")
+
+    def stop(self) -> None:
+        """Disconnect (the persistent session keeps what was not acknowledged)."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- callbacks (network thread) ------------------------------------------------------------
+
+    def _connected(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect refused: %s", reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+        log.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
+                 getattr(flags, "session_present", "?"))
+        self.connected.set()
+        client.subscribe([(t, self.options.qos) for t in self.options.topics])
+
+    def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if reason_code.value != 0:
+            log.warning("MQTT connection lost (%s); reconnecting", reason_code)
+
+    def _message(self, client, userdata, msg: paho.MQTTMessage) -> None:
+        ack = None
+        if msg.qos > 0:
+            ack = self._make_ack(msg.mid, msg.qos, self._generation)
+        try:
+            self._on_message(msg.topic, msg.payload, ack)
+        except Exception:  # one bad message must not stop the loop (it stays unacknowledged)
+            log.exception("handling a message on %s failed; payload %r", msg.topic, msg.payload[:200])
+
+    def _make_ack(self, mid: int, qos: int, generation: int) -> Callable[[], None]:
+        def ack() -> None:
+            if generation == self._generation:
+                self._client.ack(mid, qos)
+        return ack
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or the timeout (for start-up and tests)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()

@@ -1,0 +1,318 @@
+"""The ingest pipeline: decode -> batch -> durable -> side effects -> acknowledge.
+
+Delivery guarantee (device-protocol.md "Delivery"): a message is acknowledged only after all
+it carried is durable: its readings in the store (or fsync'd to the spool while the store is
+down), its events and rejections committed to the state DB. Acknowledgements go out in the
+order messages were received. A crash at any point before an acknowledgement makes the
+broker redeliver; the stores are idempotent, so a redelivered message is stored once.
+
+Threads: :meth:`submit` runs on the MQTT client's network thread and only decodes and
+appends (cheap); one flusher thread makes batches durable and acknowledges them, so decoding
+of the next batch overlaps the write of the previous one. Memory is bounded: ``submit``
+blocks (and with it the MQTT socket, which is TCP backpressure) while more than
+``max_pending_readings`` wait; with MQTT 5 the broker additionally sends at most
+``receive_maximum`` unacknowledged messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from ingest.decode import Decoder
+from ingest.events import EventLog
+from ingest.metrics import IngestMetrics
+from ingest.model import Event, Readings, ReadingsBuilder, Rejection
+from ingest.quarantine import Quarantine
+from ingest.stores.base import Store, StoreUnavailable
+
+log = logging.getLogger("citywatch.ingest")
+
+Ack = Callable[[], None]
+
+
+class RegistryView(Protocol):
+    def snapshot(self) -> dict[str, tuple[str, str, str]]: ...
+    def version(self) -> int: ...
+    def mark_seen(self, seen: dict[str, int]) -> None: ...
+
+
+class RuleSink(Protocol):
+    def process(self, batch: Readings, events: Sequence[Event]) -> Any: ...
+
+
+class SpoolLike(Protocol):
+    def append(self, batch: Readings) -> None: ...
+    def full(self) -> bool: ...
+    def depth(self) -> tuple[int, int]: ...
+    def oldest_age_ms(self, now_ms: int) -> int | None: ...
+    def drain(self, store: Store, max_batches: int | None = None) -> int: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    builder: ReadingsBuilder = field(default_factory=ReadingsBuilder)
+    events: list[Event] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
+    per_kind: dict[str, int] = field(default_factory=dict)  # readings accepted, per kind
+    acks: list[Ack] = field(default_factory=list)
+    messages: int = 0
+    first_at: float = 0.0
+
+
+class DeviceLookup:
+    """device_id -> (kind, district, asset_id), from a registry snapshot refreshed on change.
+
+    A miss re-reads the registry's version at most every ``recheck_s`` so that a device
+    registered a moment ago is accepted without a restart.
+    """
+
+    def __init__(self, registry: RegistryView, recheck_s: float = 0.5, clock: Callable[[], float] = time.monotonic):
+        self._registry = registry
+        self._recheck_s = recheck_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._version = registry.version()
+        self._map = registry.snapshot()
+        self._checked = clock()
+
+    def __call__(self, device_id: str) -> tuple[str, str, str] | None:
+        hit = self._map.get(device_id)
+        if hit is not None:
+            return hit
+        now = self._clock()
+        if now - self._checked < self._recheck_s:
+            return None
+        with self._lock:
+            self._checked = now
+            v = self._registry.version()
+            if v != self._version:
+                self._map = self._registry.snapshot()
+                self._version = v
+        return self._map.get(device_id)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: RegistryView,
+        quarantine: Quarantine,
+        events: EventLog,
+        metrics: IngestMetrics | None = None,
+        spool: SpoolLike | None = None,
+        rules: RuleSink | None = None,
+        after_flush: Callable[[], None] | None = None,
+        max_batch_readings: int = 100_000,
+        max_batch_messages: int = 20_000,
+        max_pending_readings: int = 1_000_000,
+        linger_ms: float = 20.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.store = store
+        self.registry = registry
+        self.quarantine = quarantine
+        self.events = events
+        self.metrics = metrics or IngestMetrics()
+        self.spool = spool
+        self.rules = rules
+        self.after_flush = after_flush
+        self.decoder = Decoder(DeviceLookup(registry))
+        self.max_batch_readings = max_batch_readings
+        self.max_batch_messages = max_batch_messages
+        self.max_pending_readings = max_pending_readings
+        self.linger_s = linger_ms / 1000.0
+        self.clock = clock
+        self._pending = _Pending()
+        self._flushing = 0  # readings of the batch being written
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    # -- intake (MQTT thread) ------------------------------------------------------------------
+
+    def submit(self, topic: str, payload: bytes, ack: Ack | None = None, received_ms: int | None = None) -> None:
+        """Decode one message into the current batch; ``ack`` is called once it is durable."""
+        now_ms = received_ms if received_ms is not None else int(self.clock() * 1000)
+        with self._cond:
+            while (len(self._pending.builder) + self._flushing > self.max_pending_readings
+                   and not self._stop):
+                self._cond.wait(0.5)  # backpressure: the MQTT socket stops being read
+            p = self._pending
+            try:
+                d = self.decoder.decode(topic, payload, now_ms, p.builder)
+            except Exception as e:  # a decoder bug must not stop the consumer: quarantine it
+                log.exception("decoding %s failed", topic)
+                p.rejections.append(Rejection(topic, payload, now_ms, f"internal: {type(e).__name__}: {e}"))
+            else:
+                if d.events:
+                    p.events.extend(d.events)
+                if d.rejections:
+                    p.rejections.extend(d.rejections)
+                for dev, ts in d.seen.items():
+                    if ts > p.seen.get(dev, 0):
+                        p.seen[dev] = ts
+                if d.readings:
+                    kind = topic.split("/", 2)[1]
+                    p.per_kind[kind] = p.per_kind.get(kind, 0) + d.readings
+            channel = topic.rsplit("/", 1)[-1]
+            self.metrics.messages.labels(channel if channel in ("telemetry", "event", "status") else "other").inc()
+            if ack is not None:
+                p.acks.append(ack)
+            if p.messages == 0:
+                p.first_at = time.monotonic()
+            p.messages += 1
+            if len(p.builder) >= self.max_batch_readings or p.messages >= self.max_batch_messages:
+                self._cond.notify_all()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="citywatch-flusher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Flush what is pending (acknowledging it) and stop the flusher."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        """Make everything submitted so far durable and acknowledge it (tests, shutdown)."""
+        with self._cond:
+            p = self._take()
+        self._write(p)
+
+    def pending_messages(self) -> int:
+        with self._cond:
+            return self._pending.messages
+
+    # -- flusher -------------------------------------------------------------------------------
+
+    def _take(self) -> _Pending:
+        p = self._pending
+        self._pending = _Pending()
+        self._flushing = len(p.builder)
+        self.metrics.inflight.set(p.messages)
+        return p
+
+    def _due(self) -> bool:
+        p = self._pending
+        if p.messages == 0:
+            return False
+        if len(p.builder) >= self.max_batch_readings or p.messages >= self.max_batch_messages:
+            return True
+        return time.monotonic() - p.first_at >= self.linger_s
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due() and not self._stop:
+                    if self._pending.messages:
+                        wait = self.linger_s - (time.monotonic() - self._pending.first_at)
+                    else:
+                        wait = 0.5 if self.spool is None else 0.2
+                    self._cond.wait(max(wait, 0.001))
+                    if self._pending.messages == 0 and not self._stop:
+                        break  # idle: give the spool drainer a turn
+                stopping = self._stop
+                p = self._take()
+            try:
+                if p.messages:
+                    self._write(p)
+                elif self.spool is not None:
+                    self._drain_spool()
+            except Exception:
+                log.exception("flush failed; messages stay unacknowledged and will be redelivered")
+            with self._cond:
+                self._flushing = 0
+                self._cond.notify_all()
+                if stopping and self._pending.messages == 0:
+                    return
+
+    def _drain_spool(self) -> None:
+        spool = self.spool
+        assert spool is not None
+        batches, size = spool.depth()
+        if batches == 0:
+            self.metrics.spool_bytes.set(0)
+            self.metrics.spool_age.set(0)
+            return
+        try:
+            n = spool.drain(self.store, max_batches=8)
+        except StoreUnavailable:
+            n = 0
+        if n:
+            self.metrics.drained.inc(n)
+        batches, size = spool.depth()
+        self.metrics.spool_bytes.set(size)
+        age = spool.oldest_age_ms(int(self.clock() * 1000))
+        self.metrics.spool_age.set((age or 0) / 1000)
+
+    def _write(self, p: _Pending) -> None:
+        if p.messages == 0:
+            return
+        t0 = time.perf_counter()
+        batch = p.builder.build()
+        if len(batch):
+            self._store_durably(batch, p.per_kind)
+        if p.rejections:
+            self.quarantine.add(p.rejections)
+            for r in p.rejections:
+                self.metrics.quarantined.labels(r.reason.split(":", 1)[0]).inc()
+        if p.events:
+            self.events.add(p.events)
+            for e in p.events:
+                self.metrics.events.labels(e.kind).inc()
+        if p.seen:
+            self.registry.mark_seen(p.seen)
+        if self.rules is not None and (len(batch) or p.events):
+            try:
+                self.rules.process(batch, p.events)
+            except Exception:
+                # the readings are durable; a rule bug must not hold the stream back
+                log.exception("rule evaluation failed for a batch of %d readings", len(batch))
+                self.metrics.rule_errors.inc()
+        if self.after_flush is not None:
+            self.after_flush()
+        for ack in p.acks:
+            ack()
+        self.metrics.flush_seconds.observe(time.perf_counter() - t0)
+
+    def _store_durably(self, batch: Readings, per_kind: dict[str, int]) -> None:
+        for k, c in per_kind.items():
+            self.metrics.received.labels(k).inc(c)
+        delay = 0.1
+        while True:
+            spool = self.spool
+            if spool is not None and spool.depth()[0]:
+                self._drain_spool()  # older spooled data goes first, in order
+            try:
+                if spool is not None and spool.depth()[0]:
+                    raise StoreUnavailable("spool not yet drained")
+                new = self.store.write(batch)
+            except StoreUnavailable as e:
+                if spool is None:
+                    log.warning("store unavailable (%s); retrying in %.1f s", e, delay)
+                elif not spool.full():
+                    spool.append(batch)
+                    self.metrics.spooled.inc(len(batch))
+                    return
+                else:
+                    log.warning("store unavailable and spool full: holding acknowledgements")
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.metrics.stored.inc(new)
+            self.metrics.duplicates.inc(len(batch) - new)
+            return
