@@ -1,28 +1,32 @@
 """The embedded store: readings in one DuckDB file (``duckdb:///path.duckdb``).
 
-Schema (one table per concern, created on open if missing):
+Schema (created on open if missing):
 
-- ``readings(device_id, kind, metric, ts BIGINT ms, value DOUBLE, district, asset_id)``,
-  no index and no key: DuckDB appends whole Arrow batches at millions of rows per second, and a
-  primary key would cost it about 7x (measured: ~400k rows/s with one, ~3M rows/s without).
-- ``segments(device_id, metric, first_ts, last_ts, n)``: one row per *run* written — a maximal
-  stretch of consecutive batch rows with the same device, metric (and tags). A waveform window
-  of 100 samples is one run; a single reading is a run of one. ``segments`` is what makes
-  writes idempotent without a key per reading.
+- ``series(sid, device_id, metric)``: one row per (device, metric), the unit of idempotence;
+- ``tags(tid, kind, district, asset_id)``: the tag combinations seen;
+- ``samples(sid INTEGER, tid INTEGER, ts BIGINT ms, value DOUBLE)``: the readings, no index and
+  no key. Numbers only, so DuckDB appends Arrow batches at millions of rows per second and its
+  write-ahead log stays small (measured: strings per row cost 5-10x, a primary key ~7x);
+- ``segments(sid, first_ts, last_ts, n)``: one row per *run* written — a maximal stretch of
+  consecutive batch rows with the same device, metric and tags. A waveform window of 100
+  samples is one run; a single reading is a run of one;
+- the view ``readings(device_id, kind, metric, ts, value, district, asset_id)`` for people and
+  dashboards (ad-hoc SQL, Grafana's DuckDB source).
 
 Idempotence (the exact guarantee): a reading with the same ``(device_id, metric, ts)`` as one
 already stored — or as an earlier row of the same batch — is never stored again, for single
 readings and series alike. How, cheaply: each run of a batch is checked against ``segments``
-for a time overlap on the same (device_id, metric), and against the other runs of the batch.
-A run that overlaps nothing and whose timestamps strictly increase cannot hold a duplicate
-and is appended as is (the fast path: one join of a few rows per run, no per-reading lookup).
-Only overlapping runs (a redelivery, a late or re-sent window) take the exact path: an
-anti-join against ``readings`` restricted to the run's time range, first row of the batch wins.
-So the cost of idempotence is paid per run, and per reading only for suspicious runs.
+for a time overlap on the same series, and against the other runs of the batch. A run that
+overlaps nothing and whose timestamps strictly increase cannot hold a duplicate and is appended
+as it is (one join over a few rows per run, no per-reading lookup). Only overlapping runs (a
+redelivery, a late or re-sent window) take the exact path: an anti-join against ``samples``
+restricted to the run's time range; within a batch the first occurrence wins.
 
-Other guarantees (of :mod:`ingest.stores.base`): ``write`` returns after ``COMMIT``, which
-DuckDB makes durable through its write-ahead log; it is serialised by one lock; readers run
-in parallel on their own cursor per thread (``con.cursor()``); ``query`` orders by time.
+Other guarantees (of :mod:`ingest.stores.base`): ``write`` returns after ``COMMIT``, durable
+through DuckDB's write-ahead log; writes are serialised by one lock; readers run in parallel,
+each thread on its own cursor (``con.cursor()``); ``query`` orders by time. Batches of 100,000
+readings or more are much cheaper per reading than small ones (DuckDB then writes compressed
+row groups straight to the file instead of logging every row).
 """
 
 from __future__ import annotations
@@ -39,40 +43,43 @@ from ingest.model import Readings
 from ingest.stores.base import Query, StoreError, StoreUnavailable
 
 _SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS readings (
-        device_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, metric VARCHAR NOT NULL,
-        ts BIGINT NOT NULL, value DOUBLE NOT NULL, district VARCHAR NOT NULL,
-        asset_id VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS series (
+        sid INTEGER PRIMARY KEY, device_id VARCHAR NOT NULL, metric VARCHAR NOT NULL,
+        UNIQUE (device_id, metric))""",
+    """CREATE TABLE IF NOT EXISTS tags (
+        tid INTEGER PRIMARY KEY, kind VARCHAR NOT NULL, district VARCHAR NOT NULL,
+        asset_id VARCHAR NOT NULL, UNIQUE (kind, district, asset_id))""",
+    """CREATE TABLE IF NOT EXISTS samples (
+        sid INTEGER NOT NULL, tid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS segments (
-        device_id VARCHAR NOT NULL, metric VARCHAR NOT NULL,
-        first_ts BIGINT NOT NULL, last_ts BIGINT NOT NULL, n INTEGER NOT NULL)""",
+        sid INTEGER NOT NULL, first_ts BIGINT NOT NULL, last_ts BIGINT NOT NULL,
+        n INTEGER NOT NULL)""",
+    """CREATE VIEW IF NOT EXISTS readings AS
+        SELECT x.device_id, t.kind, x.metric, s.ts, s.value, t.district, t.asset_id
+        FROM samples s JOIN series x USING (sid) JOIN tags t USING (tid)""",
 )
 
-_READING_COLS = "device_id, kind, metric, ts, value, district, asset_id"
-
-# Runs of the batch that overlap (same device and metric, intersecting time span) a stored
-# segment or another run of the same batch. $2/$3 bound the stored segments scanned (zone maps).
+# Runs of the batch that overlap (same series, intersecting time span) a stored segment or
+# another run of the same batch. $lo/$hi bound the stored segments scanned (zone maps).
 _OVERLAPS = """
 SELECT DISTINCT b.run FROM _cw_segs b JOIN segments s
-  ON s.device_id = b.device_id AND s.metric = b.metric
- AND s.first_ts <= b.last_ts AND s.last_ts >= b.first_ts
+  ON s.sid = b.sid AND s.first_ts <= b.last_ts AND s.last_ts >= b.first_ts
 WHERE s.first_ts <= $hi AND s.last_ts >= $lo
 UNION
 SELECT b1.run FROM _cw_segs b1 JOIN _cw_segs b2
-  ON b1.device_id = b2.device_id AND b1.metric = b2.metric AND b1.run <> b2.run
- AND b2.first_ts <= b1.last_ts AND b2.last_ts >= b1.first_ts
+  ON b1.sid = b2.sid AND b1.run <> b2.run AND b2.first_ts <= b1.last_ts AND b2.last_ts >= b1.first_ts
 """
 
-# The exact path: rows not already stored, first occurrence in the batch wins.
-_INSERT_EXACT = f"""
-INSERT INTO readings
-SELECT {_READING_COLS} FROM _cw_suspect s
+# The exact path: rows not already stored; within the batch the first occurrence wins.
+_INSERT_EXACT = """
+INSERT INTO samples
+SELECT sid, tid, ts, value FROM _cw_suspect s
 WHERE NOT EXISTS (
-    SELECT 1 FROM readings r
-    WHERE r.ts >= $lo AND r.ts <= $hi
-      AND r.device_id = s.device_id AND r.metric = s.metric AND r.ts = s.ts)
-QUALIFY row_number() OVER (PARTITION BY device_id, metric, ts ORDER BY pos) = 1
+    SELECT 1 FROM samples r WHERE r.ts >= $lo AND r.ts <= $hi AND r.sid = s.sid AND r.ts = s.ts)
+QUALIFY row_number() OVER (PARTITION BY sid, ts ORDER BY pos) = 1
 """
+
+_SID = "(SELECT sid FROM series WHERE device_id = $d AND metric = $m)"
 
 
 def parse_url(url: str) -> str:
@@ -92,7 +99,12 @@ def parse_url(url: str) -> str:
 
 
 class DuckDBStore:
-    """Readings in DuckDB; see the module docstring for the schema and the guarantees."""
+    """Readings in DuckDB; see the module docstring for the schema and the guarantees.
+
+    ``DuckDBStore(path)`` opens (or creates, with its parent directory) the database file;
+    ``":memory:"`` keeps it in memory. A file can be open in one process at a time (DuckDB's
+    lock): a second process gets :class:`StoreUnavailable` naming the file.
+    """
 
     def __init__(self, path: str | Path = ":memory:", *, url: str | None = None) -> None:
         path = str(path)
@@ -101,10 +113,16 @@ class DuckDBStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._con = duckdb.connect(path)
-        except duckdb.IOException as e:  # locked by another process, unreadable, ...
+        except duckdb.Error as e:  # locked by another process, unreadable, not a DuckDB file
             raise StoreUnavailable(f"cannot open DuckDB store {path!r}: {e}") from None
         for ddl in _SCHEMA:
             self._con.execute(ddl)
+        # Ids of the committed series and tag combinations (only the writer changes them).
+        self._sids: dict[tuple[str, str], int] = {
+            (d, m): sid for sid, d, m in self._con.execute("SELECT sid, device_id, metric FROM series").fetchall()}
+        self._tids: dict[tuple[str, str, str], int] = {
+            (k, di, a): tid for tid, k, di, a in
+            self._con.execute("SELECT tid, kind, district, asset_id FROM tags").fetchall()}
         self._lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
@@ -117,26 +135,39 @@ class DuckDBStore:
     # -- writing -----------------------------------------------------------------------------
 
     def write(self, batch: Readings) -> int:
-        """Append ``batch`` durably; returns how many readings were new (duplicates dropped)."""
-        n = len(batch)
-        if n == 0:
+        """Append ``batch`` durably; returns how many readings were new (duplicates dropped).
+
+        Raises :class:`StoreUnavailable` when DuckDB refuses the write (disk full, I/O error);
+        the transaction is then rolled back and nothing of the batch is stored.
+        """
+        if len(batch) == 0:
             return 0
-        table, segs, nonmonotonic, run_of_row = _to_arrow(batch)
-        lo, hi = int(batch.ts.min()), int(batch.ts.max())
+        runs = _Runs(batch)
         with self._lock:
             con = self._live()
+            new_sids, sid_of_run = _ids(self._sids, runs.keys(batch.device_id, batch.metric))
+            new_tids, tid_of_run = _ids(self._tids, runs.keys(batch.kind, batch.district, batch.asset_id))
+            segs = pa.table({
+                "run": pa.array(np.arange(runs.n, dtype=np.int64)), "sid": pa.array(sid_of_run),
+                "first_ts": pa.array(runs.first_ts), "last_ts": pa.array(runs.last_ts),
+                "n": pa.array(runs.lengths.astype(np.int32)),
+            })
+            table = pa.table({
+                "sid": pa.array(sid_of_run[runs.run_of_row]), "tid": pa.array(tid_of_run[runs.run_of_row]),
+                "ts": pa.array(runs.ts), "value": pa.array(np.ascontiguousarray(batch.value, np.float64)),
+            })
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
+                    _insert_ids(con, "series", ("sid", "device_id", "metric"), new_sids)
+                    _insert_ids(con, "tags", ("tid", "kind", "district", "asset_id"), new_tids)
                     con.register("_cw_segs", segs)
-                    overlapping = [r for (r,) in con.execute(_OVERLAPS, {"lo": lo, "hi": hi}).fetchall()]
-                    suspect_run = nonmonotonic
-                    if overlapping:
-                        suspect_run = suspect_run.copy()
-                        suspect_run[np.asarray(overlapping, dtype=np.int64)] = True
-                    new = self._append(con, table, suspect_run, run_of_row)
-                    con.execute("INSERT INTO segments SELECT device_id, metric, first_ts, last_ts, n "
-                                "FROM _cw_segs")
+                    suspect = runs.nonmonotonic.copy()
+                    overlapping = con.execute(
+                        _OVERLAPS, {"lo": runs.lo, "hi": runs.hi}).fetchnumpy()["run"]
+                    suspect[np.asarray(overlapping, dtype=np.int64)] = True
+                    new = self._append(con, table, suspect[runs.run_of_row])
+                    con.execute("INSERT INTO segments SELECT sid, first_ts, last_ts, n FROM _cw_segs")
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -145,34 +176,36 @@ class DuckDBStore:
                     con.unregister("_cw_segs")
             except duckdb.Error as e:
                 raise StoreUnavailable(f"DuckDB store {self.url} refused a write: {e}") from None
+            self._sids.update(new_sids)
+            self._tids.update(new_tids)
         return new
 
-    def _append(self, con: duckdb.DuckDBPyConnection, table: pa.Table, suspect_run: np.ndarray,
-                run_of_row: np.ndarray) -> int:
+    @staticmethod
+    def _append(con: duckdb.DuckDBPyConnection, table: pa.Table, suspect_row: np.ndarray) -> int:
         """Insert the clean rows as they are and the suspect rows through the exact path."""
-        if not suspect_run.any():
-            con.register("_cw_clean", table)
+        if not suspect_row.any():
+            clean, suspect = table, None
+        else:
+            clean = table.filter(pa.array(~suspect_row))
+            suspect = table.filter(pa.array(suspect_row)).append_column(
+                "pos", pa.array(np.flatnonzero(suspect_row)))
+        added = 0
+        if clean.num_rows:
+            con.register("_cw_clean", clean)
             try:
-                con.execute(f"INSERT INTO readings SELECT {_READING_COLS} FROM _cw_clean")
+                con.execute("INSERT INTO samples SELECT sid, tid, ts, value FROM _cw_clean")
             finally:
                 con.unregister("_cw_clean")
-            return table.num_rows
-        suspect_row = suspect_run[run_of_row]
-        clean = table.filter(pa.array(~suspect_row))
-        suspect = table.filter(pa.array(suspect_row)).append_column(
-            "pos", pa.array(np.flatnonzero(suspect_row)))
-        ts = suspect.column("ts")
-        bounds = {"lo": pc.min(ts).as_py(), "hi": pc.max(ts).as_py()}
-        con.register("_cw_clean", clean)
-        con.register("_cw_suspect", suspect)
-        try:
-            if clean.num_rows:
-                con.execute(f"INSERT INTO readings SELECT {_READING_COLS} FROM _cw_clean")
-            added = con.execute(_INSERT_EXACT, bounds).fetchone()[0]
-        finally:
-            con.unregister("_cw_clean")
-            con.unregister("_cw_suspect")
-        return clean.num_rows + int(added)
+            added += clean.num_rows
+        if suspect is not None:
+            ts = suspect.column("ts")
+            con.register("_cw_suspect", suspect)
+            try:
+                bounds = {"lo": pc.min(ts).as_py(), "hi": pc.max(ts).as_py()}
+                added += int(con.execute(_INSERT_EXACT, bounds).fetchone()[0])
+            finally:
+                con.unregister("_cw_suspect")
+        return added
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -186,34 +219,33 @@ class DuckDBStore:
             return []
         params = {"d": q.device_id, "m": q.metric, "a": q.start, "b": q.end, "lim": q.limit}
         if q.step_ms is None:
-            sql = ("SELECT ts, value FROM readings WHERE device_id = $d AND metric = $m "
+            sql = (f"SELECT ts, value FROM samples WHERE sid = {_SID} "
                    "AND ts >= $a AND ts < $b ORDER BY ts LIMIT $lim")
         else:
             if q.step_ms <= 0:
                 raise ValueError(f"step_ms must be positive, got {q.step_ms}")
             params["s"] = q.step_ms
-            sql = ("SELECT ts - (((ts % $s) + $s) % $s) AS t, avg(value) FROM readings "
-                   "WHERE device_id = $d AND metric = $m AND ts >= $a AND ts < $b "
-                   "GROUP BY t ORDER BY t LIMIT $lim")
+            sql = (f"SELECT ts - (((ts % $s) + $s) % $s) AS t, avg(value) FROM samples "
+                   f"WHERE sid = {_SID} AND ts >= $a AND ts < $b GROUP BY t ORDER BY t LIMIT $lim")
         rows = self._reader().execute(sql, params).fetchall()
         return [(int(t), float(v)) for t, v in rows]
 
     def latest(self, device_ids: list[str] | None = None) -> dict[tuple[str, str], tuple[int, float]]:
         """The newest reading of each (device_id, metric), for all devices or the ones given."""
-        sql = "SELECT device_id, metric, max(ts), arg_max(value, ts) FROM readings"
-        params: list = []
+        where, params = "", {}
         if device_ids is not None:
             if not device_ids:
                 return {}
-            sql += " WHERE list_contains($1, device_id)"
-            params = [list(device_ids)]
-        sql += " GROUP BY device_id, metric"
+            where, params = "WHERE list_contains($ids, x.device_id)", {"ids": list(device_ids)}
+        sql = (f"SELECT x.device_id, x.metric, l.ts, l.value FROM series x JOIN "
+               f"(SELECT sid, max(ts) AS ts, arg_max(value, ts) AS value FROM samples GROUP BY sid) l "
+               f"USING (sid) {where}")
         rows = self._reader().execute(sql, params).fetchall()
         return {(d, m): (int(t), float(v)) for d, m, t, v in rows}
 
     def count(self) -> int:
         """Number of readings stored."""
-        return int(self._reader().execute("SELECT count(*) FROM readings").fetchone()[0])
+        return int(self._reader().execute("SELECT count(*) FROM samples").fetchone()[0])
 
     def ping(self) -> bool:
         try:
@@ -223,7 +255,7 @@ class DuckDBStore:
             return False
 
     def close(self) -> None:
-        """Close every cursor and the database (a checkpoint folds the WAL into the file)."""
+        """Close every cursor and the database (DuckDB checkpoints the WAL into the file)."""
         with self._lock:
             if self._closed:
                 return
@@ -241,13 +273,11 @@ class DuckDBStore:
     def _reader(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor (a DuckDB connection on the same database)."""
         cur = getattr(self._local, "cur", None)
-        if cur is None:
+        if cur is None or self._closed:
             with self._lock:
                 cur = self._live().cursor()
                 self._cursors.append(cur)
             self._local.cur = cur
-        elif self._closed:
-            raise StoreError(f"DuckDB store {self.url} is closed")
         return cur
 
     def __enter__(self) -> "DuckDBStore":
@@ -257,46 +287,64 @@ class DuckDBStore:
         self.close()
 
 
-def _to_arrow(batch: Readings) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]:
-    """The batch as an Arrow table, its runs as a table, which runs are not strictly increasing
-    in ts, and the run index of every row.
+class _Runs:
+    """The runs of a batch: maximal stretches of consecutive rows whose string columns are all
+    equal. Everything per run is computed with numpy; strings are touched once per run."""
 
-    A run is a maximal stretch of consecutive rows whose string columns are all equal; the
-    string columns are dictionary-encoded per run, so a waveform of a million samples converts
-    one string per run instead of one per sample.
-    """
-    n = len(batch)
-    change = np.zeros(n, dtype=bool)
-    change[0] = True
-    strs = (batch.device_id, batch.metric, batch.kind, batch.district, batch.asset_id)
-    for col in strs:
-        change[1:] |= col[1:] != col[:-1]
-    starts = np.flatnonzero(change)
-    lengths = np.diff(np.append(starts, n))
-    nruns = len(starts)
-    run_of_row = np.repeat(np.arange(nruns, dtype=np.int32), lengths)
-    ts = np.ascontiguousarray(batch.ts, dtype=np.int64)
-    nonmono = np.zeros(nruns, dtype=bool)
-    back = np.flatnonzero((np.diff(ts) <= 0) & ~change[1:]) + 1
-    nonmono[run_of_row[back]] = True
+    __slots__ = ("n", "starts", "lengths", "run_of_row", "ts", "first_ts", "last_ts",
+                 "nonmonotonic", "lo", "hi")
 
-    indices = pa.array(run_of_row)
+    def __init__(self, batch: Readings) -> None:
+        size = len(batch)
+        change = np.zeros(size, dtype=bool)
+        change[0] = True
+        for col in (batch.device_id, batch.metric, batch.kind, batch.district, batch.asset_id):
+            change[1:] |= col[1:] != col[:-1]
+        self.starts = np.flatnonzero(change)
+        self.n = len(self.starts)
+        self.lengths = np.diff(np.append(self.starts, size))
+        self.run_of_row = np.repeat(np.arange(self.n, dtype=np.int64), self.lengths)
+        self.ts = np.ascontiguousarray(batch.ts, dtype=np.int64)
+        self.first_ts = np.minimum.reduceat(self.ts, self.starts)
+        self.last_ts = np.maximum.reduceat(self.ts, self.starts)
+        # A run whose ts do not strictly increase may repeat a reading: it takes the exact path.
+        self.nonmonotonic = np.zeros(self.n, dtype=bool)
+        back = np.flatnonzero((np.diff(self.ts) <= 0) & ~change[1:]) + 1
+        self.nonmonotonic[self.run_of_row[back]] = True
+        self.lo, self.hi = int(self.first_ts.min()), int(self.last_ts.max())
 
-    def dict_col(col: np.ndarray) -> pa.DictionaryArray:
-        return pa.DictionaryArray.from_arrays(indices, pa.array(col[starts].tolist(), pa.string()))
+    def keys(self, *cols: np.ndarray) -> list[tuple[str, ...]]:
+        """The values of ``cols`` at the start of every run, as tuples."""
+        return list(zip(*(c[self.starts].tolist() for c in cols)))
 
-    table = pa.table({
-        "device_id": dict_col(batch.device_id), "kind": dict_col(batch.kind),
-        "metric": dict_col(batch.metric), "ts": pa.array(ts),
-        "value": pa.array(np.ascontiguousarray(batch.value, dtype=np.float64)),
-        "district": dict_col(batch.district), "asset_id": dict_col(batch.asset_id),
-    })
-    segs = pa.table({
-        "run": pa.array(np.arange(nruns, dtype=np.int64)),
-        "device_id": pa.array(batch.device_id[starts].tolist(), pa.string()),
-        "metric": pa.array(batch.metric[starts].tolist(), pa.string()),
-        "first_ts": pa.array(np.minimum.reduceat(ts, starts)),
-        "last_ts": pa.array(np.maximum.reduceat(ts, starts)),
-        "n": pa.array(lengths.astype(np.int32)),
-    })
-    return table, segs, nonmono, run_of_row
+
+def _ids(known: dict[tuple, int], keys: list[tuple]) -> tuple[dict[tuple, int], np.ndarray]:
+    """Ids of ``keys`` (int32 array), allocating new ids after the known ones; returns the new
+    (key -> id) entries too, which the caller inserts and adds to ``known`` once committed."""
+    new: dict[tuple, int] = {}
+    out = np.empty(len(keys), dtype=np.int32)
+    next_id = len(known) + 1
+    for i, k in enumerate(keys):
+        v = known.get(k)
+        if v is None:
+            v = new.get(k)
+            if v is None:
+                v = new[k] = next_id + len(new)
+        out[i] = v
+    return new, out
+
+
+def _insert_ids(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...],
+                new: dict[tuple, int]) -> None:
+    """Insert new (key -> id) rows into ``table`` as one Arrow batch."""
+    if not new:
+        return
+    keys = list(new)
+    data = {columns[0]: pa.array(list(new.values()), pa.int32())}
+    for j, name in enumerate(columns[1:]):
+        data[name] = pa.array([k[j] for k in keys], pa.string())
+    con.register("_cw_ids", pa.table(data))
+    try:
+        con.execute(f"INSERT INTO {table} SELECT {', '.join(columns)} FROM _cw_ids")
+    finally:
+        con.unregister("_cw_ids")

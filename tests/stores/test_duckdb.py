@@ -1,0 +1,129 @@
+"""DuckDB-specific behaviour: URLs, persistence, the run/segment dedupe in its corner cases."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from ingest.model import Readings, ReadingsBuilder
+from ingest.stores.base import Query, open_store
+from ingest.stores.duckdb import DuckDBStore, parse_url
+
+
+def series(device: str, metric: str, ts: np.ndarray, value: np.ndarray | None = None) -> Readings:
+    b = ReadingsBuilder()
+    b.add_series(device, "bridge", metric, ts, np.arange(len(ts), dtype=float) if value is None else value,
+                 "江汉区", "QL-1")
+    return b.build()
+
+
+def all_points(store: DuckDBStore, device: str, metric: str) -> list[tuple[int, float]]:
+    return store.query(Query(device, metric, 0, 2**62))
+
+
+@pytest.mark.parametrize("url, path", [
+    ("duckdb:////var/lib/citywatch/r.duckdb", "/var/lib/citywatch/r.duckdb"),
+    ("duckdb:///data/r.duckdb", "data/r.duckdb"),
+    ("duckdb://:memory:", ":memory:"),
+])
+def test_parse_url(url: str, path: str) -> None:
+    assert parse_url(url) == path
+
+
+@pytest.mark.parametrize("url", ["duckdb:/x.duckdb", "duckdb:///", "duck:///x"])
+def test_parse_url_rejects(url: str) -> None:
+    with pytest.raises(ValueError, match="duckdb:///"):
+        parse_url(url)
+
+
+def test_open_store_dispatches_and_persists(tmp_path) -> None:
+    url = f"duckdb:///{tmp_path}/sub/r.duckdb"  # four slashes: absolute
+    store = open_store(url)
+    assert isinstance(store, DuckDBStore) and store.url == url and store.ping()
+    assert store.write(series("b1", "strain_ue", np.arange(1000, 2000, 10))) == 100
+    store.close()
+    assert not store.ping()
+    again = open_store(url)
+    assert again.count() == 100
+    # the series ids survive a restart: a redelivery is still recognised, new data still stored
+    assert again.write(series("b1", "strain_ue", np.arange(1000, 2000, 10))) == 0
+    assert again.write(series("b1", "strain_ue", np.arange(2000, 3000, 10))) == 100
+    assert again.write(series("b2", "strain_ue", np.arange(2000, 3000, 10))) == 100
+    assert again.count() == 300
+    again.close()
+
+
+def test_partial_overlap_stores_only_the_new_part() -> None:
+    store = DuckDBStore()
+    store.write(series("b1", "accel_ms2", np.arange(0, 1000, 10)))
+    # a window that half overlaps the stored one (a re-sent window shifted by 50 samples)
+    assert store.write(series("b1", "accel_ms2", np.arange(500, 1500, 10))) == 50
+    pts = all_points(store, "b1", "accel_ms2")
+    assert [t for t, _ in pts] == list(range(0, 1500, 10))
+    assert pts[50] == (500, 50.0)  # the first stored value is kept
+
+
+def test_duplicates_inside_one_batch() -> None:
+    store = DuckDBStore()
+    w = series("b1", "accel_ms2", np.arange(0, 1000, 10))
+    # the same window twice in one batch (a redelivery landing in the same batch)
+    assert store.write(Readings.concat([w, series("b2", "accel_ms2", np.arange(0, 50, 10)), w])) == 105
+    # a run whose timestamps repeat
+    assert store.write(series("b3", "tilt_deg", np.array([5, 5, 6, 6, 7]))) == 3
+    assert all_points(store, "b3", "tilt_deg") == [(5, 0.0), (6, 2.0), (7, 4.0)]
+    assert store.count() == 108
+
+
+def test_same_device_new_tags_is_still_one_series() -> None:
+    """A device moved to another district: its readings are deduplicated across the move."""
+    store = DuckDBStore()
+    r = ("g1", "gas_meter", "flow_m3h", 1000, 2.5)
+    assert store.write(Readings.from_rows([(*r, "江汉区", "")])) == 1
+    assert store.write(Readings.from_rows([(*r, "武昌区", "")])) == 0
+    assert store.write(Readings.from_rows([("g1", "gas_meter", "flow_m3h", 2000, 2.0, "武昌区", "")])) == 1
+    assert store.latest(["g1"]) == {("g1", "flow_m3h"): (2000, 2.0)}
+    rows = store._reader().execute("SELECT district FROM readings ORDER BY ts").fetchall()
+    assert rows == [("江汉区",), ("武昌区",)]
+
+
+def test_latest() -> None:
+    store = DuckDBStore()
+    store.write(Readings.from_rows([
+        ("n1", "noise", "laeq_db", 1000, 50.0, "江汉区", ""),
+        ("n1", "noise", "laeq_db", 3000, 53.0, "江汉区", ""),
+        ("n1", "noise", "lmax_db", 2000, 70.0, "江汉区", ""),
+        ("n2", "noise", "laeq_db", 500, 40.0, "江岸区", ""),
+    ]))
+    assert store.latest() == {("n1", "laeq_db"): (3000, 53.0), ("n1", "lmax_db"): (2000, 70.0),
+                              ("n2", "laeq_db"): (500, 40.0)}
+    assert store.latest(["n2"]) == {("n2", "laeq_db"): (500, 40.0)}
+    assert store.latest([]) == {}
+
+
+def test_readers_in_threads_while_writing(tmp_path) -> None:
+    store = DuckDBStore(tmp_path / "r.duckdb")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                pts = all_points(store, "b1", "accel_ms2")
+                assert [t for t, _ in pts] == list(range(0, 10 * len(pts), 10))  # whole batches only
+                store.count()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for k in range(50):
+        store.write(series("b1", "accel_ms2", np.arange(k * 1000, (k + 1) * 1000, 10)))
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors, errors
+    assert store.count() == 5000
+    store.close()
