@@ -17,11 +17,14 @@ order) then id.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Sequence
+
+import numpy as np
 
 from devices.catalogue import CENTRAL_DISTRICTS, DISTRICTS, FUNCTIONAL_ZONES, KINDS, WUHAN
 from devices.model import Device, RolloutTarget
@@ -111,6 +114,8 @@ def allocate(total: int, weights: Sequence[float]) -> list[int]:
 def _count(kind: str, scale: float, min_per_kind: int) -> int:
     return max(round(WUHAN.devices[kind] * scale), min_per_kind)
 
+
+# scalar draws, for the few bridges
 
 def _date(rng: random.Random, first: str, last: str) -> str:
     a, b = date.fromisoformat(first).toordinal(), date.fromisoformat(last).toordinal()
@@ -211,7 +216,7 @@ def _bridges(rng: random.Random, n_bridges: int) -> list[Device]:
     return out
 
 
-# --- the other kinds ----------------------------------------------------------------------
+# --- the other kinds (numerous: random draws are vectorised) --------------------------------
 
 _COMMUNITY_A = "幸福 常青 百步 金色 华锦 丽岛 水岸 东方 滨江 锦绣 阳光 翠苑 紫阳 桂园 南湖 后湖 沙湖 月湖 汉水 楚天".split()
 _COMMUNITY_B = "花园 小区 家园 新村 雅苑 名都 城 公寓".split()
@@ -221,81 +226,122 @@ _SITE = "住宅 商业综合体 地铁站 学校 医院 安置房 产业园 道�
 _TOILET = "公厕 公园公厕 广场公厕 市场公厕 地铁口公厕".split()
 
 
-def _gas(rng: random.Random, n: int) -> list[Device]:
+@dataclass(frozen=True, slots=True)
+class _Base:
+    """Per device of one kind: district, ordinal in it, position, installation date."""
+
+    slots: list[tuple[DistrictInfo, int]]
+    lat: list[float]
+    lon: list[float]
+    installed: list[str]
+
+
+def _base(rng: np.random.Generator, kind: str, n: int, first: str, last: str) -> _Base:
+    slots = _by_district(kind, n)
+    ds = [d for d, _ in slots]
+    c_lat = np.array([d.lat for d in ds], dtype=float)
+    c_lon = np.array([d.lon for d in ds], dtype=float)
+    sd = np.array([d.spread for d in ds], dtype=float)
+    lat = np.clip(rng.normal(c_lat, sd), c_lat - 3 * sd, c_lat + 3 * sd)
+    lon = np.clip(rng.normal(c_lon, sd * 1.15), c_lon - 3.5 * sd, c_lon + 3.5 * sd)
+    lat = np.round(np.clip(lat, 30.3, 30.9), 6)  # inside the city's extent
+    lon = np.round(np.clip(lon, 113.9, 114.6), 6)
+    a, b = date.fromisoformat(first).toordinal(), date.fromisoformat(last).toordinal()
+    iso = {o: date.fromordinal(o).isoformat() for o in range(a, b + 1)}
+    days = rng.integers(a, b + 1, len(ds)).tolist()
+    return _Base(slots, lat.tolist(), lon.tolist(), [iso[o] for o in days])
+
+
+def _pick(rng: np.random.Generator, n: int) -> list[float]:
+    """Uniform [0, 1) draws, to index lists of different lengths."""
+    return rng.random(n).tolist()
+
+
+def _gas(rng: np.random.Generator, n: int) -> list[Device]:
+    b = _base(rng, "gas_meter", n, "2021-03-01", "2023-12-31")
+    road, ca, cb = _pick(rng, n), _pick(rng, n), _pick(rng, n)
+    lithium = (rng.random(n) < 0.7).tolist()
+    building, unit = rng.integers(1, 31, n).tolist(), rng.integers(1, 5, n).tolist()
+    floor, room = rng.integers(1, 34, n).tolist(), rng.integers(1, 7, n).tolist()
     out = []
-    for d, i in _by_district("gas_meter", n):
-        lat, lon = _position(rng, d)
-        lithium = rng.random() < 0.7
-        community = rng.choice(_COMMUNITY_A) + rng.choice(_COMMUNITY_B)
+    for j, (d, i) in enumerate(b.slots):
+        community = _COMMUNITY_A[int(ca[j] * len(_COMMUNITY_A))] + _COMMUNITY_B[int(cb[j] * len(_COMMUNITY_B))]
         out.append(Device(
-            device_id=f"gas-{d.slug}-{i:06d}", kind="gas_meter", district=d.name, lat=lat, lon=lon,
-            asset_id=f"{d.code}{i:07d}",
-            asset_name=f"{rng.choice(d.roads)}{community}{rng.randint(1, 30)}栋"
-                       f"{rng.randint(1, 4)}单元{rng.randint(1, 33)}0{rng.randint(1, 6)}室",
-            responsible_unit="武汉市燃气集团", installed_at=_date(rng, "2021-03-01", "2023-12-31"),
+            device_id=f"gas-{d.slug}-{i:06d}", kind="gas_meter", district=d.name,
+            lat=b.lat[j], lon=b.lon[j], asset_id=f"{d.code}{i:07d}",
+            asset_name=f"{d.roads[int(road[j] * len(d.roads))]}{community}{building[j]}栋"
+                       f"{unit[j]}单元{floor[j]}0{room[j]}室",
+            responsible_unit="武汉市燃气集团", installed_at=b.installed[j],
             attrs={"model": "G4", "qmax_m3h": 6, "qmin_m3h": 0.04,
-                   "battery": "lithium 3.6V" if lithium else "4xAA 6.0V",
-                   "battery_warn_v": 3.3 if lithium else 4.8},
+                   "battery": "lithium 3.6V" if lithium[j] else "4xAA 6.0V",
+                   "battery_warn_v": 3.3 if lithium[j] else 4.8},
         ))
     return out
 
 
-def _fume(rng: random.Random, n: int) -> list[Device]:
+def _fume(rng: np.random.Generator, n: int) -> list[Device]:
+    b = _base(rng, "fume", n, "2020-01-01", "2025-12-31")
+    road, sa, sb = _pick(rng, n), _pick(rng, n), _pick(rng, n)
+    current = rng.choice([0.4, 0.5, 0.6, 0.8, 1.0], n).tolist()
+    heads = rng.choice([1, 2, 2, 3, 4, 6], n).tolist()  # GB 18483: small <3, medium 3-5, large >=6
     out = []
-    for d, i in _by_district("fume", n):
-        lat, lon = _position(rng, d)
-        heads = rng.choice((1, 2, 2, 3, 4, 6))  # cooking heads: GB 18483 small <3, medium 3-5, large >=6
+    for j, (d, i) in enumerate(b.slots):
         out.append(Device(
-            device_id=f"fume-{d.slug}-{i:05d}", kind="fume", district=d.name, lat=lat, lon=lon,
-            asset_id=f"RS-{d.code}-{i:05d}",
-            asset_name=f"{rng.choice(_SHOP_A)}{rng.choice(_SHOP_B)}（{rng.choice(d.roads)}店）",
-            responsible_unit=f"{d.name}城管执法局", installed_at=_date(rng, "2020-01-01", "2025-12-31"),
-            attrs={"limit_mgm3": 2.0, "rated_current_a": rng.choice((0.4, 0.5, 0.6, 0.8, 1.0)),
-                   "cooking_heads": heads},
+            device_id=f"fume-{d.slug}-{i:05d}", kind="fume", district=d.name,
+            lat=b.lat[j], lon=b.lon[j], asset_id=f"RS-{d.code}-{i:05d}",
+            asset_name=f"{_SHOP_A[int(sa[j] * len(_SHOP_A))]}{_SHOP_B[int(sb[j] * len(_SHOP_B))]}"
+                       f"（{d.roads[int(road[j] * len(d.roads))]}店）",
+            responsible_unit=f"{d.name}城管执法局", installed_at=b.installed[j],
+            attrs={"limit_mgm3": 2.0, "rated_current_a": current[j], "cooking_heads": heads[j]},
         ))
     return out
 
 
-def _noise(rng: random.Random, n: int) -> list[Device]:
+def _noise(rng: np.random.Generator, n: int) -> list[Device]:
+    b = _base(rng, "noise", n, "2023-01-01", "2026-06-30")
+    road, site, phase = _pick(rng, n), _pick(rng, n), rng.integers(0, 4, n).tolist()
     out = []
-    for d, i in _by_district("noise", n):
-        lat, lon = _position(rng, d)
+    for j, (d, i) in enumerate(b.slots):
         out.append(Device(
-            device_id=f"noise-{d.slug}-{i:04d}", kind="noise", district=d.name, lat=lat, lon=lon,
-            asset_id=f"CS-{d.code}-{i:04d}",
-            asset_name=f"{rng.choice(d.roads)}{rng.choice(_SITE)}项目{rng.choice('一二三四')}期工地",
-            responsible_unit=f"{d.name}城管执法局", installed_at=_date(rng, "2023-01-01", "2026-06-30"),
-            attrs={},
+            device_id=f"noise-{d.slug}-{i:04d}", kind="noise", district=d.name,
+            lat=b.lat[j], lon=b.lon[j], asset_id=f"CS-{d.code}-{i:04d}",
+            asset_name=f"{d.roads[int(road[j] * len(d.roads))]}{_SITE[int(site[j] * len(_SITE))]}"
+                       f"项目{'一二三四'[phase[j]]}期工地",
+            responsible_unit=f"{d.name}城管执法局", installed_at=b.installed[j], attrs={},
         ))
     return out
 
 
-def _toilet(rng: random.Random, n: int) -> list[Device]:
+def _toilet(rng: np.random.Generator, n: int) -> list[Device]:
+    b = _base(rng, "toilet", n, "2019-06-01", "2025-12-31")
+    road, place, u = _pick(rng, n), _pick(rng, n), _pick(rng, n)
     out = []
-    for d, i in _by_district("toilet", n):
-        lat, lon = _position(rng, d)
-        cls = rng.choices(("I", "II", "III"), (3, 5, 2) if d.name in _CENTRAL else (1, 5, 4))[0]
+    for j, (d, i) in enumerate(b.slots):
+        # class I is commoner in the central city, class III outside it (GB/T 17217)
+        p1, p2 = (0.3, 0.8) if d.name in _CENTRAL else (0.1, 0.6)
+        cls = "I" if u[j] < p1 else "II" if u[j] < p2 else "III"
         out.append(Device(
-            device_id=f"toilet-{d.slug}-{i:04d}", kind="toilet", district=d.name, lat=lat, lon=lon,
-            asset_id=f"WC-{d.code}-{i:04d}",
-            asset_name=f"{rng.choice(d.roads)}{i}号{rng.choice(_TOILET)}",
-            responsible_unit=f"{d.name}城管执法局", installed_at=_date(rng, "2019-06-01", "2025-12-31"),
-            attrs={"class": cls},
+            device_id=f"toilet-{d.slug}-{i:04d}", kind="toilet", district=d.name,
+            lat=b.lat[j], lon=b.lon[j], asset_id=f"WC-{d.code}-{i:04d}",
+            asset_name=f"{d.roads[int(road[j] * len(d.roads))]}{i}号{_TOILET[int(place[j] * len(_TOILET))]}",
+            responsible_unit=f"{d.name}城管执法局", installed_at=b.installed[j], attrs={"class": cls},
         ))
     return out
 
 
-def _lighting(rng: random.Random, n: int) -> list[Device]:
+def _lighting(rng: np.random.Generator, n: int) -> list[Device]:
+    b = _base(rng, "lighting", n, "2018-01-01", "2025-12-31")
+    road = _pick(rng, n)
+    lamps = np.maximum(10, np.round(rng.normal(WUHAN.lamps_per_cabinet, 20, n))).astype(int).tolist()
+    watts = rng.choice([60, 100, 150, 250], n).tolist()
     out = []
-    for d, i in _by_district("lighting", n):
-        lat, lon = _position(rng, d)
-        lamps = max(10, round(rng.gauss(WUHAN.lamps_per_cabinet, 20)))
+    for j, (d, i) in enumerate(b.slots):
         out.append(Device(
-            device_id=f"light-{d.slug}-{i:04d}", kind="lighting", district=d.name, lat=lat, lon=lon,
-            asset_id=f"LC-{d.code}-{i:04d}",
-            asset_name=f"{rng.choice(d.roads)}路灯控制柜{i}号",
-            responsible_unit="市路灯管理处", installed_at=_date(rng, "2018-01-01", "2025-12-31"),
-            attrs={"lamps": lamps, "lamp_w": rng.choice((60, 100, 150, 250))},
+            device_id=f"light-{d.slug}-{i:04d}", kind="lighting", district=d.name,
+            lat=b.lat[j], lon=b.lon[j], asset_id=f"LC-{d.code}-{i:04d}",
+            asset_name=f"{d.roads[int(road[j] * len(d.roads))]}路灯控制柜{i}号",
+            responsible_unit="市路灯管理处", installed_at=b.installed[j],
+            attrs={"lamps": lamps[j], "lamp_w": watts[j]},
         ))
     return out
 
@@ -324,11 +370,12 @@ def sample_fleet(scale: float, seed: int = 0, kinds: Iterable[str] | None = None
     for kind in KINDS:
         if kind not in wanted:
             continue
-        rng = random.Random(f"citywatch-fleet:{seed}:{kind}")
+        key = f"citywatch-fleet:{seed}:{kind}"
         if kind == "bridge":
             n = max(round(WUHAN.devices["bridge"] * scale), -(-min_per_kind // WUHAN.bridge_sensors))
-            devices = _bridges(rng, n)
+            devices = _bridges(random.Random(key), n)
         else:
+            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:16], "big"))
             devices = _BUILDERS[kind](rng, _count(kind, scale, min_per_kind))
         devices.sort(key=lambda d: d.device_id)
         out.extend(devices)
