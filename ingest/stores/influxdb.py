@@ -1,0 +1,415 @@
+"""The production store: InfluxDB over its v1 HTTP API (``influxdb://host:port/db``).
+
+URL: ``influxdb://[user:password@]host:port/database[?rp=POLICY&precision=ms&tls=1&timeout=S]``
+(user and password percent-encoded; ``tls=1`` for https; ``timeout`` in seconds, default 10).
+
+Data model: measurement = device kind; tags ``device_id``, ``district``, ``asset_id`` (an empty
+value is left out); one field per metric, always a float; one line per (device, ts) carrying
+every metric of that timestamp. InfluxDB keeps one value per (series, ts, field), so a reading
+written twice is stored once by the server itself; the store also looks up which readings of a
+batch already exist (one query per kind and time cluster, usually empty) so that ``write``
+returns the number of *new* readings and re-sends nothing already stored. Guarantee: a reading
+with the same (device_id, metric, ts) *and the same tags* is stored once; a device whose
+district or asset changed between two deliveries of a reading is a new series to InfluxDB.
+
+Writes: line protocol, gzip-compressed bodies of at most 5,000 lines, one keep-alive
+``httpx.Client``; ``write`` returns when InfluxDB answered 204 for every body (1.x with
+``wal-fsync-delay = 0s`` has fsync'd its WAL by then). Connection errors, timeouts, 429 and 5xx
+raise :class:`StoreUnavailable` (retry later; bodies already sent may be stored, which is
+harmless as writes are idempotent); any other 4xx raises :class:`StoreError` naming InfluxDB's
+reason (bad data or bad credentials; retrying the same batch will not help). Escaping follows
+what InfluxDB 1.x parses: commas and spaces in measurements; commas, equals signs and spaces in
+tag keys, tag values and field keys. A backslash is written as it is (1.x does not unescape
+``\\\\``); a value with a newline, or a backslash at its end or before one of those characters,
+cannot be represented and raises :class:`StoreError`.
+
+Reads: InfluxQL over ``/query`` (``epoch=ms``, chunked so no server row limit truncates a
+result); every identifier is double-quoted and every string literal single-quoted with its
+quotes and backslashes escaped, so no device id can change a query. ``Query`` carries no kind:
+the store remembers device -> kind from its writes and otherwise asks every measurement
+(``FROM /.*/``). ``count()`` sums ``count(*)`` over every field of every measurement (one
+reading = one field value).
+
+The database is created on open (``CREATE DATABASE``, a no-op when it exists); if the server
+is down then, opening still succeeds and creation is retried before the next write.
+
+Other InfluxDB versions:
+
+- **2.x**: serves the same ``/write`` and ``/query`` (v1 compatibility API). Create a bucket and
+  a DBRP mapping from a database name to it (``influx v1 dbrp create --db citywatch --rp autogen
+  --bucket-id ID --default``), then use ``influxdb://citywatch:TOKEN@host:8086/citywatch``: any
+  user name, an API token with read/write access to the bucket as the password.
+  ``CREATE DATABASE`` is refused there; the store then relies on the mapping.
+- **3.x** (Core/Enterprise, Cloud Serverless/Dedicated): also serves v1 ``/write`` and
+  ``/query`` (InfluxQL); the database is the bucket/database name, the token goes as the
+  password: ``influxdb://citywatch:TOKEN@host:8181/citywatch`` (add ``tls=1`` for https).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+from typing import Iterable, Iterator
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httpx
+import numpy as np
+
+from ingest.model import Readings
+from ingest.stores.base import Query, StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+LINES_PER_BODY = 5_000
+_CLUSTER_GAP_MS = 60_000  # timestamps further apart than this are looked up separately
+
+_MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_SPECIAL = (",", "=", " ")
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier: double-quoted, quotes and backslashes escaped."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def quote_str(value: str) -> str:
+    """An InfluxQL string literal: single-quoted, quotes and backslashes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def _escape(value: str, table: dict) -> str:
+    if "\n" in value or "\r" in value:
+        raise StoreError(f"{value!r} holds a line break, which InfluxDB line protocol cannot carry")
+    if "\\" in value and (value.endswith("\\") or any(f"\\{c}" in value for c in _SPECIAL)):
+        raise StoreError(f"{value!r} has a backslash at its end or before ',', '=' or ' ', "
+                         "which InfluxDB line protocol cannot carry")
+    return value.translate(table)
+
+
+def parse_url(url: str) -> dict:
+    """The parts of an ``influxdb://`` URL; ValueError naming the problem."""
+    parts = urlsplit(url)
+    if parts.scheme != "influxdb":
+        raise ValueError(f"expected influxdb://host:port/database, got {url!r}")
+    database = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not database or "/" in database:
+        raise ValueError(f"expected influxdb://[user:password@]host:port/database, got {url!r}")
+    try:
+        port = parts.port or 8086
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    opts = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = set(opts) - {"rp", "precision", "tls", "timeout"}
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} in {url!r} (known: rp, precision, tls, timeout)")
+    if opts.get("precision", "ms") != "ms":
+        raise ValueError(f"precision={opts['precision']!r} in {url!r}: citywatch writes milliseconds, "
+                         "use precision=ms or leave it out")
+    try:
+        timeout = float(opts.get("timeout", 10))
+    except ValueError:
+        raise ValueError(f"timeout={opts['timeout']!r} in {url!r} is not a number of seconds") from None
+    scheme = "https" if opts.get("tls", "0").lower() in ("1", "true", "yes") else "http"
+    return {
+        "base": f"{scheme}://{parts.hostname}:{port}" if ":" not in parts.hostname
+        else f"{scheme}://[{parts.hostname}]:{port}",
+        "database": database, "rp": opts.get("rp") or None, "timeout": timeout,
+        "user": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+    }
+
+
+class InfluxDBStore:
+    """Readings in InfluxDB (1.x, or 2.x/3.x through their v1 API); see the module docstring."""
+
+    def __init__(self, url: str) -> None:
+        cfg = parse_url(url)
+        self.url = url
+        self.database: str = cfg["database"]
+        self.rp: str | None = cfg["rp"]
+        auth = (cfg["user"] or "", cfg["password"] or "") if cfg["user"] or cfg["password"] else None
+        self._http = httpx.Client(base_url=cfg["base"], auth=auth, timeout=cfg["timeout"],
+                                  headers={"User-Agent": "citywatch"})
+        self._kinds: dict[str, str] = {}  # device_id -> kind, learnt from writes
+        self._lock = threading.Lock()
+        self._db_ready = False
+        try:
+            self._ensure_database()
+        except StoreUnavailable as e:
+            log.warning("InfluxDB store %s not reachable yet (%s); will retry before writing", url, e)
+
+    @classmethod
+    def from_url(cls, url: str) -> "InfluxDBStore":
+        return cls(url)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, batch: Readings) -> int:
+        """Make ``batch`` durable in InfluxDB; returns how many readings were new."""
+        if len(batch) == 0:
+            return 0
+        with self._lock:
+            if not self._db_ready:
+                self._ensure_database()
+            new = batch.take(self._new_rows(batch))
+            if len(new):
+                params = {"db": self.database, "precision": "ms"}
+                if self.rp:
+                    params["rp"] = self.rp
+                lines = encode_lines(new)
+                for i in range(0, len(lines), LINES_PER_BODY):
+                    body = gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1)
+                    self._request("POST", "/write", params=params, content=body,
+                                  headers={"Content-Encoding": "gzip"}, expect=204)
+                for d, k in zip(*_run_values(new.device_id, new.kind)):
+                    self._kinds[d] = k
+            return len(new)
+
+    def _new_rows(self, batch: Readings) -> np.ndarray:
+        """Mask of the rows to write: first occurrence in the batch, not already stored."""
+        keys = {(d, m): i for i, (d, m) in enumerate(zip(*_run_values(batch.device_id, batch.metric)))}
+        key_of_row = _run_ids(keys, batch.device_id, batch.metric)
+        ts = batch.ts.astype(np.int64)
+        order = np.lexsort((ts, key_of_row))  # stable: the first occurrence comes first
+        first = np.ones(len(ts), dtype=bool)
+        first[1:] = (np.diff(key_of_row[order]) != 0) | (np.diff(ts[order]) != 0)
+        keep = np.zeros(len(ts), dtype=bool)
+        keep[order[first]] = True
+        existing = self._existing(batch, keys)
+        if existing:
+            ex_key = np.fromiter((k for k, _ in existing), np.int64, len(existing))
+            ex_ts = np.fromiter((t for _, t in existing), np.int64, len(existing))
+            keep &= ~_isin_pairs(key_of_row, ts, ex_key, ex_ts)
+        return keep
+
+    def _existing(self, batch: Readings, keys: dict[tuple[str, str], int]) -> list[tuple[int, int]]:
+        """(key index, ts) of the batch's (device, metric) pairs already stored in its time span."""
+        statements = []
+        for kind in sorted(set(_run_values(batch.kind)[0])):
+            rows = np.flatnonzero(batch.kind == kind)
+            metrics = sorted(set(batch.metric[rows].tolist()))
+            fields = ", ".join(quote_ident(m) for m in metrics)
+            for lo, hi in _clusters(np.unique(batch.ts[rows])):
+                statements.append(
+                    f"SELECT {fields} FROM {self._rp_prefix()}{quote_ident(kind)} "
+                    f"WHERE time >= {lo}ms AND time <= {hi}ms GROUP BY \"device_id\"")
+        out = []
+        for _, series in self._select(statements):
+            device = series.get("tags", {}).get("device_id", "")
+            cols = series["columns"]
+            for row in series.get("values", []):
+                for j in range(1, len(cols)):
+                    k = keys.get((device, cols[j]))
+                    if row[j] is not None and k is not None:
+                        out.append((k, int(row[0])))
+        return out
+
+    def _rp_prefix(self) -> str:
+        return f"{quote_ident(self.rp)}." if self.rp else ""
+
+    def _ensure_database(self) -> None:
+        """``CREATE DATABASE`` (idempotent); refused by 2.x/3.x, which use a mapping instead."""
+        try:
+            list(self._select([f"CREATE DATABASE {quote_ident(self.database)}"], post=True))
+        except StoreUnavailable:
+            raise
+        except StoreError as e:
+            log.info("InfluxDB refused CREATE DATABASE %s (%s); assuming it exists", self.database, e)
+        self._db_ready = True
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def query(self, q: Query) -> list[tuple[int, float]]:
+        """Points of one device and metric in ``[q.start, q.end)`` by time, at most ``q.limit``.
+
+        With ``q.step_ms``: the mean per step (``GROUP BY time(step) fill(none)``), steps aligned
+        to the epoch, each point at its step's start.
+        """
+        if q.limit <= 0 or q.end <= q.start:
+            return []
+        kind = self._kinds.get(q.device_id)
+        source = f"{self._rp_prefix()}{quote_ident(kind)}" if kind else "/.*/"
+        where = (f"WHERE \"device_id\" = {quote_str(q.device_id)} "
+                 f"AND time >= {int(q.start)}ms AND time < {int(q.end)}ms")
+        if q.step_ms is None:
+            sql = f"SELECT {quote_ident(q.metric)} FROM {source} {where} ORDER BY time ASC LIMIT {int(q.limit)}"
+        else:
+            if q.step_ms <= 0:
+                raise ValueError(f"step_ms must be positive, got {q.step_ms}")
+            sql = (f"SELECT mean({quote_ident(q.metric)}) FROM {source} {where} "
+                   f"GROUP BY time({int(q.step_ms)}ms) fill(none) LIMIT {int(q.limit)}")
+        points = []
+        for _, series in self._select([sql]):
+            points.extend((int(t), float(v)) for t, v in series.get("values", []) if v is not None)
+        points.sort()
+        return points[: q.limit]
+
+    def count(self) -> int:
+        """Readings stored: the sum of ``count(*)`` over every field of every measurement."""
+        total = 0
+        for _, series in self._select([f"SELECT count(*) FROM {self._rp_prefix()}/.*/"]):
+            for row in series.get("values", []):
+                total += sum(int(v) for v in row[1:] if v is not None)
+        return total
+
+    def ping(self) -> bool:
+        try:
+            return self._http.get("/ping").status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "InfluxDBStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _select(self, statements: list[str], *, post: bool = False) -> Iterator[tuple[int, dict]]:
+        """Run InfluxQL statements; yields (statement index, series) from chunked responses."""
+        if not statements:
+            return
+        params = {"db": self.database, "epoch": "ms", "chunked": "true", "chunk_size": "10000",
+                  "q": ";".join(statements)}
+        if self.rp:
+            params["rp"] = self.rp
+        if post:
+            resp = self._request("POST", "/query", data=params, expect=200)
+        else:
+            resp = self._request("GET", "/query", params=params, expect=200)
+        for line in resp.text.splitlines():
+            if not line.strip():
+                continue
+            doc = json.loads(line)
+            if "error" in doc:
+                raise StoreError(f"InfluxDB {self._where()} refused a query: {doc['error']}")
+            for result in doc.get("results", []):
+                if "error" in result:
+                    raise StoreError(f"InfluxDB {self._where()} refused a query: {result['error']}")
+                for series in result.get("series", []):
+                    yield result.get("statement_id", 0), series
+
+    def _request(self, method: str, path: str, *, expect: int, **kw) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.TimeoutException as e:
+            raise StoreUnavailable(f"InfluxDB {self._where()} timed out ({type(e).__name__})") from None
+        except httpx.HTTPError as e:
+            raise StoreUnavailable(f"InfluxDB {self._where()} unreachable: {e}") from None
+        if resp.status_code == expect:
+            return resp
+        reason = _error_text(resp)
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise StoreUnavailable(f"InfluxDB {self._where()} answered {resp.status_code}: {reason}")
+        if resp.status_code in (401, 403):
+            raise StoreError(f"InfluxDB {self._where()} refused the credentials ({resp.status_code}: "
+                             f"{reason}); check user and password (2.x/3.x: the token) in [store] url")
+        raise StoreError(f"InfluxDB {self._where()} rejected {method} {path} ({resp.status_code}): {reason}")
+
+    def _where(self) -> str:
+        return f"{self._http.base_url}/{self.database}"
+
+
+def encode_lines(batch: Readings) -> list[str]:
+    """The batch as line protocol, one line per (kind, tags, ts) run of consecutive rows.
+
+    Consecutive rows of one device and timestamp (the metrics of one message) share a line; a
+    waveform gives one line per sample. Fields are floats (``repr`` round-trips exactly).
+    """
+    n = len(batch)
+    if n == 0:
+        return []
+    tag_change = np.zeros(n, dtype=bool)
+    tag_change[0] = True
+    for col in (batch.kind, batch.device_id, batch.district, batch.asset_id):
+        tag_change[1:] |= col[1:] != col[:-1]
+    starts = np.flatnonzero(tag_change)
+    prefixes = [_series_key(k, d, di, a) for k, d, di, a in zip(
+        *(c[starts].tolist() for c in (batch.kind, batch.device_id, batch.district, batch.asset_id)))]
+    prefix_of_row = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
+
+    field_keys: dict[str, str] = {}
+    fkeys = [field_keys.get(m) or field_keys.setdefault(m, _escape(m, _KEY_ESC)) for m in batch.metric.tolist()]
+    ts = batch.ts.astype(np.int64)
+    values = np.asarray(batch.value, dtype=np.float64)
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise StoreError(f"reading {batch.row(bad)} is not a finite number; InfluxDB cannot store it")
+    line_start = tag_change.copy()
+    line_start[1:] |= ts[1:] != ts[:-1]
+    bounds = np.append(np.flatnonzero(line_start), n).tolist()
+    tss, vals, prow = ts.tolist(), values.tolist(), prefix_of_row.tolist()
+    lines = []
+    for a, b in zip(bounds, bounds[1:]):
+        if b - a == 1:
+            lines.append(f"{prefixes[prow[a]]} {fkeys[a]}={vals[a]!r} {tss[a]}")
+        else:
+            fields = ",".join(f"{fkeys[i]}={vals[i]!r}" for i in range(a, b))
+            lines.append(f"{prefixes[prow[a]]} {fields} {tss[a]}")
+    return lines
+
+
+def _series_key(kind: str, device_id: str, district: str, asset_id: str) -> str:
+    """``measurement,tag=value,...`` with tags sorted by key and empty values left out."""
+    key = _escape(kind, _MEASUREMENT_ESC)
+    for tag, value in (("asset_id", asset_id), ("device_id", device_id), ("district", district)):
+        if value:
+            key += f",{tag}={_escape(value, _KEY_ESC)}"
+    return key
+
+
+def _run_values(*cols: np.ndarray) -> tuple[list, ...]:
+    """Values of ``cols`` at the start of every run of equal consecutive rows (all columns)."""
+    n = len(cols[0])
+    change = np.zeros(n, dtype=bool)
+    if n:
+        change[0] = True
+    for c in cols:
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change)
+    return tuple(c[starts].tolist() for c in cols)
+
+
+def _run_ids(keys: dict[tuple, int], *cols: np.ndarray) -> np.ndarray:
+    """Per row, the index in ``keys`` of its (cols...) tuple, computed once per run."""
+    n = len(cols[0])
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for c in cols:
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change)
+    ids = np.fromiter((keys[k] for k in zip(*(c[starts].tolist() for c in cols))), np.int64, len(starts))
+    return np.repeat(ids, np.diff(np.append(starts, n)))
+
+
+def _clusters(sorted_ts: np.ndarray) -> Iterable[tuple[int, int]]:
+    """[lo, hi] spans covering the timestamps, split where they are far apart."""
+    if len(sorted_ts) == 0:
+        return []
+    cut = np.flatnonzero(np.diff(sorted_ts) > _CLUSTER_GAP_MS)
+    los = np.concatenate(([sorted_ts[0]], sorted_ts[cut + 1]))
+    his = np.concatenate((sorted_ts[cut], [sorted_ts[-1]]))
+    return list(zip(los.tolist(), his.tolist()))
+
+
+def _isin_pairs(a_key: np.ndarray, a_ts: np.ndarray, b_key: np.ndarray, b_ts: np.ndarray) -> np.ndarray:
+    """Mask over a: (a_key, a_ts) occurs among the (b_key, b_ts) pairs."""
+    a = np.empty(len(a_key), dtype=[("k", np.int64), ("t", np.int64)])
+    a["k"], a["t"] = a_key, a_ts
+    b = np.empty(len(b_key), dtype=a.dtype)
+    b["k"], b["t"] = b_key, b_ts
+    return np.isin(a, b)
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("error") or resp.text).strip()[:500]
+    except ValueError:
+        return resp.text.strip()[:500] or resp.reason_phrase
