@@ -258,11 +258,11 @@ class Rule:
             "mean": f"mean {format_duration(self.window_ms)} {self.metric}",
         }[self.transform]
         scale = "" if self.scale == ONE else f" × {self.scale.describe()}"
-        parts = []
-        for lv in self.levels:
-            c = Condition(self.op, lv.threshold).describe(name or "value")
-            parts.append(f"{lv.severity}: {c}{scale}")
-        text = "; ".join(parts)
+        if len(self.levels) > 1 and self.op not in RANGE_OPS:
+            thr = "/".join(lv.threshold[0].describe() for lv in self.levels)
+            text = f"{name} {self.op} {thr}{scale}"
+        else:
+            text = Condition(self.op, self.levels[0].threshold).describe(name or "value") + scale
         if self.and_:
             text += " and " + " and ".join(c.describe() for c in self.and_)
         if self.for_ms:

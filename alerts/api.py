@@ -1,0 +1,113 @@
+"""REST endpoints of the alert lifecycle (operator.md): list, acknowledge, silence.
+
+Handlers use ``request.app.state.alerts`` (an :class:`~alerts.state.AlertState`) and
+``request.app.state.now()`` (epoch ms), both set by the application. Who acts is
+``request.state.user`` when authentication sets it, else the ``by`` of the body.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from .errors import AlertNotFound, AlertsError, InvalidSilence
+from .state import ALERT_STATES, AlertState
+
+router = APIRouter(tags=["alerts"])
+
+
+class AckBody(BaseModel):
+    by: str | None = Field(None, description="who acknowledges (ignored when authenticated)")
+    note: str = ""
+
+
+class SilenceBody(BaseModel):
+    matchers: dict[str, str] = Field(..., description="any of rule, kind, district, device, severity")
+    start: int | str | None = Field(None, description="epoch ms or RFC 3339; default now")
+    end: int | str = Field(..., description="epoch ms or RFC 3339")
+    reason: str
+    by: str | None = None
+
+
+def _state(request: Request) -> AlertState:
+    return request.app.state.alerts
+
+
+def _who(request: Request, by: str | None) -> str:
+    user = getattr(request.state, "user", None)
+    name = getattr(user, "name", None) or (user if isinstance(user, str) else None)
+    return name or (by or "").strip() or "anonymous"
+
+
+def _ms(value: int | str, field: str) -> int:
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(422, f"{field}: expected epoch milliseconds or RFC 3339, got {value!r}") from None
+    if dt.tzinfo is None:
+        raise HTTPException(422, f"{field}: RFC 3339 time needs an offset (e.g. +08:00), got {value!r}")
+    return int(dt.timestamp() * 1000)
+
+
+@router.get("/api/v1/alerts")
+def list_alerts(
+    request: Request,
+    state: Annotated[str | None, Query(description="pending, firing, acknowledged or resolved")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Alerts, newest first: ``{"items": [...], "total": N, "next": cursor-or-null}``."""
+    if state is not None and state not in ALERT_STATES:
+        raise HTTPException(422, f"state must be one of {', '.join(ALERT_STATES)}, got {state!r}")
+    st = _state(request)
+    try:
+        items, nxt = st.list_alerts(state, limit, cursor)
+    except AlertsError as e:
+        raise HTTPException(422, str(e)) from None
+    return {"items": [a.to_api(st.tz) for a in items], "total": st.count_alerts(state), "next": nxt}
+
+
+@router.get("/api/v1/alerts/{alert_id}")
+def get_alert(request: Request, alert_id: str) -> dict[str, Any]:
+    """One alert with its history."""
+    st = _state(request)
+    try:
+        return st.get(alert_id).to_api(st.tz)
+    except AlertNotFound as e:
+        raise HTTPException(404, str(e)) from None
+
+
+@router.post("/api/v1/alerts/{alert_id}/ack")
+def ack_alert(request: Request, alert_id: str, body: Annotated[AckBody | None, Body()] = None) -> dict[str, Any]:
+    """Acknowledge a firing alert (operator). 404 if unknown, 409 if not firing."""
+    body = body or AckBody()
+    st = _state(request)
+    try:
+        alert = st.ack(alert_id, _who(request, body.by), int(request.app.state.now()), body.note)
+    except AlertNotFound as e:
+        raise HTTPException(404, str(e)) from None
+    except AlertsError as e:
+        raise HTTPException(409, str(e)) from None
+    return alert.to_api(st.tz)
+
+
+@router.post("/api/v1/silences", status_code=201)
+def add_silence(request: Request, body: SilenceBody) -> dict[str, Any]:
+    """Silence matching alerts for a period (operator): recorded, not sent on."""
+    st = _state(request)
+    now = int(request.app.state.now())
+    start = now if body.start is None else _ms(body.start, "start")
+    try:
+        s = st.add_silence(body.matchers, start, _ms(body.end, "end"), body.reason,
+                           _who(request, body.by), now_ms=now)
+    except InvalidSilence as e:
+        raise HTTPException(422, str(e)) from None
+    return s.to_api(st.tz)

@@ -1,0 +1,770 @@
+"""The rule engine: evaluates a rule pack on batches of readings, in event time.
+
+Evaluation is vectorised per (kind, metric): a batch is grouped by metric once, each rule
+compares its slice of values with its (per-device) thresholds in a few numpy operations, and
+only the rows of devices where a condition is true or a (rule, device) stream is already
+active go through the Python state machine. When nothing fires the cost per rule is a handful
+of array operations on its slice.
+
+Per (rule, device) stream state: ``inactive -> pending -> firing -> resolved`` (back to
+``inactive``). :meth:`RuleEngine._move` is the one place where a stream changes state; it logs
+every transition (``noise.night_laeq noise-0042: PENDING => FIRING (major)``).
+
+Guarantees:
+- Event time only: the same readings give the same alerts whether they come live, replayed at
+  100x, in one batch or in many (within a stream, rows are evaluated in ``ts`` order).
+- Idempotent: each stream remembers the ``ts`` of the newest reading it evaluated
+  (``last_ts``, saved with the alerts); a reading with ``ts <= last_ts`` is skipped, so a batch
+  processed again after a crash changes nothing. The same holds for the previous-value and
+  window-aggregate memories (each skips readings at or before the newest one it used).
+  Consequence: a reading more than a batch late (older than the newest one already evaluated
+  for its stream) is not evaluated for that stream.
+- All alert changes of one :meth:`process`/:meth:`tick` call commit in ONE SQLite transaction
+  with the stream state; listeners run inside it. If anything raises, nothing is committed and
+  the engine reloads its state from the database before re-raising.
+- Restart-safe: stream state (pending start per severity level, report counts, open alert,
+  window aggregates, previous values of alerting streams) is restored from the state DB, so a
+  restart loses no pending duration and creates no duplicate alert. Not persisted: the latest
+  value of ``and`` metrics and the previous counter value of devices without a stream (the
+  first reading after a restart re-establishes them).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from devices.catalogue import CATALOGUE
+from ingest.model import Event, Readings
+
+from .notice import NoticeListener
+from .rules import RANGE_OPS, Param, Rule, RulePack, format_duration
+from .state import AlertState, StreamRow, Transition
+
+log = logging.getLogger("citywatch.alerts")
+
+DAY_MS = 86_400_000
+_NAN = float("nan")
+_NO_ATTRS: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
+
+AttrsFn = Callable[[str], Mapping[str, Mapping[str, Any]]]
+DeviceInfoFn = Callable[[str], "Mapping[str, Any] | None"]
+
+
+# --- per-kind device slots ---------------------------------------------------------------------
+
+class _Slots(dict):
+    """device id -> slot for one kind; an unknown id gets the next slot on lookup."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+
+    def __missing__(self, key: str) -> int:
+        n = len(self.ids)
+        self[key] = n
+        self.ids.append(key)
+        return n
+
+    def lookup(self, devices: np.ndarray) -> np.ndarray:
+        return np.fromiter(map(self.__getitem__, devices), np.int64, len(devices))
+
+
+class _Codes(dict):
+    def __missing__(self, key: str) -> int:
+        return -1
+
+
+def _grow(a: np.ndarray, n: int, fill) -> np.ndarray:
+    if len(a) >= n:
+        return a
+    out = np.full(max(n, 2 * len(a), 64), fill, dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+# --- stream state --------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Stream:
+    """State of one (rule, device) stream. ``since``/``count`` are per severity level: the ts
+    of the first reading of the current run where the level's condition holds, and the number
+    of readings in that run."""
+
+    device_id: str
+    state: str = "inactive"  # inactive, pending, firing
+    last_ts: int = -(2 ** 62)
+    since: list = field(default_factory=list)
+    count: list = field(default_factory=list)
+    sev: int = -1
+    alert_id: str | None = None
+    started: int | None = None
+    prev: list | None = None  # [value, ts] for change rules
+    acc: list | None = None  # [bucket, sum, n, last_ts] for mean rules
+    match: int | None = None  # ts of the last matching event (event rules)
+
+    def to_row(self, rule: str) -> StreamRow:
+        data = {"since": self.since, "count": self.count, "sev": self.sev, "alert": self.alert_id,
+                "started": self.started}
+        for k in ("prev", "acc", "match"):
+            v = getattr(self, k)
+            if v is not None:
+                data[k] = v
+        return StreamRow(rule, self.device_id, self.state, self.last_ts, data)
+
+    @classmethod
+    def from_row(cls, r: StreamRow, levels: int) -> "_Stream":
+        d = r.data
+        since = list(d.get("since") or [])
+        count = list(d.get("count") or [])
+        since = (since + [None] * levels)[:levels]
+        count = (count + [0] * levels)[:levels]
+        return cls(r.device_id, r.state, r.last_ts, since, count, d.get("sev", -1), d.get("alert"),
+                   d.get("started"), d.get("prev"), d.get("acc"), d.get("match"))
+
+
+class _Runtime:
+    """A rule and its evaluation state: streams by slot and the ``active`` flag array."""
+
+    def __init__(self, rule: Rule, slots: _Slots) -> None:
+        self.rule = rule
+        self.slots = slots
+        self.nlev = len(rule.levels)
+        self.streams: dict[int, _Stream] = {}
+        self.active = np.zeros(64, bool)
+        self.n_active = 0
+        # change rules: the previous value per slot (memory, see module docstring)
+        self.prev_val = np.full(64, np.nan)
+        self.prev_ts = np.full(64, -(2 ** 62), np.int64)
+
+    def stream(self, slot: int) -> _Stream:
+        st = self.streams.get(slot)
+        if st is None:
+            st = _Stream(self.slots.ids[slot], since=[None] * self.nlev, count=[0] * self.nlev)
+            self.streams[slot] = st
+        return st
+
+    def set_active(self, slot: int, on: bool) -> None:
+        self.active = _grow(self.active, slot + 1, False)
+        if self.active[slot] != on:
+            self.active[slot] = on
+            self.n_active += 1 if on else -1
+
+    def ensure(self, n: int) -> None:
+        self.active = _grow(self.active, n, False)
+        if self.rule.transform == "change":
+            self.prev_val = _grow(self.prev_val, n, np.nan)
+            self.prev_ts = _grow(self.prev_ts, n, -(2 ** 62))
+
+
+class _Call:
+    """What one process/tick call accumulates before its single commit."""
+
+    def __init__(self) -> None:
+        self.transitions: list[Transition] = []
+        self.dirty: dict[tuple[str, int], tuple[_Runtime, _Stream]] = {}
+        self.reserved: set[str] = set()
+        self.after_commit: list[Callable[[], None]] = []
+        self.where: dict[tuple[str, str], tuple[str, str]] = {}  # (kind, device) -> district, asset
+
+    def touch(self, rt: _Runtime, slot: int, st: _Stream) -> None:
+        self.dirty[(rt.rule.id, slot)] = (rt, st)
+
+
+def _compare(op: str, v: np.ndarray, t) -> np.ndarray:
+    if op == ">":
+        return v > t
+    if op == ">=":
+        return v >= t
+    if op == "<":
+        return v < t
+    if op == "<=":
+        return v <= t
+    if op == "==":
+        return v == t
+    if op == "!=":
+        return v != t
+    lo, hi = t
+    if op == "inside":
+        return (v > lo) & (v < hi)
+    return (v < lo) | (v > hi)  # outside
+
+
+class RuleEngine:
+    """Evaluates ``pack`` on readings and events, records alerts in ``state``.
+
+    ``attrs(kind)`` returns ``{device_id: attrs}`` for the kind's devices. Per-device parameters
+    read from it are cached until ``attrs(kind)`` returns a different object: the registry
+    should hand out a cached mapping and replace it (a new object) when attrs change.
+    ``device_info(device_id)`` returns the webhook ``device`` object (id, kind, district,
+    asset_id, lat, lon, responsible_unit) or None. ``tz`` is the zone of ``during`` windows and
+    aggregate windows. ``listeners`` are added to ``state.listeners``.
+    """
+
+    def __init__(self, pack: RulePack | Sequence[Rule], state: AlertState, *,
+                 attrs: AttrsFn = lambda kind: _NO_ATTRS, device_info: DeviceInfoFn = lambda d: None,
+                 tz: str = "Asia/Shanghai", listeners: Iterable[NoticeListener] = ()) -> None:
+        rules = pack.active if isinstance(pack, RulePack) else tuple(r for r in pack if r.enabled)
+        self.state = state
+        self.attrs = attrs
+        self.device_info = device_info
+        self.tz = ZoneInfo(tz)
+        for listener in listeners:
+            if listener not in state.listeners:
+                state.listeners.append(listener)
+        self._slots: dict[str, _Slots] = {k: _Slots() for k in CATALOGUE}
+        self._rts = [_Runtime(r, self._slots[r.kind]) for r in rules]
+        self._by_id = {rt.rule.id: rt for rt in self._rts}
+        self._metric_rts = [rt for rt in self._rts if rt.rule.type == "metric"]
+        self._event_rts = [rt for rt in self._rts if rt.rule.type == "event"]
+        self._absence_rts = [rt for rt in self._rts if rt.rule.type == "absence"]
+        used = sorted({rt.rule.metric for rt in self._metric_rts}
+                      | {c.metric for rt in self._metric_rts for c in rt.rule.and_})
+        self._codes = _Codes({m: i for i, m in enumerate(used)})
+        kinds_of: dict[str, int] = {}
+        for k in CATALOGUE.values():
+            for m in k.metrics:
+                kinds_of[m] = kinds_of.get(m, 0) + 1
+        self._shared = {m for m, n in kinds_of.items() if n > 1}
+        # per-device parameters: (kind, Param) -> float array by slot (NaN: not resolved yet)
+        self._params: dict[tuple[str, Param], np.ndarray] = {}
+        self._attrs_seen: dict[str, Any] = {}
+        # latest value of `and` metrics per slot: (kind, metric) -> (values, ts)
+        self._latest: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._kind_cache: dict[str, str] = {}
+        self._attr_kinds = sorted({rt.rule.kind for rt in self._rts if not all(
+            p.constant for p in self._params_of(rt.rule))})
+        self._load()
+
+    @staticmethod
+    def _params_of(rule: Rule) -> list[Param]:
+        ps = [rule.scale] + ([rule.baseline] if rule.baseline else [])
+        ps += [p for lv in rule.levels for p in lv.threshold]
+        ps += [p for c in rule.and_ for p in c.threshold]
+        ps += list(rule.clear.threshold) if rule.clear else []
+        return ps
+
+    # --- restore ----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for rt in self._rts:
+            rt.streams.clear()
+            rt.active[:] = False
+            rt.n_active = 0
+            rt.prev_val[:] = np.nan
+            rt.prev_ts[:] = -(2 ** 62)
+        for row in self.state.load_streams():
+            rt = self._by_id.get(row.rule)
+            if rt is None:
+                continue  # a rule since removed or disabled
+            slot = rt.slots[row.device_id]
+            st = _Stream.from_row(row, rt.nlev)
+            rt.streams[slot] = st
+            rt.ensure(slot + 1)
+            rt.set_active(slot, st.state in ("pending", "firing"))
+            if st.prev is not None:
+                rt.prev_val[slot], rt.prev_ts[slot] = st.prev
+
+    # --- the one transition function ---------------------------------------------------------
+
+    def _move(self, call: _Call, rt: _Runtime, slot: int, st: _Stream, to: str, ts: int, *,
+              sev: int, value: float | None, started: int | None = None,
+              fields: Mapping[str, Any] | None = None) -> None:
+        """Change a stream's state, log it, queue the Transition for the commit."""
+        rule = rt.rule
+        frm = st.state
+        if frm == "inactive":
+            st.started = started if started is not None else ts
+            st.alert_id = self.state.new_alert_id(rule.id, st.device_id, st.started, call.reserved)
+        severity = rule.levels[max(sev, 0)].severity
+        info = self._summary(rt, st.device_id, sev, value, fields)
+        t = Transition(
+            rule.id, st.device_id, rule.kind, st.alert_id or "", frm, to, ts, severity,
+            info["summary"], rule.metric, None if value is None else float(value),
+            info["threshold"], st.started,
+            rule.levels[st.sev].severity if st.sev >= 0 else None,
+            *call.where.get((rule.kind, st.device_id), ("", "")),
+        )
+        log.info("%s %s: %s => %s (%s)", rule.id, st.device_id, frm.upper(), to.upper(), severity)
+        call.transitions.append(t)
+        if to in ("resolved", "inactive"):
+            st.state, st.sev, st.alert_id, st.started = "inactive", -1, None, None
+            st.since = [None] * rt.nlev
+            st.count = [0] * rt.nlev
+        else:
+            st.state, st.sev = to, sev
+        rt.set_active(slot, st.state in ("pending", "firing"))
+        call.touch(rt, slot, st)
+
+    def _summary(self, rt: _Runtime, device: str, sev: int, value: float | None,
+                 extra: Mapping[str, Any] | None) -> dict:
+        rule = rt.rule
+        attrs = self._attrs_map(rule.kind).get(device)
+        lv = rule.levels[max(sev, 0)]
+        scale = rule.scale.resolve(attrs)
+        fields: dict[str, Any] = dict(
+            value=value if value is not None else _NAN, severity=lv.severity, device=device,
+            kind=rule.kind, metric=rule.metric or "", unit=rule.unit, scale=scale, factor=_NAN,
+            baseline=rule.baseline.resolve(attrs) if rule.baseline else 0.0, event=rule.event or "",
+            silent="", absent=format_duration(rule.absent_ms), lo=_NAN, hi=_NAN, threshold=None,
+        )
+        fields["for"] = format_duration(rule.for_ms)
+        if lv.threshold:
+            raw = [p.resolve(attrs) for p in lv.threshold]
+            if rule.op in RANGE_OPS:
+                fields["lo"], fields["hi"] = raw[0] * scale, raw[1] * scale
+                below = value is not None and value <= fields["lo"]
+                fields["threshold"] = fields["lo"] if (rule.op == "outside" and below) else fields["hi"]
+            else:
+                fields["factor"] = raw[0]
+                fields["threshold"] = raw[0] * scale
+        if extra:
+            fields.update(extra)
+        try:
+            text = rule.summary.format(**{k: (_NAN if v is None else v) for k, v in fields.items()})
+        except (ValueError, TypeError):
+            text = f"{rule.id}: {rule.metric or rule.event or 'device'} {value}"
+        thr = fields["threshold"]
+        return {"summary": text, "threshold": None if thr is None else float(thr)}
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _attrs_map(self, kind: str) -> Mapping[str, Mapping[str, Any]]:
+        m = self.attrs(kind)
+        if m is not self._attrs_seen.get(kind, self):
+            self._attrs_seen[kind] = m
+            for (k, _), arr in self._params.items():
+                if k == kind:
+                    arr[:] = np.nan
+        return m
+
+    def _param(self, kind: str, p: Param, slots: np.ndarray, n: int):
+        """The parameter per row (an array), or a float if it is a constant."""
+        if p.constant:
+            return float(p.value)  # type: ignore[arg-type]
+        arr = self._params.get((kind, p))
+        if arr is None or len(arr) < n:
+            arr = _grow(arr if arr is not None else np.full(0, np.nan), n, np.nan)
+            self._params[(kind, p)] = arr
+        vals = arr[slots]
+        missing = np.isnan(vals)
+        if missing.any():
+            amap = self._attrs_map(kind)
+            ids = self._slots[kind].ids
+            for s in np.unique(slots[missing]).tolist():
+                arr[s] = p.resolve(amap.get(ids[s]))
+            vals = arr[slots]
+        return vals
+
+    def _offset_ms(self, ms: int) -> int:
+        off = datetime.fromtimestamp(ms / 1000, self.tz).utcoffset()
+        return int(off.total_seconds() * 1000) if off else 0
+
+    def _local(self, ts: np.ndarray) -> np.ndarray:
+        """Local wall-clock ms (epoch ms shifted by the zone's offset at each ts)."""
+        if len(ts) == 0:
+            return ts
+        a, b = self._offset_ms(int(ts.min())), self._offset_ms(int(ts.max()))
+        if a == b:
+            return ts + a
+        return ts + np.fromiter((self._offset_ms(int(t)) for t in ts), np.int64, len(ts))
+
+    def _device(self, t: Transition) -> dict:
+        info = self.device_info(t.device_id) or {}
+        return {
+            "id": t.device_id, "kind": info.get("kind", t.kind),
+            "district": info.get("district") or t.district,
+            "asset_id": info.get("asset_id") or t.asset_id,
+            "lat": info.get("lat"), "lon": info.get("lon"),
+            "responsible_unit": info.get("responsible_unit") or "",
+        }
+
+    def _commit(self, call: _Call) -> list[Transition]:
+        if not call.transitions and not call.dirty:
+            for f in call.after_commit:
+                f()
+            return []
+        try:
+            with self.state.transaction():
+                self.state.apply(call.transitions, self._device)
+                self.state.save_streams(st.to_row(rt.rule.id) for rt, st in call.dirty.values())
+        except BaseException:
+            log.exception("alert changes rolled back; reloading rule-engine state")
+            self._load()
+            raise
+        for f in call.after_commit:
+            f()
+        return call.transitions
+
+    # --- readings ---------------------------------------------------------------------------
+
+    def process(self, batch: Readings, events: Sequence[Event] = ()) -> list[Transition]:
+        """Evaluate a batch of readings and events (event time); commit; return transitions.
+
+        Call it after the batch is durable in the store and before acknowledging its
+        messages: processing the same batch again is a no-op (see the module docstring).
+        """
+        call = _Call()
+        if len(batch):
+            for kind in self._attr_kinds:
+                self._attrs_map(kind)  # drops cached per-device parameters if attrs changed
+            codes = np.fromiter(map(self._codes.__getitem__, batch.metric), np.int64, len(batch))
+            present = np.bincount(codes + 1, minlength=len(self._codes) + 1)
+            groups: dict[str, np.ndarray] = {}
+            for m, c in self._codes.items():
+                if present[c + 1]:
+                    groups[m] = np.nonzero(codes == c)[0]
+            cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+            def rows(kind: str, metric: str):
+                key = (kind, metric)
+                got = cache.get(key)
+                if got is None:
+                    idx = groups.get(metric)
+                    if idx is None:
+                        got = (np.empty(0, np.int64), np.empty(0, np.int64))
+                    else:
+                        if metric in self._shared:
+                            idx = idx[batch.kind[idx] == kind]
+                        got = (idx, self._slots[kind].lookup(batch.device_id[idx]))
+                    cache[key] = got
+                return got
+
+            for rt in self._metric_rts:
+                idx, slots = rows(rt.rule.kind, rt.rule.metric)
+                if len(idx):
+                    self._eval_metric(call, rt, batch, idx, slots, rows)
+            self._remember_latest(call, batch, rows)
+        if events:
+            self._eval_events(call, events)
+        return self._commit(call)
+
+    def _remember_latest(self, call: _Call, b: Readings, rows) -> None:
+        """After the commit: keep the newest value per device of every `and` metric."""
+        for kind, metric in {(rt.rule.kind, c.metric) for rt in self._metric_rts for c in rt.rule.and_}:
+            idx, slots = rows(kind, metric)
+            if not len(idx):
+                continue
+            ts, v = b.ts[idx], b.value[idx]
+
+            def apply(kind=kind, metric=metric, slots=slots, ts=ts, v=v) -> None:
+                n = len(self._slots[kind].ids)
+                vals, tss = self._latest.get((kind, metric), (np.full(0, np.nan), np.zeros(0, np.int64)))
+                vals, tss = _grow(vals, n, np.nan), _grow(tss, n, -(2 ** 62))
+                o = np.argsort(ts, kind="stable")
+                s, t_, x = slots[o], ts[o], v[o]
+                newer = t_ >= tss[s]
+                vals[s[newer]] = x[newer]
+                tss[s[newer]] = t_[newer]
+                self._latest[(kind, metric)] = (vals, tss)
+            call.after_commit.append(apply)
+
+    def _eval_metric(self, call: _Call, rt: _Runtime, b: Readings, idx: np.ndarray,
+                     slots: np.ndarray, rows) -> None:
+        rule = rt.rule
+        kind = rule.kind
+        n = len(rt.slots.ids)
+        rt.ensure(n)
+        ts = b.ts[idx]
+        v = b.value[idx]
+        if rule.transform == "deviation":
+            v = np.abs(v - self._param(kind, rule.baseline, slots, n))
+        elif rule.transform == "change":
+            got = self._changes(call, rt, slots, ts, v)
+            if got is None:
+                return
+            idx, slots, ts, v = idx[got[0]], got[1], got[2], got[3]
+        elif rule.transform == "mean":
+            got = self._means(call, rt, b, idx, slots, ts, v)
+            if got is None:
+                return
+            idx, slots, ts, v = got
+        m = len(v)
+        scale = self._param(kind, rule.scale, slots, n)
+        level = np.full(m, -1, np.int8)
+        thr_cols = []
+        for k, lv in enumerate(rule.levels):
+            t = tuple(self._param(kind, p, slots, n) * scale for p in lv.threshold)
+            thr_cols.append(t)
+            level[_compare(rule.op, v, t if rule.op in RANGE_OPS else t[0])] = k
+        outside = None
+        if rule.during is not None:
+            outside = ~rule.during.contains_ms(self._local(ts) % DAY_MS)
+            level[outside] = -1
+        hot = level >= 0
+        if not rt.n_active and not hot.any():
+            return
+        mark = np.zeros(max(n, len(rt.active)), bool)
+        mark[slots[hot]] = True
+        mark[: len(rt.active)] |= rt.active
+        cand = np.nonzero(mark[slots])[0]
+        if not len(cand):
+            return
+        if rule.and_:
+            ok = self._and(rule, b, slots[cand], ts[cand], rows, n)
+            sub = level[cand]
+            sub[~ok] = -1
+            level[cand] = sub
+        if rule.clear is not None:
+            ct = tuple(self._param(kind, p, slots[cand], n) for p in rule.clear.threshold)
+            clear = _compare(rule.clear.op, v[cand], ct if rule.clear.op in RANGE_OPS else ct[0])
+            if outside is not None:
+                clear |= outside[cand]
+        else:
+            clear = level[cand] < 0
+        order = np.lexsort((ts[cand], slots[cand]))
+        c = cand[order]
+        self._run(call, rt, b, idx[c].tolist(), slots[c].tolist(), ts[c].tolist(),
+                  level[c].tolist(), clear[order].tolist(), v[c].tolist())
+
+    def _and(self, rule: Rule, b: Readings, pslots: np.ndarray, pts: np.ndarray, rows,
+             n: int) -> np.ndarray:
+        """For each candidate row, whether every ``and`` condition holds on the device's value
+        of that metric at the same ts, else its latest earlier one (unknown: false)."""
+        ok = np.ones(len(pslots), bool)
+        for cond in rule.and_:
+            sidx, sslots = rows(rule.kind, cond.metric)
+            val = np.full(len(pslots), np.nan)
+            mem = self._latest.get((rule.kind, cond.metric))
+            if mem is not None:
+                mv, mt = _grow(mem[0], n, np.nan), _grow(mem[1], n, -(2 ** 62))
+                known = mt[pslots] <= pts
+                val[known] = mv[pslots][known]
+            if len(sidx):
+                sts = b.ts[sidx]
+                base = int(min(sts.min(), pts.min()))
+                span = int(max(sts.max(), pts.max())) - base + 1
+                skey = sslots * span + (sts - base)
+                o = np.argsort(skey, kind="stable")
+                skey, sv, ss = skey[o], b.value[sidx][o], sslots[o]
+                pos = np.searchsorted(skey, pslots * span + (pts - base), side="right") - 1
+                hit = pos >= 0
+                hit[hit] = ss[pos[hit]] == pslots[hit]
+                val[hit] = sv[pos[hit]]
+            t = tuple(self._param(rule.kind, p, pslots, n) for p in cond.threshold)
+            with np.errstate(invalid="ignore"):
+                ok &= _compare(cond.op, val, t if cond.op in RANGE_OPS else t[0]) & ~np.isnan(val)
+        return ok
+
+    def _changes(self, call: _Call, rt: _Runtime, slots, ts, v):
+        """value - previous value of the device, for rows after the newest one seen."""
+        fresh = ts > rt.prev_ts[slots]
+        if not fresh.all():
+            sel = np.nonzero(fresh)[0]
+            slots, ts, v = slots[sel], ts[sel], v[sel]
+        else:
+            sel = np.arange(len(ts))
+        if not len(ts):
+            return None
+        o = np.lexsort((ts, slots))
+        s, t, x = slots[o], ts[o], v[o]
+        first = np.ones(len(s), bool)
+        first[1:] = s[1:] != s[:-1]
+        prev = np.empty(len(x))
+        prev[1:] = x[:-1]
+        prev[first] = rt.prev_val[s[first]]
+        last = np.ones(len(s), bool)
+        last[:-1] = s[1:] != s[:-1]
+        ls, lt, lx = s[last], t[last], x[last]
+
+        def remember() -> None:
+            rt.prev_val[ls], rt.prev_ts[ls] = lx, lt
+        call.after_commit.append(remember)
+        # streams that are saved keep their previous value across a restart
+        for slot, tt, xx in zip(ls.tolist(), lt.tolist(), lx.tolist()):
+            st = rt.streams.get(slot)
+            if st is not None:
+                st.prev = [xx, tt]
+                call.touch(rt, slot, st)
+        known = ~np.isnan(prev)
+        if not known.any():
+            return None
+        keep = np.nonzero(known)[0]
+        return sel[o[keep]], s[keep], t[keep], (x - prev)[keep]
+
+    def _means(self, call: _Call, rt: _Runtime, b: Readings, idx, slots, ts, v):
+        """Close aggregate windows: one row (ts = window end, value = mean) per closed window."""
+        rule = rt.rule
+        w = rule.window_ms
+        local = self._local(ts)
+        off = local - ts
+        o = np.lexsort((ts, slots))
+        out_i, out_s, out_t, out_v = [], [], [], []
+        for j, slot, t, lt, x in zip(o.tolist(), slots[o].tolist(), ts[o].tolist(),
+                                     local[o].tolist(), v[o].tolist()):
+            st = rt.stream(slot)
+            acc = st.acc
+            if acc is not None and t <= acc[3]:
+                continue  # seen already
+            bucket = lt // w
+            if acc is not None and bucket != acc[0]:
+                if bucket < acc[0]:
+                    continue  # late for a window already closed
+                out_i.append(j)
+                out_s.append(slot)
+                out_t.append((acc[0] + 1) * w - int(off[j]))
+                out_v.append(acc[1] / acc[2])
+                acc = None
+            st.acc = [bucket, x, 1, t] if acc is None else [bucket, acc[1] + x, acc[2] + 1, t]
+            call.touch(rt, slot, st)
+        if not out_i:
+            return None
+        return (idx[np.array(out_i)], np.array(out_s, np.int64), np.array(out_t, np.int64),
+                np.array(out_v))
+
+    def _run(self, call: _Call, rt: _Runtime, b: Readings, idx: list, slots: list, ts: list,
+             level: list, clear: list, value: list) -> None:
+        """The per-row state machine, for rows in (device, ts) order."""
+        rule = rt.rule
+        nlev, for_ms, reports = rt.nlev, rule.for_ms, rule.reports
+        for i, slot, t, lv, cl, x in zip(idx, slots, ts, level, clear, value):
+            st = rt.stream(slot)
+            if t <= st.last_ts:
+                continue
+            st.last_ts = t
+            since, count = st.since, st.count
+            for k in range(nlev):
+                if lv >= k:
+                    if since[k] is None:
+                        since[k], count[k] = t, 1
+                    else:
+                        count[k] += 1
+                else:
+                    since[k], count[k] = None, 0
+            elig = -1
+            for k in range(nlev - 1, -1, -1):
+                s = since[k]
+                if s is not None and (t - s >= for_ms or (reports and count[k] >= reports)):
+                    elig = k
+                    break
+            call.touch(rt, slot, st)
+            key = (rule.kind, st.device_id)
+            if key not in call.where:
+                call.where[key] = (str(b.district[i]), str(b.asset_id[i]))
+            if st.state == "inactive":
+                if lv >= 0:
+                    if elig >= 0:
+                        self._move(call, rt, slot, st, "firing", t, sev=elig, value=x, started=since[0])
+                    else:
+                        self._move(call, rt, slot, st, "pending", t, sev=lv, value=x, started=since[0])
+            elif st.state == "pending":
+                if lv < 0:
+                    self._move(call, rt, slot, st, "inactive", t, sev=st.sev, value=x)
+                elif elig >= 0:
+                    self._move(call, rt, slot, st, "firing", t, sev=elig, value=x)
+            elif st.state == "firing":
+                if cl:
+                    self._move(call, rt, slot, st, "resolved", t, sev=st.sev, value=x)
+                elif elig > st.sev:
+                    self._move(call, rt, slot, st, "firing", t, sev=elig, value=x)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _eval_events(self, call: _Call, events: Sequence[Event]) -> None:
+        for ev in sorted(events, key=lambda e: e.ts):
+            for rt in self._event_rts:
+                rule = rt.rule
+                if ev.kind != rule.kind:
+                    continue
+                if ev.type != rule.event and ev.type != rule.clear_event:
+                    self._expire(call, rt, ev.device_id, ev.ts)
+                    continue
+                slot = rt.slots[ev.device_id]
+                rt.ensure(slot + 1)
+                st = rt.stream(slot)
+                if ev.ts <= st.last_ts:
+                    continue
+                st.last_ts = ev.ts
+                call.touch(rt, slot, st)
+                call.where.setdefault((rule.kind, ev.device_id), (ev.district, ev.asset_id))
+                self._expire(call, rt, ev.device_id, ev.ts)
+                if ev.type == rule.event:
+                    st.match = ev.ts
+                    if st.state == "inactive":
+                        self._move(call, rt, slot, st, "firing", ev.ts, sev=0, value=None)
+                elif st.state == "firing":  # the clear event
+                    self._move(call, rt, slot, st, "resolved", ev.ts, sev=st.sev, value=None)
+
+    def _expire(self, call: _Call, rt: _Runtime, device_id: str, now_ms: int) -> None:
+        """Resolve an event alert whose ``clear.after`` has passed since its last match."""
+        after = rt.rule.clear_after_ms
+        if not after:
+            return
+        slot = rt.slots.get(device_id)
+        st = rt.streams.get(slot) if slot is not None else None
+        if st is not None and st.state == "firing" and st.match is not None and now_ms - st.match >= after:
+            self._move(call, rt, slot, st, "resolved", st.match + after, sev=st.sev, value=None)
+
+    # --- absence ----------------------------------------------------------------------------
+
+    def _kind_of(self, device_id: str) -> str | None:
+        k = self._kind_cache.get(device_id)
+        if k is None:
+            for kind, slots in self._slots.items():
+                if device_id in slots:
+                    k = kind
+                    break
+            else:
+                info = self.device_info(device_id)
+                k = info.get("kind") if info else None
+            if k is not None:
+                self._kind_cache[device_id] = k
+        return k
+
+    def tick(self, now_ms: int, last_seen: Mapping[str, int | None]) -> list[Transition]:
+        """Absence rules and event-alert expiry at ``now_ms``; commit; return transitions.
+
+        ``last_seen`` maps device id -> event time (ms) of its newest reading; devices never
+        seen (absent or None) are not alerted. An absence alert fires at most once per silence
+        and resolves when the device's last_seen is back within the rule's duration.
+        """
+        call = _Call()
+        for rt in self._event_rts:
+            for slot, st in list(rt.streams.items()):
+                if st.state == "firing":
+                    self._expire(call, rt, st.device_id, now_ms)
+        by_kind = {rt.rule.kind: [] for rt in self._absence_rts}
+        for rt in self._absence_rts:
+            by_kind[rt.rule.kind].append(rt)
+            for slot, st in list(rt.streams.items()):
+                if st.state != "firing":
+                    continue
+                seen = last_seen.get(st.device_id)
+                if seen is not None and seen > st.last_ts and now_ms - seen < rt.rule.absent_ms:
+                    self._move(call, rt, slot, st, "resolved", int(seen), sev=st.sev, value=None)
+        if by_kind and last_seen:
+            shortest = min(rt.rule.absent_ms for rt in self._absence_rts)
+            ids = list(last_seen.keys())
+            seen = np.fromiter((-(2 ** 62) if x is None else x for x in last_seen.values()),
+                               np.int64, len(ids))
+            stale = np.nonzero((now_ms - seen >= shortest) & (seen > -(2 ** 62)))[0]
+            for i in stale.tolist():
+                dev = ids[i]
+                for rt in by_kind.get(self._kind_of(dev) or "", ()):
+                    ls = int(seen[i])
+                    if now_ms - ls < rt.rule.absent_ms:
+                        continue
+                    slot = rt.slots[dev]
+                    rt.ensure(slot + 1)
+                    st = rt.streams.get(slot)
+                    if st is not None and (st.state == "firing" or st.last_ts >= ls):
+                        continue  # alerted already for this silence
+                    st = rt.stream(slot)
+                    st.last_ts = ls
+                    silent = now_ms - ls
+                    self._move(call, rt, slot, st, "firing", ls + rt.rule.absent_ms, sev=0,
+                               value=silent / 1000.0,
+                               fields={"silent": format_duration(silent - silent % 60_000 or silent)})
+        return self._commit(call)
+
+    # --- introspection ----------------------------------------------------------------------
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(rt.rule for rt in self._rts)
