@@ -1,0 +1,196 @@
+"""The simulation: a fleet, a seed, a start time and scenarios -> an ordered message stream.
+
+:class:`Simulation` is pure: no I/O, no clock. It advances simulated time in windows aligned
+to its tick (1 s when there are bridge sensors, else 60 s), asks each kind's model for the
+messages of the window, and yields them ordered by simulated time (ties keep the kinds' order
+of ``devices.catalogue.KINDS``, then each model's own order). Guarantees:
+
+- Same fleet (same order), seed, start, scenarios and options: the same messages, byte for
+  byte, in the same order, however ``messages()`` is called (one call or many slices).
+- Every message has ``sim_ts`` >= the previous one's and < the ``until_ms`` it was asked for.
+- Payloads follow device-protocol.md, values lie in catalogue.md's physical ranges (only the
+  ``bad-payloads`` scenario breaks this, on purpose).
+
+Timestamps are simulated time. Note that ingest rejects readings more than 5 minutes in the
+future of its own clock: run faster than real time from a start in the past.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from devices.catalogue import CATALOGUE, KINDS
+from devices.model import Device
+
+from .errors import FleetError, ScenarioError
+from .message import Message
+from .models import MODELS, Emission, Model
+from .scenarios import ScenarioSpec, bad_payloads, choose, parse_spec
+from .timeutil import DAY_MS, local_midnight
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    """A planned fault: scenario ``name`` on ``device_ids`` from ``start_ms`` to ``end_ms``."""
+
+    name: str
+    kind: str
+    device_ids: tuple[str, ...]
+    start_ms: int
+    end_ms: int
+
+
+class Simulation:
+    """Simulated devices of a fleet, see the module doc.
+
+    Options: ``gas_mode`` ("daily" packets of 24 hourly readings, or "hourly"), ``birth``
+    (publish each device's retained ``online`` status at the start; gas meters never do).
+    """
+
+    def __init__(self, fleet: Sequence[Device], *, seed: int, start_ms: int, scenarios: Sequence[str] = (),
+                 gas_mode: str = "daily", birth: bool = True) -> None:
+        if not fleet:
+            raise FleetError("the fleet is empty: give --devices, --scale or --fleet")
+        by_kind: dict[str, list[Device]] = {}
+        for d in fleet:
+            if d.kind not in CATALOGUE:
+                raise FleetError(f"device {d.device_id!r} has unknown kind {d.kind!r} (known: {', '.join(KINDS)})")
+            if d.status == "retired":
+                continue
+            by_kind.setdefault(d.kind, []).append(d)
+        self.seed = int(seed)
+        self.start_ms = int(start_ms)
+        self.models: dict[str, Model] = {}
+        for ki, kind in enumerate(KINDS):
+            if kind in by_kind:
+                rng = np.random.default_rng(np.random.SeedSequence([self.seed, ki]))
+                kw = {"mode": gas_mode} if kind == "gas_meter" else {}
+                self.models[kind] = MODELS[kind](by_kind[kind], rng, self.start_ms, **kw)
+        self.tick_ms = min(m.tick_ms for m in self.models.values())
+        self._rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1000]))
+        self.specs: list[ScenarioSpec] = [parse_spec(s) for s in scenarios]
+        self.injections: list[Injection] = []
+        self._extra: list[tuple[int, int, Emission]] = []  # (ts, order, emission) not from models
+        self._extra_n = 0
+        self._planned_days: set[int] = set()
+        for spec in self.specs:
+            self._check(spec)
+            if spec.p is None:
+                self._plan_fixed(spec)
+        self.now = self.start_ms
+        self._buffer: deque[tuple[Message, int]] = deque()
+        self.messages_out = 0
+        self.readings_out = 0
+        self._birth = birth
+
+    # --- scenarios --------------------------------------------------------------------------
+
+    def _kinds_for(self, spec: ScenarioSpec) -> list[str]:
+        sc = spec.scenario
+        if sc.effect == "offline":
+            return [spec.kind] if spec.kind else list(self.models)
+        if sc.effect == "bad_payloads":
+            return list(self.models)[:1]
+        return [sc.kind]
+
+    def _check(self, spec: ScenarioSpec) -> None:
+        for kind in self._kinds_for(spec):
+            if kind not in self.models:
+                raise ScenarioError(f"scenario {spec.scenario.name!r} needs {kind} devices; the fleet has none "
+                                    f"(it has: {', '.join(self.models)})")
+
+    def _targets(self, model: Model, spec: ScenarioSpec) -> np.ndarray:
+        if hasattr(model, "targets") and spec.scenario.effect in getattr(model, "NEEDS", {}):
+            return model.targets(spec.scenario.effect, self._rng, spec.devices)
+        return choose(self._rng, model.n, spec.devices)
+
+    def _inject(self, spec: ScenarioSpec, kind: str, idx: np.ndarray, start: int) -> None:
+        model = self.models[kind]
+        end = start + spec.resolve_duration(kind)
+        params = dict(spec.params)
+        model.inject(spec.scenario.effect, idx, start, end, **params)
+        self.injections.append(Injection(spec.scenario.name, kind, tuple(model.ids[i] for i in idx.tolist()),
+                                         start, end))
+
+    def _plan_fixed(self, spec: ScenarioSpec) -> None:
+        start = spec.resolve_at(self.start_ms)
+        if spec.scenario.effect == "bad_payloads":
+            self._plan_bad(start)
+            return
+        for kind in self._kinds_for(spec):
+            self._inject(spec, kind, self._targets(self.models[kind], spec), start)
+
+    def _plan_day(self, day: int) -> None:
+        """Draw the day's occurrences of the probabilistic scenarios."""
+        self._planned_days.add(day)
+        for spec in self.specs:
+            if spec.p is None:
+                continue
+            tod = spec.time_of_day_ms()
+            for kind in self._kinds_for(spec):
+                model = self.models[kind]
+                hit = np.nonzero(self._rng.random(model.n) < spec.p)[0]
+                if spec.scenario.effect == "bad_payloads":
+                    if len(hit):
+                        self._plan_bad(day + int(self._rng.integers(0, DAY_MS)))
+                    continue
+                offs = self._rng.integers(0, DAY_MS, len(hit)) if tod is None else np.full(len(hit), tod)
+                for j, i in enumerate(hit.tolist()):
+                    start = day + int(offs[j])
+                    if start >= self.start_ms:
+                        self._inject(spec, kind, np.array([i], dtype=np.int64), start)
+
+    def _plan_bad(self, t: int) -> None:
+        model = next(iter(self.models.values()))
+        i = int(choose(self._rng, model.n, 1)[0])
+        other = next(((m.ids[0], k) for k, m in self.models.items() if k != model.kind), None)
+        for j, (_, topic, payload) in enumerate(bad_payloads(model.ids[i], model.kind, other, t)):
+            heapq.heappush(self._extra, (t + j, self._extra_n, (t + j, topic, payload, 1, False, 0)))
+            self._extra_n += 1
+        self.injections.append(Injection("bad-payloads", model.kind, (model.ids[i],), t, t + 15))
+
+    # --- the stream -----------------------------------------------------------------------
+
+    def messages(self, until_ms: int) -> Iterator[Message]:
+        """The messages with ``sim_ts < until_ms`` not yielded yet, in publication order.
+
+        ``messages_out`` and ``readings_out`` count what has been yielded so far."""
+        buf = self._buffer
+        while True:
+            while buf and buf[0][0].sim_ts < until_ms:
+                msg, n = buf.popleft()
+                self.messages_out += 1
+                self.readings_out += n
+                yield msg
+            if buf or self.now >= until_ms:
+                return
+            self._window()
+
+    def _window(self) -> None:
+        t0 = self.now
+        t1 = t0 - t0 % self.tick_ms + self.tick_ms
+        if any(s.p is not None for s in self.specs):
+            for d in (local_midnight(t0), local_midnight(t1 - 1)):
+                if d not in self._planned_days:
+                    self._plan_day(d)
+        out: list[Emission] = []
+        if self._birth and t0 == self.start_ms:
+            for m in self.models.values():
+                m.birth(t0, out)
+        for m in self.models.values():
+            m.step(t0, t1, out)
+        while self._extra and self._extra[0][0] < t1:
+            out.append(heapq.heappop(self._extra)[2])
+        out.sort(key=_ts)
+        self.now = t1
+        self._buffer.extend((Message(topic, payload, qos, retain, ts), n)
+                            for ts, topic, payload, qos, retain, n in out)
+
+
+def _ts(e: Emission) -> int:
+    return e[0]
