@@ -100,11 +100,12 @@ class LoopbackReceiver:
                 b = receiver.behaviour
                 if b.delay_s:
                     time.sleep(b.delay_s)
+                text = b"" if b.status == 204 else b"ok"  # a 204 has no body
                 try:
                     self.send_response(b.status)
-                    self.send_header("Content-Length", "2")
+                    self.send_header("Content-Length", str(len(text)))
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    self.wfile.write(text)
                 except OSError:  # the client gave up (timeout)
                     pass
 

@@ -1,0 +1,155 @@
+"""The outbox: rows written in the caller's transaction, body per webhooks.md, escalations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+
+import pytest
+
+from alerts.dispatch import DispatchConfig, DispatchError, Outbox
+from alerts.dispatch.ulid import CROCKFORD, UlidGenerator, timestamp_ms
+from devices.sqlite import connect
+
+from .conftest import make_notice
+
+RECV = [{"name": n, "url": f"http://127.0.0.1:1/{n}", "secret": "s"} for n in ("a", "b", "duty")]
+ROUTES = [
+    {"match": {"severity": ["major", "critical"]}, "receivers": ["a", "b"], "escalate_to": ["duty"],
+     "escalate_after": "10m"},
+    {"match": {"kind": "bridge"}, "receivers": []},  # deliberately not sent
+    {"match": {}, "receivers": ["b"]},
+]
+STARTED = "2026-11-29T23:14:05+08:00"
+T0 = datetime.fromisoformat(STARTED).timestamp()
+
+
+@pytest.fixture
+def box(db_path):
+    conn = connect(db_path)
+    now = [T0 + 60]
+    box = Outbox(conn, DispatchConfig.from_raw(RECV, ROUTES), clock=lambda: now[0],
+                 public_url="http://citywatch.example/")
+    yield conn, box, now
+    conn.close()
+
+
+def write(conn, box, *notices):
+    conn.execute("BEGIN IMMEDIATE")
+    for n in notices:
+        box.listener(conn, n)
+    conn.execute("COMMIT")
+
+
+def rows(conn):
+    return [dict(r) for r in conn.execute("SELECT * FROM dispatch_deliveries ORDER BY delivery_id")]
+
+
+def test_one_pending_row_per_receiver_with_contract_body(box):
+    conn, box, now = box
+    write(conn, box, make_notice(severity="warning"))
+    (row,) = rows(conn)
+    assert (row["receiver"], row["notice"], row["state"], row["next_attempt_at"]) == ("b", "firing", "pending", now[0])
+    body = json.loads(row["body"])
+    assert list(body) == ["version", "delivery_id", "status", "alert", "device"]
+    assert body["version"] == 1 and body["status"] == "firing" and body["delivery_id"] == row["delivery_id"]
+    assert list(body["alert"]) == ["id", "rule", "severity", "summary", "metric", "value", "threshold",
+                                   "started_at", "ended_at", "acknowledged_by", "url"]
+    assert body["alert"]["url"] == "http://citywatch.example/alerts/a-7f3c2e"
+    assert body["alert"]["ended_at"] is None and body["alert"]["value"] == 61.3
+    assert list(body["device"]) == ["id", "kind", "district", "asset_id", "lat", "lon", "responsible_unit"]
+    assert body["device"]["district"] == "江汉区"
+    assert "江汉区".encode() in row["body"]  # UTF-8, not \\u escapes
+
+
+def test_rows_roll_back_with_the_alert_change(box):
+    conn, box, _ = box
+    conn.execute("BEGIN IMMEDIATE")
+    box.listener(conn, make_notice())
+    conn.execute("ROLLBACK")
+    assert rows(conn) == []
+
+
+def test_listener_refuses_to_run_outside_a_transaction(box):
+    conn, box, _ = box
+    with pytest.raises(DispatchError, match="inside the transaction"):
+        box.listener(conn, make_notice())
+
+
+def test_silenced_and_unrouted_notices_write_nothing(box):
+    conn, box, _ = box
+    write(conn, box, make_notice(silenced=True), make_notice(kind="bridge", alert_id="a-2"))
+    assert rows(conn) == []
+
+
+def test_escalation_scheduled_for_major_and_cancelled_by_ack(box):
+    conn, box, _ = box
+    write(conn, box, make_notice(severity="major", started_at=STARTED))
+    by_receiver = {r["receiver"]: r for r in rows(conn)}
+    assert set(by_receiver) == {"a", "b", "duty"}
+    esc = by_receiver["duty"]
+    assert (esc["state"], esc["notice"], esc["next_attempt_at"]) == ("scheduled", "escalated", T0 + 600)
+    assert json.loads(esc["body"])["status"] == "escalated"
+    write(conn, box, make_notice("acknowledged", severity="major", acknowledged_by="王工"))
+    states = {(r["receiver"], r["notice"]): r["state"] for r in rows(conn)}
+    assert states == {("a", "firing"): "pending", ("b", "firing"): "pending",
+                      ("duty", "escalated"): "cancelled",
+                      ("a", "acknowledged"): "pending", ("b", "acknowledged"): "pending"}
+
+
+def test_silenced_resolve_still_cancels_escalation(box):
+    conn, box, _ = box
+    write(conn, box, make_notice(severity="critical"))
+    write(conn, box, make_notice("resolved", severity="critical", silenced=True))
+    assert [r["state"] for r in rows(conn) if r["receiver"] == "duty"] == ["cancelled"]
+
+
+def test_warning_alerts_do_not_escalate(box):
+    conn, _, _ = box
+    box = Outbox(conn, DispatchConfig.from_raw(RECV, [dict(ROUTES[0], match={})]))
+    write(conn, box, make_notice(severity="warning"))
+    assert {r["receiver"] for r in rows(conn)} == {"a", "b"}
+
+
+def test_page_lists_newest_first_with_cursor(box):
+    conn, box, now = box
+    for i in range(5):
+        now[0] += 1
+        write(conn, box, make_notice(alert_id=f"a-{i}"))
+    first = box.page(limit=2)
+    assert first["total"] == 5 and len(first["items"]) == 2
+    assert [i["alert_id"] for i in first["items"]] == ["a-4", "a-3"]
+    second = box.page(limit=2, cursor=first["next"])
+    third = box.page(limit=2, cursor=second["next"])
+    assert [i["alert_id"] for i in second["items"] + third["items"]] == ["a-2", "a-1", "a-0"]
+    assert third["next"] is None
+    item = first["items"][0]
+    assert item["status"] == "pending" and item["notice"] == "firing" and item["attempts"] == 0
+    assert item["created_at"].endswith("+00:00")
+    assert box.page(status="delivered") == {"items": [], "total": 0, "next": None}
+    assert box.counts()["pending"] == 5
+    with pytest.raises(ValueError, match="status: unknown"):
+        box.page(status="lost")
+    with pytest.raises(ValueError, match="cursor"):
+        box.page(cursor="nope")
+
+
+def test_ulids_are_crockford_sortable_and_monotonic():
+    gen = UlidGenerator()
+    ids = [gen.new(1764428045.123) for _ in range(1000)] + [gen.new(1764428045.124)]
+    assert all(len(i) == 26 and set(i) <= set(CROCKFORD) for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert timestamp_ms(ids[0]) == 1764428045123 and timestamp_ms(ids[-1]) == 1764428045124
+    assert gen.new(1000.0) > ids[-1]  # the clock stepping back does not break the order
+
+
+def test_schema_creation_keeps_a_callers_transaction(db_path):
+    conn = connect(db_path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO t VALUES (1)")
+    Outbox(conn, DispatchConfig.from_raw(RECV, ROUTES))
+    conn.execute("ROLLBACK")
+    assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
+    conn.close()
