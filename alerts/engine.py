@@ -177,6 +177,13 @@ class _Call:
         self.dirty[(rt.rule.id, slot)] = (rt, st)
 
 
+def _scaled(x, scale):
+    """``x * scale`` without binary noise (1.2 × 6 is 7.2, not 7.199999999999999)."""
+    if isinstance(scale, float) and scale == 1.0:
+        return x
+    return np.round(np.multiply(x, scale), 9)
+
+
 def _compare(op: str, v: np.ndarray, t) -> np.ndarray:
     if op == ">":
         return v > t
@@ -318,12 +325,12 @@ class RuleEngine:
         if lv.threshold:
             raw = [p.resolve(attrs) for p in lv.threshold]
             if rule.op in RANGE_OPS:
-                fields["lo"], fields["hi"] = raw[0] * scale, raw[1] * scale
+                fields["lo"], fields["hi"] = float(_scaled(raw[0], scale)), float(_scaled(raw[1], scale))
                 below = value is not None and value <= fields["lo"]
                 fields["threshold"] = fields["lo"] if (rule.op == "outside" and below) else fields["hi"]
             else:
                 fields["factor"] = raw[0]
-                fields["threshold"] = raw[0] * scale
+                fields["threshold"] = float(_scaled(raw[0], scale))
         if extra:
             fields.update(extra)
         try:
@@ -490,7 +497,7 @@ class RuleEngine:
         level = np.full(m, -1, np.int8)
         thr_cols = []
         for k, lv in enumerate(rule.levels):
-            t = tuple(self._param(kind, p, slots, n) * scale for p in lv.threshold)
+            t = tuple(_scaled(self._param(kind, p, slots, n), scale) for p in lv.threshold)
             thr_cols.append(t)
             level[_compare(rule.op, v, t if rule.op in RANGE_OPS else t[0])] = k
         outside = None

@@ -106,7 +106,7 @@ class Param:
     value: float | None = None
     attr: str | None = None
     default: float | None = None
-    mapping: Mapping[str, float] | None = None
+    mapping: tuple[tuple[str, float], ...] | None = None  # attr value -> number
 
     @property
     def constant(self) -> bool:
@@ -120,7 +120,7 @@ class Param:
         if raw is None:
             return float(self.default)  # type: ignore[arg-type]
         if self.mapping is not None:
-            got = self.mapping.get(str(raw))
+            got = dict(self.mapping).get(str(raw))
             return float(self.default if got is None else got)  # type: ignore[arg-type]
         try:
             v = float(raw)
@@ -132,7 +132,7 @@ class Param:
         if self.attr is None:
             return f"{self.value:g}"
         if self.mapping is not None:
-            m = ", ".join(f"{k} {v:g}" for k, v in self.mapping.items())
+            m = ", ".join(f"{k} {v:g}" for k, v in self.mapping)
             return f"attrs.{self.attr} ({m}; default {self.default:g})"
         return f"attrs.{self.attr} (default {self.default:g})"
 
@@ -314,7 +314,7 @@ def _param(ctx: _Ctx, field: str, raw: Any) -> Param:
                 default = m[str(d)]
             else:
                 default = _number(ctx, f"{field}.default", d)
-            return Param(attr=attr, default=default, mapping=m)
+            return Param(attr=attr, default=default, mapping=tuple(m.items()))
         return Param(attr=attr, default=_number(ctx, f"{field}.default", raw["default"]))
     return Param(_number(ctx, field, raw))
 
