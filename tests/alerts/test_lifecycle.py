@@ -1,0 +1,252 @@
+"""Lifecycle guarantees: batch-size independence, idempotency, restart, one transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from alerts.errors import AlertNotFound, AlertsError, InvalidSilence
+from ingest.model import Event, Reading
+
+from .helpers import H, M, S, Harness, at, batch, series, signature
+
+
+def recorded_stream(seed: int = 7) -> tuple[list[Reading], list[Event]]:
+    """A night of mixed traffic from six devices with alarms of several kinds in it."""
+    rng = np.random.default_rng(seed)
+    t0 = at("2026-11-29 22:40:00")
+    rows: list[Reading] = []
+    # noise station: quiet, loud 23:00-23:20 (night rule), 54 dB (hysteresis band), quiet again
+    laeq = []
+    for i in range(120):
+        base = 50 if i < 20 else 62 if i < 40 else 54 if i < 50 else 48
+        laeq.append(round(base + rng.normal(0, 0.8), 1))
+    rows += series("noise-0001", "noise", "laeq_db", t0, M, laeq)
+    rows += series("noise-0001", "noise", "lmax_db", t0, M, [x + 8 for x in laeq])
+    # dust: hourly means 120, 175, 230, 90
+    pm = [max(0.0, round(b + rng.normal(0, 15), 1)) for b in [120] * 20 + [175] * 60 + [230] * 60 + [90] * 60]
+    rows += series("noise-0002", "noise", "pm10_ugm3", t0, M, pm)
+    # bridge strain at 1 Hz for 10 minutes with a heavy-load episode (warning, then critical)
+    strain = [round(80 + rng.normal(0, 10), 1) for _ in range(600)]
+    strain[100:130] = [260.0] * 15 + [380.0] * 15
+    strain[300:305] = [400.0] * 5  # too short to fire
+    rows += series("bridge-0001", "bridge", "strain_ue", t0 + 30 * M, S, strain)
+    rows += series("bridge-0001", "bridge", "gross_t", t0 + 30 * M, 20 * S, [30, 52, 40, 20, 61, 33])
+    # gas meter: hourly volume with a step backwards, flow
+    vol = [100 + 0.05 * i for i in range(8)]
+    vol[5] = 99.0
+    rows += series("gas_meter-0001", "gas_meter", "volume_m3", t0, H, vol)
+    rows += series("gas_meter-0001", "gas_meter", "flow_m3h", t0, H, [0.3] * 6 + [0, 0])
+    # fume monitor every 3 minutes: purifier off with the fan on for 12 minutes
+    n = 40
+    fan = [1] * n
+    pur = [1] * 10 + [0] * 5 + [1] * 25
+    rows += series("fume-0001", "fume", "fan_on", t0, 3 * M, fan)
+    rows += series("fume-0001", "fume", "purifier_on", t0, 3 * M, pur)
+    rows += series("fume-0001", "fume", "fume_mgm3", t0, 3 * M,
+                   [round(1.0 + rng.normal(0, 0.1), 2) for _ in range(20)] + [2.8] * 4 + [1.0] * 16)
+    # lighting cabinet: voltage sag 23:30-23:40
+    volt = [220.0] * 50 + [190.0] * 10 + [221.0] * 60
+    rows += series("lighting-0001", "lighting", "voltage_v", t0, M, volt)
+    events = [Event("gas_meter-0001", "gas_meter", t0 + 90 * M, "magnet_tamper", district="江汉区")]
+    rows.sort(key=lambda r: (r.ts, r.device_id, r.metric))
+    return rows, events
+
+
+def run_batches(h: Harness, rows, events, size: int) -> None:
+    evs = sorted(events, key=lambda e: e.ts)
+    for i in range(0, len(rows), size):
+        part = rows[i:i + size]
+        hi = part[-1].ts
+        now = [e for e in evs if e.ts <= hi]
+        evs = [e for e in evs if e.ts > hi]
+        h.engine.process(batch(part), now)
+    if evs:
+        h.engine.process(batch([]), evs)
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return recorded_stream()
+
+
+@pytest.fixture(scope="module")
+def reference(stream):
+    rows, events = stream
+    h = Harness()
+    h.engine.process(batch(rows), events)
+    return signature(h.alerts()), [(n.status, n.alert["rule"]) for n in h.notices]
+
+
+def test_reference_stream_raises_the_expected_alerts(reference):
+    sig, _ = reference
+    got = {(s[0], s[2], s[3]) for s in sig}
+    assert got == {
+        ("noise.night_laeq", "resolved", "major"), ("noise.night_lmax", "resolved", "warning"),
+        ("dust.pm10", "firing", "major"), ("bridge.strain", "resolved", "critical"),
+        ("bridge.overload", "resolved", "critical"), ("gas.volume_backwards", "resolved", "major"),
+        ("gas.continuous_flow", "resolved", "major"), ("gas.tamper", "firing", "critical"),
+        ("fume.purifier_off", "resolved", "major"), ("fume.concentration", "resolved", "warning"),
+        ("lighting.voltage", "resolved", "warning"),
+    }
+
+
+@pytest.mark.parametrize("size", [1, 7, 250, 5000])
+def test_batch_size_does_not_change_the_alerts(stream, reference, size):
+    rows, events = stream
+    h = Harness()
+    run_batches(h, rows, events, size)
+    assert signature(h.alerts()) == reference[0]
+    assert sorted((n.status, n.alert["rule"]) for n in h.notices) == sorted(reference[1])
+
+
+def test_processing_twice_is_idempotent(stream, reference):
+    rows, events = stream
+    h = Harness()
+    for _ in range(2):
+        h.engine.process(batch(rows), events)
+    assert signature(h.alerts()) == reference[0]
+    # and batch by batch, each one delivered twice (a crash before the MQTT ack)
+    h2 = Harness()
+    evs = list(events)
+    for i in range(0, len(rows), 400):
+        part = batch(rows[i:i + 400])
+        now = [e for e in evs if e.ts <= rows[min(i + 399, len(rows) - 1)].ts]
+        evs = [e for e in evs if e not in now]
+        h2.engine.process(part, now)
+        h2.engine.process(part, now)
+    assert signature(h2.alerts()) == reference[0]
+    assert sorted((n.status, n.alert["rule"]) for n in h2.notices) == sorted(reference[1])
+
+
+@pytest.mark.parametrize("split_at", ["2026-11-29 23:03:30", "2026-11-29 23:12:00", "2026-11-29 23:52:10"])
+def test_restart_gives_the_same_alerts(tmp_path, stream, reference, split_at):
+    rows, events = stream
+    cut = at(split_at)
+    first = [r for r in rows if r.ts <= cut]
+    rest = [r for r in rows if r.ts > cut]
+    h = Harness(tmp_path / "state.db")
+    h.engine.process(batch(first), [e for e in events if e.ts <= cut])
+    states = {a.rule: a.state for a in h.alerts()}
+    h = h.reopen()  # restart: a new engine on the same state DB
+    h.engine.process(batch(rest), [e for e in events if e.ts > cut])
+    assert signature(h.alerts()) == reference[0]
+    if split_at == "2026-11-29 23:03:30":
+        assert states["noise.night_laeq"] == "pending"  # restart inside its `for` window
+    if split_at == "2026-11-29 23:12:00":
+        assert states["noise.night_laeq"] == "firing"
+        assert states["fume.purifier_off"] == "pending"
+
+
+def test_restart_does_not_duplicate_or_lose_a_pending_duration(tmp_path):
+    h = Harness(tmp_path / "s.db")
+    t0 = at("2026-11-29 23:00:00")
+    h.feed(series("noise-0001", "noise", "laeq_db", t0, M, [60] * 3))  # pending 2 min
+    h = h.reopen()
+    h.feed(series("noise-0001", "noise", "laeq_db", t0 + 3 * M, M, [60] * 3))  # 5 min reached
+    [a] = h.alerts("noise.night_laeq")
+    assert a.state == "firing" and a.started_ms == t0 and a.fired_ms == t0 + 5 * M
+    h = h.reopen()
+    h.feed(series("noise-0001", "noise", "laeq_db", t0 + 6 * M, M, [60] * 3))
+    assert len(h.alerts("noise.night_laeq")) == 1 and h.notices == []
+
+
+def test_listener_runs_inside_the_transaction_and_a_failure_commits_nothing():
+    seen = []
+
+    def outbox(conn: sqlite3.Connection, notice) -> None:
+        seen.append(conn.in_transaction)
+        conn.execute("CREATE TABLE IF NOT EXISTS test_outbox (alert TEXT, status TEXT)")
+        conn.execute("INSERT INTO test_outbox VALUES (?, ?)", (notice.alert["id"], notice.status))
+
+    h = Harness(listeners=[outbox])
+    t0 = at("2026-11-29 12:00:00")
+    h.feed(series("lighting-0001", "lighting", "leakage_ma", t0, M, [45]))
+    assert seen == [True]
+    assert h.conn.execute("SELECT status FROM test_outbox").fetchall()[0][0] == "firing"
+
+    failing = {"on": True}
+
+    def broken(conn, notice):
+        if failing["on"]:
+            raise RuntimeError("outbox full")
+
+    h2 = Harness(listeners=[broken])
+    rows = series("toilet-0001", "toilet", "consumables_pct", t0, M, [15])
+    rows += series("noise-0001", "noise", "laeq_db", at("2026-11-29 23:00:00"), M, [60] * 3)
+    with pytest.raises(RuntimeError):
+        h2.feed(rows)
+    assert h2.alerts() == [] and h2.conn.execute("SELECT count(*) FROM rule_streams").fetchone()[0] == 0
+    failing["on"] = False  # the same batch again (it was not acknowledged): same result as first time
+    h2.feed(rows)
+    assert {(a.rule, a.state) for a in h2.alerts()} == {("toilet.consumables", "firing"),
+                                                         ("noise.night_laeq", "pending")}
+
+
+def test_one_open_alert_per_rule_and_device():
+    h = Harness()
+    t0 = at("2026-11-29 12:00:00")
+    h.feed(series("lighting-0001", "lighting", "lamps_failed", t0, M, [1, 2, 3, 0, 4]))
+    got = h.alerts("lighting.lamp_fault")
+    assert [a.state for a in got] == ["resolved", "firing"]
+    with pytest.raises(sqlite3.IntegrityError):
+        a = got[1]
+        h.conn.execute("INSERT INTO alerts (id, rule, device_id, kind, state, severity, started_ms)"
+                       " VALUES ('a-dup', ?, ?, 'lighting', 'firing', 'warning', 0)", (a.rule, a.device_id))
+
+
+def test_acknowledge():
+    h = Harness()
+    t0 = at("2026-11-29 12:00:00")
+    h.feed(series("lighting-0001", "lighting", "door_open", t0, M, [1, 1]))
+    [a] = h.alerts("lighting.door_open")
+    got = h.state.ack(a.id, "duty-officer-wang", t0 + 5 * M, note="on my way")
+    assert (got.state, got.acked_by, got.acked_ms) == ("acknowledged", "duty-officer-wang", t0 + 5 * M)
+    assert got.history[-1].change == "acknowledged" and got.history[-1].note == "on my way"
+    assert h.notices[-1].status == "acknowledged"
+    assert h.notices[-1].alert["acknowledged_by"] == "duty-officer-wang"
+    assert h.state.ack(a.id, "someone-else", t0 + 6 * M).acked_by == "duty-officer-wang"
+    h.feed(series("lighting-0001", "lighting", "door_open", t0 + 2 * M, M, [0]))
+    assert h.state.get(a.id).state == "resolved" and h.notices[-1].status == "resolved"
+    with pytest.raises(AlertsError):
+        h.state.ack(a.id, "x", t0)
+    with pytest.raises(AlertNotFound):
+        h.state.ack("a-nope", "x", t0)
+
+
+def test_silences():
+    h = Harness()
+    t0 = at("2026-11-29 12:00:00")
+    s = h.state.add_silence({"rule": "lighting.leakage", "district": "江汉区"}, t0, t0 + H,
+                            "cabinet under repair", "ops-li")
+    assert s.id.startswith("s-") and s.active(t0)
+    h.feed(series("lighting-0001", "lighting", "leakage_ma", t0 + M, M, [45, 5]))
+    h.feed(series("lighting-0002", "lighting", "lamps_failed", t0 + M, M, [1]))
+    h.feed(series("lighting-0003", "lighting", "leakage_ma", t0 + 2 * H, M, [45]))  # after the silence
+    by_dev = {a.device_id: a for a in h.alerts()}
+    assert by_dev["lighting-0001"].silenced and not by_dev["lighting-0002"].silenced
+    assert not by_dev["lighting-0003"].silenced
+    assert [(n.status, n.silenced) for n in h.notices if n.device["id"] == "lighting-0001"] == [
+        ("firing", True), ("resolved", True)]
+    for bad in ({}, {"colour": "red"}, {"severity": "purple"}, {"kind": "tram"}):
+        with pytest.raises(InvalidSilence):
+            h.state.add_silence(bad, t0, t0 + H, "x", "y")
+    with pytest.raises(InvalidSilence):
+        h.state.add_silence({"rule": "x"}, t0, t0, "x", "y")
+
+
+def test_list_alerts_pages_newest_first():
+    h = Harness()
+    t0 = at("2026-11-29 12:00:00")
+    for i in range(5):
+        h.feed(series(f"toilet-000{i}", "toilet", "consumables_pct", t0 + i * M, M, [10]))
+    items, nxt = h.state.list_alerts("firing", 2)
+    assert [a.device_id for a in items] == ["toilet-0004", "toilet-0003"] and nxt
+    items2, nxt2 = h.state.list_alerts("firing", 2, nxt)
+    items3, nxt3 = h.state.list_alerts("firing", 2, nxt2)
+    assert [a.device_id for a in items2 + items3] == ["toilet-0002", "toilet-0001", "toilet-0000"]
+    assert nxt3 is None and h.state.count_alerts("firing") == 5 and h.state.count_alerts("resolved") == 0
+    with pytest.raises(AlertsError):
+        h.state.list_alerts("burning", 2)
