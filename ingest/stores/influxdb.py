@@ -50,6 +50,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 import threading
 from typing import Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -63,7 +64,8 @@ from ingest.stores.base import Query, StoreError, StoreUnavailable
 log = logging.getLogger(__name__)
 
 LINES_PER_BODY = 5_000
-_CLUSTER_GAP_MS = 60_000  # timestamps further apart than this are looked up separately
+_CLUSTER_GAP_MS = 60_000
+_BEYOND_RETENTION = re.compile(r"partial write: points beyond retention policy dropped=(\d+)")  # timestamps further apart than this are looked up separately
 
 _MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -148,13 +150,18 @@ class InfluxDBStore:
     # -- writing -----------------------------------------------------------------------------
 
     def write(self, batch: Readings) -> int:
-        """Make ``batch`` durable in InfluxDB; returns how many readings were new."""
+        """Make ``batch`` durable in InfluxDB; returns how many readings were new.
+
+        Points older than the retention policy are dropped by InfluxDB (logged, not an error);
+        they are subtracted from the count as points (a point may carry several readings).
+        """
         if len(batch) == 0:
             return 0
         with self._lock:
             if not self._db_ready:
                 self._ensure_database()
             new = batch.take(self._new_rows(batch))
+            expired = 0
             if len(new):
                 params = {"db": self.database, "precision": "ms"}
                 if self.rp:
@@ -162,11 +169,26 @@ class InfluxDBStore:
                 lines = encode_lines(new)
                 for i in range(0, len(lines), LINES_PER_BODY):
                     body = gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1)
-                    self._request("POST", "/write", params=params, content=body,
-                                  headers={"Content-Encoding": "gzip"}, expect=204)
+                    expired += self._write_body(body, params)
+                if expired:
+                    log.warning("InfluxDB %s dropped %d readings older than its retention policy",
+                                self._where(), expired)
                 for d, k in zip(*_run_values(new.device_id, new.kind)):
                     self._kinds[d] = k
-            return len(new)
+            return len(new) - expired
+
+    def _write_body(self, body: bytes, params: dict) -> int:
+        """POST one gzip body; returns how many points InfluxDB dropped as older than the
+        retention policy (not an error: they are not to be kept), raises on any other refusal."""
+        try:
+            self._request("POST", "/write", params=params, content=body,
+                          headers={"Content-Encoding": "gzip"}, expect=204)
+        except StoreError as e:
+            m = _BEYOND_RETENTION.search(str(e))
+            if isinstance(e, StoreUnavailable) or not m or "unable to parse" in str(e) or "conflict" in str(e):
+                raise
+            return int(m[1])
+        return 0
 
     def _new_rows(self, batch: Readings) -> np.ndarray:
         """Mask of the rows to write: first occurrence in the batch, not already stored."""
