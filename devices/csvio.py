@@ -92,12 +92,15 @@ def _reject_constant(name: str) -> Any:
     raise _Bad(f"bad JSON: {name} is not allowed")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _attrs(s: str) -> dict:
     s = s.strip()
     if not s:
         return {}
     try:
-        v = json.loads(s, parse_constant=_reject_constant)
+        v = _DECODER.decode(s)
     except json.JSONDecodeError as e:
         raise _Bad(f"bad JSON: {e.msg} at character {e.pos + 1}") from None
     if not isinstance(v, dict):
@@ -358,7 +361,11 @@ def write_devices(devices: Iterable[Device], path: str | Path, *, bom: bool = Fa
 
 def export_devices(registry: Registry, path: str | Path, *, bom: bool = False) -> int:
     """Export every device, ordered by device_id; returns the number of rows."""
-    return write_devices(registry.iter_devices(), path, bom=bom)
+    rows = (
+        [*r[:3], _num(r[3]), _num(r[4]), *r[5:9], r[9] or "", "" if r[10] == "{}" else r[10]]
+        for r in registry.iter_rows()
+    )
+    return _write(path, DEVICE_COLUMNS, rows, bom)
 
 
 def write_rollout(targets: Iterable[RolloutTarget], path: str | Path, *, bom: bool = False) -> int:

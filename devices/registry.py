@@ -98,10 +98,14 @@ UPDATE devices
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, allow_nan=False, separators=(", ", ": "))
+
+
 def attrs_json(attrs: Mapping[str, Any]) -> str:
-    """The canonical JSON text of ``attrs``: sorted keys, UTF-8 text kept (no ``\\u`` escapes)."""
-    return json.dumps(dict(attrs), ensure_ascii=False, sort_keys=True, allow_nan=False,
-                      separators=(", ", ": "))
+    """The canonical JSON text of ``attrs``: sorted keys, UTF-8 text kept (no ``\\u`` escapes).
+
+    Raises TypeError/ValueError when ``attrs`` holds something JSON cannot represent."""
+    return _ENCODER.encode(dict(attrs)) if attrs else "{}"
 
 
 def _date_problem(value: Any) -> str | None:
@@ -116,7 +120,13 @@ def _date_problem(value: Any) -> str | None:
 
 def device_problems(d: Device) -> list[tuple[str, str]]:
     """Every ``(field, message)`` wrong with ``d``; empty when it may be stored."""
+    return _validate(d)[0]
+
+
+def _validate(d: Device) -> tuple[list[tuple[str, str]], str]:
+    """``(problems, canonical attrs JSON)``: the JSON is produced once, by the check itself."""
     p: list[tuple[str, str]] = []
+    text = "{}"
     if not isinstance(d.device_id, str) or not DEVICE_ID_RE.match(d.device_id):
         p.append(("device_id", f"bad device id {d.device_id!r}: 1-64 characters of A-Z a-z 0-9 _ . -, "
                                "starting with a letter or digit"))
@@ -145,10 +155,10 @@ def device_problems(d: Device) -> list[tuple[str, str]]:
         p.append(("attrs", f"expected a JSON object, got {type(d.attrs).__name__}"))
     else:
         try:
-            attrs_json(d.attrs)
+            text = attrs_json(d.attrs)
         except (TypeError, ValueError) as e:
             p.append(("attrs", f"not representable as JSON: {e}"))
-    return p
+    return p, text
 
 
 def rollout_problems(t: RolloutTarget) -> list[tuple[str, str]]:
@@ -224,6 +234,12 @@ class Registry:
     def close(self) -> None:
         self.conn.close()
 
+    def _raw(self) -> sqlite3.Cursor:
+        """A cursor returning plain tuples (much faster than sqlite3.Row for bulk reads)."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return cur
+
     # --- transactions -----------------------------------------------------------------------
 
     @contextmanager
@@ -257,13 +273,13 @@ class Registry:
         ones kept. Raises :class:`InvalidDevice` (nothing written) naming the first bad device."""
         rows = []
         for d in devices:
-            if problems := device_problems(d):
+            problems, text = _validate(d)
+            if problems:
                 raise InvalidDevice(str(d.device_id), problems)
             rows.append((
                 d.device_id, d.kind, d.district,
                 None if d.lat is None else float(d.lat), None if d.lon is None else float(d.lon),
-                d.asset_id, d.asset_name, d.responsible_unit, d.status, d.installed_at,
-                attrs_json(d.attrs),
+                d.asset_id, d.asset_name, d.responsible_unit, d.status, d.installed_at, text,
             ))
         if not rows:
             return 0
@@ -288,7 +304,7 @@ class Registry:
             where.append("device_id > ?")
             args.append(after)
         sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self.conn.execute(f"{sql} ORDER BY device_id LIMIT ?", (*args, limit)).fetchall()
+        rows = self._raw().execute(f"{sql} ORDER BY device_id LIMIT ?", (*args, limit))
         return [_row_device(r) for r in rows]
 
     def iter_devices(self, kind: str | None = None, district: str | None = None,
@@ -302,6 +318,20 @@ class Registry:
                 return
             after = batch[-1].device_id
 
+    def iter_rows(self, page: int = 5000) -> Iterator[tuple]:
+        """Every device as a tuple of its imported fields in devices.csv column order, with
+        ``attrs`` as its canonical JSON text, ordered by ``device_id`` (for fast export)."""
+        cols = ", ".join(_COLUMNS[:11])
+        after = ""
+        while True:
+            rows = self._raw().execute(
+                f"SELECT {cols} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, page)
+            ).fetchall()
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
     def count(self, kind: str | None = None, district: str | None = None,
               status: str | None = None) -> int:
         """How many devices match."""
@@ -313,9 +343,9 @@ class Registry:
         """``device_id -> (kind, district, asset_id)`` of every device not retired (one query).
 
         Pair it with :meth:`version` read *before* it to know when to reload."""
-        rows = self.conn.execute(
+        rows = self._raw().execute(
             "SELECT device_id, kind, district, asset_id FROM devices WHERE status != 'retired'"
-        ).fetchall()
+        )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def version(self) -> int:
@@ -330,7 +360,8 @@ class Registry:
         Unknown ids are ignored. One transaction; rows that would not change are not written."""
         if not seen:
             return
-        args = [(int(ts), device_id) for device_id, ts in seen.items()]
+        # in key order: consecutive updates then touch the same B-tree pages
+        args = sorted(((int(ts), device_id) for device_id, ts in seen.items()), key=lambda a: a[1])
         with self._tx() as conn:
             conn.executemany(_MARK_SEEN, args)
 
@@ -346,7 +377,7 @@ class Registry:
         Devices with identical attrs share one dict: treat the values as read-only."""
         parsed: dict[str, dict] = {}
         out: dict[str, dict] = {}
-        for device_id, text in self.conn.execute(
+        for device_id, text in self._raw().execute(
             "SELECT device_id, attrs FROM devices WHERE kind = ? AND status != 'retired'", (kind,)
         ):
             a = parsed.get(text)
