@@ -29,7 +29,7 @@ def check(file: Path = typer.Argument(..., help="A YAML rule file (see alerts/pa
     try:
         rules = check_file(file)
     except RuleError as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
     table = Table(title=f"{file}: {len(rules)} rule(s)", show_lines=False)
     for col in ("id", "kind", "severity", "condition", "source", "enabled"):
