@@ -55,7 +55,7 @@ class SpoolError(Exception):
 
 
 class SpoolFull(SpoolError):
-    """The batch would take the spool past its ``max_bytes``: keep it (do not acknowledge)."""
+    """The spool is full (see :meth:`Spool.append`): keep the batch, do not acknowledge it."""
 
 
 class CorruptSegment(SpoolError):
@@ -165,12 +165,16 @@ class Spool:
         self._next = max([last] + [s.seq for s in self._segments]) + 1
         self._bytes = sum(s.size for s in self._segments)
         self.corrupt = 0  # segments moved aside by this object
+        self.drained_batches = 0  # written to a store by this object (for metrics)
+        self.drained_readings = 0
 
     def append(self, batch: Readings) -> None:
         """Write ``batch`` as the newest segment; durable (file and directory fsync'd) on return.
 
-        Raises :class:`SpoolFull` if it would take the spool past ``max_bytes``; OSError if
-        the disk refuses (both: the batch is not spooled).
+        ``max_bytes`` is a high-water mark, not a hard cap: the append is refused with
+        :class:`SpoolFull` once :meth:`full` is true, so a caller that checks ``full()`` first is
+        never refused, and the spool exceeds ``max_bytes`` by at most one batch. OSError if the
+        disk refuses. In both cases the batch is not spooled.
         """
         if len(batch) == 0:
             return
@@ -178,9 +182,9 @@ class Spool:
         with self._lock:
             seq = self._next
             data = encode(batch, seq, created)
-            if self._bytes + len(data) > self.max_bytes:
-                raise SpoolFull(f"spool {self.dir} holds {self._bytes} bytes; a {len(data)}-byte batch "
-                                f"would pass its limit of {self.max_bytes}")
+            if self._bytes >= HIGH_WATER * self.max_bytes:
+                raise SpoolFull(f"spool {self.dir} is full: {self._bytes} bytes waiting, its limit is "
+                                f"{self.max_bytes} (refusing from {HIGH_WATER:.0%}); the store must drain it")
             path = self.dir / f"{seq:016d}-{created}.seg"
             tmp = path.with_name(path.name + ".tmp")
             try:
@@ -213,7 +217,8 @@ class Spool:
             return self._bytes >= HIGH_WATER * self.max_bytes
 
     def drain(self, store: Store, max_batches: int | None = None) -> int:
-        """Write waiting batches to ``store``, oldest first; returns how many were written.
+        """Write waiting batches to ``store``, oldest first; returns how many batches were
+        written (readings: :attr:`drained_readings`, cumulative).
 
         Stops early (returning the count so far) when the store raises
         :class:`StoreUnavailable`: that batch and the later ones stay for the next call.
@@ -244,6 +249,8 @@ class Spool:
                 seg.path.unlink()
                 self._forget(seg)
                 done += 1
+                self.drained_batches += 1
+                self.drained_readings += len(batch)
         return done
 
     def _move_aside(self, seg: _Segment, why: str) -> None:

@@ -82,6 +82,7 @@ def test_append_then_drain_in_order(tmp_path) -> None:
     assert spool.depth()[0] == 5 and spool.depth()[1] > 0
     store = FlakyStore()
     assert spool.drain(store) == 5
+    assert (spool.drained_batches, spool.drained_readings) == (5, 15)
     assert store.seen == [T0 + k * 1000 for k in range(5)]
     assert store.count() == 15
     assert spool.depth() == (0, 0)
@@ -144,11 +145,14 @@ def test_full_and_limit(tmp_path) -> None:
     spool.append(batch(8))
     spool.append(batch(9))
     assert spool.full()  # from 90% of the limit: stop acknowledging
-    with pytest.raises(SpoolFull, match="limit"):
+    with pytest.raises(SpoolFull, match="full"):
         spool.append(batch(10))
-    assert spool.depth()[0] == 10 and spool.depth()[1] <= 10 * size
-    spool.drain(FlakyStore(), max_batches=5)
+    assert spool.depth()[0] == 10
+    # a caller that checks full() first is never refused, even for a batch larger than what is left
+    spool.drain(FlakyStore(), max_batches=2)
     assert not spool.full()
+    spool.append(batch(11, n=500))
+    assert spool.full() and spool.depth()[1] > spool.max_bytes
 
 
 def test_oldest_age(tmp_path) -> None:
