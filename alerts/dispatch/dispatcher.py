@@ -220,7 +220,11 @@ class Dispatcher:
             wants = {n: (lane.capacity - len(lane.claimed), frozenset(lane.claimed))
                      for n, lane in lanes.items() if len(lane.claimed) < lane.capacity}
             refresh = time.monotonic() - gauges_at >= 1.0
-            batch, next_due, pending = await self._db(self._scan, wants, now, refresh)
+            try:
+                batch, next_due, pending = await self._db(self._scan, wants, now, refresh)
+            except sqlite3.Error:  # e.g. the disk is full or the file locked for too long
+                log.exception("dispatch: cannot read the outbox; trying again in %.2f s", self._poll)
+                batch, next_due, pending = [], None, None
             for due in batch:
                 lane = lanes[due.receiver]
                 lane.claimed.add(due.delivery_id)
