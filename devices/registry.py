@@ -218,10 +218,24 @@ class Registry:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._lock = threading.RLock()
-        with self._tx():
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    conn.execute(stmt)
+        # kind -> (version, attrs map) and (version, snapshot): handed out until the version moves
+        self._attrs_cache: dict[str, tuple[int, dict[str, dict]]] = {}
+        self._snapshot_cache: tuple[int, dict[str, tuple[str, str, str]]] | None = None
+        if self._has_schema():  # also lets a read-only connection (query_only) open it
+            return
+        try:
+            with self._tx():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+        except sqlite3.OperationalError as e:
+            raise RegistryError(f"cannot create the registry tables: {e}") from None
+
+    def _has_schema(self) -> bool:
+        names = {r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE name IN ('devices', 'rollout_targets', 'registry_meta')")}
+        return len(names) == 3 and self.conn.execute(
+            "SELECT 1 FROM registry_meta WHERE key = 'version'").fetchone() is not None
 
     @classmethod
     def open(cls, path: str | Path) -> "Registry":
@@ -342,11 +356,18 @@ class Registry:
     def snapshot(self) -> dict[str, tuple[str, str, str]]:
         """``device_id -> (kind, district, asset_id)`` of every device not retired (one query).
 
-        Pair it with :meth:`version` read *before* it to know when to reload."""
+        The same dict object is returned until :meth:`version` changes (a new one after):
+        treat it as read-only. To know when to reload, read :meth:`version` *before* it."""
+        v = self.version()
+        cached = self._snapshot_cache
+        if cached is not None and cached[0] == v:
+            return cached[1]
         rows = self._raw().execute(
             "SELECT device_id, kind, district, asset_id FROM devices WHERE status != 'retired'"
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        snap = {r[0]: (r[1], r[2], r[3]) for r in rows}
+        self._snapshot_cache = (v, snap)
+        return snap
 
     def version(self) -> int:
         """A counter that changes whenever the devices table is changed by an upsert."""
@@ -374,7 +395,13 @@ class Registry:
     def attrs_snapshot(self, kind: str) -> dict[str, dict]:
         """``device_id -> attrs`` of every device of ``kind`` not retired (one query).
 
-        Devices with identical attrs share one dict: treat the values as read-only."""
+        The same dict object is returned until :meth:`version` changes (a new one after), so a
+        caller can cache what it derives from it by identity. Devices with identical attrs
+        share one dict: treat the map and its values as read-only."""
+        v = self.version()
+        cached = self._attrs_cache.get(kind)
+        if cached is not None and cached[0] == v:
+            return cached[1]
         parsed: dict[str, dict] = {}
         out: dict[str, dict] = {}
         for device_id, text in self._raw().execute(
@@ -384,6 +411,7 @@ class Registry:
             if a is None:
                 a = parsed[text] = json.loads(text)
             out[device_id] = a
+        self._attrs_cache[kind] = (v, out)
         return out
 
     # --- rollout ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from devices.catalogue import CATALOGUE
-from devices.errors import InvalidDevice
+from devices.errors import InvalidDevice, RegistryError
 from devices.model import Device, RolloutTarget
 from devices.registry import Registry, online
 from devices.sqlite import connect
@@ -186,3 +186,23 @@ def test_concurrent_writers_share_one_registry(registry):
         t.join()
     assert not errors
     assert registry.get("noise-0000").last_seen == 3019
+
+
+def test_snapshots_are_handed_out_until_the_version_moves(registry):
+    registry.upsert([dev(1, "bridge", attrs={"sensor": "strain"})])
+    snap, attrs = registry.snapshot(), registry.attrs_snapshot("bridge")
+    registry.mark_seen({"bridge-0001": 10})
+    assert registry.snapshot() is snap and registry.attrs_snapshot("bridge") is attrs
+    registry.upsert([dev(1, "bridge", attrs={"sensor": "tilt"})])
+    assert registry.attrs_snapshot("bridge") is not attrs
+    assert registry.attrs_snapshot("bridge") == {"bridge-0001": {"sensor": "tilt"}}
+    assert registry.snapshot() is not snap
+
+
+def test_read_only_connection(registry, tmp_path):
+    registry.upsert([dev(1)])
+    ro = Registry(connect(tmp_path / "state.db", readonly=True))
+    assert ro.count() == 1 and "noise-0001" in ro.snapshot()
+    ro.close()
+    with pytest.raises(RegistryError, match="cannot create the registry tables"):
+        Registry(connect(tmp_path / "fresh.db", readonly=True))
