@@ -108,11 +108,17 @@ class _Stream:
     prev: list | None = None  # [value, ts] for change rules
     acc: list | None = None  # [bucket, sum, n, last_ts] for mean rules
     match: int | None = None  # ts of the last matching event (event rules)
+    view: dict | None = None  # while pending: what the API shows (summary, value, ...)
+
+    @property
+    def disposable(self) -> bool:
+        """Inactive and remembering nothing a replay or a later reading would need."""
+        return self.state == "inactive" and self.prev is None and self.acc is None and self.match is None
 
     def to_row(self, rule: str) -> StreamRow:
         data = {"since": self.since, "count": self.count, "sev": self.sev, "alert": self.alert_id,
                 "started": self.started}
-        for k in ("prev", "acc", "match"):
+        for k in ("prev", "acc", "match", "view"):
             v = getattr(self, k)
             if v is not None:
                 data[k] = v
@@ -126,7 +132,7 @@ class _Stream:
         since = (since + [None] * levels)[:levels]
         count = (count + [0] * levels)[:levels]
         return cls(r.device_id, r.state, r.last_ts, since, count, d.get("sev", -1), d.get("alert"),
-                   d.get("started"), d.get("prev"), d.get("acc"), d.get("match"))
+                   d.get("started"), d.get("prev"), d.get("acc"), d.get("match"), d.get("view"))
 
 
 class _Runtime:
@@ -169,6 +175,7 @@ class _Call:
     def __init__(self) -> None:
         self.transitions: list[Transition] = []
         self.dirty: dict[tuple[str, int], tuple[_Runtime, _Stream]] = {}
+        self.dropped: set[tuple[str, int]] = set()  # streams to forget (rule id, slot)
         self.reserved: set[str] = set()
         self.after_commit: list[Callable[[], None]] = []
         self.where: dict[tuple[str, str], tuple[str, str]] = {}  # (kind, device) -> district, asset
@@ -288,26 +295,41 @@ class RuleEngine:
         frm = st.state
         if frm == "inactive":
             st.started = started if started is not None else ts
+        if to == "pending":
+            st.alert_id = AlertState.pending_alert_id(rule.id, st.device_id, st.started)
+        elif to == "firing" and frm != "firing":
             st.alert_id = self.state.new_alert_id(rule.id, st.device_id, st.started, call.reserved)
         severity = rule.levels[max(sev, 0)].severity
         info = self._summary(rt, st.device_id, sev, value, fields)
+        where = call.where.get((rule.kind, st.device_id), ("", ""))
+        fvalue = None if value is None else float(value)
+        view = st.view or {}
         t = Transition(
             rule.id, st.device_id, rule.kind, st.alert_id or "", frm, to, ts, severity,
-            info["summary"], rule.metric, None if value is None else float(value),
-            info["threshold"], st.started,
-            rule.levels[st.sev].severity if st.sev >= 0 else None,
-            *call.where.get((rule.kind, st.device_id), ("", "")),
+            info["summary"], rule.metric, fvalue, info["threshold"], st.started,
+            rule.levels[st.sev].severity if st.sev >= 0 else None, *where,
+            view.get("severity"), view.get("value"),
         )
         log.info("%s %s: %s => %s (%s)", rule.id, st.device_id, frm.upper(), to.upper(), severity)
         call.transitions.append(t)
+        st.view = None
         if to in ("resolved", "inactive"):
             st.state, st.sev, st.alert_id, st.started = "inactive", -1, None, None
             st.since = [None] * rt.nlev
             st.count = [0] * rt.nlev
         else:
             st.state, st.sev = to, sev
+            if to == "pending":
+                st.view = {"summary": info["summary"], "severity": severity, "value": fvalue,
+                           "threshold": info["threshold"], "metric": rule.metric, "kind": rule.kind,
+                           "district": where[0]}
         rt.set_active(slot, st.state in ("pending", "firing"))
         call.touch(rt, slot, st)
+        if to == "inactive" and st.disposable:
+            # a pending condition that stopped: nothing to keep (a replay repeats the same)
+            del rt.streams[slot]
+            call.dirty.pop((rule.id, slot), None)
+            call.dropped.add((rule.id, slot))
 
     def _summary(self, rt: _Runtime, device: str, sev: int, value: float | None,
                  extra: Mapping[str, Any] | None) -> dict:
@@ -400,7 +422,9 @@ class RuleEngine:
         try:
             with self.state.transaction():
                 self.state.apply(call.transitions, self._device)
-                self.state.save_streams(st.to_row(rt.rule.id) for rt, st in call.dirty.values())
+                gone = [(rid, self._by_id[rid].slots.ids[slot]) for rid, slot in call.dropped
+                        if (rid, slot) not in call.dirty]
+                self.state.save_streams((st.to_row(rt.rule.id) for rt, st in call.dirty.values()), gone)
         except BaseException:
             log.exception("alert changes rolled back; reloading rule-engine state")
             self._load()

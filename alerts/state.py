@@ -3,7 +3,7 @@ the rule engine's per-(rule, device) stream state.
 
 Guarantees:
 - One open alert per (rule, device): a unique partial index over the open states
-  (``pending``, ``firing``, ``acknowledged``) makes a duplicate impossible, also across restarts.
+  (``firing``, ``acknowledged``) makes a duplicate impossible, also across restarts.
 - Every change of one engine call (or one :meth:`AlertState.ack`) commits in ONE transaction
   (:meth:`AlertState.transaction`); notice listeners run inside it, so an outbox row a listener
   writes commits or rolls back with the alert change. A listener that raises rolls back all.
@@ -11,9 +11,10 @@ Guarantees:
   is saved in the same transaction as the alerts it produced, so after a crash or a restart the
   engine resumes exactly where the last committed call left it.
 
-Alert states: ``pending`` (condition true, waiting for ``for``; never notified; the row is
-deleted if the condition stops before it fires), ``firing``, ``acknowledged`` (still open,
-an operator took it), ``resolved``. ``silenced`` is a flag: the alert is recorded, and its
+Alert states: ``pending`` (condition true, waiting for ``for``; never notified; kept only in
+the engine's stream state, so the frequent pending-then-dropped case costs no alert rows; its id
+is the one the alert gets if it fires), ``firing``, ``acknowledged`` (still open, an operator
+took it), ``resolved``. The ``alerts`` table holds the alerts that fired. ``silenced`` is a flag: the alert is recorded, and its
 notices carry ``silenced=True`` so dispatch does not send them on.
 """
 
@@ -25,7 +26,7 @@ import logging
 import secrets
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from zoneinfo import ZoneInfo
@@ -65,7 +66,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     device TEXT NOT NULL DEFAULT '{}'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open
-    ON alerts(rule, device_id) WHERE state IN ('pending', 'firing', 'acknowledged');
+    ON alerts(rule, device_id) WHERE state IN ('firing', 'acknowledged');
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, seq);
 CREATE TABLE IF NOT EXISTS alert_history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -132,6 +133,8 @@ class Transition:
     prev_severity: str | None = None
     district: str = ""
     asset_id: str = ""
+    pending_severity: str | None = None  # pending -> firing: the severity and value when the
+    pending_value: float | None = None  # condition started (for the alert's history)
 
     @property
     def change(self) -> str:
@@ -296,6 +299,11 @@ class AlertState:
 
     # --- engine side --------------------------------------------------------------------------
 
+    @staticmethod
+    def pending_alert_id(rule: str, device_id: str, started_ms: int) -> str:
+        """The id a pending alert shows: the one :meth:`new_alert_id` gives unless it clashes."""
+        return "a-" + hashlib.sha1(f"{rule}|{device_id}|{started_ms}".encode()).hexdigest()[:6]
+
     def new_alert_id(self, rule: str, device_id: str, started_ms: int, reserved: set[str]) -> str:
         """A short id (``a-7f3c2e``) derived from (rule, device, start); longer on a clash."""
         digest = hashlib.sha1(f"{rule}|{device_id}|{started_ms}".encode()).hexdigest()
@@ -322,28 +330,24 @@ class AlertState:
         c = self.conn
         for t in transitions:
             ch = t.change
-            if ch == "dropped":
-                c.execute("DELETE FROM alert_history WHERE alert_id = ?", (t.alert_id,))
-                c.execute("DELETE FROM alerts WHERE id = ? AND state = 'pending'", (t.alert_id,))
-                continue
-            if ch == "pending" or (ch == "firing" and t.from_state == "inactive"):
+            if ch in ("pending", "dropped"):
+                continue  # pending lives in the stream state only
+            if ch == "firing":
                 dev = dict(device_of(t))
+                started = t.started_ms if t.started_ms is not None else t.ts
                 c.execute(
                     "INSERT INTO alerts (id, rule, device_id, kind, district, state, severity,"
                     " summary, metric, value, threshold, started_ms, fired_ms, device)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (t.alert_id, t.rule, t.device_id, t.kind, dev.get("district") or t.district,
-                     t.to_state, t.severity, t.summary, t.metric, t.value, t.threshold,
-                     t.started_ms if t.started_ms is not None else t.ts,
-                     t.ts if t.to_state == "firing" else None, json.dumps(dev, ensure_ascii=False)),
+                     "firing", t.severity, t.summary, t.metric, t.value, t.threshold, started,
+                     t.ts, json.dumps(dev, ensure_ascii=False)),
                 )
-            elif ch == "firing":  # pending -> firing
-                c.execute(
-                    "UPDATE alerts SET state = 'firing', severity = ?, summary = ?, value = ?,"
-                    " threshold = ?, fired_ms = ?, device = ? WHERE id = ?",
-                    (t.severity, t.summary, t.value, t.threshold, t.ts,
-                     json.dumps(dict(device_of(t)), ensure_ascii=False), t.alert_id),
-                )
+                if t.from_state == "pending":
+                    c.execute("INSERT INTO alert_history (alert_id, ts_ms, change, severity, value,"
+                              " threshold) VALUES (?,?,?,?,?,?)",
+                              (t.alert_id, started, "pending", t.pending_severity or t.severity,
+                               t.pending_value, t.threshold))
             elif ch == "escalated":
                 c.execute("UPDATE alerts SET severity = ?, summary = ?, value = ?, threshold = ?"
                           " WHERE id = ?", (t.severity, t.summary, t.value, t.threshold, t.alert_id))
@@ -361,7 +365,8 @@ class AlertState:
                 silenced = any(s.active(t.ts) and s.matches(labels) for s in silences)
                 if silenced != alert.silenced:
                     c.execute("UPDATE alerts SET silenced = ? WHERE id = ?", (int(silenced), alert.id))
-                notices.append(self._notify(ch, self._get_row(t.alert_id)))
+                    alert = replace(alert, silenced=silenced)
+                notices.append(self._notify(ch, alert))
         return notices
 
     def _notify(self, status: str, alert: Alert) -> AlertNotice:
@@ -375,9 +380,10 @@ class AlertState:
         return [StreamRow(r["rule"], r["device_id"], r["state"], r["last_ts"], json.loads(r["data"]))
                 for r in self.conn.execute("SELECT * FROM rule_streams")]
 
-    def save_streams(self, rows: Iterable[StreamRow]) -> None:
-        """Upsert stream rows (inside :meth:`transaction`)."""
+    def save_streams(self, rows: Iterable[StreamRow], deleted: Iterable[tuple[str, str]] = ()) -> None:
+        """Upsert stream rows and delete ``(rule, device_id)`` ones (inside :meth:`transaction`)."""
         self._require_tx()
+        self.conn.executemany("DELETE FROM rule_streams WHERE rule = ? AND device_id = ?", list(deleted))
         self.conn.executemany(
             "INSERT INTO rule_streams (rule, device_id, state, last_ts, data) VALUES (?,?,?,?,?)"
             " ON CONFLICT (rule, device_id) DO UPDATE SET state = excluded.state,"
@@ -465,10 +471,29 @@ class AlertState:
             raise AlertNotFound(f"no alert {alert_id!r}")
         return Alert._from_row(r)
 
+    def _pending(self, where: str = "", args: tuple = (), limit: int = -1, offset: int = 0) -> list[Alert]:
+        rows = self.conn.execute(
+            "SELECT * FROM rule_streams WHERE state = 'pending'" + where
+            + " ORDER BY json_extract(data, '$.started') DESC, rule, device_id LIMIT ? OFFSET ?",
+            (*args, limit, offset)).fetchall()
+        out = []
+        for r in rows:
+            d = json.loads(r["data"])
+            v = d.get("view") or {}
+            out.append(Alert(
+                d.get("alert") or "", r["rule"], r["device_id"], v.get("kind", ""),
+                v.get("district", ""), "pending", v.get("severity", ""), False, v.get("summary", ""),
+                v.get("metric"), v.get("value"), v.get("threshold"), d.get("started") or r["last_ts"],
+                None, None, None, None, None, {}))
+        return out
+
     def get(self, alert_id: str) -> Alert:
         """The alert with its history; AlertNotFound if there is none."""
         r = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if r is None:
+            pending = self._pending(" AND json_extract(data, '$.alert') = ?", (alert_id,))
+            if pending:
+                return pending[0]
             raise AlertNotFound(f"no alert {alert_id!r}")
         hist = tuple(HistoryEntry(h["ts_ms"], h["change"], h["severity"], h["value"], h["threshold"],
                                   h["by"], h["note"])
@@ -478,11 +503,22 @@ class AlertState:
 
     def list_alerts(self, state: str | None = None, limit: int = 100,
                     after_cursor: str | None = None) -> tuple[list[Alert], str | None]:
-        """Alerts newest first, optionally of one state; ``(items, next_cursor or None)``."""
+        """Alerts newest first, optionally of one state; ``(items, next_cursor or None)``.
+
+        Without a state: the alerts that fired (firing, acknowledged, resolved); pending ones
+        are listed with ``state="pending"`` (newest condition start first).
+        """
         if state is not None and state not in ALERT_STATES:
             raise AlertsError(f"unknown alert state {state!r}; use one of {', '.join(ALERT_STATES)}")
         if not 1 <= limit <= 1000:
             raise AlertsError("limit must be between 1 and 1000")
+        if state == "pending":
+            try:
+                offset = int(after_cursor.removeprefix("p")) if after_cursor else 0
+            except ValueError:
+                raise AlertsError(f"bad cursor {after_cursor!r}; pass the 'next' of a previous page") from None
+            items = self._pending(limit=limit + 1, offset=offset)
+            return items[:limit], (f"p{offset + limit}" if len(items) > limit else None)
         where, args = [], []
         if state is not None:
             where.append("state = ?")
@@ -501,11 +537,14 @@ class AlertState:
         return items, nxt
 
     def count_alerts(self, state: str | None = None) -> int:
+        if state == "pending":
+            return self.conn.execute("SELECT count(*) FROM rule_streams WHERE state = 'pending'").fetchone()[0]
         if state is None:
             return self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
         return self.conn.execute("SELECT count(*) FROM alerts WHERE state = ?", (state,)).fetchone()[0]
 
     def open_alerts(self) -> list[Alert]:
+        """Firing and acknowledged alerts, oldest first."""
         rows = self.conn.execute(
-            "SELECT * FROM alerts WHERE state IN ('pending', 'firing', 'acknowledged') ORDER BY seq")
+            "SELECT * FROM alerts WHERE state IN ('firing', 'acknowledged') ORDER BY seq")
         return [Alert._from_row(r) for r in rows]

@@ -73,6 +73,8 @@ class Harness:
 
     def alerts(self, rule: str | None = None, state: str | None = None) -> list[Alert]:
         items, _ = self.state.list_alerts(state, 1000)
+        if state is None:  # the alerts that fired, then the pending ones
+            items = self.state.list_alerts("pending", 1000)[0] + items
         return [self.state.get(a.id) for a in reversed(items) if rule is None or a.rule == rule]
 
     def reopen(self) -> "Harness":
