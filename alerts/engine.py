@@ -148,6 +148,12 @@ class _Runtime:
         # change rules: the previous value per slot (memory, see module docstring)
         self.prev_val = np.full(64, np.nan)
         self.prev_ts = np.full(64, -(2 ** 62), np.int64)
+        # summary fields that do not depend on the device or the reading
+        self.fields = {
+            "kind": rule.kind, "metric": rule.metric or "", "unit": rule.unit, "factor": _NAN,
+            "event": rule.event or "", "silent": "", "absent": format_duration(rule.absent_ms),
+            "for": format_duration(rule.for_ms), "lo": _NAN, "hi": _NAN, "threshold": None,
+        }
 
     def stream(self, slot: int) -> _Stream:
         st = self.streams.get(slot)
@@ -157,8 +163,9 @@ class _Runtime:
         return st
 
     def set_active(self, slot: int, on: bool) -> None:
-        self.active = _grow(self.active, slot + 1, False)
-        if self.active[slot] != on:
+        if slot >= len(self.active):
+            self.active = _grow(self.active, slot + 1, False)
+        if bool(self.active[slot]) is not on:
             self.active[slot] = on
             self.n_active += 1 if on else -1
 
@@ -232,6 +239,7 @@ class RuleEngine:
         for listener in listeners:
             if listener not in state.listeners:
                 state.listeners.append(listener)
+        state.summarize = self.summarize
         self._slots: dict[str, _Slots] = {k: _Slots() for k in CATALOGUE}
         self._rts = [_Runtime(r, self._slots[r.kind]) for r in rules]
         self._by_id = {rt.rule.id: rt for rt in self._rts}
@@ -300,18 +308,22 @@ class RuleEngine:
         elif to == "firing" and frm != "firing":
             st.alert_id = self.state.new_alert_id(rule.id, st.device_id, st.started, call.reserved)
         severity = rule.levels[max(sev, 0)].severity
-        info = self._summary(rt, st.device_id, sev, value, fields)
         where = call.where.get((rule.kind, st.device_id), ("", ""))
         fvalue = None if value is None else float(value)
+        if to in ("pending", "inactive"):
+            # frequent and never notified: no summary (the API formats one for pending alerts)
+            info = {"summary": "", "threshold": None}
+            log.debug("%s %s: %s => %s (%s)", rule.id, st.device_id, frm.upper(), to.upper(), severity)
+        else:
+            info = self._summary(rt, st.device_id, sev, value, fields)
+            log.info("%s %s: %s => %s (%s)", rule.id, st.device_id, frm.upper(), to.upper(), severity)
         view = st.view or {}
-        t = Transition(
+        call.transitions.append(Transition(
             rule.id, st.device_id, rule.kind, st.alert_id or "", frm, to, ts, severity,
             info["summary"], rule.metric, fvalue, info["threshold"], st.started,
             rule.levels[st.sev].severity if st.sev >= 0 else None, *where,
             view.get("severity"), view.get("value"),
-        )
-        log.info("%s %s: %s => %s (%s)", rule.id, st.device_id, frm.upper(), to.upper(), severity)
-        call.transitions.append(t)
+        ))
         st.view = None
         if to in ("resolved", "inactive"):
             st.state, st.sev, st.alert_id, st.started = "inactive", -1, None, None
@@ -320,9 +332,8 @@ class RuleEngine:
         else:
             st.state, st.sev = to, sev
             if to == "pending":
-                st.view = {"summary": info["summary"], "severity": severity, "value": fvalue,
-                           "threshold": info["threshold"], "metric": rule.metric, "kind": rule.kind,
-                           "district": where[0]}
+                st.view = {"sev": sev, "severity": severity, "value": fvalue, "metric": rule.metric,
+                           "kind": rule.kind, "district": where[0]}
         rt.set_active(slot, st.state in ("pending", "firing"))
         call.touch(rt, slot, st)
         if to == "inactive" and st.disposable:
@@ -331,19 +342,23 @@ class RuleEngine:
             call.dirty.pop((rule.id, slot), None)
             call.dropped.add((rule.id, slot))
 
+    def summarize(self, rule_id: str, device: str, sev: int, value: float | None) -> str:
+        """The summary of a rule's alert for a device at a severity level and value (the API
+        uses it for pending alerts); "" for a rule no longer loaded."""
+        rt = self._by_id.get(rule_id)
+        return self._summary(rt, device, sev, value, None)["summary"] if rt else ""
+
     def _summary(self, rt: _Runtime, device: str, sev: int, value: float | None,
                  extra: Mapping[str, Any] | None) -> dict:
         rule = rt.rule
         attrs = self._attrs_map(rule.kind).get(device)
         lv = rule.levels[max(sev, 0)]
         scale = rule.scale.resolve(attrs)
-        fields: dict[str, Any] = dict(
+        fields: dict[str, Any] = dict(rt.fields)
+        fields.update(
             value=value if value is not None else _NAN, severity=lv.severity, device=device,
-            kind=rule.kind, metric=rule.metric or "", unit=rule.unit, scale=scale, factor=_NAN,
-            baseline=rule.baseline.resolve(attrs) if rule.baseline else 0.0, event=rule.event or "",
-            silent="", absent=format_duration(rule.absent_ms), lo=_NAN, hi=_NAN, threshold=None,
+            scale=scale, baseline=rule.baseline.resolve(attrs) if rule.baseline else 0.0,
         )
-        fields["for"] = format_duration(rule.for_ms)
         if lv.threshold:
             raw = [p.resolve(attrs) for p in lv.threshold]
             if rule.op in RANGE_OPS:
@@ -355,11 +370,14 @@ class RuleEngine:
                 fields["threshold"] = float(_scaled(raw[0], scale))
         if extra:
             fields.update(extra)
+        if fields["threshold"] is None:
+            fields["threshold"] = _NAN
         try:
-            text = rule.summary.format(**{k: (_NAN if v is None else v) for k, v in fields.items()})
+            text = rule.summary.format(**fields)
         except (ValueError, TypeError):
             text = f"{rule.id}: {rule.metric or rule.event or 'device'} {value}"
         thr = fields["threshold"]
+        thr = None if thr != thr else thr  # NaN: no threshold
         return {"summary": text, "threshold": None if thr is None else float(thr)}
 
     # --- helpers ----------------------------------------------------------------------------
@@ -451,6 +469,7 @@ class RuleEngine:
             for m, c in self._codes.items():
                 if present[c + 1]:
                     groups[m] = np.nonzero(codes == c)[0]
+            slot_of = self._device_slots(batch, codes)
             cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
             def rows(kind: str, metric: str):
@@ -463,7 +482,7 @@ class RuleEngine:
                     else:
                         if metric in self._shared:
                             idx = idx[batch.kind[idx] == kind]
-                        got = (idx, self._slots[kind].lookup(batch.device_id[idx]))
+                        got = (idx, slot_of[idx])
                     cache[key] = got
                 return got
 
@@ -475,6 +494,32 @@ class RuleEngine:
         if events:
             self._eval_events(call, events)
         return self._commit(call)
+
+    def _device_slots(self, b: Readings, codes: np.ndarray) -> np.ndarray:
+        """Each row's device slot (in its kind's numbering) for the rows some rule reads.
+
+        A message's readings are consecutive rows of one device, so the dictionary lookup runs
+        once per run of equal device ids, not once per row.
+        """
+        out = np.full(len(codes), -1, np.int64)
+        rel = np.nonzero(codes >= 0)[0]
+        if not len(rel):
+            return out
+        dev, kind = b.device_id[rel], b.kind[rel]
+        new = np.ones(len(rel), bool)
+        new[1:] = (dev[1:] != dev[:-1]) | (kind[1:] != kind[:-1])
+        starts = np.nonzero(new)[0]
+        sdev, skind = dev[starts], kind[starts]
+        sslot = np.empty(len(starts), np.int64)
+        for k in set(skind.tolist()):
+            m = skind == k
+            slots = self._slots.get(k)
+            if slots is None:
+                sslot[m] = -1  # a kind no rule knows (ingest rejects those)
+            else:
+                sslot[m] = slots.lookup(sdev[m])
+        out[rel] = sslot[np.cumsum(new) - 1]
+        return out
 
     def _remember_latest(self, call: _Call, b: Readings, rows) -> None:
         """After the commit: keep the newest value per device of every `and` metric."""

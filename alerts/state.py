@@ -271,6 +271,9 @@ class AlertState:
         self.tz = ZoneInfo(tz)
         self.base_url = base_url
         self.listeners: list[NoticeListener] = list(listeners)
+        # (rule, device, severity level, value) -> summary of a pending alert; the rule engine
+        # sets it (pending alerts store no summary)
+        self.summarize: Callable[[str, str, int, float | None], str] | None = None
         self._in_tx = False
         conn.executescript(_SCHEMA)
 
@@ -480,10 +483,12 @@ class AlertState:
         for r in rows:
             d = json.loads(r["data"])
             v = d.get("view") or {}
+            summary = (self.summarize(r["rule"], r["device_id"], v.get("sev", 0), v.get("value"))
+                       if self.summarize else "")
             out.append(Alert(
                 d.get("alert") or "", r["rule"], r["device_id"], v.get("kind", ""),
-                v.get("district", ""), "pending", v.get("severity", ""), False, v.get("summary", ""),
-                v.get("metric"), v.get("value"), v.get("threshold"), d.get("started") or r["last_ts"],
+                v.get("district", ""), "pending", v.get("severity", ""), False, summary,
+                v.get("metric"), v.get("value"), None, d.get("started") or r["last_ts"],
                 None, None, None, None, None, {}))
         return out
 

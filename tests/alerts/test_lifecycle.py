@@ -250,3 +250,17 @@ def test_list_alerts_pages_newest_first():
     assert nxt3 is None and h.state.count_alerts("firing") == 5 and h.state.count_alerts("resolved") == 0
     with pytest.raises(AlertsError):
         h.state.list_alerts("burning", 2)
+
+
+def test_pending_alerts_are_listed_with_their_summary_and_future_id():
+    h = Harness()
+    t0 = at("2026-11-29 23:14:05")
+    h.feed(series("noise-0001", "noise", "laeq_db", t0, M, [61.3, 62.0]))
+    [p] = h.state.list_alerts("pending", 10)[0]
+    assert (p.rule, p.severity, p.started_ms, p.value) == ("noise.night_laeq", "major", t0, 61.3)
+    assert p.summary == "Night construction noise 61.3 dB(A) over the 55 dB(A) limit (GB 12523-2011)"
+    assert h.state.get(p.id).state == "pending" and h.state.count_alerts("pending") == 1
+    h.feed(series("noise-0001", "noise", "laeq_db", t0 + 2 * M, M, [60] * 4))
+    a = h.state.get(p.id)  # the same id once it fires
+    assert a.state == "firing" and [x.change for x in a.history] == ["pending", "firing"]
+    assert h.state.count_alerts("pending") == 0
