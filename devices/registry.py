@@ -105,7 +105,9 @@ def attrs_json(attrs: Mapping[str, Any]) -> str:
     """The canonical JSON text of ``attrs``: sorted keys, UTF-8 text kept (no ``\\u`` escapes).
 
     Raises TypeError/ValueError when ``attrs`` holds something JSON cannot represent."""
-    return _ENCODER.encode(dict(attrs)) if attrs else "{}"
+    if not attrs:
+        return "{}"
+    return _ENCODER.encode(attrs if type(attrs) is dict else dict(attrs))
 
 
 def _date_problem(value: Any) -> str | None:
@@ -130,7 +132,7 @@ def _validate(d: Device) -> tuple[list[tuple[str, str]], str]:
     if not isinstance(d.device_id, str) or not DEVICE_ID_RE.match(d.device_id):
         p.append(("device_id", f"bad device id {d.device_id!r}: 1-64 characters of A-Z a-z 0-9 _ . -, "
                                "starting with a letter or digit"))
-    if d.kind not in CATALOGUE:
+    if not isinstance(d.kind, str) or d.kind not in CATALOGUE:
         p.append(("kind", f"unknown kind {d.kind!r} (known: {', '.join(KINDS)})"))
     if not isinstance(d.district, str) or not d.district.strip():
         p.append(("district", "district is required"))
@@ -151,7 +153,7 @@ def _validate(d: Device) -> tuple[list[tuple[str, str]], str]:
         p.append(("status", f"unknown status {d.status!r} (known: {', '.join(STATUSES)})"))
     if d.installed_at is not None and (msg := _date_problem(d.installed_at)):
         p.append(("installed_at", msg))
-    if not isinstance(d.attrs, Mapping):
+    if type(d.attrs) is not dict and not isinstance(d.attrs, Mapping):
         p.append(("attrs", f"expected a JSON object, got {type(d.attrs).__name__}"))
     else:
         try:
@@ -166,7 +168,7 @@ def rollout_problems(t: RolloutTarget) -> list[tuple[str, str]]:
     p: list[tuple[str, str]] = []
     if not isinstance(t.programme, str) or not t.programme.strip():
         p.append(("programme", "programme is required"))
-    if t.kind not in CATALOGUE:
+    if not isinstance(t.kind, str) or t.kind not in CATALOGUE:
         p.append(("kind", f"unknown kind {t.kind!r} (known: {', '.join(KINDS)})"))
     if not isinstance(t.district, str) or not t.district.strip():
         p.append(("district", "district is required"))
@@ -385,6 +387,11 @@ class Registry:
         args = sorted(((int(ts), device_id) for device_id, ts in seen.items()), key=lambda a: a[1])
         with self._tx() as conn:
             conn.executemany(_MARK_SEEN, args)
+
+    def last_seen_map(self) -> dict[str, int]:
+        """``device_id -> last_seen`` (ms) of every commissioned device not retired (absence rules)."""
+        return dict(self._raw().execute(
+            "SELECT device_id, last_seen FROM devices WHERE last_seen IS NOT NULL AND status != 'retired'"))
 
     def attrs(self, device_id: str) -> dict:
         """The per-device parameters of ``device_id``; ``{}`` when it has none or is unknown
