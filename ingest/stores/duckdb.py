@@ -7,20 +7,20 @@ Schema (created on open if missing):
 - ``samples(sid INTEGER, tid INTEGER, ts BIGINT ms, value DOUBLE)``: the readings, no index and
   no key. Numbers only, so DuckDB appends Arrow batches at millions of rows per second and its
   write-ahead log stays small (measured: strings per row cost 5-10x, a primary key ~7x);
-- ``segments(sid, first_ts, last_ts, n)``: one row per *run* written — a maximal stretch of
-  consecutive batch rows with the same device, metric and tags. A waveform window of 100
-  samples is one run; a single reading is a run of one;
+- ``segments(sid, first_ts, last_ts, n)``: per batch written, one row per series in it: the
+  time span its readings cover and their count;
 - the view ``readings(device_id, kind, metric, ts, value, district, asset_id)`` for people and
   dashboards (ad-hoc SQL, Grafana's DuckDB source).
 
 Idempotence (the exact guarantee): a reading with the same ``(device_id, metric, ts)`` as one
 already stored — or as an earlier row of the same batch — is never stored again, for single
-readings and series alike. How, cheaply: each run of a batch is checked against ``segments``
-for a time overlap on the same series, and against the other runs of the batch. A run that
-overlaps nothing and whose timestamps strictly increase cannot hold a duplicate and is appended
-as it is (one join over a few rows per run, no per-reading lookup). Only overlapping runs (a
-redelivery, a late or re-sent window) take the exact path: an anti-join against ``samples``
-restricted to the run's time range; within a batch the first occurrence wins.
+readings and series alike. How, cheaply: the time span of each series of a batch is checked
+against the recorded ``segments`` of that series (one join over one row per series, not per
+reading), and the batch is checked for a series repeating a timestamp (one numpy sort). A
+series with neither cannot hold a duplicate and is appended as it is. Only the other series (a
+redelivery, a late or re-sent message) take the exact path: an anti-join against ``samples``
+restricted to their time span; within a batch the first occurrence wins. So the cost of
+idempotence is per series and batch, and per reading only where a duplicate is possible.
 
 Other guarantees (of :mod:`ingest.stores.base`): ``write`` returns after ``COMMIT``, durable
 through DuckDB's write-ahead log; writes are serialised by one lock; readers run in parallel,
@@ -31,6 +31,7 @@ row groups straight to the file instead of logging every row).
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from pathlib import Path
 
@@ -59,15 +60,12 @@ _SCHEMA = (
         FROM samples s JOIN series x USING (sid) JOIN tags t USING (tid)""",
 )
 
-# Runs of the batch that overlap (same series, intersecting time span) a stored segment or
-# another run of the same batch. $lo/$hi bound the stored segments scanned (zone maps).
+# Series of the batch whose time span overlaps a stored segment of the same series.
+# $lo/$hi bound the stored segments scanned (DuckDB's zone maps skip the older row groups).
 _OVERLAPS = """
-SELECT DISTINCT b.run FROM _cw_segs b JOIN segments s
+SELECT DISTINCT b.sid FROM _cw_segs b JOIN segments s
   ON s.sid = b.sid AND s.first_ts <= b.last_ts AND s.last_ts >= b.first_ts
 WHERE s.first_ts <= $hi AND s.last_ts >= $lo
-UNION
-SELECT b1.run FROM _cw_segs b1 JOIN _cw_segs b2
-  ON b1.sid = b2.sid AND b1.run <> b2.run AND b2.first_ts <= b1.last_ts AND b2.last_ts >= b1.first_ts
 """
 
 # The exact path: rows not already stored; within the batch the first occurrence wins.
@@ -147,13 +145,10 @@ class DuckDBStore:
             con = self._live()
             new_sids, sid_of_run = _ids(self._sids, runs.keys(batch.device_id, batch.metric))
             new_tids, tid_of_run = _ids(self._tids, runs.keys(batch.kind, batch.district, batch.asset_id))
-            segs = pa.table({
-                "run": pa.array(np.arange(runs.n, dtype=np.int64)), "sid": pa.array(sid_of_run),
-                "first_ts": pa.array(runs.first_ts), "last_ts": pa.array(runs.last_ts),
-                "n": pa.array(runs.lengths.astype(np.int32)),
-            })
+            sid = sid_of_run[runs.run_of_row]
+            span = _Spans(sid_of_run, runs)
             table = pa.table({
-                "sid": pa.array(sid_of_run[runs.run_of_row]), "tid": pa.array(tid_of_run[runs.run_of_row]),
+                "sid": pa.array(sid), "tid": pa.array(tid_of_run[runs.run_of_row]),
                 "ts": pa.array(runs.ts), "value": pa.array(np.ascontiguousarray(batch.value, np.float64)),
             })
             try:
@@ -161,12 +156,11 @@ class DuckDBStore:
                 try:
                     _insert_ids(con, "series", ("sid", "device_id", "metric"), new_sids)
                     _insert_ids(con, "tags", ("tid", "kind", "district", "asset_id"), new_tids)
-                    con.register("_cw_segs", segs)
-                    suspect = runs.nonmonotonic.copy()
-                    overlapping = con.execute(
-                        _OVERLAPS, {"lo": runs.lo, "hi": runs.hi}).fetchnumpy()["run"]
-                    suspect[np.asarray(overlapping, dtype=np.int64)] = True
-                    new = self._append(con, table, suspect[runs.run_of_row])
+                    con.register("_cw_segs", span.table)
+                    overlapping = con.execute(_OVERLAPS, {"lo": span.lo, "hi": span.hi}).fetchnumpy()["sid"]
+                    suspect = np.union1d(span.repeating, np.asarray(overlapping, dtype=np.int32))
+                    suspect_row = np.isin(sid, suspect) if len(suspect) else None
+                    new = self._append(con, table, suspect_row)
                     con.execute("INSERT INTO segments SELECT sid, first_ts, last_ts, n FROM _cw_segs")
                     con.execute("COMMIT")
                 except BaseException:
@@ -181,9 +175,9 @@ class DuckDBStore:
         return new
 
     @staticmethod
-    def _append(con: duckdb.DuckDBPyConnection, table: pa.Table, suspect_row: np.ndarray) -> int:
+    def _append(con: duckdb.DuckDBPyConnection, table: pa.Table, suspect_row: np.ndarray | None) -> int:
         """Insert the clean rows as they are and the suspect rows through the exact path."""
-        if not suspect_row.any():
+        if suspect_row is None:
             clean, suspect = table, None
         else:
             clean = table.filter(pa.array(~suspect_row))
@@ -289,49 +283,90 @@ class DuckDBStore:
 
 class _Runs:
     """The runs of a batch: maximal stretches of consecutive rows whose string columns are all
-    equal. Everything per run is computed with numpy; strings are touched once per run."""
+    the same, so that strings are looked up once per run (a waveform window is one run); per
+    run its time span and whether its timestamps strictly increase."""
 
-    __slots__ = ("n", "starts", "lengths", "run_of_row", "ts", "first_ts", "last_ts",
-                 "nonmonotonic", "lo", "hi")
+    __slots__ = ("starts", "lengths", "run_of_row", "ts", "first_ts", "last_ts", "increasing")
 
     def __init__(self, batch: Readings) -> None:
         size = len(batch)
         change = np.zeros(size, dtype=bool)
         change[0] = True
         for col in (batch.device_id, batch.metric, batch.kind, batch.district, batch.asset_id):
-            change[1:] |= col[1:] != col[:-1]
+            change[1:] |= _differs(col)
         self.starts = np.flatnonzero(change)
-        self.n = len(self.starts)
         self.lengths = np.diff(np.append(self.starts, size))
-        self.run_of_row = np.repeat(np.arange(self.n, dtype=np.int64), self.lengths)
+        self.run_of_row = np.repeat(np.arange(len(self.starts), dtype=np.int64), self.lengths)
         self.ts = np.ascontiguousarray(batch.ts, dtype=np.int64)
         self.first_ts = np.minimum.reduceat(self.ts, self.starts)
         self.last_ts = np.maximum.reduceat(self.ts, self.starts)
-        # A run whose ts do not strictly increase may repeat a reading: it takes the exact path.
-        self.nonmonotonic = np.zeros(self.n, dtype=bool)
-        back = np.flatnonzero((np.diff(self.ts) <= 0) & ~change[1:]) + 1
-        self.nonmonotonic[self.run_of_row[back]] = True
-        self.lo, self.hi = int(self.first_ts.min()), int(self.last_ts.max())
+        self.increasing = np.ones(len(self.starts), dtype=bool)
+        self.increasing[self.run_of_row[np.flatnonzero((np.diff(self.ts) <= 0) & ~change[1:]) + 1]] = False
 
     def keys(self, *cols: np.ndarray) -> list[tuple[str, ...]]:
         """The values of ``cols`` at the start of every run, as tuples."""
         return list(zip(*(c[self.starts].tolist() for c in cols)))
 
 
+def _differs(col: np.ndarray) -> np.ndarray:
+    """``col[1:] != col[:-1]`` for an object column of str, possibly with extra True where two
+    equal strings are distinct objects (harmless: a run split in two is looked up twice).
+
+    Compares the object pointers, which is a plain integer comparison: 20x faster than comparing
+    the strings, and exact for the columns ReadingsBuilder fills with one object per series.
+    """
+    if col.dtype != object or not col.flags.c_contiguous or len(col) == 0:
+        return col[1:] != col[:-1]
+    ptr = np.ctypeslib.as_array((ctypes.c_ssize_t * len(col)).from_address(col.ctypes.data))
+    return ptr[1:] != ptr[:-1]
+
+
+class _Spans:
+    """Per series of a batch: its time span and row count (``table``, the segments to record),
+    the series that may repeat a reading within the batch (``repeating``: a run whose ts do not
+    strictly increase, or two runs of the series overlapping in time) and the overall span."""
+
+    __slots__ = ("table", "repeating", "lo", "hi")
+
+    def __init__(self, sid_of_run: np.ndarray, runs: _Runs) -> None:
+        order = np.lexsort((runs.first_ts, sid_of_run))
+        s, f, last = sid_of_run[order], runs.first_ts[order], runs.last_ts[order]
+        self.lo, self.hi = int(f.min()), int(last.max())
+        new_group = np.concatenate(([True], s[1:] != s[:-1]))
+        group = np.cumsum(new_group) - 1
+        # the largest last_ts so far within each group: shift group g by g*width so that a
+        # running maximum over the whole array never carries one group's value into the next
+        width = self.hi - self.lo + 1
+        if (int(group[-1]) + 1) * width < 2**62:
+            shift = group * width
+            reach = np.maximum.accumulate(last - self.lo + shift) - shift + self.lo
+        else:  # a batch spanning an absurd range: one group at a time
+            reach = np.concatenate([np.maximum.accumulate(x) for x in np.split(last, np.flatnonzero(new_group)[1:])])
+        overlaps = np.concatenate(([False], ~new_group[1:] & (f[1:] <= reach[:-1])))
+        self.repeating = np.union1d(s[overlaps], sid_of_run[~runs.increasing])
+        starts = np.flatnonzero(new_group)
+        ends = np.append(starts[1:], len(s)) - 1
+        self.table = pa.table({
+            "sid": pa.array(s[starts]), "first_ts": pa.array(f[starts]), "last_ts": pa.array(reach[ends]),
+            "n": pa.array(np.add.reduceat(runs.lengths[order], starts).astype(np.int32)),
+        })
+
+
 def _ids(known: dict[tuple, int], keys: list[tuple]) -> tuple[dict[tuple, int], np.ndarray]:
     """Ids of ``keys`` (int32 array), allocating new ids after the known ones; returns the new
     (key -> id) entries too, which the caller inserts and adds to ``known`` once committed."""
+    ids = list(map(known.get, keys))  # the common case, at C speed: every key known
     new: dict[tuple, int] = {}
-    out = np.empty(len(keys), dtype=np.int32)
-    next_id = len(known) + 1
-    for i, k in enumerate(keys):
-        v = known.get(k)
-        if v is None:
-            v = new.get(k)
+    if None in ids:
+        next_id = len(known) + 1
+        for i, v in enumerate(ids):
             if v is None:
-                v = new[k] = next_id + len(new)
-        out[i] = v
-    return new, out
+                k = keys[i]
+                v = new.get(k)
+                if v is None:
+                    v = new[k] = next_id + len(new)
+                ids[i] = v
+    return new, np.array(ids, dtype=np.int32)
 
 
 def _insert_ids(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, ...],

@@ -157,3 +157,45 @@ def test_hostile_device_id_cannot_change_a_query(store: Store) -> None:
 def test_ping_and_url(store: Store) -> None:
     assert store.ping()
     assert store.url.split(":", 1)[0] in ("duckdb", "influxdb")
+
+
+def test_random_redeliveries_match_a_model(store: Store) -> None:
+    """Batches mixing new messages, redelivered ones and re-sent overlapping windows, in
+    random order: every write returns exactly the new readings, and what is stored is the
+    first value written for every (device, metric, ts)."""
+    rng = np.random.default_rng(7)
+    model: dict[tuple[str, str, int], float] = {}
+    sent: list[Readings] = []  # every message so far, for redelivery
+    for round_ in range(12):
+        messages: list[Readings] = []
+        for _ in range(int(rng.integers(1, 6))):
+            device = f"b-{int(rng.integers(0, 3))}"
+            start = T0 + int(rng.integers(0, 40)) * 50  # windows land on one another
+            n = int(rng.integers(1, 30))
+            b = ReadingsBuilder()
+            b.add_series(device, "bridge", ["accel_ms2", "strain_ue"][int(rng.integers(0, 2))],
+                         start + np.arange(n) * 10, round_ + np.arange(n) / 100)
+            messages.append(b.build())
+        for _ in range(int(rng.integers(0, 6))):
+            device = f"n-{int(rng.integers(0, 4))}"
+            ts = T0 + int(rng.integers(0, 20)) * 1000
+            messages.append(Readings.from_rows(noise(device, ts, float(round_), float(-round_))))
+        for _ in range(int(rng.integers(0, 4))):
+            if sent:
+                messages.append(sent[int(rng.integers(0, len(sent)))])
+        if messages and rng.random() < 0.5:
+            messages.append(messages[0])  # redelivered into the same batch
+        order = rng.permutation(len(messages))
+        batch = Readings.concat([messages[i] for i in order])
+        expected_new = 0
+        for r in batch:
+            key = (r.device_id, r.metric, r.ts)
+            if key not in model:
+                model[key] = r.value
+                expected_new += 1
+        assert store.write(batch) == expected_new, f"round {round_}"
+        sent.extend(messages)
+    assert store.count() == len(model)
+    for device, metric in {(d, m) for d, m, _ in model}:
+        assert points(store, device, metric) == sorted((t, v) for (d, m, t), v in model.items()
+                                                       if (d, m) == (device, metric))
