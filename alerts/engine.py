@@ -76,6 +76,22 @@ class _Slots(dict):
         return np.fromiter(map(self.__getitem__, devices), np.int64, len(devices))
 
 
+class _KindCodes(dict):
+    """device id -> index of its kind in CATALOGUE (-1 unknown, not cached), cached."""
+
+    def __init__(self, kind_of: Callable[[str], "str | None"]) -> None:
+        super().__init__()
+        self._kind_of = kind_of
+        self._kinds = list(CATALOGUE)
+
+    def __missing__(self, device_id: str) -> int:
+        k = self._kind_of(device_id)
+        if k not in self._kinds:
+            return -1
+        self[device_id] = code = self._kinds.index(k)
+        return code
+
+
 class _Codes(dict):
     def __missing__(self, key: str) -> int:
         return -1
@@ -259,7 +275,8 @@ class RuleEngine:
         self._attrs_seen: dict[str, Any] = {}
         # latest value of `and` metrics per slot: (kind, metric) -> (values, ts)
         self._latest: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        self._kind_cache: dict[str, str] = {}
+        self._kind_codes = _KindCodes(self._kind_of)
+        self._tick_cache: tuple[list[str], np.ndarray] = ([], np.empty(0, np.int64))
         self._attr_kinds = sorted({rt.rule.kind for rt in self._rts if not all(
             p.constant for p in self._params_of(rt.rule))})
         self._load()
@@ -780,18 +797,25 @@ class RuleEngine:
     # --- absence ----------------------------------------------------------------------------
 
     def _kind_of(self, device_id: str) -> str | None:
-        k = self._kind_cache.get(device_id)
-        if k is None:
-            for kind, slots in self._slots.items():
-                if device_id in slots:
-                    k = kind
-                    break
-            else:
-                info = self.device_info(device_id)
-                k = info.get("kind") if info else None
-            if k is not None:
-                self._kind_cache[device_id] = k
-        return k
+        """The kind of a device: from the readings seen, else from ``device_info``."""
+        for kind, slots in self._slots.items():
+            if device_id in slots:
+                return kind
+        info = self.device_info(device_id)
+        return info.get("kind") if info else None
+
+    def _tick_kinds(self, ids: list[str]) -> np.ndarray:
+        """Kind codes of ``ids``; reuses the previous tick's when the ids are the same or
+        only new ones were appended (a registry dict updated in place)."""
+        old_ids, old_codes = self._tick_cache
+        k = len(old_ids)
+        if k and len(ids) >= k and ids[:k] == old_ids:
+            new = np.fromiter(map(self._kind_codes.__getitem__, ids[k:]), np.int64, len(ids) - k)
+            codes = np.concatenate([old_codes, new]) if len(new) else old_codes
+        else:
+            codes = np.fromiter(map(self._kind_codes.__getitem__, ids), np.int64, len(ids))
+        self._tick_cache = (ids, codes)
+        return codes
 
     def tick(self, now_ms: int, last_seen: Mapping[str, int | None]) -> list[Transition]:
         """Absence rules and event-alert expiry at ``now_ms``; commit; return transitions.
@@ -805,36 +829,34 @@ class RuleEngine:
             for slot, st in list(rt.streams.items()):
                 if st.state == "firing":
                     self._expire(call, rt, st.device_id, now_ms)
-        by_kind = {rt.rule.kind: [] for rt in self._absence_rts}
         for rt in self._absence_rts:
-            by_kind[rt.rule.kind].append(rt)
             for slot, st in list(rt.streams.items()):
                 if st.state != "firing":
                     continue
                 seen = last_seen.get(st.device_id)
                 if seen is not None and seen > st.last_ts and now_ms - seen < rt.rule.absent_ms:
                     self._move(call, rt, slot, st, "resolved", int(seen), sev=st.sev, value=None)
-        if by_kind and last_seen:
-            shortest = min(rt.rule.absent_ms for rt in self._absence_rts)
+        if self._absence_rts and last_seen:
             ids = list(last_seen.keys())
-            seen = np.fromiter((-(2 ** 62) if x is None else x for x in last_seen.values()),
-                               np.int64, len(ids))
-            stale = np.nonzero((now_ms - seen >= shortest) & (seen > -(2 ** 62)))[0]
-            for i in stale.tolist():
-                dev = ids[i]
-                for rt in by_kind.get(self._kind_of(dev) or "", ()):
+            seen = np.array(list(last_seen.values()), dtype=np.float64)  # None (never seen): NaN
+            code = self._tick_kinds(ids)
+            kinds = list(CATALOGUE)
+            for rt in self._absence_rts:
+                rule = rt.rule
+                with np.errstate(invalid="ignore"):
+                    due = (code == kinds.index(rule.kind)) & (now_ms - seen >= rule.absent_ms)
+                for i in np.nonzero(due)[0].tolist():
+                    dev = ids[i]
                     ls = int(seen[i])
-                    if now_ms - ls < rt.rule.absent_ms:
-                        continue
                     slot = rt.slots[dev]
-                    rt.ensure(slot + 1)
                     st = rt.streams.get(slot)
                     if st is not None and (st.state == "firing" or st.last_ts >= ls):
                         continue  # alerted already for this silence
+                    rt.ensure(slot + 1)
                     st = rt.stream(slot)
                     st.last_ts = ls
                     silent = now_ms - ls
-                    self._move(call, rt, slot, st, "firing", ls + rt.rule.absent_ms, sev=0,
+                    self._move(call, rt, slot, st, "firing", ls + rule.absent_ms, sev=0,
                                value=silent / 1000.0,
                                fields={"silent": format_duration(silent - silent % 60_000 or silent)})
         return self._commit(call)
