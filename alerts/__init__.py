@@ -1,0 +1,13 @@
+"""Alerts: rules, evaluation, lifecycle, dispatch.
+
+- ``alerts.rules``: the YAML rule format, ``RulePack.load(files)``; built-in pack in ``pack/``.
+- ``alerts.engine``: ``RuleEngine`` evaluates a pack on ``Readings`` batches and events
+  (event time), and absence rules on ``tick``.
+- ``alerts.state``: ``AlertState``, alerts with history, acknowledgements, silences and the
+  engine's stream state in the state DB.
+- ``alerts.notice``: what the lifecycle hands to dispatch; ``alerts.dispatch``: webhooks.
+- ``alerts.api`` (REST router), ``alerts.cli`` (``citywatch rules``), ``alerts.presence``.
+
+Submodules are imported explicitly (``from alerts.engine import RuleEngine``) so that importing
+one part does not pull in the others.
+"""
