@@ -256,6 +256,7 @@ class RuleEngine:
             if listener not in state.listeners:
                 state.listeners.append(listener)
         state.summarize = self.summarize
+        state.tz = self.tz  # notices and the API show times in the engine's zone
         self._slots: dict[str, _Slots] = {k: _Slots() for k in CATALOGUE}
         self._rts = [_Runtime(r, self._slots[r.kind]) for r in rules]
         self._by_id = {rt.rule.id: rt for rt in self._rts}

@@ -115,6 +115,7 @@ class Transition:
     ``from_state``/``to_state`` are ``inactive``, ``pending``, ``firing`` or ``resolved``;
     a severity upgrade is ``firing -> firing`` with ``severity`` above ``prev_severity``.
     ``ts`` is event time (ms). ``alert_id`` is the open alert's id (stable from pending on).
+    ``summary`` and ``threshold`` are empty for ``pending`` and ``dropped`` (never notified).
     """
 
     rule: str
@@ -407,7 +408,12 @@ class AlertState:
         if not by or not str(by).strip():
             raise AlertsError("acknowledge needs the name of who acknowledges ('by')")
         with self.transaction():
-            alert = self._get_row(alert_id)
+            try:
+                alert = self._get_row(alert_id)
+            except AlertNotFound:
+                if self._pending(" AND json_extract(data, '$.alert') = ?", (alert_id,)):
+                    raise AlertsError(f"alert {alert_id} is pending; only a firing alert can be acknowledged") from None
+                raise
             if alert.state == "acknowledged":
                 return self.get(alert_id)
             if alert.state != "firing":

@@ -260,6 +260,8 @@ def test_pending_alerts_are_listed_with_their_summary_and_future_id():
     assert (p.rule, p.severity, p.started_ms, p.value) == ("noise.night_laeq", "major", t0, 61.3)
     assert p.summary == "Night construction noise 61.3 dB(A) over the 55 dB(A) limit (GB 12523-2011)"
     assert h.state.get(p.id).state == "pending" and h.state.count_alerts("pending") == 1
+    with pytest.raises(AlertsError, match="pending"):
+        h.state.ack(p.id, "officer", t0 + M)
     h.feed(series("noise-0001", "noise", "laeq_db", t0 + 2 * M, M, [60] * 4))
     a = h.state.get(p.id)  # the same id once it fires
     assert a.state == "firing" and [x.change for x in a.history] == ["pending", "firing"]
