@@ -266,11 +266,6 @@ class RuleEngine:
         used = sorted({rt.rule.metric for rt in self._metric_rts}
                       | {c.metric for rt in self._metric_rts for c in rt.rule.and_})
         self._codes = _Codes({m: i for i, m in enumerate(used)})
-        kinds_of: dict[str, int] = {}
-        for k in CATALOGUE.values():
-            for m in k.metrics:
-                kinds_of[m] = kinds_of.get(m, 0) + 1
-        self._shared = {m for m, n in kinds_of.items() if n > 1}
         # per-device parameters: (kind, Param) -> float array by slot (NaN: not resolved yet)
         self._params: dict[tuple[str, Param], np.ndarray] = {}
         self._attrs_seen: dict[str, Any] = {}
@@ -498,8 +493,9 @@ class RuleEngine:
                     if idx is None:
                         got = (np.empty(0, np.int64), np.empty(0, np.int64))
                     else:
-                        if metric in self._shared:
-                            idx = idx[batch.kind[idx] == kind]
+                        # ingest only passes a kind's own metrics; checked anyway, as a reading
+                        # of another kind must never be evaluated with this kind's device slots
+                        idx = idx[batch.kind[idx] == kind]
                         got = (idx, slot_of[idx])
                     cache[key] = got
                 return got

@@ -127,3 +127,25 @@ def test_rules_check_cli(tmp_path):
     bad = runner.invoke(app, ["check", str(write(tmp_path, GOOD.replace("for: 2m", "for: soon"), "b.yaml"))])
     assert bad.exit_code == 1
     assert "b.yaml" in bad.output and "noise.site_limit" in bad.output and "'for'" in bad.output
+
+
+def test_a_rule_on_a_metric_several_kinds_share_reads_only_its_kind(tmp_path):
+    f = write(tmp_path, """
+        rules:
+          - id: toilet.frost
+            kind: toilet
+            description: Frost risk for the water pipes.
+            source: (est.)
+            metric: temp_c
+            op: "<"
+            threshold: 2
+            severity: warning
+            summary: "Toilet at {value:.1f} °C: frost risk"
+    """)
+    h = Harness(pack=RulePack.load([f]))
+    t0 = at("2026-12-20 03:00:00")
+    h.feed(series("gas_meter-0001", "gas_meter", "temp_c", t0, M, [-3])
+           + series("toilet-0001", "toilet", "temp_c", t0, M, [1.5])
+           + series("bridge-0001", "bridge", "temp_c", t0, M, [-5]))
+    [a] = h.alerts("toilet.frost")
+    assert a.device_id == "toilet-0001" and a.summary == "Toilet at 1.5 °C: frost risk"
