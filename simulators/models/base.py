@@ -118,8 +118,11 @@ class Model:
         ``name`` effect, and the matching effect per row (None where inactive)."""
         mask = np.zeros(len(idx), dtype=bool)
         which: list[Effect | None] = [None] * len(idx)
+        if not len(idx):
+            return mask, which
+        tmin, tmax = int(t.min()), int(t.max())
         for e in self.effects:
-            if e.name != name:
+            if e.name != name or e.end_ms <= tmin or e.start_ms > tmax:
                 continue
             m = np.isin(idx, e.idx) & (t >= e.start_ms) & (t < e.end_ms)
             if m.any():
@@ -175,6 +178,9 @@ class Model:
         """Append every message of the window ``[t0, t1)``."""
         self._status(t0, t1, out)
         self._step(t0, t1, out)
+        if self.effects and min(e.end_ms for e in self.effects) < t0:
+            # over before this window, and seen to its end by the previous one
+            self.effects = [e for e in self.effects if e.end_ms >= t0]
         while self._pending and self._pending[0][0] < t1:
             _, _, build = heapq.heappop(self._pending)
             em = build()

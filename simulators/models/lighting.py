@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..timeutil import HOUR_MS, local_hour, local_midnight, sun_times_ms
+from ..timeutil import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, local_hour, local_midnight, sun_times_ms
 from .base import IntervalModel
 
 TEMPLATE = (b'{"ts":%d,"seq":%d,"metrics":{"voltage_v":%.1f,"current_a":%.2f,"power_w":%.0f,'
@@ -53,10 +53,12 @@ class LightingModel(IntervalModel):
         return self._sun[day]
 
     def lamps_should_be_on(self, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+        days = t - (t + LOCAL_OFFSET_MS) % DAY_MS
         rise = np.empty(len(t), dtype=np.int64)
         sets = np.empty(len(t), dtype=np.int64)
-        for j, ts in enumerate(t.tolist()):
-            rise[j], sets[j] = self.sun(ts)
+        for day in np.unique(days).tolist():
+            m = days == day
+            rise[m], sets[m] = self.sun(day)
         return (t >= sets + self.on_delay_ms[idx]) | (t < rise - self.off_early_ms[idx])
 
     def _report(self, idx, t):
