@@ -290,10 +290,7 @@ class _Runs:
 
     def __init__(self, batch: Readings) -> None:
         size = len(batch)
-        change = np.zeros(size, dtype=bool)
-        change[0] = True
-        for col in (batch.device_id, batch.metric, batch.kind, batch.district, batch.asset_id):
-            change[1:] |= _differs(col)
+        change = run_breaks(batch.device_id, batch.metric, batch.kind, batch.district, batch.asset_id)
         self.starts = np.flatnonzero(change)
         self.lengths = np.diff(np.append(self.starts, size))
         self.run_of_row = np.repeat(np.arange(len(self.starts), dtype=np.int64), self.lengths)
@@ -306,6 +303,21 @@ class _Runs:
     def keys(self, *cols: np.ndarray) -> list[tuple[str, ...]]:
         """The values of ``cols`` at the start of every run, as tuples."""
         return list(zip(*(c[self.starts].tolist() for c in cols)))
+
+
+def run_breaks(*cols: np.ndarray) -> np.ndarray:
+    """Boolean per row: True where a run of rows equal in all ``cols`` starts (always row 0).
+
+    May start extra runs where two equal strings are distinct objects (see :func:`_differs`);
+    callers use runs to look strings up once per run, so an extra run costs one more lookup.
+    """
+    n = len(cols[0])
+    change = np.zeros(n, dtype=bool)
+    if n:
+        change[0] = True
+        for col in cols:
+            change[1:] |= _differs(col)
+    return change
 
 
 def _differs(col: np.ndarray) -> np.ndarray:

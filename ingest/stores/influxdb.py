@@ -6,11 +6,16 @@ URL: ``influxdb://[user:password@]host:port/database[?rp=POLICY&precision=ms&tls
 Data model: measurement = device kind; tags ``device_id``, ``district``, ``asset_id`` (an empty
 value is left out); one field per metric, always a float; one line per (device, ts) carrying
 every metric of that timestamp. InfluxDB keeps one value per (series, ts, field), so a reading
-written twice is stored once by the server itself; the store also looks up which readings of a
-batch already exist (one query per kind and time cluster, usually empty) so that ``write``
-returns the number of *new* readings and re-sends nothing already stored. Guarantee: a reading
-with the same (device_id, metric, ts) *and the same tags* is stored once; a device whose
-district or asset changed between two deliveries of a reading is a new series to InfluxDB.
+written twice is stored once by the server itself. So that ``write`` also returns the number of
+*new* readings (and re-sends nothing stored), the store keeps the newest stored ts of every
+(device, metric) — loaded per kind with ``last()`` on first use, then kept up to date by its
+writes — and asks InfluxDB which readings exist only for the rows at or before that mark
+(redeliveries, late data): one query per kind and time cluster, for those devices only.
+Guarantees: a reading with the same (device_id, metric, ts) *and the same tags* is stored
+once; a device whose district or asset changed between two deliveries of a reading is a new
+series to InfluxDB. The count of new readings is exact for one writer; with several writers
+into one database (several consumer processes) a reading first written by another process
+after this one loaded its marks is counted new again (and harmlessly overwritten).
 
 Writes: line protocol, gzip-compressed bodies of at most 5,000 lines, one keep-alive
 ``httpx.Client``; ``write`` returns when InfluxDB answered 204 for every body (1.x with
@@ -60,6 +65,7 @@ import numpy as np
 
 from ingest.model import Readings
 from ingest.stores.base import Query, StoreError, StoreUnavailable
+from ingest.stores.duckdb import run_breaks
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +142,9 @@ class InfluxDBStore:
         self._http = httpx.Client(base_url=cfg["base"], auth=auth, timeout=cfg["timeout"],
                                   headers={"User-Agent": "citywatch"})
         self._kinds: dict[str, str] = {}  # device_id -> kind, learnt from writes
+        self._newest = _Newest()  # newest stored ts per (device, metric), for the kinds loaded
+        self._loaded_kinds: set[str] = set()
+        self._series_keys: dict[tuple[str, str, str, str], str] = {}  # line protocol prefixes
         self._lock = threading.Lock()
         self._db_ready = False
         try:
@@ -160,20 +169,33 @@ class InfluxDBStore:
         with self._lock:
             if not self._db_ready:
                 self._ensure_database()
-            new = batch.take(self._new_rows(batch))
+            starts = np.flatnonzero(run_breaks(batch.device_id, batch.metric, batch.kind,
+                                               batch.district, batch.asset_id))
+            lengths = np.diff(np.append(starts, len(batch)))
+            kinds = set(batch.kind[starts].tolist())
+            self._learn_kinds(kinds - self._loaded_kinds)
+            key_of_row = np.repeat(self._newest.ids(list(zip(
+                batch.device_id[starts].tolist(), batch.metric[starts].tolist()))), lengths)
+            ts = np.ascontiguousarray(batch.ts, dtype=np.int64)
+            keep = _first_occurrences(key_of_row, ts)
+            uncertain = keep & (ts <= self._newest.ts[key_of_row])
+            if uncertain.any():
+                keep &= ~self._stored(batch, uncertain, key_of_row)
+            new = batch.take(keep)
             expired = 0
             if len(new):
                 params = {"db": self.database, "precision": "ms"}
                 if self.rp:
                     params["rp"] = self.rp
-                lines = encode_lines(new)
+                lines = encode_lines(new, self._series_keys)
                 for i in range(0, len(lines), LINES_PER_BODY):
                     body = gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1)
                     expired += self._write_body(body, params)
                 if expired:
                     log.warning("InfluxDB %s dropped %d readings older than its retention policy",
                                 self._where(), expired)
-                for d, k in zip(*_run_values(new.device_id, new.kind)):
+                self._newest.raise_to(key_of_row[keep], ts[keep])
+                for d, k in zip(batch.device_id[starts].tolist(), batch.kind[starts].tolist()):
                     self._kinds[d] = k
             return len(new) - expired
 
@@ -190,44 +212,56 @@ class InfluxDBStore:
             return int(m[1])
         return 0
 
-    def _new_rows(self, batch: Readings) -> np.ndarray:
-        """Mask of the rows to write: first occurrence in the batch, not already stored."""
-        keys = {(d, m): i for i, (d, m) in enumerate(zip(*_run_values(batch.device_id, batch.metric)))}
-        key_of_row = _run_ids(keys, batch.device_id, batch.metric)
-        ts = batch.ts.astype(np.int64)
-        order = np.lexsort((ts, key_of_row))  # stable: the first occurrence comes first
-        first = np.ones(len(ts), dtype=bool)
-        first[1:] = (np.diff(key_of_row[order]) != 0) | (np.diff(ts[order]) != 0)
-        keep = np.zeros(len(ts), dtype=bool)
-        keep[order[first]] = True
-        existing = self._existing(batch, keys)
-        if existing:
-            ex_key = np.fromiter((k for k, _ in existing), np.int64, len(existing))
-            ex_ts = np.fromiter((t for _, t in existing), np.int64, len(existing))
-            keep &= ~_isin_pairs(key_of_row, ts, ex_key, ex_ts)
-        return keep
+    def _learn_kinds(self, kinds: set[str]) -> None:
+        """Load the newest stored ts of every (device, metric) of ``kinds`` (once per kind)."""
+        if not kinds:
+            return
+        kinds_sorted = sorted(kinds)
+        fields: dict[int, list[str]] = {}
+        for i, series in self._select([f"SHOW FIELD KEYS FROM {self._rp_prefix()}{quote_ident(k)}"
+                                       for k in kinds_sorted]):
+            fields.setdefault(i, []).extend(row[0] for row in series.get("values", []))
+        statements, targets = [], []
+        for i, kind in enumerate(kinds_sorted):
+            for f in fields.get(i, []):
+                statements.append(f"SELECT last({quote_ident(f)}) FROM {self._rp_prefix()}{quote_ident(kind)} "
+                                  "GROUP BY \"device_id\"")
+                targets.append((kind, f))
+        for i, series in self._select(statements):
+            kind, field = targets[i]
+            device = series.get("tags", {}).get("device_id", "")
+            for t, _ in series.get("values", []):
+                self._newest.raise_key((device, field), int(t))
+                self._kinds[device] = kind
+        self._loaded_kinds |= kinds
 
-    def _existing(self, batch: Readings, keys: dict[tuple[str, str], int]) -> list[tuple[int, int]]:
-        """(key index, ts) of the batch's (device, metric) pairs already stored in its time span."""
+    def _stored(self, batch: Readings, rows: np.ndarray, key_of_row: np.ndarray) -> np.ndarray:
+        """Mask of the ``rows`` (a mask) whose (device, metric, ts) InfluxDB already holds."""
+        idx = np.flatnonzero(rows)
         statements = []
-        for kind in sorted(set(_run_values(batch.kind)[0])):
-            rows = np.flatnonzero(batch.kind == kind)
-            metrics = sorted(set(batch.metric[rows].tolist()))
-            fields = ", ".join(quote_ident(m) for m in metrics)
-            for lo, hi in _clusters(np.unique(batch.ts[rows])):
-                statements.append(
-                    f"SELECT {fields} FROM {self._rp_prefix()}{quote_ident(kind)} "
-                    f"WHERE time >= {lo}ms AND time <= {hi}ms GROUP BY \"device_id\"")
-        out = []
+        for kind in sorted(set(batch.kind[idx].tolist())):
+            sel = idx[batch.kind[idx] == kind]
+            fields = ", ".join(quote_ident(m) for m in sorted(set(batch.metric[sel].tolist())))
+            devices = sorted(set(batch.device_id[sel].tolist()))
+            only = (" AND (" + " OR ".join(f"\"device_id\" = {quote_str(d)}" for d in devices) + ")"
+                    if len(devices) <= 100 else "")
+            for lo, hi in _clusters(np.unique(batch.ts[sel])):
+                statements.append(f"SELECT {fields} FROM {self._rp_prefix()}{quote_ident(kind)} "
+                                  f"WHERE time >= {lo}ms AND time <= {hi}ms{only} GROUP BY \"device_id\"")
+        found_key, found_ts = [], []
         for _, series in self._select(statements):
             device = series.get("tags", {}).get("device_id", "")
             cols = series["columns"]
             for row in series.get("values", []):
                 for j in range(1, len(cols)):
-                    k = keys.get((device, cols[j]))
+                    k = self._newest.id_of((device, cols[j]))
                     if row[j] is not None and k is not None:
-                        out.append((k, int(row[0])))
-        return out
+                        found_key.append(k)
+                        found_ts.append(int(row[0]))
+        if not found_key:
+            return np.zeros(len(rows), dtype=bool)
+        return rows & _isin_pairs(key_of_row, batch.ts.astype(np.int64),
+                                  np.array(found_key, np.int64), np.array(found_ts, np.int64))
 
     def _rp_prefix(self) -> str:
         return f"{quote_ident(self.rp)}." if self.rp else ""
@@ -339,43 +373,44 @@ class InfluxDBStore:
         return f"{self._http.base_url}/{self.database}"
 
 
-def encode_lines(batch: Readings) -> list[str]:
+def encode_lines(batch: Readings, series_keys: dict | None = None) -> list[str]:
     """The batch as line protocol, one line per (kind, tags, ts) run of consecutive rows.
 
     Consecutive rows of one device and timestamp (the metrics of one message) share a line; a
     waveform gives one line per sample. Fields are floats (``repr`` round-trips exactly).
+    ``series_keys`` caches the escaped ``measurement,tags`` prefixes between calls.
     """
     n = len(batch)
     if n == 0:
         return []
-    tag_change = np.zeros(n, dtype=bool)
-    tag_change[0] = True
-    for col in (batch.kind, batch.device_id, batch.district, batch.asset_id):
-        tag_change[1:] |= col[1:] != col[:-1]
-    starts = np.flatnonzero(tag_change)
-    prefixes = [_series_key(k, d, di, a) for k, d, di, a in zip(
-        *(c[starts].tolist() for c in (batch.kind, batch.device_id, batch.district, batch.asset_id)))]
-    prefix_of_row = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
-
-    field_keys: dict[str, str] = {}
-    fkeys = [field_keys.get(m) or field_keys.setdefault(m, _escape(m, _KEY_ESC)) for m in batch.metric.tolist()]
-    ts = batch.ts.astype(np.int64)
     values = np.asarray(batch.value, dtype=np.float64)
     if not np.isfinite(values).all():
         bad = int(np.flatnonzero(~np.isfinite(values))[0])
         raise StoreError(f"reading {batch.row(bad)} is not a finite number; InfluxDB cannot store it")
-    line_start = tag_change.copy()
+    cache = {} if series_keys is None else series_keys
+    tag_break = run_breaks(batch.kind, batch.device_id, batch.district, batch.asset_id)
+    starts = np.flatnonzero(tag_break)
+    prefixes = []
+    for key in zip(*(c[starts].tolist() for c in (batch.kind, batch.device_id, batch.district, batch.asset_id))):
+        p = cache.get(key)
+        if p is None:
+            p = cache[key] = _series_key(*key)
+        prefixes.append(p)
+    prefix_of_row = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n))).tolist()
+    metric_starts = np.flatnonzero(run_breaks(batch.metric))
+    field_keys: dict[str, str] = {}
+    fkey_of_run = [field_keys.get(m) or field_keys.setdefault(m, _escape(m, _KEY_ESC))
+                   for m in batch.metric[metric_starts].tolist()]
+    fkeys = np.repeat(np.array(fkey_of_run, dtype=object), np.diff(np.append(metric_starts, n))).tolist()
+    ts = batch.ts.astype(np.int64)
+    line_start = tag_break.copy()
     line_start[1:] |= ts[1:] != ts[:-1]
     bounds = np.append(np.flatnonzero(line_start), n).tolist()
-    tss, vals, prow = ts.tolist(), values.tolist(), prefix_of_row.tolist()
-    lines = []
-    for a, b in zip(bounds, bounds[1:]):
-        if b - a == 1:
-            lines.append(f"{prefixes[prow[a]]} {fkeys[a]}={vals[a]!r} {tss[a]}")
-        else:
-            fields = ",".join(f"{fkeys[i]}={vals[i]!r}" for i in range(a, b))
-            lines.append(f"{prefixes[prow[a]]} {fields} {tss[a]}")
-    return lines
+    pairs = [f"{k}={v!r}" for k, v in zip(fkeys, values.tolist())]
+    tss = ts.tolist()
+    if len(bounds) == n + 1:  # one reading per line (waveforms)
+        return [f"{prefixes[p]} {f} {t}" for p, f, t in zip(prefix_of_row, pairs, tss)]
+    return [f"{prefixes[prefix_of_row[a]]} {','.join(pairs[a:b])} {tss[a]}" for a, b in zip(bounds, bounds[1:])]
 
 
 def _series_key(kind: str, device_id: str, district: str, asset_id: str) -> str:
@@ -387,28 +422,53 @@ def _series_key(kind: str, device_id: str, district: str, asset_id: str) -> str:
     return key
 
 
-def _run_values(*cols: np.ndarray) -> tuple[list, ...]:
-    """Values of ``cols`` at the start of every run of equal consecutive rows (all columns)."""
-    n = len(cols[0])
-    change = np.zeros(n, dtype=bool)
-    if n:
-        change[0] = True
-    for c in cols:
-        change[1:] |= c[1:] != c[:-1]
-    starts = np.flatnonzero(change)
-    return tuple(c[starts].tolist() for c in cols)
+_NONE = np.iinfo(np.int64).min
 
 
-def _run_ids(keys: dict[tuple, int], *cols: np.ndarray) -> np.ndarray:
-    """Per row, the index in ``keys`` of its (cols...) tuple, computed once per run."""
-    n = len(cols[0])
-    change = np.zeros(n, dtype=bool)
-    change[0] = True
-    for c in cols:
-        change[1:] |= c[1:] != c[:-1]
-    starts = np.flatnonzero(change)
-    ids = np.fromiter((keys[k] for k in zip(*(c[starts].tolist() for c in cols))), np.int64, len(starts))
-    return np.repeat(ids, np.diff(np.append(starts, n)))
+class _Newest:
+    """The newest ts stored per (device_id, metric), as far as this store knows, in a numpy
+    array indexed by a small id per key (``_NONE``: nothing stored)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], int] = {}
+        self.ts = np.full(1024, _NONE, dtype=np.int64)
+
+    def id_of(self, key: tuple[str, str]) -> int | None:
+        return self._ids.get(key)
+
+    def ids(self, keys: list[tuple[str, str]]) -> np.ndarray:
+        """Ids of ``keys``, new keys getting new ids (nothing stored)."""
+        ids = list(map(self._ids.get, keys))
+        if None in ids:
+            for i, v in enumerate(ids):
+                if v is None:
+                    ids[i] = self._add(keys[i])
+        return np.array(ids, dtype=np.int64)
+
+    def raise_key(self, key: tuple[str, str], ts: int) -> None:
+        i = self._ids.get(key)
+        if i is None:
+            i = self._add(key)
+        self.ts[i] = max(self.ts[i], ts)
+
+    def raise_to(self, ids: np.ndarray, ts: np.ndarray) -> None:
+        np.maximum.at(self.ts, ids, ts)
+
+    def _add(self, key: tuple[str, str]) -> int:
+        i = self._ids.setdefault(key, len(self._ids))
+        if i >= len(self.ts):
+            self.ts = np.concatenate([self.ts, np.full(len(self.ts), _NONE, dtype=np.int64)])
+        return i
+
+
+def _first_occurrences(key: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Mask of the rows whose (key, ts) did not occur in an earlier row."""
+    order = np.lexsort((ts, key))  # stable: of equal pairs, the earliest row comes first
+    first = np.ones(len(ts), dtype=bool)
+    first[1:] = (np.diff(key[order]) != 0) | (np.diff(ts[order]) != 0)
+    keep = np.zeros(len(ts), dtype=bool)
+    keep[order[first]] = True
+    return keep
 
 
 def _clusters(sorted_ts: np.ndarray) -> Iterable[tuple[int, int]]:
