@@ -162,3 +162,19 @@ def test_timeout_is_unavailable() -> None:
         with pytest.raises(StoreUnavailable, match="timed out"):
             store.write(Readings.from_rows([Reading("n-1", "noise", "laeq_db", T0, 50.0)]))
         store.close()
+
+
+def test_redelivery_recognised_by_a_new_store_object(url: str) -> None:
+    """The newest-ts marks are loaded from InfluxDB: a restarted consumer still counts a
+    redelivered message as no new reading, and a late one as new."""
+    first = Readings.from_rows([Reading("n-1", "noise", "laeq_db", T0 + t, 50.0, "江汉区") for t in (0, 3000)])
+    with open_store(url) as store:
+        assert store.write(first) == 2
+    with open_store(url) as restarted:
+        assert restarted.write(first) == 0
+        late = Readings.from_rows([Reading("n-1", "noise", "laeq_db", T0 + 2000, 51.0, "江汉区"),
+                                   Reading("n-1", "noise", "laeq_db", T0 + 3000, 52.0, "江汉区")])
+        assert restarted.write(late) == 1
+        assert restarted.query(Query("n-1", "laeq_db", T0, T0 + 10_000)) == [
+            (T0, 50.0), (T0 + 2000, 51.0), (T0 + 3000, 50.0)]
+        assert restarted.count() == 3
