@@ -12,6 +12,10 @@ Guarantees:
 * Isolation: one lane per receiver, each with its own HTTP connection pool, at most
   ``max_concurrency`` requests in flight and a bounded queue; claiming is done per receiver, so a
   slow or dead receiver never delays another.
+* A receiver that keeps failing is probed, not hammered: after a retryable failure its lane
+  claims nothing more until the lane's own backoff (same formula, per failure streak) has
+  passed; its first 2xx or non-retryable answer ends the pause. Deliveries of a paused lane keep
+  their place and go out in due order once the receiver answers again.
 * Order: per receiver and alert, notices go out in the order they were written (outbox).
 * Backoff: after the n-th failed attempt, wait ``uniform(0, min(cap, base * 2**(n-1)))``
   (exponential backoff with full jitter; 1 s doubling, capped at 5 min by default).
@@ -19,8 +23,11 @@ Guarantees:
   the lifecycle's caller calls it after each commit that wrote deliveries. Without it the
   outbox is polled every ``poll_interval_s``.
 
-All SQLite work runs on one thread of the dispatcher's own (its own connection), so the event
-loop never blocks on the database.
+SQLite work runs on two threads of the dispatcher's own, each with its own connection: one
+reads the outbox, one records outcomes (WAL: reads never wait for writes), so the event loop
+never blocks on the database; outcomes of attempts that finish together are recorded in
+one transaction (group commit), and an attempt's claim is released only once its outcome is
+durable, so no delivery is sent twice by one process.
 """
 
 from __future__ import annotations
@@ -47,6 +54,30 @@ from .webhook import Notifier, WebhookNotifier
 log = logging.getLogger("citywatch.dispatch")
 
 
+class _DbThread:
+    """One SQLite connection used from one thread of its own; ``call`` runs ``fn(conn, *args)``."""
+
+    def __init__(self, name: str) -> None:
+        self._exec = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self, path: str | Path) -> None:
+        self._conn = await self._run(connect, path)
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        assert self._conn is not None
+        return await self._run(fn, self._conn, *args)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._exec.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._exec, fn, *args)
+
+
 @dataclass(eq=False)
 class _Lane:
     """One receiver's queue, workers and the deliveries it has claimed (queued or in flight)."""
@@ -58,6 +89,8 @@ class _Lane:
     claimed: set[str] = field(default_factory=set)
     busy: int = 0
     workers: list[asyncio.Task] = field(default_factory=list)
+    streak: int = 0  # retryable failures since the receiver last answered
+    paused_until: float = 0.0  # clock time before which the lane claims nothing
 
 
 class Dispatcher:
@@ -96,8 +129,12 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._woken_early = False
-        self._conn: sqlite3.Connection | None = None
-        self._db_exec: ThreadPoolExecutor | None = None
+        self._reads: _DbThread | None = None
+        self._writes_db: _DbThread | None = None
+        self._outcomes: list[tuple[Callable[..., None], tuple[Any, ...],
+                                 Callable[[BaseException | None], None]]] = []
+        self._outcomes_ready: asyncio.Event | None = None
+        self._writing = False
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
         self._thread_stop: asyncio.Event | None = None
@@ -175,18 +212,23 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, then drain in-flight attempts and return."""
         loop = asyncio.get_running_loop()
-        self._db_exec = ThreadPoolExecutor(1, thread_name_prefix="citywatch-dispatch-db")
+        self._reads = _DbThread("citywatch-dispatch-read")
+        self._writes_db = _DbThread("citywatch-dispatch-write")
         lanes: dict[str, _Lane] = {}
         stopper: asyncio.Task | None = None
+        writer: asyncio.Task | None = None
         try:
-            self._conn = await self._db(connect, self._path)
-            await self._db(ob.ensure_schema, self._conn)
-            orphans = await self._db(ob.fail_orphans, self._conn, list(self.config.receivers),
-                                     self._clock())
+            await self._writes_db.open(self._path)
+            await self._writes_db.call(ob.ensure_schema)
+            await self._reads.open(self._path)
+            orphans = await self._writes_db.call(ob.fail_orphans, list(self.config.receivers),
+                                                 self._clock())
             if orphans:
                 log.warning("dispatch: %d open deliveries name receivers no longer configured; "
                             "marked failed", orphans)
             self._wake = asyncio.Event()
+            self._outcomes_ready = asyncio.Event()
+            writer = asyncio.create_task(self._writer(), name="dispatch-writer")
             self._loop = loop
             if self._woken_early:
                 self._woken_early = False
@@ -204,7 +246,7 @@ class Dispatcher:
         finally:
             if stopper is not None:
                 stopper.cancel()
-            await self._shutdown(lanes)
+            await self._shutdown(lanes, writer)
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -218,10 +260,11 @@ class Dispatcher:
             self._wake.clear()
             now = self._clock()
             wants = {n: (lane.capacity - len(lane.claimed), frozenset(lane.claimed))
-                     for n, lane in lanes.items() if len(lane.claimed) < lane.capacity}
+                     for n, lane in lanes.items()
+                     if len(lane.claimed) < lane.capacity and lane.paused_until <= now}
             refresh = time.monotonic() - gauges_at >= 1.0
             try:
-                batch, next_due, pending = await self._db(self._scan, wants, now, refresh)
+                batch, next_due, pending = await self._reads.call(self._scan, wants, now, refresh)
             except sqlite3.Error:  # e.g. the disk is full or the file locked for too long
                 log.exception("dispatch: cannot read the outbox; trying again in %.2f s", self._poll)
                 batch, next_due, pending = [], None, None
@@ -233,90 +276,154 @@ class Dispatcher:
                 gauges_at = time.monotonic()
                 for name in lanes:
                     self.metrics.pending.labels(name).set(pending.get(name, 0))
-            timeout = self._poll if next_due is None else min(self._poll, max(next_due - now, 0.0))
+            resume = [lane.paused_until for lane in lanes.values() if lane.paused_until > now]
+            wake_at = min([t for t in (next_due, *resume) if t is not None], default=None)
+            timeout = self._poll if wake_at is None else min(self._poll, max(wake_at - now, 0.0))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
 
-    def _scan(self, wants: dict[str, tuple[int, frozenset[str]]], now: float,
-              refresh: bool) -> tuple[list[ob.Due], float | None, dict[str, int] | None]:
-        conn = self._conn
-        assert conn is not None
+    def _scan(self, conn: sqlite3.Connection, wants: dict[str, tuple[int, frozenset[str]]],
+              now: float, refresh: bool
+              ) -> tuple[list[ob.Due], float | None, dict[str, int] | None]:
         batch: list[ob.Due] = []
         for name, (free, claimed) in wants.items():
             batch += ob.claim_due(conn, name, now, free, claimed)
-        return batch, ob.next_due_after(conn, now), ob.pending_by_receiver(conn) if refresh else None
+        later = [ob.next_due_after(conn, name, now) for name in self.config.receivers]
+        next_due = min((t for t in later if t is not None), default=None)
+        return batch, next_due, ob.pending_by_receiver(conn) if refresh else None
 
     async def _work(self, lane: _Lane) -> None:
         while True:
             due = await lane.queue.get()
             lane.busy += 1
+            attempted_at = self._clock()
             try:
-                await self._attempt(lane, due)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # the outcome could not be recorded: the row is still open and will be tried
-                # again; pause so a broken database does not turn into a hot resend loop
-                log.exception("dispatch: delivery %s to %s: could not record the attempt",
-                              due.delivery_id, lane.receiver.name)
-                await asyncio.sleep(self._base)
+                retryable, error = await lane.notifier.send(due.delivery_id, due.body)
+            except Exception as exc:  # a notifier answers failures; this is a bug, logged
+                log.exception("dispatch: notifier of %s raised", lane.receiver.name)
+                retryable, error = True, f"notifier error: {type(exc).__name__}: {exc}"
             finally:
                 lane.busy -= 1
-                lane.claimed.discard(due.delivery_id)
-                if self._wake is not None:
-                    self._wake.set()
+            self._settle(lane, due, attempted_at, self._clock(), retryable, error)
 
-    async def _attempt(self, lane: _Lane, due: ob.Due) -> None:
+    def _settle(self, lane: _Lane, due: ob.Due, attempted_at: float, now: float, retryable: bool,
+                error: str | None) -> None:
+        """Decide an attempt's outcome and queue it for the writer; the worker moves on at once.
+
+        The delivery stays claimed (not sent again) until its outcome is committed.
+        """
         name = lane.receiver.name
-        attempted_at = self._clock()
-        retryable, error = await lane.notifier.send(due.delivery_id, due.body)
-        now = self._clock()
-        conn = self._conn
-        if error is None:
-            await self._db(ob.record_delivered, conn, due, attempted_at, now)
-            self.metrics.delivered.labels(name).inc()
-            self.metrics.latency.labels(name).observe(max(0.0, now - due.due_at))
-            return
+        if error is None or not retryable:  # the receiver answered: end any pause
+            lane.streak, lane.paused_until = 0, 0.0
+        elif lane.paused_until <= now:
+            lane.streak += 1
+            lane.paused_until = now + self.backoff(lane.streak)
         first = due.first_attempt_at if due.first_attempt_at is not None else attempted_at
         attempts = due.attempts + 1
-        if not retryable or now - first >= self._horizon:
+
+        if error is None:
+            def done() -> None:
+                self.metrics.delivered.labels(name).inc()
+                self.metrics.latency.labels(name).observe(max(0.0, now - due.due_at))
+
+            self._record(lane, due, done, ob.record_delivered, due, attempted_at, now)
+        elif not retryable or now - first >= self._horizon:
             if retryable:
                 error = f"{error} (gave up after {attempts} attempts over {now - first:.0f} s)"
-            await self._db(ob.record_failed, conn, due, attempted_at, error, now)
-            self.metrics.failed.labels(name).inc()
-            log.warning("dispatch: delivery %s to %s failed: %s", due.delivery_id, name, error)
-            return
-        delay = self.backoff(attempts)
-        await self._db(ob.record_retry, conn, due, attempted_at, error, now + delay)
-        self.metrics.retried.labels(name).inc()
-        log.info("dispatch: delivery %s to %s: %s; attempt %d in %.1f s", due.delivery_id, name,
-                 error, attempts + 1, delay)
 
-    async def _shutdown(self, lanes: dict[str, _Lane]) -> None:
+            def done() -> None:
+                self.metrics.failed.labels(name).inc()
+                log.warning("dispatch: delivery %s to %s failed: %s", due.delivery_id, name, error)
+
+            self._record(lane, due, done, ob.record_failed, due, attempted_at, error, now)
+        else:
+            delay = self.backoff(attempts)
+
+            def done() -> None:
+                self.metrics.retried.labels(name).inc()
+                log.info("dispatch: delivery %s to %s: %s; attempt %d in %.1f s", due.delivery_id,
+                         name, error, attempts + 1, delay)
+
+            self._record(lane, due, done, ob.record_retry, due, attempted_at, error, now + delay)
+
+    def _record(self, lane: _Lane, due: ob.Due, done: Callable[[], None],
+                fn: Callable[..., None], *args: Any) -> None:
+        """Queue ``fn(conn, *args)`` for the next group commit; then run ``done`` and release
+        the claim. If the write fails the delivery stays open and is released after a pause, so
+        a broken database does not turn into a hot resend loop."""
+        assert self._outcomes_ready is not None and self._loop is not None
+        loop = self._loop
+
+        def release() -> None:
+            lane.claimed.discard(due.delivery_id)
+            if self._wake is not None:
+                self._wake.set()
+
+        def committed(exc: BaseException | None) -> None:
+            if exc is None:
+                done()
+                release()
+            else:
+                log.error("dispatch: delivery %s to %s: could not record the attempt: %s",
+                          due.delivery_id, lane.receiver.name, exc)
+                loop.call_later(self._base, release)
+
+        self._outcomes.append((fn, args, committed))
+        self._outcomes_ready.set()
+
+    async def _writer(self) -> None:
+        assert self._outcomes_ready is not None
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            batch, self._outcomes = self._outcomes, []
+            self._writing = True
+            try:
+                await self._writes_db.call(self._write_batch, [(fn, args) for fn, args, _ in batch])
+                outcome: BaseException | None = None
+            except Exception as exc:
+                outcome = exc
+            finally:
+                self._writing = False
+            for _, _, committed in batch:
+                committed(outcome)
+
+    @staticmethod
+    def _write_batch(conn: sqlite3.Connection,
+                     batch: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, args in batch:
+                fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    async def _shutdown(self, lanes: dict[str, _Lane], writer: asyncio.Task | None) -> None:
         for lane in lanes.values():  # queued, not started: stays pending in the outbox
             while not lane.queue.empty():
                 lane.claimed.discard(lane.queue.get_nowait().delivery_id)
         deadline = time.monotonic() + self._drain
-        while any(lane.busy for lane in lanes.values()) and time.monotonic() < deadline:
+        while ((any(lane.busy for lane in lanes.values()) or self._outcomes or self._writing)
+               and time.monotonic() < deadline):
             await asyncio.sleep(0.01)
         workers = [t for lane in lanes.values() for t in lane.workers]
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        if writer is not None:  # outcomes not yet written stay open in the outbox
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        self._outcomes = []
         for lane in lanes.values():
             await lane.notifier.aclose()
         self._loop = None
         self._wake = None
         self._running.clear()
-        if self._db_exec is not None:
-            if self._conn is not None:
-                await self._db(self._conn.close)
-                self._conn = None
-            self._db_exec.shutdown(wait=True)
-            self._db_exec = None
-
-    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        assert self._db_exec is not None
-        return await asyncio.get_running_loop().run_in_executor(self._db_exec, fn, *args)
+        for db in (self._reads, self._writes_db):
+            if db is not None:
+                await db.close()
+        self._reads = self._writes_db = None

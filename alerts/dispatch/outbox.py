@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS dispatch_deliveries (
 CREATE INDEX IF NOT EXISTS dispatch_deliveries_due
     ON dispatch_deliveries (receiver, state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS dispatch_deliveries_alert
-    ON dispatch_deliveries (alert_id, receiver, state);
+    ON dispatch_deliveries (alert_id, receiver, state, delivery_id);
 CREATE INDEX IF NOT EXISTS dispatch_deliveries_list
     ON dispatch_deliveries (state, delivery_id);
 """
@@ -256,25 +256,33 @@ def claim_due(conn: sqlite3.Connection, receiver: str, now: float, limit: int,
     A delivery is held back while an older delivery of the same alert to the same receiver is
     still pending, so one receiver sees one alert's notices in order.
     """
-    rows = conn.execute(
-        "SELECT d.delivery_id, d.receiver, d.body, d.attempts, d.first_attempt_at, d.created_at,"
-        "       d.next_attempt_at"
-        "  FROM dispatch_deliveries AS d"
-        " WHERE d.receiver = ? AND d.state IN ('pending', 'scheduled') AND d.next_attempt_at <= ?"
-        "   AND NOT EXISTS (SELECT 1 FROM dispatch_deliveries AS e"
-        "                    WHERE e.alert_id = d.alert_id AND e.receiver = d.receiver"
-        "                      AND e.state = 'pending' AND e.delivery_id < d.delivery_id)"
-        " ORDER BY d.next_attempt_at, d.delivery_id LIMIT ?",
-        (receiver, now, limit + len(skip))).fetchall()
+    rows = []
+    for state in ("pending", "scheduled"):  # one index walk each, stopping at the limit
+        rows += conn.execute(
+            "SELECT d.delivery_id, d.receiver, d.body, d.attempts, d.first_attempt_at, d.created_at,"
+            "       d.next_attempt_at"
+            "  FROM dispatch_deliveries AS d INDEXED BY dispatch_deliveries_due"
+            " WHERE d.receiver = ? AND d.state = ? AND d.next_attempt_at <= ?"
+            "   AND NOT EXISTS (SELECT 1 FROM dispatch_deliveries AS e INDEXED BY dispatch_deliveries_alert"
+            "                    WHERE e.alert_id = d.alert_id AND e.receiver = d.receiver"
+            "                      AND e.state = 'pending' AND e.delivery_id < d.delivery_id)"
+            " ORDER BY d.next_attempt_at LIMIT ?",
+            (receiver, state, now, limit + len(skip))).fetchall()
+    rows.sort(key=lambda r: (r[6], r[0]))
     out = [Due(r[0], r[1], bytes(r[2]), r[3], r[4], r[5], r[6]) for r in rows if r[0] not in skip]
     return out[:limit]
 
 
-def next_due_after(conn: sqlite3.Connection, now: float) -> float | None:
-    """The earliest attempt time later than ``now`` of any pending or scheduled delivery."""
+def next_due_after(conn: sqlite3.Connection, receiver: str, now: float) -> float | None:
+    """The earliest attempt time later than ``now`` of a pending or scheduled delivery of
+    ``receiver``."""
     return conn.execute(
-        "SELECT MIN(next_attempt_at) FROM dispatch_deliveries"
-        " WHERE state IN ('pending', 'scheduled') AND next_attempt_at > ?", (now,)).fetchone()[0]
+        "SELECT MIN(t) FROM (SELECT MIN(next_attempt_at) AS t FROM dispatch_deliveries"
+        "                     WHERE receiver = ? AND state = 'pending' AND next_attempt_at > ?"
+        "                    UNION ALL"
+        "                    SELECT MIN(next_attempt_at) FROM dispatch_deliveries"
+        "                     WHERE receiver = ? AND state = 'scheduled' AND next_attempt_at > ?)",
+        (receiver, now, receiver, now)).fetchone()[0]
 
 
 def pending_by_receiver(conn: sqlite3.Connection) -> dict[str, int]:

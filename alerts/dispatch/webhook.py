@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import time
 from typing import Callable, Protocol
 
@@ -51,10 +52,14 @@ class WebhookNotifier:
         self.receiver = receiver
         self._clock = clock
         self._timeout_s = receiver.timeout_s
+        limits = httpx.Limits(max_connections=receiver.max_concurrency,
+                              max_keepalive_connections=receiver.max_concurrency)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(receiver.timeout_s),
-            limits=httpx.Limits(max_connections=receiver.max_concurrency,
-                                max_keepalive_connections=receiver.max_concurrency),
+            # headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm
+            # and the receiver's delayed ACK add ~40 ms to every request on a kept-alive connection
+            transport=httpx.AsyncHTTPTransport(
+                limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]),
             headers={"User-Agent": user_agent, **receiver.headers},
             follow_redirects=False,
             trust_env=False,  # a dispatch centre's URL must not silently go through a proxy

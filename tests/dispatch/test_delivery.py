@@ -236,3 +236,18 @@ def test_latency_from_commit_to_receiver(harness, receivers):
     print(f"commit -> receiver latency p50 {p50 * 1000:.1f} ms, max {p99 * 1000:.1f} ms")
     assert p50 < 0.05  # wake(), not the 5 s poll
 
+
+
+def test_a_failing_receiver_is_probed_not_hammered(harness, receivers):
+    r = receivers()
+    r.behaviour.status = 503
+    h = harness([recv("jh", r, max_concurrency=1)], [{"match": {}, "receivers": ["jh"]}],
+                backoff_base_s=0.1, backoff_cap_s=0.2)
+    h.dispatcher.start()
+    h.notify(*(make_notice(alert_id=f"a-{i}") for i in range(50)))
+    time.sleep(1.0)
+    # per-delivery backoff alone would mean ~500 requests a second (50 deliveries, ~0.1 s each);
+    # the lane's pause bounds it to a claim of at most 4 per pause
+    assert len(r.received()) < 200
+    r.behaviour.status = 204
+    wait_for(lambda: len(h.rows(state="delivered")) == 50, timeout=10)
