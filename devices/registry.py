@@ -230,8 +230,8 @@ class Registry:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
-        except sqlite3.OperationalError as e:
-            raise RegistryError(f"cannot create the registry tables: {e}") from None
+        except RegistryError as e:
+            raise RegistryError(f"cannot create the registry tables: {e.__cause__}") from None
 
     def _has_schema(self) -> bool:
         names = {r[0] for r in self.conn.execute(
@@ -243,9 +243,14 @@ class Registry:
     def open(cls, path: str | Path) -> "Registry":
         """Open (creating if needed) the state database at ``path`` (or ``":memory:"``)."""
         try:
-            return cls(connect(path))
+            conn = connect(path)
         except sqlite3.Error as e:
             raise RegistryError(f"cannot open state database {str(path)!r}: {e}") from None
+        try:
+            return cls(conn)
+        except BaseException:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()
@@ -260,26 +265,25 @@ class Registry:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, or a savepoint when the caller already holds one."""
+        """One transaction, or a savepoint when the caller already holds one. SQLite errors
+        (a locked or full database, a read-only connection) become :class:`RegistryError`."""
         with self._lock:
             conn = self.conn
-            if conn.in_transaction:
-                conn.execute("SAVEPOINT registry")
+            nested = conn.in_transaction
+            try:
+                conn.execute("SAVEPOINT registry" if nested else "BEGIN IMMEDIATE")
                 try:
                     yield conn
                 except BaseException:
-                    conn.execute("ROLLBACK TO registry")
-                    conn.execute("RELEASE registry")
+                    if nested:
+                        conn.execute("ROLLBACK TO registry")
+                        conn.execute("RELEASE registry")
+                    elif conn.in_transaction:  # SQLite may have rolled back already
+                        conn.execute("ROLLBACK")
                     raise
-                conn.execute("RELEASE registry")
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("RELEASE registry" if nested else "COMMIT")
+            except sqlite3.Error as e:
+                raise RegistryError(f"state database: {e}") from e
 
     # --- devices ----------------------------------------------------------------------------
 

@@ -206,3 +206,18 @@ def test_read_only_connection(registry, tmp_path):
     ro.close()
     with pytest.raises(RegistryError, match="cannot create the registry tables"):
         Registry(connect(tmp_path / "fresh.db", readonly=True))
+
+
+def test_locked_database_is_a_registry_error(registry, tmp_path):
+    other = connect(tmp_path / "state.db")
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    registry.conn.execute("PRAGMA busy_timeout=50")
+    try:
+        with pytest.raises(RegistryError, match="state database: database is locked"):
+            registry.upsert([dev(1)])
+        assert not registry.conn.in_transaction
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    registry.upsert([dev(1)])
+    assert registry.count() == 1
