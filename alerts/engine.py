@@ -214,6 +214,37 @@ def _scaled(x, scale):
     return np.round(np.multiply(x, scale), 9)
 
 
+def _lasting(rule: Rule, s: np.ndarray, t: np.ndarray, level: np.ndarray,
+             active: np.ndarray) -> np.ndarray:
+    """Which rows (sorted by device, ts) can leave a trace, for a rule with ``for``.
+
+    A device without an active stream whose runs of true rows all end inside the batch
+    before lasting ``for`` (or ``reports`` rows) would only go pending and drop again: such
+    rows change no alert and no state worth keeping, so the state machine skips them. Kept:
+    every row of active devices, and an inactive device's rows from its first run that fires
+    or is still open at the end of the batch.
+    """
+    n = len(s)
+    first_row = np.ones(n, bool)
+    first_row[1:] = s[1:] != s[:-1]
+    last_row = np.ones(n, bool)
+    last_row[:-1] = first_row[1:]
+    hot = level >= 0
+    prev_hot = np.zeros(n, bool)
+    prev_hot[1:] = hot[:-1]
+    next_hot = np.zeros(n, bool)
+    next_hot[:-1] = hot[1:]
+    starts = np.nonzero(hot & (~prev_hot | first_row))[0]
+    ends = np.nonzero(hot & (~next_hot | last_row))[0]
+    lasting = (last_row[ends] | (t[ends] - t[starts] >= rule.for_ms)
+               | (rule.reports > 0) & (ends - starts + 1 >= rule.reports))
+    group = np.cumsum(first_row) - 1
+    begin = np.full(group[-1] + 1, n, np.int64)
+    np.minimum.at(begin, group[starts[lasting]], starts[lasting])
+    begin[group[first_row & active]] = 0
+    return np.arange(n) >= begin[group]
+
+
 def _compare(op: str, v: np.ndarray, t) -> np.ndarray:
     if op == ">":
         return v > t
@@ -471,6 +502,8 @@ class RuleEngine:
 
         Call it after the batch is durable in the store and before acknowledging its
         messages: processing the same batch again is a no-op (see the module docstring).
+        The alerts do not depend on how readings are split into batches; the returned list
+        may omit pending-then-dropped pairs that start and end inside one batch.
         """
         call = _Call()
         if len(batch):
@@ -610,8 +643,12 @@ class RuleEngine:
             clear = level[cand] < 0
         order = np.lexsort((ts[cand], slots[cand]))
         c = cand[order]
+        clear = clear[order]
+        if rule.for_ms and len(c) > 1:
+            keep = _lasting(rule, slots[c], ts[c], level[c], rt.active[slots[c]])
+            c, clear = c[keep], clear[keep]
         self._run(call, rt, b, idx[c].tolist(), slots[c].tolist(), ts[c].tolist(),
-                  level[c].tolist(), clear[order].tolist(), v[c].tolist())
+                  level[c].tolist(), clear.tolist(), v[c].tolist())
 
     def _and(self, rule: Rule, b: Readings, pslots: np.ndarray, pts: np.ndarray, rows,
              n: int) -> np.ndarray:

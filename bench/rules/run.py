@@ -169,6 +169,7 @@ def main() -> None:
         engine.process(batches[0])  # warm-up (first-seen devices get their slots)
         prof = cProfile.Profile() if args.profile else None
         per_batch = []
+        cpu = time.process_time()
         start = time.perf_counter()
         for b in batches[1:]:
             t0 = time.perf_counter()
@@ -179,12 +180,15 @@ def main() -> None:
                 prof.disable()
             per_batch.append(time.perf_counter() - t0)
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
         n = total - len(batches[0])
         rate = n / elapsed
         firing = state.count_alerts("firing")
         pending = state.count_alerts("pending")
         print(f"{n:,} readings in {elapsed:.2f} s on one core: {rate:,.0f} readings/s "
-              f"({'meets' if rate >= TARGET else 'BELOW'} the {TARGET:,}/s target)")
+              f"({'meets' if rate >= TARGET else 'BELOW'} the {TARGET:,}/s target); "
+              f"CPU time {cpu:.2f} s: {n / cpu:,.0f} readings per CPU-second; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         p50, p99 = np.percentile(per_batch, [50, 99]) * 1000
         print(f"per batch: median {p50:.1f} ms, p99 {p99:.1f} ms; alerts firing {firing:,}, pending {pending:,}, "
               f"state DB {os.path.getsize(Path(tmp) / 'state.db') / 1e6:.1f} MB")
