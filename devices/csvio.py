@@ -130,11 +130,14 @@ def _decode(data: bytes | str, filename: str) -> str:
         )]) from None
 
 
-def _rows(text: str, filename: str, columns: Sequence[str], required: Sequence[str],
-          problems: list[CsvProblem]):
+def _rows(text: str, columns: Sequence[str], required: Sequence[str], problems: list[CsvProblem]):
     """Yield ``(line, spreadsheet_row, {column: cell})`` per non-blank record; header and
-    shape problems go to ``problems`` (a bad header stops the file: rows are not read)."""
+    shape problems go to ``problems`` (a bad header stops the file: rows are not read).
+
+    Columns with an empty header (a spreadsheet's stray trailing commas) are ignored as long
+    as they hold nothing."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    line = 1
     try:
         header = next(reader, None)
         if header is None:
@@ -143,6 +146,8 @@ def _rows(text: str, filename: str, columns: Sequence[str], required: Sequence[s
         names = [h.strip() for h in header]
         seen: set[str] = set()
         for n in names:
+            if not n:
+                continue
             if n not in columns:
                 problems.append(CsvProblem(1, n, f"unknown column {n!r} (known: {', '.join(columns)})"))
             elif n in seen:
@@ -153,7 +158,9 @@ def _rows(text: str, filename: str, columns: Sequence[str], required: Sequence[s
                 problems.append(CsvProblem(1, n, "missing required column"))
         if problems:
             return
+        unnamed = [i for i, n in enumerate(names) if not n]
         end = reader.line_num
+        line = end + 1  # where the next record starts, for a csv.Error while reading it
         row_no = 1
         for row in reader:
             line, end = end + 1, reader.line_num
@@ -164,9 +171,15 @@ def _rows(text: str, filename: str, columns: Sequence[str], required: Sequence[s
                 problems.append(CsvProblem(line, "", f"row has {len(row)} fields, the header has {len(names)}"
                                            + _row_note(line, row_no)))
                 continue
-            yield line, row_no, dict(zip(names, row))
+            if unnamed and any(row[i].strip() for i in unnamed):
+                problems.append(CsvProblem(line, "", f"a value in a column without a header name "
+                                           f"(field {next(i for i in unnamed if row[i].strip()) + 1})"
+                                           + _row_note(line, row_no)))
+                continue
+            yield line, row_no, {n: c for n, c in zip(names, row) if n}
+            line = reader.line_num + 1
     except csv.Error as e:
-        problems.append(CsvProblem(reader.line_num, "", f"malformed CSV: {e}"))
+        problems.append(CsvProblem(line, "", f"malformed CSV (in the row starting on this line): {e}"))
 
 
 def _ordered(problems: list[CsvProblem], columns: Sequence[str]) -> list[CsvProblem]:
@@ -227,7 +240,7 @@ def parse_devices(data: bytes | str, filename: str = "devices.csv") -> list[Devi
     problems: list[CsvProblem] = []
     devices: list[Device] = []
     first_line: dict[str, int] = {}
-    for line, row_no, rec in _rows(text, filename, DEVICE_COLUMNS, DEVICE_REQUIRED, problems):
+    for line, row_no, rec in _rows(text, DEVICE_COLUMNS, DEVICE_REQUIRED, problems):
         note = _row_note(line, row_no)
         v, bad = _cells(rec, _DEVICE_PARSERS, line, note, problems)
         _required(rec, DEVICE_REQUIRED, line, note, bad, problems)
@@ -266,7 +279,7 @@ def parse_rollout(data: bytes | str, filename: str = "rollout.csv") -> list[Roll
     problems: list[CsvProblem] = []
     targets: list[RolloutTarget] = []
     first_line: dict[tuple[str, str, str], int] = {}
-    for line, row_no, rec in _rows(text, filename, ROLLOUT_COLUMNS, ROLLOUT_COLUMNS, problems):
+    for line, row_no, rec in _rows(text, ROLLOUT_COLUMNS, ROLLOUT_COLUMNS, problems):
         note = _row_note(line, row_no)
         v, bad = _cells(rec, _ROLLOUT_PARSERS, line, note, problems)
         _required(rec, ROLLOUT_COLUMNS, line, note, bad, problems)

@@ -43,12 +43,16 @@ class CsvError(RegistryError):
         self.errors = list(errors)
         super().__init__(self._format())
 
+    MAX_LINES = 200  # of the message; ``errors`` keeps them all
+
     def _format(self) -> str:
         lines = [
             f"{self.filename} line {e.line}, column {e.column}: {e.message}" if e.column
             else f"{self.filename} line {e.line}: {e.message}"
-            for e in self.errors
+            for e in self.errors[: self.MAX_LINES]
         ]
+        if len(self.errors) > self.MAX_LINES:
+            lines.append(f"... and {len(self.errors) - self.MAX_LINES} more")
         if len(self.errors) > 1:
             lines.insert(0, f"{self.filename}: {len(self.errors)} problems, nothing imported")
         return "\n".join(lines)

@@ -191,3 +191,24 @@ def test_rollout_errors(registry, tmp_path):
         (3, "district"), (4, "kind"), (4, "target"), (5, "target"), (5, "start"), (6, "programme")]
     assert "duplicate target for p/gas_meter/江汉区 (first on line 2)" in str(e.value)
     assert registry.rollout_targets() == []
+
+
+def test_blank_lines_and_unnamed_empty_columns_are_ignored():
+    text = f"{HEADER},,\nb-1,noise,江汉区,,,,,,,,,,\n\n,,,,,,,,,,,,\nb-2,noise,江汉区,,,,,,,,,,\n"
+    assert [d.device_id for d in parse_devices(text)] == ["b-1", "b-2"]
+    found = problems(f"{HEADER},\nb-1,noise,江汉区,,,,,,,,,oops\n")
+    assert found == [(2, "", "a value in a column without a header name (field 12)")]
+
+
+def test_malformed_row_named_by_its_first_line():
+    found = problems(f'{HEADER}\nb-1,noise,江汉区,,,,,,,,\nb-2,noise,江汉区,,,,"bad"quote,,,,\n')
+    assert found[0][0] == 3 and "malformed CSV" in found[0][2]
+
+
+def test_long_error_list_is_capped_in_the_message():
+    rows = "\n".join(f"b-{i},bridg,江汉区,,,,,,,," for i in range(300))
+    with pytest.raises(CsvError) as e:
+        parse_devices(f"{HEADER}\n{rows}\n")
+    assert len(e.value.errors) == 300
+    text = str(e.value).splitlines()
+    assert len(text) == 1 + 200 + 1 and text[-1] == "... and 100 more"
