@@ -112,7 +112,8 @@ class Dispatcher:
         if not (0 < backoff_base_s <= backoff_cap_s):
             raise ValueError("backoff: need 0 < backoff_base_s <= backoff_cap_s")
         if retry_horizon_s < 0 or poll_interval_s <= 0 or drain_timeout_s < 0 or queue_per_slot < 1:
-            raise ValueError("retry_horizon_s, drain_timeout_s >= 0; poll_interval_s > 0; queue_per_slot >= 1")
+            raise ValueError("need retry_horizon_s >= 0, poll_interval_s > 0, drain_timeout_s >= 0, "
+                             "queue_per_slot >= 1")
         self._path = state_db_path
         self.config = config
         self._clock = clock

@@ -13,7 +13,8 @@ from .conftest import make_notice, wait_for
 def test_deliveries_endpoint_lists_pages_and_filters(harness, receivers):
     ok, bad = receivers(), receivers()
     bad.behaviour.status = 404
-    h = harness([{"name": "ok", "url": ok.url, "secret": "k"}, {"name": "bad", "url": bad.url, "secret": "k"}],
+    h = harness([{"name": "ok", "url": ok.url, "secret": "k"},
+                 {"name": "bad", "url": bad.url, "secret": "k"}],
                 [{"match": {}, "receivers": ["ok", "bad"]}])
     h.dispatcher.start()
     h.notify(*(make_notice(alert_id=f"a-{i}") for i in range(3)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 
 import pytest
@@ -50,7 +49,8 @@ def test_one_pending_row_per_receiver_with_contract_body(box):
     conn, box, now = box
     write(conn, box, make_notice(severity="warning"))
     (row,) = rows(conn)
-    assert (row["receiver"], row["notice"], row["state"], row["next_attempt_at"]) == ("b", "firing", "pending", now[0])
+    assert (row["receiver"], row["notice"], row["state"]) == ("b", "firing", "pending")
+    assert row["next_attempt_at"] == now[0]
     body = json.loads(row["body"])
     assert list(body) == ["version", "delivery_id", "status", "alert", "device"]
     assert body["version"] == 1 and body["status"] == "firing" and body["delivery_id"] == row["delivery_id"]
