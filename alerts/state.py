@@ -39,7 +39,6 @@ from .notice import AlertNotice, NoticeListener
 log = logging.getLogger("citywatch.alerts")
 
 ALERT_STATES = ("pending", "firing", "acknowledged", "resolved")
-OPEN_STATES = ("pending", "firing", "acknowledged")
 SILENCE_MATCHERS = ("rule", "kind", "district", "device", "severity")
 
 _SCHEMA = """
