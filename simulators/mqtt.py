@@ -46,7 +46,8 @@ class BrokerURL:
 
 
 def connect(url: str, client_id: str | None, *, timeout_s: float = 10.0,
-            on_message: Callable | None = None) -> paho.Client:
+            on_message: Callable | None = None, on_publish: Callable | None = None,
+            max_inflight: int = 20) -> paho.Client:
     """A connected client with its network loop running; BrokerError if the broker cannot be
     reached or refuses us within ``timeout_s``."""
     b = BrokerURL.parse(url)
@@ -66,6 +67,10 @@ def connect(url: str, client_id: str | None, *, timeout_s: float = 10.0,
     client.on_connect = on_connect
     if on_message is not None:
         client.on_message = on_message
+    if on_publish is not None:
+        client.on_publish = on_publish
+    client.max_inflight_messages_set(max_inflight)
+    client.max_queued_messages_set(0)  # 0: unbounded; Publisher bounds what is outstanding
     try:
         client.connect(b.host, b.port, keepalive=30)
     except (OSError, ValueError) as e:
@@ -91,10 +96,8 @@ class Publisher:
         self.timeout_s = timeout_s
         self._slots = threading.Semaphore(max_inflight)
         self._max = max_inflight
-        self._client = connect(url, client_id, timeout_s=timeout_s)
-        self._client.max_inflight_messages_set(max_inflight)
-        self._client.max_queued_messages_set(0)
-        self._client.on_publish = self._acked
+        self._client = connect(url, client_id, timeout_s=timeout_s, on_publish=self._acked,
+                               max_inflight=max_inflight)
         self.published = 0
 
     def _acked(self, client, userdata, mid, reason_code, properties) -> None:
