@@ -611,10 +611,8 @@ class RuleEngine:
         m = len(v)
         scale = self._param(kind, rule.scale, slots, n)
         level = np.full(m, -1, np.int8)
-        thr_cols = []
         for k, lv in enumerate(rule.levels):
             t = tuple(_scaled(self._param(kind, p, slots, n), scale) for p in lv.threshold)
-            thr_cols.append(t)
             level[_compare(rule.op, v, t if rule.op in RANGE_OPS else t[0])] = k
         outside = None
         if rule.during is not None:

@@ -325,6 +325,10 @@ class AlertState:
               device_of: Callable[[Transition], Mapping[str, Any]]) -> list[AlertNotice]:
         """Record the engine's transitions (inside :meth:`transaction`) and notify listeners.
 
+        ``pending``/``dropped`` transitions write nothing here (pending alerts live in the stream
+        state); ``firing`` inserts the alert, ``escalated`` raises its severity, ``resolved``
+        closes it; each adds a history row and sends a notice (``firing``, ``escalated``,
+        ``resolved``), flagged ``silenced`` when an active silence matches at the event time.
         Returns the notices sent. ``device_of(t)`` gives the device object of webhooks.md.
         """
         self._require_tx()
