@@ -12,7 +12,8 @@ Guarantees:
 * A ``firing`` notice of a ``major``/``critical`` alert on a route with ``escalate_after``
   also writes ``scheduled`` rows (status ``escalated``) for the route's ``escalate_to``
   receivers, due at ``started_at + escalate_after``; a later ``acknowledged`` or ``resolved``
-  notice of that alert cancels those not yet attempted.
+  notice of that alert cancels those not yet attempted, and goes, besides the route's
+  receivers, to every receiver the escalation did reach (or is still trying to reach).
 * Rows are never deleted: delivered and failed ones stay visible (:meth:`Outbox.page`).
 
 Delivery states: ``scheduled`` (escalation not yet due or not yet attempted), ``pending``
@@ -168,10 +169,16 @@ class Outbox:
         if notice.silenced:
             return
         route = self._config.route_for(notice.alert, notice.device)
-        if route is None:
-            return
-        rows = [(r, notice.status, "pending", now) for r in route.receivers]
-        if (notice.status == "firing" and route.escalate_after_s is not None
+        targets = list(route.receivers) if route is not None else []
+        if notice.status in ("acknowledged", "resolved"):
+            # whoever an escalation reached (or is reaching) hears how the alert ended
+            for (name,) in conn.execute(
+                    "SELECT DISTINCT receiver FROM dispatch_deliveries WHERE alert_id = ?"
+                    " AND notice = 'escalated' AND state IN ('pending', 'delivered')", (alert_id,)):
+                if name not in targets and name in self._config.receivers:
+                    targets.append(name)
+        rows = [(r, notice.status, "pending", now) for r in targets]
+        if (route is not None and notice.status == "firing" and route.escalate_after_s is not None
                 and notice.alert.get("severity") in ESCALATING_SEVERITIES):
             started = _epoch(notice.alert.get("started_at"))
             due = (now if started is None else started) + route.escalate_after_s

@@ -175,6 +175,10 @@ def test_escalation_after_escalate_after(harness, receivers, clock):
     assert hit.json["status"] == "escalated" and hit.json["alert"]["severity"] == "critical"
     assert example_receiver.verify("secret-duty", hit.headers, hit.body, clock())
     wait_for(lambda: [r["state"] for r in h.rows(receiver="duty")] == ["delivered"])
+    h.notify(make_notice("resolved", severity="critical", started_at=started))
+    wait_for(lambda: len(duty.received()) == 2)  # the duty office hears the alert has cleared
+    assert [hit.json["status"] for hit in duty.received()] == ["escalated", "resolved"]
+    wait_for(lambda: [hit.json["status"] for hit in jh.received()] == ["firing", "resolved"])
 
 
 def test_no_escalation_when_acknowledged_in_time(harness, receivers, clock):
