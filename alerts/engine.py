@@ -23,10 +23,10 @@ Guarantees:
   with the stream state; listeners run inside it. If anything raises, nothing is committed and
   the engine reloads its state from the database before re-raising.
 - Restart-safe: stream state (pending start per severity level, report counts, open alert,
-  window aggregates, previous values of alerting streams) is restored from the state DB, so a
-  restart loses no pending duration and creates no duplicate alert. Not persisted: the latest
-  value of ``and`` metrics and the previous counter value of devices without a stream (the
-  first reading after a restart re-establishes them).
+  window aggregates) and each device's previous value for ``change`` rules are restored from
+  the state DB, so a restart loses no pending duration and creates no duplicate alert. Not
+  persisted: the latest value of ``and`` metrics (the same message usually carries them; after
+  a restart the device's next reading of that metric re-establishes it).
 """
 
 from __future__ import annotations
@@ -121,7 +121,6 @@ class _Stream:
     sev: int = -1
     alert_id: str | None = None
     started: int | None = None
-    prev: list | None = None  # [value, ts] for change rules
     acc: list | None = None  # [bucket, sum, n, last_ts] for mean rules
     match: int | None = None  # ts of the last matching event (event rules)
     view: dict | None = None  # while pending: what the API shows (summary, value, ...)
@@ -129,12 +128,12 @@ class _Stream:
     @property
     def disposable(self) -> bool:
         """Inactive and remembering nothing a replay or a later reading would need."""
-        return self.state == "inactive" and self.prev is None and self.acc is None and self.match is None
+        return self.state == "inactive" and self.acc is None and self.match is None
 
     def to_row(self, rule: str) -> StreamRow:
         data = {"since": self.since, "count": self.count, "sev": self.sev, "alert": self.alert_id,
                 "started": self.started}
-        for k in ("prev", "acc", "match", "view"):
+        for k in ("acc", "match", "view"):
             v = getattr(self, k)
             if v is not None:
                 data[k] = v
@@ -148,7 +147,7 @@ class _Stream:
         since = (since + [None] * levels)[:levels]
         count = (count + [0] * levels)[:levels]
         return cls(r.device_id, r.state, r.last_ts, since, count, d.get("sev", -1), d.get("alert"),
-                   d.get("started"), d.get("prev"), d.get("acc"), d.get("match"), d.get("view"))
+                   d.get("started"), d.get("acc"), d.get("match"), d.get("view"))
 
 
 class _Runtime:
@@ -161,7 +160,7 @@ class _Runtime:
         self.streams: dict[int, _Stream] = {}
         self.active = np.zeros(64, bool)
         self.n_active = 0
-        # change rules: the previous value per slot (memory, see module docstring)
+        # change rules: the previous value per slot (saved in the state DB's rule_prev)
         self.prev_val = np.full(64, np.nan)
         self.prev_ts = np.full(64, -(2 ** 62), np.int64)
         # summary fields that do not depend on the device or the reading
@@ -199,6 +198,7 @@ class _Call:
         self.transitions: list[Transition] = []
         self.dirty: dict[tuple[str, int], tuple[_Runtime, _Stream]] = {}
         self.dropped: set[tuple[str, int]] = set()  # streams to forget (rule id, slot)
+        self.prev: list[tuple[str, str, int, float]] = []  # change rules: newest value per device
         self.reserved: set[str] = set()
         self.after_commit: list[Callable[[], None]] = []
         self.where: dict[tuple[str, str], tuple[str, str]] = {}  # (kind, device) -> district, asset
@@ -334,8 +334,12 @@ class RuleEngine:
             rt.streams[slot] = st
             rt.ensure(slot + 1)
             rt.set_active(slot, st.state in ("pending", "firing"))
-            if st.prev is not None:
-                rt.prev_val[slot], rt.prev_ts[slot] = st.prev
+        for rule_id, device_id, ts, value in self.state.load_prev():
+            rt = self._by_id.get(rule_id)
+            if rt is not None:
+                slot = rt.slots[device_id]
+                rt.ensure(slot + 1)
+                rt.prev_val[slot], rt.prev_ts[slot] = value, ts
 
     # --- the one transition function ---------------------------------------------------------
 
@@ -477,7 +481,7 @@ class RuleEngine:
         }
 
     def _commit(self, call: _Call) -> list[Transition]:
-        if not call.transitions and not call.dirty:
+        if not call.transitions and not call.dirty and not call.prev:
             for f in call.after_commit:
                 f()
             return []
@@ -487,6 +491,7 @@ class RuleEngine:
                 gone = [(rid, self._by_id[rid].slots.ids[slot]) for rid, slot in call.dropped
                         if (rid, slot) not in call.dirty]
                 self.state.save_streams((st.to_row(rt.rule.id) for rt, st in call.dirty.values()), gone)
+                self.state.save_prev(call.prev)
         except BaseException:
             log.exception("alert changes rolled back; reloading rule-engine state")
             self._load()
@@ -701,12 +706,9 @@ class RuleEngine:
         def remember() -> None:
             rt.prev_val[ls], rt.prev_ts[ls] = lx, lt
         call.after_commit.append(remember)
-        # streams that are saved keep their previous value across a restart
-        for slot, tt, xx in zip(ls.tolist(), lt.tolist(), lx.tolist()):
-            st = rt.streams.get(slot)
-            if st is not None:
-                st.prev = [xx, tt]
-                call.touch(rt, slot, st)
+        ids = rt.slots.ids
+        call.prev.extend((rt.rule.id, ids[slot], tt, xx)
+                         for slot, tt, xx in zip(ls.tolist(), lt.tolist(), lx.tolist()))
         known = ~np.isnan(prev)
         if not known.any():
             return None

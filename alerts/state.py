@@ -96,6 +96,13 @@ CREATE TABLE IF NOT EXISTS rule_streams (
     data TEXT NOT NULL,
     PRIMARY KEY (rule, device_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rule_prev (
+    rule TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (rule, device_id)
+) WITHOUT ROWID;
 """
 
 
@@ -398,6 +405,19 @@ class AlertState:
             [(r.rule, r.device_id, r.state, r.last_ts, json.dumps(r.data, separators=(",", ":")))
              for r in rows],
         )
+
+    def load_prev(self) -> Iterator[tuple[str, str, int, float]]:
+        """``(rule, device_id, ts, value)``: each device's newest value for ``change`` rules."""
+        for r in self.conn.execute("SELECT rule, device_id, ts, value FROM rule_prev"):
+            yield r[0], r[1], r[2], r[3]
+
+    def save_prev(self, rows: Iterable[tuple[str, str, int, float]]) -> None:
+        """Upsert ``(rule, device_id, ts, value)`` rows (inside :meth:`transaction`)."""
+        self._require_tx()
+        self.conn.executemany(
+            "INSERT INTO rule_prev (rule, device_id, ts, value) VALUES (?,?,?,?)"
+            " ON CONFLICT (rule, device_id) DO UPDATE SET ts = excluded.ts, value = excluded.value",
+            rows)
 
     # --- operator side ------------------------------------------------------------------------
 

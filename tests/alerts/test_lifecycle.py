@@ -266,3 +266,13 @@ def test_pending_alerts_are_listed_with_their_summary_and_future_id():
     a = h.state.get(p.id)  # the same id once it fires
     assert a.state == "firing" and [x.change for x in a.history] == ["pending", "firing"]
     assert h.state.count_alerts("pending") == 0
+
+
+def test_restart_keeps_each_meters_previous_volume(tmp_path):
+    h = Harness(tmp_path / "s.db")
+    t0 = at("2026-11-29 00:00:00")
+    h.feed(series("gas_meter-0001", "gas_meter", "volume_m3", t0, H, [100.0, 100.5]))
+    h = h.reopen()
+    h.feed(series("gas_meter-0001", "gas_meter", "volume_m3", t0 + 2 * H, H, [99.0]))
+    [a] = h.alerts("gas.volume_backwards")
+    assert a.state == "firing" and a.value == pytest.approx(-1.5)
