@@ -334,6 +334,21 @@ class RuleEngine:
             rt.streams[slot] = st
             rt.ensure(slot + 1)
             rt.set_active(slot, st.state in ("pending", "firing"))
+        # an open alert always has a firing stream (also if stream rows were lost): adopt it
+        for a in self.state.open_alerts():
+            rt = self._by_id.get(a.rule)
+            if rt is None or a.severity not in rt.rule.severities:
+                continue
+            slot = rt.slots[a.device_id]
+            st = rt.stream(slot)
+            if st.state != "firing" or st.alert_id != a.id:
+                log.warning("%s %s: adopting open alert %s without engine state", a.rule,
+                            a.device_id, a.id)
+                st.state, st.alert_id, st.started = "firing", a.id, a.started_ms
+                st.sev = rt.rule.severities.index(a.severity)
+                st.last_ts = max(st.last_ts, a.fired_ms or a.started_ms)
+                rt.ensure(slot + 1)
+                rt.set_active(slot, True)
         for rule_id, device_id, ts, value in self.state.load_prev():
             rt = self._by_id.get(rule_id)
             if rt is not None:

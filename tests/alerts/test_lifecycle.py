@@ -276,3 +276,14 @@ def test_restart_keeps_each_meters_previous_volume(tmp_path):
     h.feed(series("gas_meter-0001", "gas_meter", "volume_m3", t0 + 2 * H, H, [99.0]))
     [a] = h.alerts("gas.volume_backwards")
     assert a.state == "firing" and a.value == pytest.approx(-1.5)
+
+
+def test_an_open_alert_without_engine_state_is_adopted_not_duplicated(tmp_path):
+    h = Harness(tmp_path / "s.db")
+    t0 = at("2026-11-29 12:00:00")
+    h.feed(series("lighting-0001", "lighting", "leakage_ma", t0, M, [45]))
+    h.conn.execute("DELETE FROM rule_streams")  # e.g. lost or hand-edited
+    h = h.reopen()
+    h.feed(series("lighting-0001", "lighting", "leakage_ma", t0 + M, M, [50, 5]))
+    [a] = h.alerts("lighting.leakage")
+    assert a.state == "resolved" and a.ended_ms == t0 + 2 * M
