@@ -34,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import duckdb
 import numpy as np
@@ -80,20 +81,31 @@ QUALIFY row_number() OVER (PARTITION BY sid, ts ORDER BY pos) = 1
 _SID = "(SELECT sid FROM series WHERE device_id = $d AND metric = $m)"
 
 
-def parse_url(url: str) -> str:
-    """``duckdb:////abs/path.duckdb``, ``duckdb:///relative.duckdb`` or ``duckdb://:memory:``.
+DEFAULT_MEMORY_LIMIT = "128MB"  # keeps a consumer near 300 MB RSS; see __init__
+_OPTIONS = ("memory_limit", "threads")
 
-    Returns the path DuckDB opens (``:memory:`` for an in-memory database); ValueError naming
-    the problem otherwise. Follows SQLAlchemy's convention like ``sqlite://`` (operator.md).
+
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """``duckdb:////abs/path.duckdb``, ``duckdb:///relative.duckdb`` or ``duckdb://:memory:``,
+    optionally with ``?memory_limit=512MB&threads=2`` (DuckDB settings).
+
+    Returns the path DuckDB opens (``:memory:`` for an in-memory database) and the options;
+    ValueError naming the problem otherwise. Follows SQLAlchemy's convention like ``sqlite://``
+    (operator.md).
     """
-    if url in ("duckdb://", "duckdb://:memory:", "duckdb:///:memory:"):
-        return ":memory:"
+    base, _, query = url.partition("?")
+    options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} in {url!r} (known: {', '.join(_OPTIONS)})")
+    if base in ("duckdb://", "duckdb://:memory:", "duckdb:///:memory:"):
+        return ":memory:", options
     prefix = "duckdb:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
+    if not base.startswith(prefix) or len(base) == len(prefix):
         raise ValueError(
             f"expected duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb "
             f"or duckdb://:memory:, got {url!r}")
-    return url[len(prefix):]
+    return base[len(prefix):], options
 
 
 class DuckDBStore:
@@ -104,7 +116,8 @@ class DuckDBStore:
     lock): a second process gets :class:`StoreUnavailable` naming the file.
     """
 
-    def __init__(self, path: str | Path = ":memory:", *, url: str | None = None) -> None:
+    def __init__(self, path: str | Path = ":memory:", *, url: str | None = None,
+                 memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None) -> None:
         path = str(path)
         self.url = url or ("duckdb://:memory:" if path == ":memory:" else f"duckdb:///{path}")
         if path != ":memory:":
@@ -113,6 +126,17 @@ class DuckDBStore:
             self._con = duckdb.connect(path)
         except duckdb.Error as e:  # locked by another process, unreadable, not a DuckDB file
             raise StoreUnavailable(f"cannot open DuckDB store {path!r}: {e}") from None
+        try:
+            # DuckDB's buffer pool defaults to 80% of RAM and keeps every block written; bounded,
+            # it evicts written blocks instead (measured: RSS flat at ~275 MB over 60M samples
+            # with 128MB, growing past 700 MB without).
+            self._con.execute("SET memory_limit = $v", {"v": memory_limit})
+            if threads is not None:
+                self._con.execute("SET threads = $v", {"v": int(threads)})
+        except (duckdb.Error, ValueError) as e:
+            self._con.close()
+            raise ValueError(f"bad DuckDB setting for {self.url} (memory_limit={memory_limit!r}, "
+                             f"threads={threads!r}): {e}") from None
         for ddl in _SCHEMA:
             self._con.execute(ddl)
         # Ids of the committed series and tag combinations (only the writer changes them).
@@ -128,7 +152,8 @@ class DuckDBStore:
 
     @classmethod
     def from_url(cls, url: str) -> "DuckDBStore":
-        return cls(parse_url(url), url=url)
+        path, options = parse_url(url)
+        return cls(path, url=url, **options)
 
     # -- writing -----------------------------------------------------------------------------
 

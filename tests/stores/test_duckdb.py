@@ -23,19 +23,31 @@ def all_points(store: DuckDBStore, device: str, metric: str) -> list[tuple[int, 
     return store.query(Query(device, metric, 0, 2**62))
 
 
-@pytest.mark.parametrize("url, path", [
-    ("duckdb:////var/lib/citywatch/r.duckdb", "/var/lib/citywatch/r.duckdb"),
-    ("duckdb:///data/r.duckdb", "data/r.duckdb"),
-    ("duckdb://:memory:", ":memory:"),
+@pytest.mark.parametrize("url, path, options", [
+    ("duckdb:////var/lib/citywatch/r.duckdb", "/var/lib/citywatch/r.duckdb", {}),
+    ("duckdb:///data/r.duckdb?memory_limit=1GB&threads=2", "data/r.duckdb", {"memory_limit": "1GB", "threads": "2"}),
+    ("duckdb://:memory:", ":memory:", {}),
 ])
-def test_parse_url(url: str, path: str) -> None:
-    assert parse_url(url) == path
+def test_parse_url(url: str, path: str, options: dict) -> None:
+    assert parse_url(url) == (path, options)
 
 
-@pytest.mark.parametrize("url", ["duckdb:/x.duckdb", "duckdb:///", "duck:///x"])
-def test_parse_url_rejects(url: str) -> None:
-    with pytest.raises(ValueError, match="duckdb:///"):
+@pytest.mark.parametrize("url, why", [
+    ("duckdb:/x.duckdb", "duckdb:///"), ("duckdb:///", "duckdb:///"), ("duck:///x", "duckdb:///"),
+    ("duckdb:///x.duckdb?cache=1", "unknown option"),
+])
+def test_parse_url_rejects(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
         parse_url(url)
+
+
+def test_settings_from_the_url(tmp_path) -> None:
+    store = open_store(f"duckdb:///{tmp_path}/r.duckdb?memory_limit=64MB&threads=1")
+    assert store._con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone() \
+        == ("61.0 MiB", 1)
+    store.close()
+    with pytest.raises(ValueError, match="memory_limit"):
+        open_store(f"duckdb:///{tmp_path}/r.duckdb?memory_limit=lots")
 
 
 def test_open_store_dispatches_and_persists(tmp_path) -> None:
