@@ -93,6 +93,8 @@ class _KindCodes(dict):
 
 
 class _Codes(dict):
+    """metric name -> code of the metrics some rule reads; -1 for the others."""
+
     def __missing__(self, key: str) -> int:
         return -1
 
