@@ -139,3 +139,41 @@ def test_readers_in_threads_while_writing(tmp_path) -> None:
     assert not errors, errors
     assert store.count() == 2000
     store.close()
+
+
+_WRITER = """
+import sys, numpy as np
+from ingest.model import ReadingsBuilder
+from ingest.stores.base import open_store
+store = open_store(sys.argv[1])
+for k in range(10_000):
+    b = ReadingsBuilder()
+    b.add_series("b1", "bridge", "accel_ms2", np.arange(k * 1000, (k + 1) * 1000, 10), np.ones(100))
+    store.write(b.build())
+    print(k, flush=True)
+"""
+
+
+def test_a_write_that_returned_survives_sigkill(tmp_path) -> None:
+    """Durable on return: the writer is killed right after its 5th write returned; whatever it
+    stored is whole batches, the five acknowledged ones among them, and a redelivery of every
+    batch afterwards stores exactly the missing ones."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    url = f"duckdb:///{tmp_path}/r.duckdb"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, url], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    for _ in range(5):
+        assert proc.stdout.readline()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    store = open_store(url)
+    stored = store.count()
+    assert stored >= 500 and stored % 100 == 0
+    n = stored // 100 + 3
+    assert store.write(series("b1", "accel_ms2", np.arange(0, n * 1000, 10), np.ones(n * 100))) == 300
+    assert store.count() == n * 100
+    store.close()
