@@ -1,0 +1,47 @@
+"""The lifecycle feeding the real dispatch outbox (alerts.dispatch) inside its transaction."""
+
+from __future__ import annotations
+
+import json
+
+from alerts.dispatch.config import DispatchConfig
+from alerts.dispatch.outbox import Outbox
+
+from .helpers import M, S, Harness, at, series
+
+
+def make(tmp_path):
+    h = Harness(tmp_path / "state.db")
+    config = DispatchConfig.from_raw(
+        [{"name": "jianghan", "url": "http://127.0.0.1:9/hook", "secret": "s3cret"}],
+        [{"match": {"district": "江汉区"}, "receivers": ["jianghan"]}])
+    outbox = Outbox(h.conn, config, clock=lambda: at("2026-11-29 12:00:00") / 1000)
+    h.state.listeners.append(outbox.listener)
+    return h
+
+
+def deliveries(h):
+    return [(r[0], json.loads(r[1])) for r in h.conn.execute(
+        "SELECT notice, body FROM dispatch_deliveries ORDER BY rowid")]
+
+
+def test_firing_escalated_resolved_reach_the_outbox(tmp_path):
+    h = make(tmp_path)
+    t0 = at("2026-11-29 12:00:00")
+    h.feed(series("bridge-0001", "bridge", "strain_ue", t0, S, [250] * 11 + [370] * 11 + [50]))
+    got = deliveries(h)
+    assert [n for n, _ in got] == ["firing", "escalated", "resolved"]
+    body = got[0][1]
+    assert body["alert"]["rule"] == "bridge.strain" and body["alert"]["severity"] == "warning"
+    assert body["alert"]["started_at"] == "2026-11-29T12:00:00+08:00"
+    assert body["device"]["district"] == "江汉区" and body["device"]["responsible_unit"]
+    assert got[1][1]["alert"]["severity"] == "critical"
+
+
+def test_silenced_alerts_are_recorded_but_not_delivered(tmp_path):
+    h = make(tmp_path)
+    t0 = at("2026-11-29 12:00:00")
+    h.state.add_silence({"device": "lighting-0001"}, t0, t0 + 3600_000, "repair crew on site", "ops")
+    h.feed(series("lighting-0001", "lighting", "leakage_ma", t0 + M, M, [45]))
+    [a] = h.alerts("lighting.leakage")
+    assert a.silenced and deliveries(h) == []
