@@ -130,12 +130,21 @@ def parse_url(url: str) -> dict:
     }
 
 
+def redact(url: str) -> str:
+    """``url`` with its password (an InfluxDB 2.x/3.x token) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
 class InfluxDBStore:
     """Readings in InfluxDB (1.x, or 2.x/3.x through their v1 API); see the module docstring."""
 
     def __init__(self, url: str) -> None:
         cfg = parse_url(url)
-        self.url = url
+        self.url = redact(url)  # shown in logs and health checks: never the password
         self.database: str = cfg["database"]
         self.rp: str | None = cfg["rp"]
         auth = (cfg["user"] or "", cfg["password"] or "") if cfg["user"] or cfg["password"] else None
@@ -150,7 +159,7 @@ class InfluxDBStore:
         try:
             self._ensure_database()
         except StoreUnavailable as e:
-            log.warning("InfluxDB store %s not reachable yet (%s); will retry before writing", url, e)
+            log.warning("InfluxDB store %s not reachable yet (%s); will retry before writing", self.url, e)
 
     @classmethod
     def from_url(cls, url: str) -> "InfluxDBStore":

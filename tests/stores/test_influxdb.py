@@ -51,6 +51,12 @@ def test_parse_url_rejects(bad: str, why: str) -> None:
         parse_url(bad)
 
 
+def test_url_attribute_hides_the_password() -> None:
+    store = InfluxDBStore("influxdb://cw:s3cret-token@127.0.0.1:1/cw?timeout=0.2")
+    assert store.url == "influxdb://cw:***@127.0.0.1:1/cw?timeout=0.2"
+    store.close()
+
+
 def test_quoting() -> None:
     assert quote_str("x' OR '1'='1") == r"'x\' OR \'1\'=\'1'"
     assert quote_str("a\\") == r"'a\\'"
