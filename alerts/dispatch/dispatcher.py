@@ -398,10 +398,11 @@ class Dispatcher:
         try:
             for fn, args in batch:
                 fn(conn, *args)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     async def _shutdown(self, lanes: dict[str, _Lane], writer: asyncio.Task | None) -> None:
         for lane in lanes.values():  # queued, not started: stays pending in the outbox

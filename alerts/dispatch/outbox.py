@@ -310,9 +310,10 @@ def record_delivered(conn: sqlite3.Connection, due: Due, attempted_at: float, no
 
 def record_retry(conn: sqlite3.Connection, due: Due, attempted_at: float, error: str,
                  next_attempt_at: float) -> None:
-    """A retryable failure: try again at ``next_attempt_at``."""
+    """A retryable failure: try again at ``next_attempt_at`` (unless cancelled meanwhile)."""
     conn.execute(
-        "UPDATE dispatch_deliveries SET state = 'pending', attempts = attempts + 1,"
+        "UPDATE dispatch_deliveries SET attempts = attempts + 1,"
+        " state = CASE state WHEN 'cancelled' THEN 'cancelled' ELSE 'pending' END,"
         " first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?, last_error = ?,"
         " next_attempt_at = ? WHERE delivery_id = ?",
         (attempted_at, attempted_at, error, next_attempt_at, due.delivery_id))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry
+
+from alerts.dispatch import DispatchConfig, DispatchError, Dispatcher, DispatchMetrics
 
 from .conftest import example_receiver, make_notice, wait_for
 
@@ -254,3 +257,11 @@ def test_a_failing_receiver_is_probed_not_hammered(harness, receivers):
     assert len(r.received()) < 200
     r.behaviour.status = 204
     wait_for(lambda: len(h.rows(state="delivered")) == 50, timeout=10)
+
+
+def test_start_fails_loudly_when_the_state_db_cannot_be_opened(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    d = Dispatcher(tmp_path / "file" / "state.db", DispatchConfig.from_raw([], []),
+                   metrics=DispatchMetrics(CollectorRegistry()))
+    with pytest.raises(DispatchError, match="failed to start"):
+        d.start()
