@@ -184,3 +184,15 @@ def test_redelivery_recognised_by_a_new_store_object(url: str) -> None:
         assert restarted.query(Query("n-1", "laeq_db", T0, T0 + 10_000)) == [
             (T0, 50.0), (T0 + 2000, 51.0), (T0 + 3000, 50.0)]
         assert restarted.count() == 3
+
+
+def test_credentials(tmp_path) -> None:
+    with Influxd(tmp_path, auth=True) as server:
+        server.create_admin("cw", "p@ss:wörd")
+        with InfluxDBStore(f"influxdb://cw:wrong@127.0.0.1:{server.port}/cw") as bad:
+            with pytest.raises(StoreError, match="credentials") as info:
+                bad.write(Readings.from_rows([Reading("n-1", "noise", "laeq_db", T0, 50.0)]))
+            assert not isinstance(info.value, StoreUnavailable)
+        with InfluxDBStore(f"influxdb://cw:p%40ss%3Aw%C3%B6rd@127.0.0.1:{server.port}/cw") as good:
+            assert good.write(Readings.from_rows([Reading("n-1", "noise", "laeq_db", T0, 50.0)])) == 1
+            assert good.query(Query("n-1", "laeq_db", T0, T0 + 1)) == [(T0, 50.0)]

@@ -31,7 +31,8 @@ def free_port() -> int:
 class Influxd:
     """One influxd process: ``start()``, ``stop()``, ``url``; also a context manager."""
 
-    def __init__(self, workdir: Path | str, database: str = "citywatch") -> None:
+    def __init__(self, workdir: Path | str, database: str = "citywatch", *, auth: bool = False) -> None:
+        """``auth``: HTTP authentication on (create the first admin with :meth:`create_admin`)."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.database = database
@@ -51,6 +52,7 @@ class Influxd:
             "[http]\n  enabled = true\n"
             f'  bind-address = "127.0.0.1:{self.port}"\n'
             "  log-enabled = false\n  pprof-enabled = false\n"
+            f"  auth-enabled = {'true' if auth else 'false'}\n"
             '[logging]\n  level = "warn"\n  suppress-logo = true\n'
         )
         self.proc: subprocess.Popen | None = None
@@ -95,6 +97,11 @@ class Influxd:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self.proc = None
+
+    def create_admin(self, user: str, password: str) -> None:
+        """The first user, an admin (InfluxDB allows this one without credentials)."""
+        q = f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+        httpx.post(f"{self.http}/query", data={"q": q}).raise_for_status()
 
     def _log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
