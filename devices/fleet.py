@@ -122,8 +122,8 @@ def _date(rng: random.Random, first: str, last: str) -> str:
     return date.fromordinal(a + rng.randrange(b - a + 1)).isoformat()
 
 
-def _position(rng: random.Random, d: DistrictInfo, spread: float | None = None) -> tuple[float, float]:
-    s = d.spread if spread is None else spread
+def _position(rng: random.Random, d: DistrictInfo) -> tuple[float, float]:
+    s = d.spread
     lat = min(max(rng.gauss(d.lat, s), d.lat - 3 * s), d.lat + 3 * s)
     lon = min(max(rng.gauss(d.lon, s * 1.15), d.lon - 3.5 * s), d.lon + 3.5 * s)
     # inside the city's extent (30.3-30.9 N, 113.9-114.6 E)
