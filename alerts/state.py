@@ -23,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import functools
 import secrets
 import sqlite3
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -263,8 +265,22 @@ class StreamRow:
     data: dict
 
 
+def _locked(method):
+    """Run the method holding the state's lock (one connection, several threads)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class AlertState:
     """Alerts, history, silences and engine stream state in the state DB.
+
+    Thread-safe: the rule engine (ingest thread) and the API (server threads) may share one
+    instance; a lock serialises the use of its connection, and a transaction holds it from
+    ``BEGIN`` to ``COMMIT``.
 
     ``conn`` comes from :func:`devices.sqlite.connect` (autocommit mode; this class issues its
     own ``BEGIN IMMEDIATE``/``COMMIT``). ``tz`` is the zone of the RFC 3339 times in notices
@@ -281,7 +297,8 @@ class AlertState:
         # (rule, device, severity level, value) -> summary of a pending alert; the rule engine
         # sets it (pending alerts store no summary)
         self.summarize: Callable[[str, str, int, float | None], str] | None = None
-        self._in_tx = False
+        self._in_tx = 0  # the thread inside a transaction, 0 if none
+        self._lock = threading.RLock()
         conn.executescript(_SCHEMA)
 
     # --- transactions -------------------------------------------------------------------------
@@ -289,22 +306,23 @@ class AlertState:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back and re-raises on any exception."""
-        if self._in_tx:
-            raise AlertsError("nested alert-state transaction")
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._in_tx = True
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
-        finally:
-            self._in_tx = False
+        with self._lock:
+            if self._in_tx:
+                raise AlertsError("nested alert-state transaction")
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._in_tx = threading.get_ident()
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                self._in_tx = 0
 
     def _require_tx(self) -> None:
-        if not self._in_tx:
+        if self._in_tx != threading.get_ident():
             raise AlertsError("alert changes must be applied inside AlertState.transaction()")
 
     # --- engine side --------------------------------------------------------------------------
@@ -314,6 +332,7 @@ class AlertState:
         """The id a pending alert shows: the one :meth:`new_alert_id` gives unless it clashes."""
         return "a-" + hashlib.sha1(f"{rule}|{device_id}|{started_ms}".encode()).hexdigest()[:6]
 
+    @_locked
     def new_alert_id(self, rule: str, device_id: str, started_ms: int, reserved: set[str]) -> str:
         """A short id (``a-7f3c2e``) derived from (rule, device, start); longer on a clash."""
         digest = hashlib.sha1(f"{rule}|{device_id}|{started_ms}".encode()).hexdigest()
@@ -390,6 +409,7 @@ class AlertState:
             listener(self.conn, notice)
         return notice
 
+    @_locked
     def load_streams(self) -> list[StreamRow]:
         return [StreamRow(r["rule"], r["device_id"], r["state"], r["last_ts"], json.loads(r["data"]))
                 for r in self.conn.execute("SELECT * FROM rule_streams")]
@@ -406,10 +426,10 @@ class AlertState:
              for r in rows],
         )
 
-    def load_prev(self) -> Iterator[tuple[str, str, int, float]]:
+    @_locked
+    def load_prev(self) -> list[tuple[str, str, int, float]]:
         """``(rule, device_id, ts, value)``: each device's newest value for ``change`` rules."""
-        for r in self.conn.execute("SELECT rule, device_id, ts, value FROM rule_prev"):
-            yield r[0], r[1], r[2], r[3]
+        return [tuple(r) for r in self.conn.execute("SELECT rule, device_id, ts, value FROM rule_prev")]
 
     def save_prev(self, rows: Iterable[tuple[str, str, int, float]]) -> None:
         """Upsert ``(rule, device_id, ts, value)`` rows (inside :meth:`transaction`)."""
@@ -491,6 +511,7 @@ class AlertState:
         log.info("silence %s %s until %s: %s (by %s)", s.id, s.matchers, s.end_ms, s.reason, by)
         return s
 
+    @_locked
     def silences(self, active_at: int | None = None) -> list[Silence]:
         rows = self.conn.execute("SELECT * FROM silences ORDER BY start_ms").fetchall()
         out = [Silence(r["id"], json.loads(r["matchers"]), r["start_ms"], r["end_ms"], r["reason"],
@@ -521,6 +542,7 @@ class AlertState:
                 None, None, None, None, None, {}))
         return out
 
+    @_locked
     def get(self, alert_id: str) -> Alert:
         """The alert with its history; AlertNotFound if there is none."""
         r = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
@@ -535,6 +557,7 @@ class AlertState:
                          "SELECT * FROM alert_history WHERE alert_id = ? ORDER BY seq", (alert_id,)))
         return Alert._from_row(r, hist)
 
+    @_locked
     def list_alerts(self, state: str | None = None, limit: int = 100,
                     after_cursor: str | None = None) -> tuple[list[Alert], str | None]:
         """Alerts newest first, optionally of one state; ``(items, next_cursor or None)``.
@@ -570,6 +593,7 @@ class AlertState:
         nxt = f"c{items[-1].seq}" if len(rows) > limit else None
         return items, nxt
 
+    @_locked
     def count_alerts(self, state: str | None = None) -> int:
         if state == "pending":
             return self.conn.execute("SELECT count(*) FROM rule_streams WHERE state = 'pending'").fetchone()[0]
@@ -577,6 +601,7 @@ class AlertState:
             return self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
         return self.conn.execute("SELECT count(*) FROM alerts WHERE state = ?", (state,)).fetchone()[0]
 
+    @_locked
     def open_alerts(self) -> list[Alert]:
         """Firing and acknowledged alerts, oldest first."""
         rows = self.conn.execute(

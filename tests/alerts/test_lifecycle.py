@@ -287,3 +287,27 @@ def test_an_open_alert_without_engine_state_is_adopted_not_duplicated(tmp_path):
     h.feed(series("lighting-0001", "lighting", "leakage_ma", t0 + M, M, [50, 5]))
     [a] = h.alerts("lighting.leakage")
     assert a.state == "resolved" and a.ended_ms == t0 + 2 * M
+
+
+def test_one_state_shared_by_the_engine_and_api_threads():
+    import threading
+
+    h = Harness()
+    t0 = at("2026-11-29 12:00:00")
+    errors = []
+
+    def operator():
+        try:
+            for _ in range(200):
+                for a in h.state.list_alerts("firing", 50)[0]:
+                    h.state.ack(a.id, "officer", t0 + H)
+        except Exception as e:  # pragma: no cover - the assertion below reports it
+            errors.append(e)
+
+    th = threading.Thread(target=operator)
+    th.start()
+    for i in range(100):
+        h.feed(series(f"toilet-{i:04d}", "toilet", "consumables_pct", t0 + i * S, S, [10, 50]))
+    th.join()
+    assert errors == []
+    assert h.state.count_alerts("resolved") == 100
