@@ -12,7 +12,10 @@ Guarantees:
   :meth:`Registry.mark_seen`: what it guards (:meth:`Registry.snapshot`,
   :meth:`Registry.attrs_snapshot`) does not depend on traffic.
 
-One :class:`Registry` may be shared between threads: writes are serialised by a lock.
+One :class:`Registry` may be shared between threads: writes are serialised by a lock. Reads on
+a shared connection see that connection's uncommitted writes, so components that run
+concurrently (ingest, rule engine, API) should each open their own, as SQLite's WAL mode lets
+readers run beside the one writer.
 """
 
 from __future__ import annotations

@@ -212,3 +212,11 @@ def test_long_error_list_is_capped_in_the_message():
     assert len(e.value.errors) == 300
     text = str(e.value).splitlines()
     assert len(text) == 1 + 200 + 1 and text[-1] == "... and 100 more"
+
+
+def test_write_devices_then_read_gives_the_same_devices(tmp_path):
+    from devices.csvio import write_devices
+
+    fleet = sample_fleet(0, seed=3, min_per_kind=4)
+    assert write_devices(fleet, tmp_path / "fleet.csv") == len(fleet)
+    assert read_devices(tmp_path / "fleet.csv") == fleet
