@@ -92,7 +92,15 @@ def _reject_constant(name: str) -> Any:
     raise _Bad(f"bad JSON: {name} is not allowed")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise _Bad(f"bad JSON: {text} is out of range")
+    return v
+
+
+# NaN, Infinity and overflowing numbers are refused: attrs must encode back to JSON unchanged
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
 
 
 def _attrs(s: str) -> dict:
@@ -251,7 +259,7 @@ def parse_devices(data: bytes | str, filename: str = "devices.csv") -> list[Devi
             status=v.get("status") or "installed", installed_at=v.get("installed_at"),
             attrs=v.get("attrs", {}),
         )
-        _semantic(device_problems(d), line, note, bad, problems)
+        _semantic(device_problems(d, encode_attrs=False), line, note, bad, problems)
         if "device_id" not in bad:
             if d.device_id in first_line:
                 problems.append(CsvProblem(line, "device_id", f"duplicate device_id {d.device_id!r} "

@@ -123,12 +123,15 @@ def _date_problem(value: Any) -> str | None:
     return None
 
 
-def device_problems(d: Device) -> list[tuple[str, str]]:
-    """Every ``(field, message)`` wrong with ``d``; empty when it may be stored."""
-    return _validate(d)[0]
+def device_problems(d: Device, *, encode_attrs: bool = True) -> list[tuple[str, str]]:
+    """Every ``(field, message)`` wrong with ``d``; empty when it may be stored.
+
+    ``encode_attrs=False`` skips proving that ``attrs`` encodes as JSON (for attrs that were
+    just decoded from JSON, with NaN and Infinity refused)."""
+    return _validate(d, encode_attrs)[0]
 
 
-def _validate(d: Device) -> tuple[list[tuple[str, str]], str]:
+def _validate(d: Device, encode_attrs: bool = True) -> tuple[list[tuple[str, str]], str]:
     """``(problems, canonical attrs JSON)``: the JSON is produced once, by the check itself."""
     p: list[tuple[str, str]] = []
     text = "{}"
@@ -158,7 +161,7 @@ def _validate(d: Device) -> tuple[list[tuple[str, str]], str]:
         p.append(("installed_at", msg))
     if type(d.attrs) is not dict and not isinstance(d.attrs, Mapping):
         p.append(("attrs", f"expected a JSON object, got {type(d.attrs).__name__}"))
-    else:
+    elif encode_attrs:
         try:
             text = attrs_json(d.attrs)
         except (TypeError, ValueError) as e:

@@ -67,6 +67,7 @@ def test_only_required_columns_any_order():
     ('b-1,noise,江汉区,,,,,,,,"{""a"": 1"', "attrs", "bad JSON"),
     ('b-1,noise,江汉区,,,,,,,,"[1, 2]"', "attrs", "must be a JSON object"),
     ('b-1,noise,江汉区,,,,,,,,"{""a"": NaN}"', "attrs", "NaN is not allowed"),
+    ('b-1,noise,江汉区,,,,,,,,"{""a"": 1e400}"', "attrs", "1e400 is out of range"),
     (",noise,江汉区,,,,,,,,", "device_id", "device_id is required"),
     ("b-1,,江汉区,,,,,,,,", "kind", "kind is required"),
     ("b-1,noise, ,,,,,,,,", "district", "district is required"),
