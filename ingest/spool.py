@@ -7,8 +7,8 @@ Layout of the spool directory:
   once complete: it is written as ``.tmp``, fsync'd, renamed, and the directory fsync'd, so
   :meth:`Spool.append` returning means the batch survives a crash or power loss.
 - ``corrupt/``: segments that failed their check (bad magic, length or CRC32: a torn or
-  damaged file) or that the store rejected as bad data (:class:`StoreError` other than
-  :class:`StoreUnavailable`); moved aside with a log line, never deleted, never blocking.
+  damaged file) or whose data the store refused (:class:`StoreRejected`); moved aside with a
+  log line, never deleted, never blocking.
 
 A segment file: ``b"CWSPOOL1"``, header length (u32), body length (u64), CRC32 of header+body
 (u32), all little-endian; then a JSON header (``seq``, ``created_ms``, ``rows``, the string
@@ -39,7 +39,7 @@ import msgspec
 import numpy as np
 
 from ingest.model import Readings
-from ingest.stores.base import Store, StoreError, StoreUnavailable
+from ingest.stores.base import Store, StoreError, StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -218,20 +218,30 @@ class Spool:
 
     def drain(self, store: Store, max_batches: int | None = None) -> int:
         """Write waiting batches to ``store``, oldest first; returns how many batches were
-        written (readings: :attr:`drained_readings`, cumulative).
+        written (readings: :attr:`drained_readings`, cumulative). ``max_batches`` bounds the
+        segments handled in this call, written or set aside.
 
         Stops early (returning the count so far) when the store raises
-        :class:`StoreUnavailable`: that batch and the later ones stay for the next call.
+        :class:`StoreUnavailable` or another :class:`StoreError` (bad credentials): that batch
+        and the later ones stay for the next call. A batch the store rejects as bad data
+        (:class:`StoreRejected`) is moved to ``corrupt/`` and draining goes on.
         """
-        done = 0
+        done = handled = 0
         with self._drain_lock:
-            while max_batches is None or done < max_batches:
+            while max_batches is None or handled < max_batches:
+                handled += 1
                 with self._lock:
                     if not self._segments:
                         break
                     seg = self._segments[0]
                 try:
-                    seq, batch = decode(seg.path.read_bytes())
+                    data = seg.path.read_bytes()
+                except FileNotFoundError:
+                    log.error("spool segment %s vanished (deleted by hand?); skipping it", seg.path.name)
+                    self._forget(seg)
+                    continue
+                try:
+                    seq, batch = decode(data)
                     if seq != seg.seq:
                         raise CorruptSegment(f"holds sequence number {seq}, its name says {seg.seq}")
                 except CorruptSegment as e:
@@ -239,13 +249,12 @@ class Spool:
                     continue
                 try:
                     store.write(batch)
-                except StoreUnavailable as e:
-                    log.warning("spool drain stopped, store unavailable: %s (%d batches waiting)",
-                                e, len(self._segments))
-                    break
-                except StoreError as e:
+                except StoreRejected as e:
                     self._move_aside(seg, f"was rejected by the store ({e})")
                     continue
+                except StoreError as e:  # unavailable, or misconfigured: keep it for later
+                    log.warning("spool drain stopped: %s (%d batches waiting)", e, len(self._segments))
+                    break
                 seg.path.unlink()
                 self._forget(seg)
                 done += 1

@@ -30,6 +30,11 @@ class StoreUnavailable(StoreError):
     """The store cannot take writes now (down, refusing, answering errors)."""
 
 
+class StoreRejected(StoreError):
+    """The store refused the data of this batch and would refuse it again (a value it cannot
+    represent, a type conflict): retrying the same batch is pointless; set it aside."""
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     device_id: str

@@ -21,12 +21,14 @@ Writes: line protocol, gzip-compressed bodies of at most 5,000 lines, one keep-a
 ``httpx.Client``; ``write`` returns when InfluxDB answered 204 for every body (1.x with
 ``wal-fsync-delay = 0s`` has fsync'd its WAL by then). Connection errors, timeouts, 429 and 5xx
 raise :class:`StoreUnavailable` (retry later; bodies already sent may be stored, which is
-harmless as writes are idempotent); any other 4xx raises :class:`StoreError` naming InfluxDB's
-reason (bad data or bad credentials; retrying the same batch will not help). Escaping follows
+harmless as writes are idempotent); data InfluxDB refuses (400/422 on ``/write``: a type
+conflict, a value line protocol cannot carry) raises :class:`StoreRejected` (set the batch
+aside, retrying will not help); other 4xx (credentials, a missing database) raise
+:class:`StoreError` naming InfluxDB's reason (fix the configuration). Escaping follows
 what InfluxDB 1.x parses: commas and spaces in measurements; commas, equals signs and spaces in
 tag keys, tag values and field keys. A backslash is written as it is (1.x does not unescape
 ``\\\\``); a value with a newline, or a backslash at its end or before one of those characters,
-cannot be represented and raises :class:`StoreError`.
+cannot be represented and raises :class:`StoreRejected`.
 
 Reads: InfluxQL over ``/query`` (``epoch=ms``, chunked so no server row limit truncates a
 result); every identifier is double-quoted and every string literal single-quoted with its
@@ -64,7 +66,7 @@ import httpx
 import numpy as np
 
 from ingest.model import Readings
-from ingest.stores.base import Query, StoreError, StoreUnavailable
+from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable
 from ingest.stores.duckdb import run_breaks
 
 log = logging.getLogger(__name__)
@@ -90,9 +92,9 @@ def quote_str(value: str) -> str:
 
 def _escape(value: str, table: dict) -> str:
     if "\n" in value or "\r" in value:
-        raise StoreError(f"{value!r} holds a line break, which InfluxDB line protocol cannot carry")
+        raise StoreRejected(f"{value!r} holds a line break, which InfluxDB line protocol cannot carry")
     if "\\" in value and (value.endswith("\\") or any(f"\\{c}" in value for c in _SPECIAL)):
-        raise StoreError(f"{value!r} has a backslash at its end or before ',', '=' or ' ', "
+        raise StoreRejected(f"{value!r} has a backslash at its end or before ',', '=' or ' ', "
                          "which InfluxDB line protocol cannot carry")
     return value.translate(table)
 
@@ -376,7 +378,9 @@ class InfluxDBStore:
         if resp.status_code in (401, 403):
             raise StoreError(f"InfluxDB {self._where()} refused the credentials ({resp.status_code}: "
                              f"{reason}); check user and password (2.x/3.x: the token) in [store] url")
-        raise StoreError(f"InfluxDB {self._where()} rejected {method} {path} ({resp.status_code}): {reason}")
+        if resp.status_code in (400, 422) and path == "/write":
+            raise StoreRejected(f"InfluxDB {self._where()} rejected the data ({resp.status_code}): {reason}")
+        raise StoreError(f"InfluxDB {self._where()} refused {method} {path} ({resp.status_code}): {reason}")
 
     def _where(self) -> str:
         return f"{self._http.base_url}/{self.database}"
@@ -395,7 +399,7 @@ def encode_lines(batch: Readings, series_keys: dict | None = None) -> list[str]:
     values = np.asarray(batch.value, dtype=np.float64)
     if not np.isfinite(values).all():
         bad = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise StoreError(f"reading {batch.row(bad)} is not a finite number; InfluxDB cannot store it")
+        raise StoreRejected(f"reading {batch.row(bad)} is not a finite number; InfluxDB cannot store it")
     cache = {} if series_keys is None else series_keys
     tag_break = run_breaks(batch.kind, batch.device_id, batch.district, batch.asset_id)
     starts = np.flatnonzero(tag_break)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ingest.model import Reading, Readings, ReadingsBuilder
-from ingest.stores.base import Query, StoreError, StoreUnavailable, open_store
+from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable, open_store
 from ingest.stores.influxdb import InfluxDBStore, encode_lines, parse_url, quote_ident, quote_str
 from tests.support.influxd import Influxd, free_port
 
@@ -78,7 +78,7 @@ def test_line_protocol_shape_and_escaping() -> None:
 
 @pytest.mark.parametrize("value", ["ends\\", "a\\,b", "two\nlines"])
 def test_unrepresentable_tag_values_are_refused(value: str) -> None:
-    with pytest.raises(StoreError, match="line"):
+    with pytest.raises(StoreRejected, match="line"):
         encode_lines(Readings.from_rows([("n-1", "noise", "laeq_db", T0, 1.0, value, "")]))
 
 
@@ -127,7 +127,7 @@ def test_bad_data_is_a_store_error_not_unavailable(url: str, influxd: Influxd) -
         # laeq_db stored as an integer field first: a float for it is a type conflict (400)
         httpx.post(f"{influxd.http}/write", params={"db": db, "precision": "ms"},
                    content=f"noise,device_id=n-0 laeq_db=1i {T0}").raise_for_status()
-        with pytest.raises(StoreError, match="400") as info:
+        with pytest.raises(StoreRejected, match="400") as info:
             store.write(Readings.from_rows([Reading("n-1", "noise", "laeq_db", T0 + 1, 50.0)]))
         assert not isinstance(info.value, StoreUnavailable)
         assert "conflict" in str(info.value)
@@ -192,7 +192,7 @@ def test_credentials(tmp_path) -> None:
         with InfluxDBStore(f"influxdb://cw:wrong@127.0.0.1:{server.port}/cw") as bad:
             with pytest.raises(StoreError, match="credentials") as info:
                 bad.write(Readings.from_rows([Reading("n-1", "noise", "laeq_db", T0, 50.0)]))
-            assert not isinstance(info.value, StoreUnavailable)
+            assert not isinstance(info.value, (StoreUnavailable, StoreRejected))  # configuration
         with InfluxDBStore(f"influxdb://cw:p%40ss%3Aw%C3%B6rd@127.0.0.1:{server.port}/cw") as good:
             assert good.write(Readings.from_rows([Reading("n-1", "noise", "laeq_db", T0, 50.0)])) == 1
             assert good.query(Query("n-1", "laeq_db", T0, T0 + 1)) == [(T0, 50.0)]

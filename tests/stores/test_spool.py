@@ -9,7 +9,7 @@ import pytest
 
 from ingest.model import Reading, Readings, ReadingsBuilder
 from ingest.spool import CorruptSegment, Spool, SpoolFull, decode, encode
-from ingest.stores.base import Query, StoreUnavailable, open_store
+from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable, open_store
 from ingest.stores.duckdb import DuckDBStore
 
 T0 = 1_779_999_960_000
@@ -33,14 +33,15 @@ class FlakyStore(DuckDBStore):
     """A real DuckDB store that records the batches it is given and, once ``fail_after``
     writes have succeeded, raises StoreUnavailable (the outage the spool exists for)."""
 
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(self, fail_after: int | None = None, error: StoreError | None = None) -> None:
         super().__init__(":memory:")
         self.fail_after = fail_after
+        self.error = error or StoreUnavailable("store down for the test")
         self.seen: list[int] = []  # first ts of each batch written
 
     def write(self, b: Readings) -> int:
         if self.fail_after is not None and len(self.seen) >= self.fail_after:
-            raise StoreUnavailable("store down for the test")
+            raise self.error
         n = super().write(b)
         self.seen.append(int(b.ts[0]))
         return n
@@ -180,6 +181,22 @@ def test_drain_stops_when_store_unavailable_and_resumes(tmp_path) -> None:
     assert spool.drain(store) == 4
     assert store.seen == [T0 + k * 1000 for k in range(6)]
     assert store.count() == 18
+
+
+def test_rejected_batch_is_set_aside_misconfiguration_stops(tmp_path) -> None:
+    spool = Spool(tmp_path, 10_000_000)
+    for k in range(3):
+        spool.append(batch(k))
+    misconfigured = FlakyStore(fail_after=0, error=StoreError("bad credentials"))
+    assert spool.drain(misconfigured) == 0
+    assert spool.depth()[0] == 3 and spool.corrupt == 0  # kept: the data is fine
+    rejecting = FlakyStore(fail_after=0, error=StoreRejected("type conflict"))
+    assert spool.drain(rejecting, max_batches=1) == 0
+    assert spool.depth()[0] == 2 and spool.corrupt == 1
+    assert len(list((tmp_path / "corrupt").iterdir())) == 1
+    store = FlakyStore()
+    assert spool.drain(store) == 2
+    assert store.seen == [T0 + 1000, T0 + 2000]
 
 
 @pytest.mark.integration
