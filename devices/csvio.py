@@ -109,8 +109,12 @@ def _attrs(s: str) -> dict:
         return {}
     try:
         v = _DECODER.decode(s)
+    except _Bad:
+        raise
     except json.JSONDecodeError as e:
         raise _Bad(f"bad JSON: {e.msg} at character {e.pos + 1}") from None
+    except (ValueError, RecursionError) as e:  # a number too long to convert, nesting too deep
+        raise _Bad(f"bad JSON: {e}") from None
     if not isinstance(v, dict):
         raise _Bad(f'must be a JSON object like {{"sensor": "strain"}}, got a JSON {type(v).__name__}')
     return v
