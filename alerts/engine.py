@@ -298,7 +298,10 @@ class RuleEngine:
         self._absence_rts = [rt for rt in self._rts if rt.rule.type == "absence"]
         used = sorted({rt.rule.metric for rt in self._metric_rts}
                       | {c.metric for rt in self._metric_rts for c in rt.rule.and_})
-        self._codes = _Codes({m: i for i, m in enumerate(used)})
+        # every catalogue metric has an entry (-1: no rule reads it), so valid rows never miss
+        self._codes = _Codes({m: -1 for k in CATALOGUE.values() for m in k.metrics})
+        self._codes.update({m: i for i, m in enumerate(used)})
+        self._ncodes = len(used)
         # per-device parameters: (kind, Param) -> float array by slot (NaN: not resolved yet)
         self._params: dict[tuple[str, Param], np.ndarray] = {}
         self._attrs_seen: dict[str, Any] = {}
@@ -532,10 +535,10 @@ class RuleEngine:
             for kind in self._attr_kinds:
                 self._attrs_map(kind)  # drops cached per-device parameters if attrs changed
             codes = np.fromiter(map(self._codes.__getitem__, batch.metric), np.int64, len(batch))
-            present = np.bincount(codes + 1, minlength=len(self._codes) + 1)
+            present = np.bincount(codes + 1, minlength=self._ncodes + 1)
             groups: dict[str, np.ndarray] = {}
             for m, c in self._codes.items():
-                if present[c + 1]:
+                if c >= 0 and present[c + 1]:
                     groups[m] = np.nonzero(codes == c)[0]
             slot_of = self._device_slots(batch, codes)
             cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
