@@ -196,3 +196,13 @@ def test_credentials(tmp_path) -> None:
         with InfluxDBStore(f"influxdb://cw:p%40ss%3Aw%C3%B6rd@127.0.0.1:{server.port}/cw") as good:
             assert good.write(Readings.from_rows([Reading("n-1", "noise", "laeq_db", T0, 50.0)])) == 1
             assert good.query(Query("n-1", "laeq_db", T0, T0 + 1)) == [(T0, 50.0)]
+
+
+def test_running_influxd_helper(tmp_path) -> None:
+    from tests.support.influxd import running_influxd
+
+    with running_influxd(tmp_path, "helper") as url:
+        assert url.endswith("/helper")
+        with open_store(url) as store:
+            assert store.ping()
+    assert not InfluxDBStore(url).ping()
