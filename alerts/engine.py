@@ -93,7 +93,7 @@ class _KindCodes(dict):
 
 
 class _Codes(dict):
-    """metric name -> code of the metrics some rule reads; -1 for the others."""
+    """name -> code; -1 for a name without one."""
 
     def __missing__(self, key: str) -> int:
         return -1
@@ -291,6 +291,8 @@ class RuleEngine:
         state.summarize = self.summarize
         state.tz = self.tz  # notices and the API show times in the engine's zone
         self._slots: dict[str, _Slots] = {k: _Slots() for k in CATALOGUE}
+        self._slots_by_index = list(self._slots.values())
+        self._kind_index = _Codes({k: i for i, k in enumerate(self._slots)})
         self._rts = [_Runtime(r, self._slots[r.kind]) for r in rules]
         self._by_id = {rt.rule.id: rt for rt in self._rts}
         self._metric_rts = [rt for rt in self._rts if rt.rule.type == "metric"]
@@ -581,15 +583,13 @@ class RuleEngine:
         new = np.ones(len(rel), bool)
         new[1:] = (dev[1:] != dev[:-1]) | (kind[1:] != kind[:-1])
         starts = np.nonzero(new)[0]
-        sdev, skind = dev[starts], kind[starts]
-        sslot = np.empty(len(starts), np.int64)
-        for k in set(skind.tolist()):
-            m = skind == k
-            slots = self._slots.get(k)
-            if slots is None:
-                sslot[m] = -1  # a kind no rule knows (ingest rejects those)
-            else:
-                sslot[m] = slots.lookup(sdev[m])
+        sdev = dev[starts]
+        skind = np.fromiter(map(self._kind_index.__getitem__, kind[starts]), np.int64, len(starts))
+        sslot = np.full(len(starts), -1, np.int64)  # -1: a kind not in the catalogue
+        for k in np.unique(skind).tolist():
+            if k >= 0:
+                m = skind == k
+                sslot[m] = self._slots_by_index[k].lookup(sdev[m])
         out[rel] = sslot[np.cumsum(new) - 1]
         return out
 
