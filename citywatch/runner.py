@@ -49,6 +49,7 @@ class Node:
         self.metrics_registry = CollectorRegistry()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._opened = False
         self.server: uvicorn.Server | None = None
         self.consumer: MqttConsumer | None = None
         self.dispatcher = None
@@ -57,7 +58,10 @@ class Node:
     # -- start ---------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Open the state DB and the store (no network, no threads)."""
+        """Open the state DB and the store (no network, no threads); once."""
+        if self._opened:
+            return
+        self._opened = True
         s = self.settings
         self.state_path = parse_url(s.state.url)
         self.store = open_store(s.store.url)
@@ -70,19 +74,19 @@ class Node:
 
     def _open_rules(self) -> None:
         from alerts.dispatch.dispatcher import Dispatcher
-        from alerts.dispatch.outbox import Outbox
+        from alerts.dispatch.metrics import DispatchMetrics
         from alerts.engine import RuleEngine
-        from alerts.pack import load_pack
+        from alerts.rules import RulePack
         from alerts.state import AlertState
 
         s = self.settings
-        listen = s.api.public_url or f"http://{s.api.listen}"
-        self.alert_conn = connect(self.state_path)
-        self.outbox = Outbox(self.alert_conn)
-        self.alerts = AlertState(self.alert_conn)
-        self.dispatcher = Dispatcher(self.state_path, s.dispatch_config(), public_url=listen,
-                                     registry=self.metrics_registry)
-        pack = load_pack(s.rules.files, disabled=s.rules.disabled)
+        base_url = s.api.public_url or f"http://{s.api.listen}"
+        self.dispatcher = Dispatcher(self.state_path, s.dispatch_config(), public_url=base_url,
+                                     metrics=DispatchMetrics(self.metrics_registry))
+        engine_conn = connect(self.state_path)
+        self.outbox = self.dispatcher.make_outbox(engine_conn)
+        self.alerts = AlertState(engine_conn, tz=s.timezone, base_url=base_url,
+                                 listeners=[self.outbox.listener])
         rules_registry = Registry(connect(self.state_path))
 
         def device_info(device_id: str):
@@ -92,18 +96,22 @@ class Node:
             return {"id": d.device_id, "kind": d.kind, "district": d.district, "asset_id": d.asset_id,
                     "lat": d.lat, "lon": d.lon, "responsible_unit": d.responsible_unit}
 
-        self.engine = RuleEngine(pack, self.alerts, attrs=rules_registry.attrs_snapshot,
-                                 device_info=device_info, tz=s.timezone, listeners=[self.outbox.listener])
+        self.engine = RuleEngine(RulePack.load(s.rules.files), self.alerts, attrs=rules_registry.attrs_snapshot,
+                                 device_info=device_info, tz=s.timezone)
+        # The API acknowledges from its own threads: its own connection, the same listeners.
+        api_conn = connect(self.state_path)
+        self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
+                                     listeners=[self.dispatcher.make_outbox(api_conn).listener])
+        self.api_outbox = self.dispatcher.make_outbox(connect(self.state_path))
 
     def start(self) -> None:
         self.open()
         s = self.settings
-        if self.dispatcher is not None:
-            self.dispatcher.start()
+        self.dispatcher.start()
         self.pipeline = Pipeline(
             store=self.store, registry=self.registry, quarantine=self.quarantine, events=self.events,
             metrics=self.ingest_metrics, spool=self.spool, rules=self.engine,
-            after_flush=self.dispatcher.wake if self.dispatcher is not None else None,
+            after_flush=self.dispatcher.wake,
             max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
             max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
         )
@@ -116,8 +124,7 @@ class Node:
             username=s.mqtt.username, password=s.mqtt.password, receive_maximum=s.mqtt.receive_maximum,
         ))
         self.consumer.start(wait_s=20)
-        if self.engine is not None:
-            self._spawn(self._tick_loop, "citywatch-rules-tick")
+        self._spawn(self._tick_loop, "citywatch-rules-tick")
         self._start_api()
 
     def _spawn(self, target, name: str) -> None:
@@ -129,9 +136,8 @@ class Node:
         conn_registry = Registry(connect(self.state_path))
         while not self._stop.wait(self.settings.rules.tick_s):
             try:
-                last_seen = conn_registry.last_seen_all()
-                self.engine.tick(self.clock(), last_seen)
-                if self.dispatcher is not None:
+                last_seen = conn_registry.last_seen_map()
+                if self.engine.tick(self.clock(), last_seen):
                     self.dispatcher.wake()
             except Exception:
                 log.exception("absence-rule tick failed")
@@ -142,16 +148,15 @@ class Node:
         s = self.settings
         state = SimpleNamespace(
             settings=s, store=self.store, spool=self.spool, now=self.clock,
-            registry_ro=Registry(connect(self.state_path)),
-            quarantine_ro=Quarantine(connect(self.state_path)),
-            events_ro=EventLog(connect(self.state_path)),
+            registry_ro=_Serialized(Registry(connect(self.state_path))),
+            quarantine_ro=_Serialized(Quarantine(connect(self.state_path))),
+            events_ro=_Serialized(EventLog(connect(self.state_path))),
             metrics_registry=self.metrics_registry,
             broker_connected=lambda: self.consumer is not None and self.consumer.connected.is_set(),
             tokens=s.api.tokens, listen=s.api.listen,
         )
-        if self.engine is not None:
-            state.alerts = self.alerts
-            state.outbox = self.outbox
+        state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake)
+        state.outbox = _Serialized(self.api_outbox)
         app = create_app(state)
         config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning",
                                 access_log=False, lifespan="off")
@@ -181,3 +186,29 @@ class Node:
             t.join(10)
         if hasattr(self, "store"):
             self.store.close()
+
+
+class _Serialized:
+    """Calls into ``target`` one at a time: the API's threads share its SQLite connection.
+
+    ``after`` runs after each call (the dispatcher's wake-up after an acknowledgement).
+    """
+
+    def __init__(self, target, after: Callable[[], None] | None = None):
+        self._target = target
+        self._lock = threading.Lock()
+        self._after = after
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            with self._lock:
+                result = attr(*args, **kwargs)
+            if self._after is not None:
+                self._after()
+            return result
+
+        return call

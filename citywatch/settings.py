@@ -95,7 +95,6 @@ class StateSettings(_Section):
 
 class RulesSettings(_Section):
     files: list[str] = Field(default_factory=list)
-    disabled: list[str] = Field(default_factory=list)  # rule ids switched off
     tick_s: float = Field(10.0, gt=0)  # how often absence rules are evaluated
 
 
@@ -179,6 +178,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _dispatch(self) -> "Settings":
         self.dispatch_config()  # raises naming receivers[i]/routes[i] keys
+        if self.rules.files:
+            from alerts.errors import RuleError
+            from alerts.rules import RulePack
+
+            try:
+                RulePack.load(self.rules.files)
+            except (RuleError, OSError) as e:
+                raise ValueError(f"rules.files: {e}") from None
         return self
 
     def dispatch_config(self):

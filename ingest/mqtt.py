@@ -120,9 +120,10 @@ class MqttConsumer:
         else:
             self._client.connect_async(self.address.host, self.address.port, o.keepalive_s)
         self._client.loop_start()
-        if wait_s and not self.subscribed.wait(wait_s):
+        # Wait for CONNACK, not SUBACK: a resumed session may deliver a backlog before the SUBACK.
+        if wait_s and not self.connected.wait(wait_s):
             self.stop()
-            raise MqttError(f"could not connect and subscribe to {self.address.host}:{self.address.port} "
+            raise MqttError(f"could not connect to {self.address.host}:{self.address.port} "
                             f"within {wait_s:.0f} s")
 
     def stop(self) -> None:

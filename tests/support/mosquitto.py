@@ -32,6 +32,7 @@ class Mosquitto:
         # consumer that falls behind a burst.
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            "user root\n"  # as root, stay root: the temp dir is not the mosquitto user's
             "allow_anonymous true\n"
             f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {self.dir}/\n"
