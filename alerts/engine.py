@@ -867,9 +867,18 @@ class RuleEngine:
             new = np.fromiter(map(self._kind_codes.__getitem__, ids[k:]), np.int64, len(ids) - k)
             codes = np.concatenate([old_codes, new]) if len(new) else old_codes
         else:
+            if len(ids) > len(self._kind_codes):
+                self._prime_kinds()
             codes = np.fromiter(map(self._kind_codes.__getitem__, ids), np.int64, len(ids))
         self._tick_cache = (ids, codes)
         return codes
+
+    def _prime_kinds(self) -> None:
+        """Learn devices' kinds in bulk from ``attrs(kind)`` (the registry's devices of each
+        kind), so that ``device_info`` is only asked about the few it does not list."""
+        for i, kind in enumerate(CATALOGUE):
+            for device_id in self._attrs_map(kind):
+                self._kind_codes.setdefault(device_id, i)
 
     def tick(self, now_ms: int, last_seen: Mapping[str, int | None]) -> list[Transition]:
         """Absence rules and event-alert expiry at ``now_ms``; commit; return transitions.
