@@ -156,13 +156,16 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=50_000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--state-dir", default=None,
+                    help="where the state DB goes (default: a temporary directory; /dev/shm "
+                         "takes fsync latency out of the figure)")
     args = ap.parse_args()
 
     fleet = Fleet()
     print(f"fleet traffic {fleet.rate:,.0f} readings/s; building {args.batches} batches of ~{args.batch_size:,}")
     batches = [fleet.batch(args.batch_size) for _ in range(args.batches)]
     total = sum(len(b) for b in batches)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.state_dir) as tmp:
         conn = connect(Path(tmp) / "state.db")
         state = AlertState(conn)
         engine = RuleEngine(RulePack.load(), state)
