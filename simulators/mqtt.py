@@ -88,68 +88,143 @@ def connect(url: str, client_id: str | None, *, timeout_s: float = 10.0,
 
 class Publisher:
     """Publishes with at most ``max_inflight`` messages not yet acknowledged (QoS 1: PUBACK;
-    QoS 0: written to the socket). :meth:`close` waits for every message to be acknowledged."""
+    QoS 0: written to the socket). :meth:`close` waits for every message to be acknowledged.
+
+    The network loop runs in the caller's thread (no paho background thread): a publish writes
+    straight to the socket, and acknowledgements are read when the window is full, every few
+    messages, and while :meth:`idle` waits, which keeps the connection alive between sparse
+    messages. A lost connection is re-established (paho resends unacknowledged QoS 1 messages);
+    BrokerError when that fails for ``timeout_s``. Not thread-safe: one publisher per thread.
+    """
 
     def __init__(self, url: str, *, client_id: str | None = None, max_inflight: int = 1000,
                  timeout_s: float = 10.0) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._slots = threading.Semaphore(max_inflight)
         self._max = max_inflight
-        self._client = connect(url, client_id, timeout_s=timeout_s, on_publish=self._acked,
-                               max_inflight=max_inflight)
+        self._inflight = 0
+        self._since_read = 0
         self.published = 0
+        self._client = _connect_manual(url, client_id, timeout_s, self._acked, max_inflight)
 
     def _acked(self, client, userdata, mid, reason_code, properties) -> None:
-        self._slots.release()
+        self._inflight -= 1
+
+    def _loop(self, timeout: float) -> None:
+        rc = self._client.loop(timeout)
+        if rc == paho.MQTT_ERR_SUCCESS:
+            return
+        deadline = time.monotonic() + self.timeout_s
+        while True:  # connection lost: reconnect, paho then resends what was unacknowledged
+            try:
+                if self._client.reconnect() == paho.MQTT_ERR_SUCCESS and \
+                        self._client.loop(0.5) == paho.MQTT_ERR_SUCCESS:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise BrokerError(f"lost the connection to the MQTT broker at {self.url} and could not "
+                                  f"reconnect within {self.timeout_s:g} s")
+            time.sleep(0.2)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        if not self._slots.acquire(timeout=self.timeout_s):
-            raise BrokerError(f"the MQTT broker at {self.url} acknowledged nothing for {self.timeout_s:g} s "
-                              f"({self._max} messages in flight)")
+        if self._inflight >= self._max:
+            deadline = time.monotonic() + self.timeout_s
+            while self._inflight >= self._max:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"the MQTT broker at {self.url} acknowledged nothing for "
+                                      f"{self.timeout_s:g} s ({self._max} messages in flight)")
+                self._loop(0.05)
+        self._inflight += 1
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-            self._slots.release()
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN, paho.MQTT_ERR_CONN_LOST):
+            self._inflight -= 1
             raise BrokerError(f"publishing to {topic} failed: {paho.error_string(info.rc)}")
         self.published += 1
+        self._since_read += 1
+        if self._since_read >= 64:
+            self._since_read = 0
+            self._loop(0)
+
+    def idle(self, seconds: float) -> None:
+        """Serve the connection (acknowledgements, keep-alive) for ``seconds``."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._loop(min(left, 0.5))
 
     def close(self) -> None:
         """Wait (up to the timeout) until nothing is in flight, then disconnect."""
         deadline = time.monotonic() + self.timeout_s
-        got = 0
         try:
-            while got < self._max:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._slots.acquire(timeout=left):
-                    raise BrokerError(f"{self._max - got} messages were still unacknowledged by {self.url} "
+            while self._inflight > 0:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"{self._inflight} messages were still unacknowledged by {self.url} "
                                       f"after {self.timeout_s:g} s")
-                got += 1
+                self._loop(0.05)
         finally:
             self._client.disconnect()
-            self._client.loop_stop()
+            self._client.loop(0.1)
+
+
+def _connect_manual(url: str, client_id: str | None, timeout_s: float, on_publish: Callable,
+                    max_inflight: int) -> paho.Client:
+    b = BrokerURL.parse(url)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "", clean_session=True,
+                         protocol=paho.MQTTv311)
+    if b.username:
+        client.username_pw_set(b.username, b.password)
+    if b.tls:
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    result: list = []
+    client.on_connect = lambda c, u, flags, rc, props: result.append(rc)
+    client.on_publish = on_publish
+    client.max_inflight_messages_set(max_inflight)
+    client.max_queued_messages_set(0)
+    try:
+        client.connect(b.host, b.port, keepalive=30)
+    except (OSError, ValueError) as e:
+        raise BrokerError(f"cannot connect to the MQTT broker at {b}: {e}") from None
+    deadline = time.monotonic() + timeout_s
+    while not result:
+        if time.monotonic() > deadline or client.loop(0.1) != paho.MQTT_ERR_SUCCESS:
+            raise BrokerError(f"the MQTT broker at {b} did not answer CONNECT within {timeout_s:g} s")
+    if result[0].is_failure:
+        raise BrokerError(f"the MQTT broker at {b} refused the connection: {result[0]}")
+    return client
 
 
 class Pacer:
     """Maps simulated (or recorded) time to wall-clock time at ``speed`` (None: no waiting).
 
-    ``wait(t_ms)`` returns when wall-clock time reaches the moment of ``t_ms``, or at once
-    when ``stop`` is set (then it returns False)."""
+    ``wait(t_ms)`` returns True when wall-clock time reaches the moment of ``t_ms``, False as
+    soon as ``stop`` is set; while waiting it calls ``idle(seconds)`` (e.g. to serve a
+    connection) or sleeps."""
 
     def __init__(self, t0_ms: int, speed: float | None, stop: threading.Event | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 idle: Callable[[float], None] | None = None) -> None:
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be > 0 (or None for as fast as possible), not {speed!r}")
         self.t0_ms = t0_ms
         self.speed = speed
         self.stop = stop or threading.Event()
         self.clock = clock
+        self.idle = idle
         self.wall0 = clock()
 
     def wait(self, t_ms: int) -> bool:
         if self.speed is None:
             return not self.stop.is_set()
         due = self.wall0 + (t_ms - self.t0_ms) / 1000.0 / self.speed
-        left = due - self.clock()
-        if left > 0.0005:
-            return not self.stop.wait(left)
-        return not self.stop.is_set()
+        while not self.stop.is_set():
+            left = due - self.clock()
+            if left <= 0.0005:
+                return True
+            if self.idle is None:
+                self.stop.wait(left)
+            else:
+                self.idle(min(left, 0.25))
+        return False

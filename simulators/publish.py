@@ -57,8 +57,8 @@ def run(broker_url: str, sim: Simulation, *, duration_ms: int, speed: float | No
     """
     t_start = sim.now
     until = t_start + int(duration_ms)
-    pacer = Pacer(t_start, speed, stop)
     pub = Publisher(broker_url, client_id=client_id, max_inflight=max_inflight)
+    pacer = Pacer(t_start, speed, stop, idle=pub.idle)
     m0, r0 = sim.messages_out, sim.readings_out
     wall0 = time.monotonic()
     bar = _Progress(progress, "simulate", until - t_start)

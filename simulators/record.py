@@ -167,8 +167,8 @@ def replay(broker_url: str, path: str | Path, *, speed: float | None, shift_to_n
     if first is None:
         return 0
     offset = int(clock() * 1000) - first.received_ms if shift_to_now else 0
-    pacer = Pacer(first.received_ms, speed, stop)
     pub = Publisher(broker_url, client_id=client_id)
+    pacer = Pacer(first.received_ms, speed, stop, idle=pub.idle)
     bar = _Progress(progress, "replay", sum(1 for _ in read(path)) if progress else 0)
     n = 0
     try:

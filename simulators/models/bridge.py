@@ -48,6 +48,8 @@ _ONE = {
 WIM = b'{"ts":%d,"seq":%d,"metrics":{"gross_t":%.1f,"axles":%d,"speed_kmh":%.0f}}'
 SERIES_HEAD = b'{"ts":%d,"seq":%d,"interval_ms":10,"series":{"accel_ms2":['
 SERIES_TAIL = b"]}}"
+SERIES_BODY = b",".join([b"%.4f"] * SAMPLE_HZ)
+ZETA = 0.02  # damping ratio of the first mode
 
 
 def _sensor_of(attrs) -> str | None:
@@ -272,27 +274,23 @@ class BridgeModel(Model):
         sig = (amp * np.sin(2 * np.pi * self.acc_f[:, :, None] * tsec[:, None, :] + self.acc_phi[:, :, None])).sum(axis=1)
         sig += rng.normal(0, 0.001, sig.shape)
         if len(self.v_t):
-            zeta = 0.02
-            for j in range(k):
-                vm = self.v_bridge == b[j]
-                if not vm.any():
-                    continue
-                fn = self.natural_hz[b[j]]
-                w = 2 * np.pi * fn
-                for te, du, tn in zip(self.v_enter[vm].tolist(), self.v_dur[vm].tolist(), self.v_t[vm].tolist()):
-                    tau = (t_ms[j] - te) / 1000.0
-                    after = (t_ms[j] - te - du) / 1000.0
-                    a = 0.003 * tn
-                    env = np.where(tau < 0, 0.0,
-                                   np.where(after <= 0, 1.0 - np.exp(-2.0 * tau),
-                                            (1.0 - np.exp(-2.0 * du / 1000.0)) * np.exp(-zeta * w * np.maximum(after, 0))))
-                    sig[j] += a * env * np.sin(w * tau)
+            # every (accelerometer, vehicle on its bridge) pair at once
+            j, v = np.nonzero(b[:, None] == self.v_bridge[None, :])
+            if len(j):
+                w = (2 * np.pi * self.natural_hz[b[j]])[:, None]
+                tau = (t_ms[j] - self.v_enter[v][:, None]) / 1000.0
+                dur = (self.v_dur[v] / 1000.0)[:, None]
+                after = tau - dur
+                env = np.where(tau < 0, 0.0,
+                               np.where(after <= 0, 1.0 - np.exp(-2.0 * tau),
+                                        (1.0 - np.exp(-2.0 * dur)) * np.exp(-ZETA * w * np.maximum(after, 0))))
+                np.add.at(sig, j, (0.003 * self.v_t[v])[:, None] * env * np.sin(w * tau))
         sig = np.clip(sig, -50, 50)
         ok = self.alive(s + self.phase[idx], idx)
         for j, i in enumerate(idx.tolist()):
             if not ok[j]:
                 continue
             ts = s + int(self.phase[i])
-            body = b",".join(b"%.4f" % x for x in sig[j].tolist())
+            body = SERIES_BODY % tuple(sig[j].tolist())
             out.append((ts, self.telemetry[i], SERIES_HEAD % (ts, self.next_seq(i)) + body + SERIES_TAIL, 0, False,
                         SAMPLE_HZ))

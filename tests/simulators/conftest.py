@@ -36,7 +36,6 @@ class Mosquitto:
             "persistence false\n"
             "max_queued_messages 0\n"  # 0: no limit (the default 1000 silently drops QoS 1)
             "max_inflight_messages 0\n"
-            "message_size_limit 0\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n"
         )
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -65,6 +65,7 @@ def test_scenarios_are_validated_up_front(small_fleet):
         Simulation([], seed=1, start_ms=START)
 
 
+@pytest.mark.slow
 def test_scenario_schedule_by_time_and_probability(small_fleet):
     no_bridges = [d for d in small_fleet if d.kind != "bridge"]
     sim = Simulation(no_bridges, seed=5, start_ms=START + HOUR,

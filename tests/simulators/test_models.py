@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import numpy as np
@@ -52,6 +54,7 @@ def test_hourly_mode_sends_one_reading_an_hour():
     assert len(per_dev) == 10 and all(len(v) in (4, 5) and all(t % HOUR == 0 for t in v) for v in per_dev.values())
 
 
+@pytest.mark.slow
 def test_lamps_burn_from_dusk_to_dawn_only():
     fleet = sample_fleet(0, seed=22, kinds=["lighting"], min_per_kind=10)
     _, msgs = run(fleet, start=START, hours=48)
@@ -89,6 +92,7 @@ def test_bridge_natural_frequency_is_the_peak_of_the_acceleration_spectrum():
     assert len(wim) > 10 and all(2 <= w["axles"] <= 6 for w in wim)
 
 
+@pytest.mark.slow
 def test_noise_is_quiet_at_night_and_loud_in_working_hours():
     fleet = sample_fleet(0, seed=23, kinds=["noise", "toilet", "fume"], min_per_kind=10)
     _, msgs = run(fleet, start=START, hours=24)

@@ -30,6 +30,7 @@ def _target(sim, name):
     return inj
 
 
+@pytest.mark.slow
 def test_gas_leak_is_a_micro_flow_for_more_than_a_day(gas):
     sim, msgs = run(gas, start=START, hours=52, scenarios=["gas-leak@1h"])
     inj = _target(sim, "gas-leak")
@@ -96,6 +97,7 @@ def city():
     return sample_fleet(0, seed=13, kinds=["fume", "noise", "toilet", "lighting"], min_per_kind=8)
 
 
+@pytest.mark.slow
 def test_purifier_off_runs_the_fan_alone_and_exceeds_the_fume_limit(city):
     sim, msgs = run(city, start=START, hours=14, scenarios=["purifier-off"])
     dev = _target(sim, "purifier-off").device_ids[0]
@@ -115,6 +117,7 @@ def _night(ts):
     return h >= 22 or h < 6
 
 
+@pytest.mark.slow
 def test_night_construction_is_over_55_dba_at_night(city):
     sim, msgs = run(city, start=START + 12 * HOUR, hours=16, scenarios=["night-construction"])
     dev = _target(sim, "night-construction").device_ids[0]
