@@ -11,7 +11,7 @@ from alerts.cli import app
 from alerts.errors import RuleError
 from alerts.rules import RulePack, check_file, parse_duration
 
-from .helpers import M, Harness, at, series
+from .helpers import M, Harness, at, batch, series
 
 GOOD = """
     version: 1
@@ -149,3 +149,43 @@ def test_a_rule_on_a_metric_several_kinds_share_reads_only_its_kind(tmp_path):
            + series("bridge-0001", "bridge", "temp_c", t0, M, [-5]))
     [a] = h.alerts("toilet.frost")
     assert a.device_id == "toilet-0001" and a.summary == "Toilet at 1.5 °C: frost risk"
+
+
+def test_event_rule_cleared_by_another_event(tmp_path):
+    f = write(tmp_path, """
+        rules:
+          - id: gas.valve_shut
+            kind: gas_meter
+            description: The meter closed its valve.
+            source: (est.)
+            event: valve_closed
+            severity: major
+            clear: {event: valve_opened}
+            summary: "Gas valve closed"
+    """)
+    from ingest.model import Event
+    h = Harness(pack=RulePack.load([f]))
+    t0 = at("2026-11-29 08:00:00")
+    h.feed([], [Event("gas_meter-0001", "gas_meter", t0, "valve_closed"),
+                Event("gas_meter-0001", "gas_meter", t0 + 5 * M, "valve_closed")])
+    [a] = h.alerts("gas.valve_shut")
+    assert a.state == "firing"
+    h.engine.tick(t0 + 48 * 3600_000, {})  # no `after`: only the clear event resolves it
+    assert h.state.get(a.id).state == "firing"
+    h.feed([], [Event("gas_meter-0001", "gas_meter", t0 + 2 * 3600_000, "valve_opened")])
+    a = h.state.get(a.id)
+    assert a.state == "resolved" and a.ended_ms == t0 + 2 * 3600_000
+
+
+def test_during_windows_follow_the_configured_zone():
+    from alerts.engine import RuleEngine
+    from alerts.state import AlertState
+    from devices.sqlite import connect
+
+    state = AlertState(connect(":memory:"))
+    engine = RuleEngine(RulePack.load(), state, tz="UTC")
+    # 23:00 in Shanghai is 15:00 UTC: day time for an engine configured with UTC
+    engine.process(batch(series("noise-0001", "noise", "laeq_db", at("2026-11-29 23:00:00"), M, [75] * 6)))
+    got = {a.rule for a in state.list_alerts(None, 10)[0]}
+    assert got == {"noise.day_laeq"}
+    assert state.list_alerts(None, 10)[0][0].to_api(state.tz)["started_at"].endswith("+00:00")
