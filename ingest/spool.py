@@ -31,15 +31,15 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import msgspec
 import numpy as np
 
 from ingest.model import Readings
-from ingest.stores.base import Store, StoreError, StoreRejected, StoreUnavailable
+from ingest.stores.base import Store, StoreError, StoreRejected
 
 log = logging.getLogger(__name__)
 

@@ -151,7 +151,7 @@ class DuckDBStore:
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str) -> "DuckDBStore":
+    def from_url(cls, url: str) -> DuckDBStore:
         path, options = parse_url(url)
         return cls(path, url=url, **options)
 
@@ -307,7 +307,7 @@ class DuckDBStore:
             self._local.cur = cur
         return cur
 
-    def __enter__(self) -> "DuckDBStore":
+    def __enter__(self) -> DuckDBStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -319,7 +319,7 @@ class _Runs:
     the same, so that strings are looked up once per run (a waveform window is one run); per
     run its time span and whether its timestamps strictly increase."""
 
-    __slots__ = ("starts", "lengths", "run_of_row", "ts", "first_ts", "last_ts", "increasing")
+    __slots__ = ("first_ts", "increasing", "last_ts", "lengths", "run_of_row", "starts", "ts")
 
     def __init__(self, batch: Readings) -> None:
         size = len(batch)
@@ -371,7 +371,7 @@ class _Spans:
     the series that may repeat a reading within the batch (``repeating``: a run whose ts do not
     strictly increase, or two runs of the series overlapping in time) and the overall span."""
 
-    __slots__ = ("table", "repeating", "lo", "hi")
+    __slots__ = ("hi", "lo", "repeating", "table")
 
     def __init__(self, sid_of_run: np.ndarray, runs: _Runs) -> None:
         order = np.lexsort((runs.first_ts, sid_of_run))

@@ -59,7 +59,7 @@ import json
 import logging
 import re
 import threading
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
@@ -164,7 +164,7 @@ class InfluxDBStore:
             log.warning("InfluxDB store %s not reachable yet (%s); will retry before writing", self.url, e)
 
     @classmethod
-    def from_url(cls, url: str) -> "InfluxDBStore":
+    def from_url(cls, url: str) -> InfluxDBStore:
         return cls(url)
 
     # -- writing -----------------------------------------------------------------------------
@@ -331,7 +331,7 @@ class InfluxDBStore:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "InfluxDBStore":
+    def __enter__(self) -> InfluxDBStore:
         return self
 
     def __exit__(self, *exc) -> None:

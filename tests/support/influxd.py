@@ -13,9 +13,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -65,7 +65,7 @@ class Influxd:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "Influxd":
+    def start(self, timeout: float = 30.0) -> Influxd:
         """Start and wait until ``/ping`` answers 204; RuntimeError with the log otherwise."""
         if self.proc is not None and self.proc.poll() is None:
             return self
@@ -106,7 +106,7 @@ class Influxd:
     def _log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
 
-    def __enter__(self) -> "Influxd":
+    def __enter__(self) -> Influxd:
         return self.start()
 
     def __exit__(self, *exc) -> None:
