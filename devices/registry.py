@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS devices (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS devices_kind ON devices (kind, device_id);
 CREATE INDEX IF NOT EXISTS devices_district ON devices (district, device_id);
+CREATE INDEX IF NOT EXISTS devices_commissioned ON devices (kind, district, commissioned_at);
 CREATE TABLE IF NOT EXISTS rollout_targets (
     programme TEXT NOT NULL,
     kind      TEXT NOT NULL,
@@ -88,14 +89,15 @@ ON CONFLICT (device_id) DO UPDATE SET
     installed_at = excluded.installed_at, attrs = excluded.attrs
 """
 
-# ?1 = event time (ms), ?2 = device_id. The WHERE clause skips rows that would not change,
-# so a steady stream of readings rewrites only the devices whose last_seen moves forward.
-_MARK_SEEN = """
-UPDATE devices
-   SET last_seen = max(coalesce(last_seen, ?1), ?1),
-       commissioned_at = min(coalesce(commissioned_at, ?1), ?1)
- WHERE device_id = ?2
-   AND (last_seen IS NULL OR last_seen < ?1 OR commissioned_at IS NULL OR commissioned_at > ?1)
+# ?1 = event time (ms), ?2 = device_id. Two statements, each skipping the rows it would not
+# change: last_seen moves forward on most batches, commissioned_at is set once (the second
+# statement then finds nothing to do, so its index is rarely touched).
+_MARK_LAST_SEEN = """
+UPDATE devices SET last_seen = ?1 WHERE device_id = ?2 AND (last_seen IS NULL OR last_seen < ?1)
+"""
+_MARK_COMMISSIONED = """
+UPDATE devices SET commissioned_at = ?1
+ WHERE device_id = ?2 AND (commissioned_at IS NULL OR commissioned_at > ?1)
 """
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -396,7 +398,8 @@ class Registry:
         # in key order: consecutive updates then touch the same B-tree pages
         args = sorted(((int(ts), device_id) for device_id, ts in seen.items()), key=lambda a: a[1])
         with self._tx() as conn:
-            conn.executemany(_MARK_SEEN, args)
+            conn.executemany(_MARK_LAST_SEEN, args)
+            conn.executemany(_MARK_COMMISSIONED, args)
 
     def last_seen_map(self) -> dict[str, int]:
         """``device_id -> last_seen`` (ms) of every commissioned device not retired (absence rules)."""

@@ -221,3 +221,9 @@ def test_locked_database_is_a_registry_error(registry, tmp_path):
         other.close()
     registry.upsert([dev(1)])
     assert registry.count() == 1
+
+
+def test_last_seen_map(registry):
+    registry.upsert([dev(1), dev(2), dev(3, status="retired")])
+    registry.mark_seen({"noise-0001": 7, "noise-0003": 9})
+    assert registry.last_seen_map() == {"noise-0001": 7}
