@@ -596,6 +596,7 @@ class RulePack:
                     base, _ = merged[rid]
                     merged[rid] = ({**base, **raw}, str(path))
                 else:
+                    _check_new(raw, str(path))
                     merged[rid] = (dict(raw), str(path))
         return cls(tuple(parse_rule(raw, file=origin) for raw, origin in merged.values()))
 
@@ -617,6 +618,16 @@ def check_file(path: str | Path) -> list[Rule]:
     builtin = {r["id"]: r for r in _read_file(BUILTIN_PACK)}
     out = []
     for raw in _read_file(Path(path)):
-        base = builtin.get(raw["id"], {})
-        out.append(parse_rule({**base, **raw}, file=str(path)))
+        base = builtin.get(raw["id"])
+        if base is None:
+            _check_new(raw, str(path))
+        out.append(parse_rule({**(base or {}), **raw}, file=str(path)))
     return out
+
+
+def _check_new(raw: Mapping, file: str) -> None:
+    """A rule id seen for the first time must be a whole rule (catch a mistyped override)."""
+    if "kind" not in raw:
+        raise RuleError("no built-in or earlier rule has this id (a typo?); a new rule needs kind, "
+                        "description, source, summary and metric, event or absent",
+                        file=file, rule=str(raw["id"]), field="id")

@@ -189,3 +189,11 @@ def test_during_windows_follow_the_configured_zone():
     got = {a.rule for a in state.list_alerts(None, 10)[0]}
     assert got == {"noise.day_laeq"}
     assert state.list_alerts(None, 10)[0][0].to_api(state.tz)["started_at"].endswith("+00:00")
+
+
+def test_a_mistyped_override_is_reported(tmp_path):
+    f = write(tmp_path, "rules:\n  - {id: fume.concentraton, enabled: false}\n")
+    for load in (lambda: RulePack.load([f]), lambda: check_file(f)):
+        with pytest.raises(RuleError, match="no built-in or earlier rule has this id") as e:
+            load()
+        assert (e.value.rule, e.value.field) == ("fume.concentraton", "id")
