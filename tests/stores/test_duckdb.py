@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +14,8 @@ import pytest
 from ingest.model import Readings, ReadingsBuilder
 from ingest.stores.base import Query, open_store
 from ingest.stores.duckdb import DuckDBStore, parse_url
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def series(device: str, metric: str, ts: np.ndarray, value: np.ndarray | None = None) -> Readings:
@@ -158,14 +164,8 @@ def test_a_write_that_returned_survives_sigkill(tmp_path) -> None:
     """Durable on return: the writer is killed right after its 5th write returned; whatever it
     stored is whole batches, the five acknowledged ones among them, and a redelivery of every
     batch afterwards stores exactly the missing ones."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     url = f"duckdb:///{tmp_path}/r.duckdb"
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, url], stdout=subprocess.PIPE, text=True,
-                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, url], stdout=subprocess.PIPE, text=True, cwd=REPO)
     for _ in range(5):
         assert proc.stdout.readline()
     proc.send_signal(signal.SIGKILL)
@@ -177,3 +177,13 @@ def test_a_write_that_returned_survives_sigkill(tmp_path) -> None:
     assert store.write(series("b1", "accel_ms2", np.arange(0, n * 1000, 10), np.ones(n * 100))) == 300
     assert store.count() == n * 100
     store.close()
+
+
+def test_a_second_process_is_told_the_file_is_in_use(tmp_path) -> None:
+    url = f"duckdb:///{tmp_path}/r.duckdb"
+    store = open_store(url)
+    code = ("import sys\nfrom ingest.stores.base import open_store, StoreUnavailable\n"
+            "try:\n    open_store(sys.argv[1])\nexcept StoreUnavailable as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=60, cwd=REPO)
+    store.close()
+    assert "cannot open DuckDB store" in out.stdout and "r.duckdb" in out.stdout, out.stderr
