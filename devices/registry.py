@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS registry_meta (
 INSERT OR IGNORE INTO registry_meta (key, value) VALUES ('version', 0);
 """
 
+_SCHEMA_OBJECTS = frozenset(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
+
 _COLUMNS = (
     "device_id", "kind", "district", "lat", "lon", "asset_id", "asset_name",
     "responsible_unit", "status", "installed_at", "attrs", "commissioned_at", "last_seen",
@@ -242,9 +244,11 @@ class Registry:
             raise RegistryError(f"cannot create the registry tables: {e.__cause__}") from None
 
     def _has_schema(self) -> bool:
+        """Whether every table and index of the schema exists (a database from an older
+        version lacks the newer ones: they are then created)."""
         names = {r[0] for r in self.conn.execute(
-            "SELECT name FROM sqlite_master WHERE name IN ('devices', 'rollout_targets', 'registry_meta')")}
-        return len(names) == 3 and self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+        return _SCHEMA_OBJECTS <= names and self.conn.execute(
             "SELECT 1 FROM registry_meta WHERE key = 'version'").fetchone() is not None
 
     @classmethod

@@ -227,3 +227,12 @@ def test_last_seen_map(registry):
     registry.upsert([dev(1), dev(2), dev(3, status="retired")])
     registry.mark_seen({"noise-0001": 7, "noise-0003": 9})
     assert registry.last_seen_map() == {"noise-0001": 7}
+
+
+def test_missing_index_of_an_older_schema_is_created(registry, tmp_path):
+    registry.upsert([dev(1)])
+    registry.conn.execute("DROP INDEX devices_commissioned")
+    again = Registry(connect(tmp_path / "state.db"))
+    names = {r[0] for r in again.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "devices_commissioned" in names and again.count() == 1
+    again.close()
