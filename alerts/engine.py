@@ -921,7 +921,8 @@ class RuleEngine:
                     silent = now_ms - ls
                     self._move(call, rt, slot, st, "firing", ls + rule.absent_ms, sev=0,
                                value=silent / 1000.0,
-                               fields={"silent": format_duration(silent - silent % 60_000 or silent)})
+                               fields={"silent": format_duration(silent - silent % 60_000 or silent),
+                                       "threshold": rule.absent_ms / 1000.0})
         return self._commit(call)
 
     # --- introspection ----------------------------------------------------------------------

@@ -308,6 +308,7 @@ def test_offline_rules(rule, kind, silence):
     h.engine.tick(seen + silence + 5 * M, {dev: seen, f"{kind}-0009": None})
     [a] = h.alerts(rule)
     assert (a.state, a.severity, a.started_ms) == ("firing", "warning", seen + silence)
+    assert (a.value, a.threshold) == ((silence + 5 * M) / 1000, silence / 1000)  # seconds
     assert "silent for" in a.summary
     h.engine.tick(seen + silence + 10 * M, {dev: seen})  # still silent: no second alert
     assert len(h.alerts(rule)) == 1
