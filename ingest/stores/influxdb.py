@@ -50,6 +50,10 @@ Other InfluxDB versions:
 - **3.x** (Core/Enterprise, Cloud Serverless/Dedicated): also serves v1 ``/write`` and
   ``/query`` (InfluxQL); the database is the bucket/database name, the token goes as the
   password: ``influxdb://citywatch:TOKEN@host:8181/citywatch`` (add ``tls=1`` for https).
+
+Tested against InfluxDB 1.6.7 (Debian's ``influxd``, see tests/support/influxd.py); the
+statements used (``SELECT`` with ``mean``/``last``/``count``, ``GROUP BY time``/tag,
+``SHOW FIELD KEYS``) are in the InfluxQL of 2.x and 3.x according to their documentation.
 """
 
 from __future__ import annotations
