@@ -275,6 +275,9 @@ class RuleEngine:
     ``device_info(device_id)`` returns the webhook ``device`` object (id, kind, district,
     asset_id, lat, lon, responsible_unit) or None. ``tz`` is the zone of ``during`` windows and
     aggregate windows. ``listeners`` are added to ``state.listeners``.
+
+    Call :meth:`process` and :meth:`tick` from one thread (the ingest writer's); the
+    :class:`AlertState` may be shared with API threads.
     """
 
     def __init__(self, pack: RulePack | Sequence[Rule], state: AlertState, *,
