@@ -111,9 +111,8 @@ class Simulation:
 
     def _inject(self, spec: ScenarioSpec, kind: str, idx: np.ndarray, start: int) -> None:
         model = self.models[kind]
-        end = start + spec.resolve_duration(kind)
-        params = dict(spec.params)
-        model.inject(spec.scenario.effect, idx, start, end, **params)
+        start, end = model.inject(spec.scenario.effect, idx, start, start + spec.resolve_duration(kind),
+                                  **dict(spec.params))
         self.injections.append(Injection(spec.scenario.name, kind, tuple(model.ids[i] for i in idx.tolist()),
                                          start, end))
 

@@ -99,8 +99,9 @@ class Model:
 
     # --- effects --------------------------------------------------------------------------
 
-    def inject(self, name: str, idx: np.ndarray, start_ms: int, end_ms: int, **params: Any) -> None:
-        """Schedule an effect (a scenario) on the devices ``idx`` of this model."""
+    def inject(self, name: str, idx: np.ndarray, start_ms: int, end_ms: int, **params: Any) -> tuple[int, int]:
+        """Schedule an effect (a scenario) on the devices ``idx`` of this model; returns the
+        (start, end) it was scheduled for (a model may move it, see GasMeterModel)."""
         if name == "offline":
             self.silent_from[idx] = start_ms
             self.silent_to[idx] = end_ms
@@ -108,6 +109,7 @@ class Model:
             raise ScenarioError(f"{self.kind} devices do not support the effect {name!r} "
                                 f"(they support: {', '.join(self.EFFECTS + ('offline',))})")
         self.effects.append(Effect(name, np.asarray(idx, dtype=np.int64), start_ms, end_ms, params))
+        return start_ms, end_ms
 
     def active_effects(self, name: str, t0: int, t1: int) -> list[Effect]:
         """Effects called ``name`` overlapping the window ``[t0, t1)``."""
