@@ -11,7 +11,9 @@ Guarantees:
   ``resolved`` never overtakes the ``firing`` still being retried (see :func:`claim_due`).
 * A ``firing`` notice of a ``major``/``critical`` alert on a route with ``escalate_after``
   also writes ``scheduled`` rows (status ``escalated``) for the route's ``escalate_to``
-  receivers, due at ``started_at + escalate_after``; a later ``acknowledged`` or ``resolved``
+  receivers, due at ``started_at + escalate_after`` (or ``now + escalate_after`` when an
+  ``escalated`` notice of the lifecycle says the alert's severity rose to major/critical; one
+  such escalation per alert); a later ``acknowledged`` or ``resolved``
   notice of that alert cancels those not yet attempted, and goes, besides the route's
   receivers, to every receiver the escalation did reach (or is still trying to reach).
 * Rows are never deleted: delivered and failed ones stay visible (:meth:`Outbox.page`).
@@ -60,7 +62,8 @@ CREATE TABLE IF NOT EXISTS dispatch_deliveries (
     first_attempt_at REAL,
     last_attempt_at  REAL,
     last_error       TEXT,
-    done_at          REAL                    -- when delivered, failed or cancelled
+    done_at          REAL,                   -- when delivered, failed or cancelled
+    escalation       INTEGER NOT NULL DEFAULT 0  -- 1: scheduled by a route's escalate_after
 );
 CREATE INDEX IF NOT EXISTS dispatch_deliveries_due
     ON dispatch_deliveries (receiver, state, next_attempt_at);
@@ -78,6 +81,9 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(dispatch_deliveries)")}
+    if "escalation" not in columns:  # an outbox created before escalation rows were marked
+        conn.execute("ALTER TABLE dispatch_deliveries ADD COLUMN escalation INTEGER NOT NULL DEFAULT 0")
 
 
 def build_body(delivery_id: str, status: str, alert: Mapping[str, Any], device: Mapping[str, Any],
@@ -174,22 +180,25 @@ class Outbox:
             # whoever an escalation reached (or is reaching) hears how the alert ended
             for (name,) in conn.execute(
                     "SELECT DISTINCT receiver FROM dispatch_deliveries WHERE alert_id = ?"
-                    " AND notice = 'escalated' AND state IN ('pending', 'delivered')", (alert_id,)):
+                    " AND escalation = 1 AND state IN ('pending', 'delivered')", (alert_id,)):
                 if name not in targets and name in self._config.receivers:
                     targets.append(name)
-        rows = [(r, notice.status, "pending", now) for r in targets]
-        if (route is not None and notice.status == "firing" and route.escalate_after_s is not None
-                and notice.alert.get("severity") in ESCALATING_SEVERITIES):
-            started = _epoch(notice.alert.get("started_at"))
+        rows = [(r, notice.status, "pending", now, 0) for r in targets]
+        if (route is not None and route.escalate_after_s is not None
+                and notice.status in ("firing", "escalated")
+                and notice.alert.get("severity") in ESCALATING_SEVERITIES
+                and not _has_escalation(conn, alert_id)):
+            # timed from the start of a firing alert, or from the moment its severity rose
+            started = _epoch(notice.alert.get("started_at")) if notice.status == "firing" else None
             due = (now if started is None else started) + route.escalate_after_s
-            rows += [(r, "escalated", "scheduled", due) for r in route.escalate_to]
-        for receiver, status, state, due in rows:
+            rows += [(r, "escalated", "scheduled", due, 1) for r in route.escalate_to]
+        for receiver, status, state, due, escalation in rows:
             delivery_id = _IDS.new(now)
             body = build_body(delivery_id, status, notice.alert, notice.device, self._public_url)
             conn.execute(
                 "INSERT INTO dispatch_deliveries (delivery_id, alert_id, receiver, notice, state, body,"
-                " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (delivery_id, alert_id, receiver, status, state, body, now, due))
+                " created_at, next_attempt_at, escalation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (delivery_id, alert_id, receiver, status, state, body, now, due, escalation))
 
     def page(self, *, status: str | None = None, limit: int = 100,
              cursor: str | None = None) -> dict[str, Any]:
@@ -239,6 +248,12 @@ class Outbox:
             found = dict(self._conn.execute(
                 "SELECT state, COUNT(*) FROM dispatch_deliveries GROUP BY state").fetchall())
         return {s: found.get(s, 0) for s in STATES}
+
+
+def _has_escalation(conn: sqlite3.Connection, alert_id: str) -> bool:
+    """Whether an escalation of this alert was already scheduled (whatever became of it)."""
+    return conn.execute("SELECT 1 FROM dispatch_deliveries WHERE alert_id = ? AND escalation = 1"
+                        " LIMIT 1", (alert_id,)).fetchone() is not None
 
 
 # --- the dispatcher's side -------------------------------------------------------------------

@@ -153,3 +153,31 @@ def test_schema_creation_keeps_a_callers_transaction(db_path):
     conn.execute("ROLLBACK")
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
     conn.close()
+
+
+def test_severity_raised_to_major_schedules_one_escalation_from_now(box):
+    conn, box, now = box
+    write(conn, box, make_notice(severity="warning"))  # warnings do not escalate
+    assert [r["receiver"] for r in rows(conn)] == ["b"]
+    now[0] += 3600
+    write(conn, box, make_notice("escalated", severity="major"))  # the lifecycle: severity rose
+    write(conn, box, make_notice("escalated", severity="critical"))
+    esc = [r for r in rows(conn) if r["escalation"]]
+    assert [(r["receiver"], r["state"], r["next_attempt_at"]) for r in esc] == [
+        ("duty", "scheduled", now[0] + 600)]
+    # the lifecycle's own escalated notices go to the route's receivers at once
+    assert [(r["receiver"], r["notice"]) for r in rows(conn) if not r["escalation"]] == [
+        ("b", "firing"), ("a", "escalated"), ("b", "escalated"), ("a", "escalated"), ("b", "escalated")]
+
+
+def test_outbox_of_an_earlier_version_gains_the_escalation_column(db_path):
+    conn = connect(db_path)
+    conn.execute("CREATE TABLE dispatch_deliveries (delivery_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL,"
+                 " receiver TEXT NOT NULL, notice TEXT NOT NULL, state TEXT NOT NULL, body BLOB NOT NULL,"
+                 " created_at REAL NOT NULL, next_attempt_at REAL NOT NULL,"
+                 " attempts INTEGER NOT NULL DEFAULT 0, first_attempt_at REAL, last_attempt_at REAL,"
+                 " last_error TEXT, done_at REAL)")
+    box = Outbox(conn, DispatchConfig.from_raw(RECV, ROUTES))
+    write(conn, box, make_notice(severity="critical"))
+    assert sorted(r["escalation"] for r in rows(conn)) == [0, 0, 1]
+    conn.close()
