@@ -50,8 +50,7 @@ class EmbeddedBroker:
             from amqtt.broker import Broker
 
             cfg = {
-                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}",
-                                          "max-connections": 1000}},
+                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
                 "sys_interval": 0,
                 "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
                 "topic-check": {"enabled": False},

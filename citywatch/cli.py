@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from citywatch.settings import ConfigError, Settings, load_settings
 
@@ -33,7 +34,7 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML 
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -90,10 +91,14 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
         broker.stop()
         _fail(str(e))
     sim_stop = threading.Event()
-    sim = Simulation(fleet, seed=s.up.seed, start_ms=int(time.time() * 1000))
+    backfill_ms = int(s.up.backfill_s * 1000)
+    sim = Simulation(fleet, seed=s.up.seed, start_ms=int(time.time() * 1000) - backfill_ms, gas_mode=s.up.gas_mode)
 
     def run_sim() -> None:
         try:
+            if backfill_ms:  # the last hour at full speed, then live
+                publish(broker.url, sim, duration_ms=backfill_ms, speed=None, stop=sim_stop,
+                        client_id="citywatch-up-simulators")
             publish(broker.url, sim, duration_ms=365 * 86_400_000, speed=s.up.speed, stop=sim_stop,
                     client_id="citywatch-up-simulators")
         except Exception:
@@ -110,7 +115,9 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     sim_thread.join(10)
     node.stop()
     broker.stop()
-    out.print("stopped.")
+    t = node.totals()
+    out.print(f"stopped. readings received {t['received']}, stored {t['stored']}, duplicates {t['duplicates']}, "
+              f"spooled {t['spooled']}; messages quarantined {t['quarantined']}", highlight=False)
 
 
 @app.command()
@@ -131,6 +138,9 @@ def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--ver
               highlight=False)
     _wait_for_signal()
     node.stop()
+    t = node.totals()
+    out.print(f"stopped. readings received {t['received']}, stored {t['stored']}, duplicates {t['duplicates']}, "
+              f"spooled {t['spooled']}; messages quarantined {t['quarantined']}", highlight=False)
 
 
 def _registry(s: Settings):

@@ -106,6 +106,7 @@ class Node:
 
     def start(self) -> None:
         self.open()
+        self.started_ms = self.clock()
         s = self.settings
         self.dispatcher.start()
         self.pipeline = Pipeline(
@@ -136,7 +137,9 @@ class Node:
         conn_registry = Registry(connect(self.state_path))
         while not self._stop.wait(self.settings.rules.tick_s):
             try:
-                last_seen = conn_registry.last_seen_map()
+                # Silence that began before this process started is not evidence of absence
+                # (the broker may still be handing over a backlog): count from the start.
+                last_seen = {d: max(ts, self.started_ms) for d, ts in conn_registry.last_seen_map().items()}
                 if self.engine.tick(self.clock(), last_seen):
                     self.dispatcher.wake()
             except Exception:
@@ -167,6 +170,16 @@ class Node:
             time.sleep(0.05)
         if not self.server.started:
             raise RuntimeError(f"the API could not listen on {s.api.listen}")
+
+    def totals(self) -> dict[str, int]:
+        """Readings received, stored, dropped as duplicates, spooled; messages quarantined."""
+        m = self.ingest_metrics
+
+        def total(metric) -> int:
+            return int(sum(s.value for f in metric.collect() for s in f.samples if s.name.endswith("_total")))
+
+        return {"received": total(m.received), "stored": total(m.stored), "duplicates": total(m.duplicates),
+                "spooled": total(m.spooled), "quarantined": total(m.quarantined)}
 
     # -- stop ----------------------------------------------------------------------------------
 

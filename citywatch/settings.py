@@ -150,6 +150,10 @@ class UpSettings(_Section):
     devices_per_kind: int = Field(3, ge=1)  # at least this many of each kind
     seed: int = 2021
     speed: float = Field(1.0, gt=0)  # simulated seconds per real second
+    # Simulated history published at full speed before going live, so that the board and the API
+    # show every kind at once (gas meters report once an hour in the demo, once a day for real).
+    backfill_s: float = Field(3600.0, ge=0)
+    gas_mode: str = Field("hourly", pattern="^(hourly|daily)$")
 
 
 class Settings(BaseSettings):
