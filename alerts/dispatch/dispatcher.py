@@ -53,6 +53,8 @@ from .webhook import Notifier, WebhookNotifier
 
 log = logging.getLogger("citywatch.dispatch")
 
+PRUNE_EVERY_S = 3600.0  # how often delivered/cancelled rows past the retention are deleted
+
 
 class _DbThread:
     """One SQLite connection used from one thread of its own; ``call`` runs ``fn(conn, *args)``."""
@@ -99,6 +101,15 @@ class Dispatcher:
     Run it with ``await run(stop)`` in an event loop, or with :meth:`start`/:meth:`stop` on a
     thread of its own beside synchronous code. ``clock`` (unix seconds) is the only source of
     time for scheduling and signing; tests pass a controllable one.
+
+    ``backoff_base_s``/``backoff_cap_s``: the retry backoff (1 s doubling, capped at 5 min);
+    ``retry_horizon_s``: how long a delivery is retried before it is failed (24 h);
+    ``poll_interval_s``: the fallback look at the outbox when nobody calls :meth:`wake`;
+    ``drain_timeout_s``: how long a stop waits for requests in flight; ``queue_per_slot``: claimed
+    deliveries per unit of a receiver's ``max_concurrency``; ``retention_s``: delivered and
+    cancelled rows older than this are deleted (None keeps everything); ``metrics``: where the
+    counters go (default: prometheus_client's registry); ``notifier_factory``: the notifier per
+    receiver (default :class:`WebhookNotifier`).
     """
 
     def __init__(self, state_db_path: str | Path, config: DispatchConfig, *,
@@ -107,13 +118,15 @@ class Dispatcher:
                  backoff_base_s: float = 1.0, backoff_cap_s: float = 300.0,
                  retry_horizon_s: float = 86400.0, poll_interval_s: float = 0.25,
                  drain_timeout_s: float = 5.0, queue_per_slot: int = 4,
+                 retention_s: float | None = 30 * 86400.0,
                  metrics: DispatchMetrics | None = None, rng: random.Random | None = None,
                  notifier_factory: Callable[[Receiver], Notifier] | None = None) -> None:
         if not (0 < backoff_base_s <= backoff_cap_s):
             raise ValueError("backoff: need 0 < backoff_base_s <= backoff_cap_s")
-        if retry_horizon_s < 0 or poll_interval_s <= 0 or drain_timeout_s < 0 or queue_per_slot < 1:
+        if (retry_horizon_s < 0 or poll_interval_s <= 0 or drain_timeout_s < 0 or queue_per_slot < 1
+                or (retention_s is not None and retention_s <= 0)):
             raise ValueError("need retry_horizon_s >= 0, poll_interval_s > 0, drain_timeout_s >= 0, "
-                             "queue_per_slot >= 1")
+                             "queue_per_slot >= 1, retention_s > 0 or None")
         self._path = state_db_path
         self.config = config
         self._clock = clock
@@ -124,6 +137,7 @@ class Dispatcher:
         self._poll = poll_interval_s
         self._drain = drain_timeout_s
         self._queue_per_slot = queue_per_slot
+        self._retention = retention_s
         self.metrics = metrics or default_metrics()
         self._rng = rng or random.Random()
         self._make_notifier = notifier_factory or (lambda r: WebhookNotifier(r, clock=clock))
@@ -256,7 +270,7 @@ class Dispatcher:
 
     async def _schedule(self, stop: asyncio.Event, lanes: dict[str, _Lane]) -> None:
         assert self._wake is not None
-        gauges_at = float("-inf")
+        gauges_at = pruned_at = float("-inf")
         while not stop.is_set():
             self._wake.clear()
             now = self._clock()
@@ -264,6 +278,16 @@ class Dispatcher:
                      for n, lane in lanes.items()
                      if len(lane.claimed) < lane.capacity and lane.paused_until <= now}
             refresh = time.monotonic() - gauges_at >= 1.0
+            if self._retention is not None and time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                pruned_at = time.monotonic()
+                try:
+                    gone = await self._writes_db.call(ob.prune, now - self._retention)
+                except sqlite3.Error:
+                    log.exception("dispatch: cannot prune old deliveries")
+                else:
+                    if gone:
+                        log.info("dispatch: pruned %d deliveries done over %.0f days ago", gone,
+                                 self._retention / 86400)
             try:
                 batch, next_due, pending = await self._reads.call(self._scan, wants, now, refresh)
             except sqlite3.Error:  # e.g. the disk is full or the file locked for too long

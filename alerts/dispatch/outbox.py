@@ -16,7 +16,8 @@ Guarantees:
   such escalation per alert); a later ``acknowledged`` or ``resolved``
   notice of that alert cancels those not yet attempted, and goes, besides the route's
   receivers, to every receiver the escalation did reach (or is still trying to reach).
-* Rows are never deleted: delivered and failed ones stay visible (:meth:`Outbox.page`).
+* Rows stay visible (:meth:`Outbox.page`); only :func:`prune` deletes, and only delivered and
+  cancelled rows (the dispatcher prunes those older than its retention, 30 days by default).
 
 Delivery states: ``scheduled`` (escalation not yet due or not yet attempted), ``pending``
 (to be sent or being retried), ``delivered`` (a 2xx answer), ``failed`` (not retryable, or no
@@ -353,3 +354,11 @@ def fail_orphans(conn: sqlite3.Connection, known_receivers: Collection[str], now
         " last_error = 'receiver ' || receiver || ' is no longer configured'"
         f" WHERE state IN ('pending', 'scheduled') {unknown}", (now, *names))
     return cur.rowcount
+
+
+def prune(conn: sqlite3.Connection, done_before: float) -> int:
+    """Delete delivered and cancelled deliveries finished before ``done_before``; failed ones are
+    kept. Returns how many rows went."""
+    return conn.execute(
+        "DELETE FROM dispatch_deliveries WHERE state IN ('delivered', 'cancelled') AND done_at < ?",
+        (done_before,)).rowcount

@@ -265,3 +265,18 @@ def test_start_fails_loudly_when_the_state_db_cannot_be_opened(tmp_path):
                    metrics=DispatchMetrics(CollectorRegistry()))
     with pytest.raises(DispatchError, match="failed to start"):
         d.start()
+
+
+def test_old_delivered_rows_are_pruned_failed_ones_kept(harness, receivers, clock):
+    ok, bad = receivers(), receivers()
+    bad.behaviour.status = 410
+    h = harness([recv("ok", ok), recv("bad", bad)], [{"match": {}, "receivers": ["ok", "bad"]}],
+                retention_s=7 * 86400)
+    h.dispatcher.start()
+    h.notify(make_notice())
+    wait_for(lambda: len(h.rows(state="delivered")) == 1 and len(h.rows(state="failed")) == 1)
+    h.dispatcher.stop()
+    clock.advance(8 * 86400)
+    h.dispatcher.start()  # prunes on its first pass, then hourly
+    wait_for(lambda: h.rows(state="delivered") == [])
+    assert [r["receiver"] for r in h.rows()] == ["bad"]
