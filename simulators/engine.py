@@ -1,8 +1,8 @@
 """The simulation: a fleet, a seed, a start time and scenarios -> an ordered message stream.
 
-:class:`Simulation` is pure: no I/O, no clock. It advances simulated time in windows aligned
-to its tick (1 s when there are bridge sensors, else 60 s), asks each kind's model for the
-messages of the window, and yields them ordered by simulated time (ties keep the kinds' order
+:class:`Simulation` is pure: no I/O, no clock. It advances simulated time in windows of a
+minute aligned to the minute (models with finer steps, the bridges' seconds, step inside the
+window), asks each kind's model for the messages of the window, and yields them ordered by simulated time (ties keep the kinds' order
 of ``devices.catalogue.KINDS``, then each model's own order). Guarantees:
 
 - Same fleet (same order), seed, start, scenarios and options: the same messages, byte for
@@ -32,6 +32,9 @@ from .message import Message
 from .models import MODELS, Emission, Model
 from .scenarios import ScenarioSpec, bad_payloads, choose, parse_spec
 from .timeutil import DAY_MS, local_midnight
+
+
+WINDOW_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,7 @@ class Simulation:
                 rng = np.random.default_rng(np.random.SeedSequence([self.seed, ki]))
                 kw = {"mode": gas_mode} if kind == "gas_meter" else {}
                 self.models[kind] = MODELS[kind](by_kind[kind], rng, self.start_ms, **kw)
-        self.tick_ms = min(m.tick_ms for m in self.models.values())
+        self.tick_ms = WINDOW_MS
         self._rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1000]))
         self.specs: list[ScenarioSpec] = [parse_spec(s) for s in scenarios]
         self.injections: list[Injection] = []

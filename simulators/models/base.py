@@ -51,7 +51,6 @@ class Model:
 
     kind: str = ""
     EFFECTS: tuple[str, ...] = ()
-    tick_ms: int = 60_000  # the coarsest window the model needs
 
     def __init__(self, devices: Sequence[Device], rng: np.random.Generator, start_ms: int) -> None:
         self.devices = list(devices)

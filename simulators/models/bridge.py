@@ -63,7 +63,6 @@ def _sensor_of(attrs) -> str | None:
 class BridgeModel(Model):
     kind = "bridge"
     EFFECTS = ("overloaded_truck", "pier_tilt", "strain_overload")
-    tick_ms = 1000
     NEEDS = {"overloaded_truck": "wim", "pier_tilt": "tilt", "strain_overload": "strain"}
 
     def __init__(self, devices, rng, start_ms):
