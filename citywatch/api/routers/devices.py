@@ -62,7 +62,5 @@ def readings(svc: Services, device_id: str, metric: str, start: str | None = Non
     if t_start >= t_end:
         raise HTTPException(400, "start: must be before end")
     step_ms = parse_duration_ms(step, "step") if step else None
-    points = svc.store.query(Query(device_id, metric, t_start, t_end, step_ms, limit, kind=d.kind)
-                             if "kind" in Query.__dataclass_fields__ else
-                             Query(device_id, metric, t_start, t_end, step_ms, limit))
+    points = svc.store.query(Query(device_id, metric, t_start, t_end, step_ms, limit))
     return {"device_id": device_id, "metric": metric, "points": [[int(t), float(v)] for t, v in points]}
