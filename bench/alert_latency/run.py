@@ -1,0 +1,477 @@
+"""Alert latency: from publishing a reading that fires a rule to the receiver getting the webhook.
+
+Issue 5's benchmark. Everything is real and on loopback: its own Mosquitto on a free port, a
+stdlib HTTP receiver in this process (``examples/receiver.py``'s handler: it verifies each
+signature and records when each notice arrived), and ``citywatch serve --config`` as a
+subprocess (consumer, DuckDB store, rule engine, dispatch, API) with that one receiver on a
+default route. The fleet is registered in the state DB before the node starts: 940 noise
+stations (Wuhan's construction sites) send the background traffic; lighting cabinets, a fresh
+one for every alert, send the alarms.
+
+Two phases, each sending ``--alerts`` alarms at random intervals (uniform 50-250 ms):
+
+* ``quiet``: nothing else on the broker;
+* ``loaded``: ``--rate`` messages/s (default 10,000) of ordinary noise-station readings
+  (3 metrics each, below every threshold), published at QoS 1 by ``--publishers`` separate
+  processes paced on the wall clock, bounded in count and in time.
+
+An alarm is ``{"ts": now, "metrics": {"leakage_ma": 45}}`` on ``city/lighting/{id}/telemetry``
+(rule ``lighting.leakage``: > 30 mA, critical, no ``for`` duration, so it fires on the first
+reading). Latency = arrival of its ``firing`` webhook at the receiver minus the moment before
+``publish``; both times read in this process. Afterwards the outbox rows of the state DB split
+each latency into ``ingest`` (publish -> notice written in the rule engine's transaction:
+broker, batching linger, store write, rules), ``pickup`` (-> the dispatcher's first attempt
+starts) and ``http`` (-> the receiver has the request). Node figures (messages consumed,
+batches, mean batch flush time) come from its ``/metrics``.
+
+    python bench/alert_latency/run.py [--alerts 200] [--rate 10000] [--publishers 1]
+                                      [--linger-ms 20] [--warmup-s 5] [--keep]
+
+Prints a table and the command line that reproduces it. Target (issue 5): p99 < 50 ms with
+10,000 messages/s of background traffic. The machine's load average is printed with the
+figures: other processes on a shared box inflate them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from devices.fleet import sample_fleet  # noqa: E402
+from devices.registry import Registry  # noqa: E402
+from examples.receiver import make_handler  # noqa: E402
+from simulators.mqtt import Publisher  # noqa: E402
+from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
+
+TARGET_P99_MS = 50.0
+RULE = "lighting.leakage"
+SECRET = "bench-secret-0123456789"
+TOKEN = "bench-admin-token-0123456789"
+GAP_MS = (50.0, 250.0)  # random interval between alarms
+
+
+class BenchError(Exception):
+    """The benchmark could not run (a part failed to start, or the node stopped)."""
+
+
+# -- receiver ---------------------------------------------------------------------------------
+
+
+class Receiver:
+    """A real webhook receiver on loopback: verifies signatures, records first arrivals."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}  # device id -> unix time of its firing notice
+        self.other = 0  # notices that are not firing notices of the benchmark's rule
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(SECRET, self._handle))
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="receiver", daemon=True)
+
+    def _handle(self, notice: dict) -> None:
+        now = time.time()
+        with self._changed:
+            if notice.get("status") == "firing" and notice.get("alert", {}).get("rule") == RULE:
+                self.arrivals.setdefault(notice["device"]["id"], now)
+                self._changed.notify_all()
+            else:
+                self.other += 1
+
+    def wait_for(self, device_ids: list[str], timeout_s: float) -> int:
+        """Wait until every id has arrived or ``timeout_s`` passed; the number missing."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                missing = sum(1 for d in device_ids if d not in self.arrivals)
+                left = deadline - time.monotonic()
+                if missing == 0 or left <= 0:
+                    return missing
+                self._changed.wait(min(left, 0.5))
+
+    def start(self) -> "Receiver":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- background traffic (separate processes) ---------------------------------------------------
+
+
+def background(url: str, device_ids: list[str], rate: float, max_s: float, index: int, ready, go, stop,
+               results) -> None:
+    """Publish ordinary noise readings at ``rate`` messages/s, paced on the wall clock, for at
+    most ``max_s`` seconds (and ``rate * max_s`` messages) or until ``stop``; report
+    ``(index, messages, seconds, largest backlog)`` on ``results``."""
+    rng = random.Random(index)
+    laeq = [round(rng.uniform(38.0, 50.0), 1) for _ in range(1024)]
+    lmax = [round(v + rng.uniform(3.0, 12.0), 1) for v in laeq]
+    pm10 = [rng.randint(20, 110) for _ in range(1024)]
+    topics = [f"city/noise/{d}/telemetry" for d in device_ids]
+    last_ts = [0] * len(device_ids)
+    n = len(device_ids)
+    limit = int(rate * max_s)
+    pub = Publisher(url, client_id=f"bench-background-{index}", max_inflight=2000)
+    ready.set()
+    go.wait()
+    sent = backlog = 0
+    t0 = time.monotonic()
+    try:
+        while sent < limit and not stop.is_set():
+            elapsed = time.monotonic() - t0
+            if elapsed >= max_s:
+                break
+            due = min(limit, int(elapsed * rate))
+            if due <= sent:
+                pub.idle(max(0.0005, min(0.002, (sent + 1) / rate - elapsed)))
+                continue
+            backlog = max(backlog, due - sent)
+            now_ms = int(time.time() * 1000)
+            for i in range(sent, min(due, sent + 500)):
+                d = i % n
+                ts = last_ts[d] = max(now_ms, last_ts[d] + 1)  # (device, ts) unique: no duplicates
+                k = i & 1023
+                payload = b'{"ts":%d,"metrics":{"laeq_db":%.1f,"lmax_db":%.1f,"pm10_ugm3":%d}}' % (
+                    ts, laeq[k], lmax[k], pm10[k])
+                pub.publish(topics[d], payload, 1)
+            sent = min(due, sent + 500)
+        elapsed = time.monotonic() - t0
+    finally:
+        pub.close()
+    results.put((index, sent, elapsed, backlog))
+
+
+# -- the node ---------------------------------------------------------------------------------
+
+
+class NodeProcess:
+    """``citywatch serve --config FILE`` as a subprocess, its output in ``node.log``."""
+
+    def __init__(self, work: Path, broker_url: str, receiver_url: str, linger_ms: float) -> None:
+        self.work = work
+        self.api = f"127.0.0.1:{free_port()}"
+        self.state_path = work / "state.db"
+        self.config = work / "citywatch.toml"
+        self.log = work / "node.log"
+        self.config.write_text(f"""\
+[mqtt]
+url = "{broker_url}"
+client_id = "citywatch-bench"
+
+[store]
+url = "duckdb:///{work}/readings.duckdb"
+
+[state]
+url = "sqlite:///{self.state_path}"
+
+[api]
+listen = "{self.api}"
+tokens = [{{ token = "{TOKEN}", role = "admin", name = "bench" }}]
+
+[ingest]
+linger_ms = {linger_ms}
+spool_dir = "{work}/spool"
+
+[[receivers]]
+name = "bench"
+url = "{receiver_url}"
+secret = "{SECRET}"
+
+[[routes]]
+receivers = ["bench"]
+""", encoding="utf-8")
+        self.proc: subprocess.Popen | None = None
+        self.http = httpx.Client(base_url=f"http://{self.api}", timeout=10,
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+
+    def command(self) -> list[str]:
+        exe = shutil.which("citywatch")
+        base = [exe] if exe else [sys.executable, "-c", "from citywatch.cli import main; main()"]
+        return base + ["serve", "--config", str(self.config)]
+
+    def start(self, timeout_s: float = 60.0) -> "NodeProcess":
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CITYWATCH_")}
+        with open(self.log, "wb") as logf:
+            self.proc = subprocess.Popen(self.command(), cwd=self.work, env=env, stdout=logf,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"citywatch serve exited ({self.proc.returncode}):\n{self.tail()}")
+            try:
+                if self.http.get("/api/v1/health").status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise BenchError(f"citywatch serve did not answer /api/v1/health in {timeout_s:g} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+    def scrape(self) -> dict[str, float]:
+        """Totals of the node's own metrics: telemetry messages consumed, batches, flush seconds."""
+        text = self.http.get("/metrics").text
+        out = {"messages": 0.0, "flushes": 0.0, "flush_s": 0.0}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == "citywatch_ingest_messages_total":
+                    out["messages"] += s.value
+                elif s.name == "citywatch_ingest_flush_seconds_count":
+                    out["flushes"] += s.value
+                elif s.name == "citywatch_ingest_flush_seconds_sum":
+                    out["flush_s"] += s.value
+        return out
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # drains buffered readings first
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+# -- phases -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    name: str
+    sent: dict[str, float] = field(default_factory=dict)  # device id -> publish time (unix s)
+    missing: int = 0
+    background_target: float = 0.0
+    background_sent: int = 0
+    background_s: float = 0.0
+    background_backlog: int = 0
+    consumed: float = 0.0  # messages the node consumed during the phase
+    wall_s: float = 0.0
+    flushes: float = 0.0
+    flush_s: float = 0.0
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    split_ms: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodeProcess, alarm_ids: list[str],
+              rng: random.Random, broker_url: str, background_ids: list[str], rate: float, publishers: int,
+              warmup_s: float) -> Phase:
+    ph = Phase(name)
+    ctx = mp.get_context("spawn")
+    procs, stop, results = [], ctx.Event(), ctx.Queue()
+    if rate > 0:
+        go = ctx.Event()
+        span_s = len(alarm_ids) * (GAP_MS[1] / 1000.0) + warmup_s + 15.0  # an upper bound on the phase
+        parts = [background_ids[i::publishers] for i in range(publishers)]
+        readies = []
+        for i, part in enumerate(parts):
+            ready = ctx.Event()
+            p = ctx.Process(target=background, name=f"bench-background-{i}", daemon=True,
+                            args=(broker_url, part, rate / publishers, span_s, i, ready, go, stop, results))
+            p.start()
+            procs.append(p)
+            readies.append(ready)
+        for ready, p in zip(readies, procs):
+            while not ready.wait(0.2):
+                if not p.is_alive():
+                    raise BenchError("a background publisher failed to start")
+        ph.background_target = rate
+    m0 = node.scrape()
+    t0 = time.monotonic()
+    if procs:
+        go.set()
+        alerter.idle(warmup_s)
+    ph.load = os.getloadavg()
+    for dev in alarm_ids:
+        alerter.idle(rng.uniform(*GAP_MS) / 1000.0)
+        payload = b'{"ts":%d,"metrics":{"leakage_ma":45.0}}' % int(time.time() * 1000)
+        ph.sent[dev] = time.time()
+        alerter.publish(f"city/lighting/{dev}/telemetry", payload, 1)
+    # serve the alerter's acks while waiting for the last webhooks
+    waiter = threading.Thread(target=lambda: setattr(ph, "missing", receiver.wait_for(alarm_ids, 20.0)))
+    waiter.start()
+    while waiter.is_alive():
+        alerter.idle(0.05)
+    stop.set()
+    for p in procs:
+        p.join(30)
+    for _ in procs:
+        _, n, secs, backlog = results.get(timeout=10)
+        ph.background_sent += n
+        ph.background_s = max(ph.background_s, secs)
+        ph.background_backlog = max(ph.background_backlog, backlog)
+    m1 = node.scrape()
+    ph.wall_s = time.monotonic() - t0
+    ph.consumed = m1["messages"] - m0["messages"]
+    ph.flushes = m1["flushes"] - m0["flushes"]
+    ph.flush_s = m1["flush_s"] - m0["flush_s"]
+    load_end = os.getloadavg()
+    ph.load = (max(ph.load[0], load_end[0]), ph.load[1], ph.load[2])
+    return ph
+
+
+def split(ph: Phase, receiver: Receiver, state_path: Path) -> None:
+    """Latencies, and their split from the outbox rows (written and first attempted when)."""
+    conn = sqlite3.connect(f"file:{state_path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute(
+            "SELECT json_extract(body, '$.device.id'), created_at, first_attempt_at FROM dispatch_deliveries "
+            "WHERE notice = 'firing' AND json_extract(body, '$.alert.rule') = ?", (RULE,)).fetchall()
+    finally:
+        conn.close()
+    outbox = {dev: (created, first) for dev, created, first in rows}
+    lat, ingest, pickup, http = [], [], [], []
+    for dev, t_pub in ph.sent.items():
+        t_arr = receiver.arrivals.get(dev)
+        if t_arr is None:
+            continue
+        lat.append(t_arr - t_pub)
+        if dev in outbox and outbox[dev][1] is not None:
+            created, first = outbox[dev]
+            ingest.append(created - t_pub)
+            pickup.append(first - created)
+            http.append(t_arr - first)
+    ph.latency_ms = np.asarray(lat) * 1000.0
+    ph.split_ms = {k: np.asarray(v) * 1000.0 for k, v in (("ingest", ingest), ("pickup", pickup), ("http", http))}
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def pct(a: np.ndarray, q: float) -> float:
+    return float(np.percentile(a, q)) if len(a) else float("nan")
+
+
+def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
+    print()
+    print("| phase | background target msg/s | published msg/s | consumed msg/s | alerts | "
+          "p50 ms | p95 ms | p99 ms | max ms | batches/s | mean flush ms | load avg 1m |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for ph in phases:
+        lat = ph.latency_ms
+        pub_rate = ph.background_sent / ph.background_s if ph.background_s else 0.0
+        flush_ms = ph.flush_s / ph.flushes * 1000.0 if ph.flushes else float("nan")
+        print(f"| {ph.name} | {ph.background_target:,.0f} | {pub_rate:,.0f} | {ph.consumed / ph.wall_s:,.0f} | "
+              f"{len(lat)}/{len(ph.sent)} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} | {pct(lat, 99):.1f} | "
+              f"{lat.max() if len(lat) else float('nan'):.1f} | {ph.flushes / ph.wall_s:.1f} | {flush_ms:.1f} | "
+              f"{ph.load[0]:.2f} |")
+    print()
+    print("Where the time goes (ms; ingest = publish -> notice in the outbox, pickup = -> first attempt, "
+          "http = -> arrival):")
+    print()
+    print("| phase | ingest p50 | ingest p99 | pickup p50 | pickup p99 | http p50 | http p99 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for ph in phases:
+        s = ph.split_ms
+        print(f"| {ph.name} | " + " | ".join(f"{pct(s[k], 50):.1f} | {pct(s[k], 99):.1f}"
+                                             for k in ("ingest", "pickup", "http")) + " |")
+    loaded = [ph for ph in phases if ph.background_target > 0]
+    ok = all(len(ph.latency_ms) == len(ph.sent) and pct(ph.latency_ms, 99) < TARGET_P99_MS for ph in loaded)
+    print()
+    for ph in phases:
+        if ph.background_target:
+            print(f"{ph.name}: background published {ph.background_sent:,} messages in {ph.background_s:.1f} s "
+                  f"(largest publisher backlog {ph.background_backlog:,} messages); "
+                  f"{ph.consumed:,.0f} consumed by the node in {ph.wall_s:.1f} s.")
+        if ph.missing:
+            print(f"{ph.name}: {ph.missing} alarm(s) got no webhook within 20 s.")
+    print(f"target p99 < {TARGET_P99_MS:g} ms at {args.rate:,.0f} msg/s background: {'met' if ok else 'MISSED'}; "
+          f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs.")
+    print(f"reproduce: {command}")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--alerts", type=int, default=200, help="alarms per phase (default 200)")
+    p.add_argument("--rate", type=float, default=10_000, help="background messages/s (default 10,000)")
+    p.add_argument("--publishers", type=int, default=1, help="background publisher processes (default 1)")
+    p.add_argument("--linger-ms", type=float, default=20.0, help="the node's [ingest] linger_ms (default 20)")
+    p.add_argument("--warmup-s", type=float, default=5.0, help="background traffic before the first alarm")
+    p.add_argument("--seed", type=int, default=5, help="seed of the alarm intervals")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, state DB, store)")
+    args = p.parse_args(argv)
+    if args.alerts < 1 or args.rate < 0 or args.publishers < 1:
+        p.error("need --alerts >= 1, --rate >= 0, --publishers >= 1")
+    command = "python bench/alert_latency/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+
+    work = Path(tempfile.mkdtemp(prefix="citywatch-latency-"))
+    noise = sample_fleet(1.0, kinds=["noise"])  # Wuhan's 940 construction sites
+    lights = sample_fleet(0.0, kinds=["lighting"], min_per_kind=2 * args.alerts)
+    registry = Registry.open(work / "state.db")
+    registry.upsert(noise + lights)
+    registry.close()
+    alarm_ids = [d.device_id for d in lights]
+    random.Random(args.seed).shuffle(alarm_ids)
+
+    broker = Mosquitto(work / "mosquitto").start()
+    receiver = Receiver().start()
+    node = NodeProcess(work, broker.url, receiver.url, args.linger_ms)
+    alerter = None
+    ok = False
+    try:
+        print(f"work dir {work}; broker {broker.url}; receiver {receiver.url}; node API http://{node.api}",
+              file=sys.stderr)
+        node.start()
+        alerter = Publisher(broker.url, client_id="bench-alarms", max_inflight=100)
+        rng = random.Random(args.seed)
+        common = dict(alerter=alerter, receiver=receiver, node=node, rng=rng, broker_url=broker.url,
+                      background_ids=[d.device_id for d in noise], publishers=args.publishers,
+                      warmup_s=args.warmup_s)
+        phases = []
+        for name, ids, rate in (("quiet", alarm_ids[:args.alerts], 0.0),
+                                ("loaded", alarm_ids[args.alerts:], args.rate)):
+            print(f"phase {name}: {len(ids)} alarms, background {rate:,.0f} msg/s ...", file=sys.stderr)
+            phases.append(run_phase(name, alarm_ids=ids, rate=rate, **common))
+            if node.proc.poll() is not None:
+                raise BenchError(f"citywatch serve stopped during the run:\n{node.tail()}")
+        for ph in phases:
+            split(ph, receiver, node.state_path)
+        ok = report(phases, args, command)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if alerter is not None:
+            alerter.close()
+        node.stop()
+        receiver.stop()
+        broker.stop()
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
