@@ -2,9 +2,10 @@
 
 Visitors arrive as a Poisson stream shaped over the day (morning, lunch and evening peaks, few
 at night) around each toilet's daily total (median 800, 200-2000). NH3 and H2S rise with each
-use and fall with ventilation, a first-order balance: with the fans working (air change every
-8 minutes) NH3 stays at 0.1-0.7 mg/m³ (scaled by the toilet's class) and H2S below 0.006, under GB/T 17217 class II; with the
-ventilation failed they climb within half an hour. Water (6-9 L a use) and energy (lights,
+use (and steadily from drains) and fall with ventilation, a first-order balance: with the fans
+working (air change every 8 minutes) NH3 stays at 0.25-0.7 mg/m³ for class II (scaled by the
+class's limit) and H2S at 0.002-0.006, under GB/T 17217; with the ventilation failed both climb
+over their limits within about half an hour. Water (6-9 L a use) and energy (lights,
 fans, hand dryers) are cumulative; consumables fall with use and are refilled at 07:30 and 15:30.
 """
 
@@ -26,9 +27,11 @@ _PROFILE = _PROFILE / _PROFILE.sum()
 
 VENT_TAU_MIN = 8.0
 FAILED_VENT_TAU_MIN = 120.0
-NH3_PER_USE, NH3_BASE = 0.0235, 0.0094  # for a class II toilet, scaled by its NH3 limit
+# emission per use and per minute from drains and urinals (mg/m³ of room air), for a class II
+# toilet; NH3 is scaled by the class's limit
+NH3_PER_USE, NH3_BASE = 0.015, 0.03
 CLASS_NH3_LIMIT = {"I": 0.3, "II": 1.0, "III": 3.0}
-H2S_PER_USE, H2S_BASE = 0.00020, 0.00005
+H2S_PER_USE, H2S_BASE = 0.00015, 0.00025
 
 
 class ToiletModel(IntervalModel):
