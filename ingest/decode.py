@@ -90,8 +90,12 @@ class Decoder:
     against it, never against a clock read here.
     """
 
-    def __init__(self, lookup: Lookup):
+    def __init__(self, lookup: Lookup, topic_cache_size: int = 1_000_000):
         self._lookup = lookup
+        self._topics: dict[str, Topic] = {}  # valid topics seen, parsed once
+        self._topic_cache_size = topic_cache_size
+        # kind -> metric -> (lo, hi): the catalogue's ranges, looked up once per metric
+        self._ranges = {k.name: {m.name: (m.lo, m.hi) for m in k.metrics.values()} for k in CATALOGUE.values()}
 
     def decode(self, topic: str, payload: bytes, received_ms: int, out: ReadingsBuilder) -> Decoded:
         result = Decoded()
@@ -111,10 +115,15 @@ class Decoder:
     def _decode(self, topic: str, payload: bytes, now: int, out: ReadingsBuilder, result: Decoded) -> None:
         if len(payload) > MAX_PAYLOAD:
             raise _Bad("too_large", f"payload of {len(payload)} bytes is over the {MAX_PAYLOAD} byte limit")
-        try:
-            t = Topic.parse(topic)
-        except TopicError as e:
-            raise _Bad(e.code, str(e)) from None
+        t = self._topics.get(topic)
+        if t is None:
+            try:
+                t = Topic.parse(topic)
+            except TopicError as e:
+                raise _Bad(e.code, str(e)) from None
+            if len(self._topics) >= self._topic_cache_size:
+                self._topics.clear()
+            self._topics[topic] = t
         entry = self._lookup(t.device_id)
         if entry is None:
             raise _Bad("unregistered", f"device {t.device_id!r} is not registered")
@@ -192,24 +201,23 @@ class Decoder:
             raise _Bad("ts_past", f"ts {ts} is {(now - ts) / 86400000:.1f} days in the past (limit 30 days)")
         return ts
 
-    @staticmethod
-    def _metrics(metrics: Any, kind: Kind) -> list[tuple[str, float]]:
+    def _metrics(self, metrics: Any, kind: Kind) -> list[tuple[str, float]]:
         if not isinstance(metrics, dict) or not metrics:
             raise _Bad("bad_shape", "metrics must be a non-empty object of name -> number")
+        ranges = self._ranges[kind.name]
         rows = []
         for name, value in metrics.items():
-            m = kind.metrics.get(name)
-            if m is None:
+            r = ranges.get(name)
+            if r is None:
                 raise _Bad("unknown_metric", f"unknown metric {name!r} for kind {kind.name!r}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise _Bad("not_a_number", f"metric {name!r} is {type(value).__name__}, not a number")
-            value = float(value)
-            if not math.isfinite(value):
-                raise _Bad("not_finite", f"metric {name!r} is not finite ({value})")
-            if not m.lo <= value <= m.hi:
+            tv = type(value)
+            if tv is not float and tv is not int:  # bool is a subclass of int: excluded here
+                raise _Bad("not_a_number", f"metric {name!r} is {tv.__name__}, not a number")
+            if not r[0] <= value <= r[1]:
+                m = kind.metrics[name]
                 raise _Bad("out_of_range",
                            f"metric {name!r} = {value:g} is outside its physical range {m.lo:g}..{m.hi:g} {m.unit}")
-            rows.append((name, value))
+            rows.append((name, float(value)))
         return rows
 
     def _series(self, obj: Mapping[str, Any], kind: Kind, t: Topic, ts: int, out: ReadingsBuilder,

@@ -1,0 +1,244 @@
+"""Ingest throughput against the broker limit, end to end (published -> durable in the store).
+
+    python bench/ingest/run.py [--messages 100000] [--windows 20000] [--cases duckdb,influxdb,waveform]
+
+For each case, in one run on this machine:
+
+1. a fresh Mosquitto (unlimited queues) and, for InfluxDB, a fresh influxd, on loopback;
+2. two persistent QoS 1 sessions are registered: ``mosquitto_sub``'s and citywatch's;
+3. the stream is published once (``mosquitto_pub -l``, QoS 1, several devices in parallel) and
+   queued by the broker for both sessions;
+4. the broker limit: ``mosquitto_sub -q 1`` drains its queue to /dev/null, timed;
+5. citywatch: ``citywatch serve`` (a real subprocess, the full node: consumer, store, rule
+   engine, dispatch, API) drains its queue; timed from its connection to the moment its
+   ``/metrics`` count every reading as durably stored; the count is then checked in the store.
+
+Both read the same backlog from the same broker, so the ratio compares consumers, not
+publishers. Peak RSS of the citywatch process is sampled throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from devices.model import Device  # noqa: E402
+from devices.registry import Registry  # noqa: E402
+from devices.sqlite import connect  # noqa: E402
+from tests.support.influxd import Influxd  # noqa: E402
+from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
+
+DEVICES = 50
+
+
+@dataclass
+class Result:
+    case: str
+    messages: int
+    readings: int
+    sub_s: float
+    cw_s: float
+    rss_mb: float
+    stored: int
+
+    def row(self) -> str:
+        sub_rate = self.messages / self.sub_s
+        cw_rate = self.messages / self.cw_s
+        return (f"| {self.case} | {self.messages:,} | {self.readings:,} | {sub_rate:,.0f} | {cw_rate:,.0f} | "
+                f"{self.readings / self.cw_s:,.0f} | {cw_rate / sub_rate:.0%} | {self.rss_mb:,.0f} |")
+
+
+def payloads(case: str, n: int, dev: int, t0: int, rng: np.random.Generator) -> tuple[list[str], int]:
+    if case == "waveform":
+        lines, per = [], 100
+        for i in range(n):
+            samples = np.round(rng.normal(0, 0.02, per), 4).tolist()
+            lines.append(json.dumps({"ts": t0 + i * 1000, "seq": i, "interval_ms": 10,
+                                     "series": {"accel_ms2": samples}}, separators=(",", ":")))
+        return lines, per
+    lines = [json.dumps({"ts": t0 + i * 1000, "seq": i, "metrics": {"laeq_db": round(float(v), 1)}},
+                        separators=(",", ":"))
+             for i, v in enumerate(rng.uniform(45, 68, n))]
+    return lines, 1
+
+
+def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profile: Path | None = None) -> Result:
+    work.mkdir(parents=True)
+    broker = Mosquitto(work / "mosquitto", persistence=False).start()
+    try:
+        kind = "bridge" if case == "waveform" else "noise"
+        devices = [Device(f"{kind}-bench-{i:03d}", kind, "江汉区", asset_id=f"asset-{i:03d}") for i in range(DEVICES)]
+        state = work / "state.db"
+        Registry(connect(state)).upsert(devices)
+        store_url = (influx.url.replace("/citywatch", f"/bench_{case}_{int(time.time())}") if case == "influxdb"
+                     else f"duckdb:///{work}/readings.duckdb")
+        api_port = free_port()
+        batch = 500_000 if case == "waveform" else 100_000
+        config = work / "citywatch.toml"
+        config.write_text(
+            f'[mqtt]\nurl = "{broker.url}"\nclient_id = "bench-citywatch"\n'
+            f'[store]\nurl = "{store_url}"\n[state]\nurl = "sqlite:///{state}"\n'
+            f'[api]\nlisten = "127.0.0.1:{api_port}"\n'
+            f'[ingest]\nspool_dir = "{work}/spool"\nbatch_readings = {batch}\nmax_pending_readings = {2 * batch}\n',
+            encoding="utf-8")
+        serve = [shutil.which("citywatch") or "citywatch", "serve", "--config", str(config)]
+
+        # register both persistent sessions (citywatch: start and stop once)
+        proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_health(api_port, proc)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        subprocess.run(["mosquitto_sub", "-p", str(broker.port), "-c", "-i", "bench-sub", "-q", "1",
+                        "-t", "city/#", "-W", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        rng = np.random.default_rng(7)
+        t0 = int(time.time() * 1000) - 20 * 86_400_000
+        per_dev = messages // DEVICES
+        readings = 0
+        files = []
+        for i, d in enumerate(devices):
+            lines, per = payloads(case, per_dev, i, t0, rng)
+            f = work / f"pub-{i}.txt"
+            f.write_text("\n".join(lines) + "\n")
+            files.append((d, f))
+            readings += per_dev * per
+        total = per_dev * DEVICES
+        pubs = [subprocess.Popen(f"mosquitto_pub -p {broker.port} -q 1 -t city/{kind}/{d.device_id}/telemetry "
+                                 f"-l < {f}", shell=True) for d, f in files]
+        for p in pubs:
+            if p.wait(600) != 0:
+                raise RuntimeError("mosquitto_pub failed")
+
+        t = time.perf_counter()
+        r = subprocess.run(["mosquitto_sub", "-p", str(broker.port), "-c", "-i", "bench-sub", "-q", "1",
+                            "-t", "city/#", "-C", str(total), "-W", "300"], stdout=subprocess.DEVNULL)
+        sub_s = time.perf_counter() - t
+        if r.returncode != 0:
+            raise RuntimeError(f"mosquitto_sub got fewer than {total} messages")
+
+        if profile is not None:  # sampled profile of every thread (slows the run: not for figures)
+            profile.mkdir(parents=True, exist_ok=True)
+            serve = ["py-spy", "record", "--threads", "--idle", "-r", "250", "--format", "raw", "-o",
+                     str(profile / f"{case}.txt"), "--"] + serve
+        proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        peak = [0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            p = psutil.Process(proc.pid)
+            if profile is not None:
+                time.sleep(1)
+                p = p.children()[0]
+            while not stop.wait(0.1):
+                try:
+                    peak[0] = max(peak[0], p.memory_info().rss)
+                except psutil.Error:
+                    return
+
+        threading.Thread(target=sample, daemon=True).start()
+        t = _wait_health(api_port, proc)
+        done = _wait_stored(api_port, readings, proc, timeout=900)
+        cw_s = done - t
+        stop.set()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        stored = _count(store_url)
+        return Result(case, total, readings, sub_s, cw_s, peak[0] / 1e6, stored)
+    finally:
+        broker.stop()
+
+
+def _wait_health(port: int, proc: subprocess.Popen, timeout: float = 60) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"citywatch serve exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).json()["checks"]["broker"]:
+                return time.perf_counter()
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(0.02)
+    raise RuntimeError("citywatch serve did not become healthy")
+
+
+def _stored(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(("citywatch_ingest_readings_stored_total ",
+                                   "citywatch_ingest_readings_duplicate_total ",
+                                   "citywatch_ingest_readings_spooled_total ")))
+
+
+def _wait_stored(port: int, readings: int, proc: subprocess.Popen, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("citywatch serve exited")
+        if _stored(port) >= readings:
+            return time.perf_counter()
+        time.sleep(0.05)
+    raise RuntimeError(f"not all {readings} readings stored within {timeout} s (got {_stored(port)})")
+
+
+def _count(store_url: str) -> int:
+    from ingest.stores.base import open_store
+
+    store = open_store(store_url)
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=100_000, help="single-reading messages per case")
+    ap.add_argument("--windows", type=int, default=20_000, help="waveform windows of 100 samples")
+    ap.add_argument("--cases", default="duckdb,influxdb,waveform")
+    ap.add_argument("--profile", type=Path, help="write py-spy profiles (raw collapsed stacks) here")
+    args = ap.parse_args()
+    cases = args.cases.split(",")
+    work = Path(tempfile.mkdtemp(prefix="citywatch-bench-"))
+    influx = Influxd(work / "influxd").start() if "influxdb" in cases else None
+    results = []
+    try:
+        for case in cases:
+            n = args.windows if case == "waveform" else args.messages
+            res = run_case(case, n, work / case, influx, args.profile)
+            results.append(res)
+            if res.stored != res.readings:
+                print(f"!! {case}: store holds {res.stored} readings, expected {res.readings}")
+    finally:
+        if influx is not None:
+            influx.stop()
+    load = os.getloadavg()
+    print(f"\n`python bench/ingest/run.py --messages {args.messages} --windows {args.windows} --cases {args.cases}`"
+          f" on {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")
+    print("| case | messages | readings | mosquitto_sub msg/s | citywatch msg/s | citywatch readings/s "
+          "| ratio | peak RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(r.row())
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
