@@ -30,7 +30,7 @@ from devices.model import Device
 from .errors import FleetError, ScenarioError
 from .message import Message
 from .models import MODELS, Emission, Model
-from .scenarios import ScenarioSpec, bad_payloads, choose, parse_spec
+from .scenarios import ScenarioSpec, bad_payloads, parse_spec
 from .timeutil import DAY_MS, local_midnight
 
 
@@ -81,11 +81,11 @@ class Simulation:
         self._extra: list[tuple[int, int, Emission]] = []  # (ts, order, emission) not from models
         self._extra_n = 0
         self._planned_days: set[int] = set()
+        self.now = self.start_ms
         for spec in self.specs:
             self._check(spec)
             if spec.p is None:
                 self._plan_fixed(spec)
-        self.now = self.start_ms
         self._buffer: deque[tuple[Message, int]] = deque()
         self.messages_out = 0
         self.readings_out = 0
@@ -107,11 +107,6 @@ class Simulation:
                 raise ScenarioError(f"scenario {spec.scenario.name!r} needs {kind} devices; the fleet has none "
                                     f"(it has: {', '.join(self.models)})")
 
-    def _targets(self, model: Model, spec: ScenarioSpec) -> np.ndarray:
-        if hasattr(model, "targets") and spec.scenario.effect in getattr(model, "NEEDS", {}):
-            return model.targets(spec.scenario.effect, self._rng, spec.devices)
-        return choose(self._rng, model.n, spec.devices)
-
     def _inject(self, spec: ScenarioSpec, kind: str, idx: np.ndarray, start: int) -> None:
         model = self.models[kind]
         start, end = model.inject(spec.scenario.effect, idx, start, start + spec.resolve_duration(kind),
@@ -125,7 +120,7 @@ class Simulation:
             self._plan_bad(start)
             return
         for kind in self._kinds_for(spec):
-            self._inject(spec, kind, self._targets(self.models[kind], spec), start)
+            self._inject(spec, kind, self.models[kind].targets(spec.scenario.effect, self._rng, spec.devices), start)
 
     def _plan_day(self, day: int) -> None:
         """Draw the day's occurrences of the probabilistic scenarios."""
@@ -148,8 +143,9 @@ class Simulation:
                         self._inject(spec, kind, np.array([i], dtype=np.int64), start)
 
     def _plan_bad(self, t: int) -> None:
+        t = max(t, self.now)  # never behind the stream
         model = next(iter(self.models.values()))
-        i = int(choose(self._rng, model.n, 1)[0])
+        i = int(model.targets("bad_payloads", self._rng, 1)[0])
         other = next(((m.ids[0], k) for k, m in self.models.items() if k != model.kind), None)
         for j, (_, topic, payload) in enumerate(bad_payloads(model.ids[i], model.kind, other, t)):
             heapq.heappush(self._extra, (t + j, self._extra_n, (t + j, topic, payload, 1, False, 0)))

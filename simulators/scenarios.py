@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-import numpy as np
-
 from devices.catalogue import CATALOGUE
 
 from .errors import ScenarioError
@@ -260,7 +258,3 @@ def bad_payloads(device_id: str, kind: str, other_kind_device: tuple[str, str] |
     assert [c[0] for c in cases] == list(BAD_PAYLOAD_CLASSES)
     return cases
 
-
-def choose(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
-    """``count`` distinct device indexes out of ``n``, sorted."""
-    return np.sort(rng.choice(n, size=min(count, n), replace=False)).astype(np.int64)

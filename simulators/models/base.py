@@ -98,6 +98,10 @@ class Model:
 
     # --- effects --------------------------------------------------------------------------
 
+    def targets(self, effect: str, rng: np.random.Generator, count: int) -> np.ndarray:
+        """The devices an effect hits: ``count`` distinct devices drawn with ``rng``, sorted."""
+        return np.sort(rng.choice(self.n, size=min(count, self.n), replace=False)).astype(np.int64)
+
     def inject(self, name: str, idx: np.ndarray, start_ms: int, end_ms: int, **params: Any) -> tuple[int, int]:
         """Schedule an effect (a scenario) on the devices ``idx`` of this model; returns the
         (start, end) it was scheduled for (a model may move it, see GasMeterModel)."""

@@ -118,7 +118,10 @@ class BridgeModel(Model):
         return air_temp_c(np.asarray(t, dtype=np.int64) - 2 * 3600_000)
 
     def targets(self, effect: str, rng: np.random.Generator, count: int) -> np.ndarray:
-        """Devices an effect applies to: every sensor of the needed type on ``count`` bridges."""
+        """Devices an effect applies to: every sensor of the needed type on ``count`` bridges
+        (for ``offline``: ``count`` sensors)."""
+        if effect not in self.NEEDS:
+            return super().targets(effect, rng, count)
         need = self.NEEDS[effect]
         cand = sorted({int(self.bridge[i]) for i in self.by_sensor[need]})
         if not cand:
