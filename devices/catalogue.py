@@ -70,10 +70,10 @@ CATALOGUE: Mapping[str, Kind] = MappingProxyType(
             [
                 M("accel_ms2", "m/s²", -50, 50, "acceleration, usually a series at 50-200 Hz",
                   "ambient 0.005-0.05, truck 0.05-0.3", 1.0),
-                M("strain_ue", "µε", -5000, 5000, "strain",
+                M("strain_ue", "microstrain", -5000, 5000, "strain",
                   "live load 10-150, thermal ±200; dynamic 20 Hz, static 1 Hz", 1.0),
                 M("deflection_mm", "mm", -1000, 1000, "deflection", "1 Hz", 1.0),
-                M("tilt_deg", "°", -30, 30, "pier/girder tilt (single-column-pier bridges)",
+                M("tilt_deg", "degrees", -30, 30, "pier/girder tilt (single-column-pier bridges)",
                   "±0.01-0.05 under traffic", 1.0),
                 M("crack_mm", "mm", 0, 20, "crack width", "0.05-0.3, every 10 min", 600.0),
                 M("bearing_kn", "kN", -1000, 200000, "bearing force", "1 Hz", 1.0),
