@@ -156,3 +156,24 @@ def test_cli_simulate_record_replay(mosquitto, tmp_path):
     assert res.exit_code == 2 and "unknown scenario 'nope'" in res.output
     res = runner.invoke(app, ["replay", str(tmp_path / "none.cwrec"), "--broker", mosquitto.url])
     assert res.exit_code == 2 and "no recording" in res.output
+
+
+def test_cli_record_writes_what_the_broker_carries(mosquitto, small_fleet, tmp_path):
+    out = tmp_path / "cli.cwrec"
+    fleet = [d for d in small_fleet if d.kind == "toilet"]
+    msgs = list(Simulation(fleet, seed=2, start_ms=START, birth=False).messages(START + 300_000))
+    result = {}
+
+    def rec():
+        result["res"] = CliRunner().invoke(app, ["record", "--out", str(out), "--broker", mosquitto.url,
+                                                 "--topic", "city/toilet/+/telemetry", "--count", str(len(msgs)),
+                                                 "--duration", "30s"])
+
+    t = threading.Thread(target=rec)
+    t.start()
+    time.sleep(0.5)
+    run(mosquitto.url, Simulation(fleet, seed=2, start_ms=START, birth=False), duration_ms=300_000, speed=None)
+    t.join(30)
+    assert result["res"].exit_code == 0, result["res"].output
+    assert f"recorded {len(msgs)} messages" in result["res"].output
+    assert [(r.topic, r.payload) for r in read(out)] == [(m.topic, m.payload) for m in msgs]
