@@ -155,6 +155,13 @@ class Publisher:
                 return
             self._loop(min(left, 0.5))
 
+    def abort(self) -> None:
+        """Disconnect at once, without waiting for acknowledgements (after an error)."""
+        try:
+            self._client.disconnect()
+        except Exception:  # already broken: nothing more to release
+            pass
+
     def close(self) -> None:
         """Wait (up to the timeout) until nothing is in flight, then disconnect."""
         deadline = time.monotonic() + self.timeout_s

@@ -72,8 +72,12 @@ def run(broker_url: str, sim: Simulation, *, duration_ms: int, speed: float | No
             if done - last >= 1000:
                 bar.update(done, sim.messages_out - m0)
                 last = done
-    finally:
+    except BaseException:
+        pub.abort()
+        raise
+    else:
         pub.close()
+    finally:
         bar.close(min(sim.now, until) - t_start, sim.messages_out - m0)
     return PublishStats(sim.messages_out - m0, sim.readings_out - r0, time.monotonic() - wall0,
                         min(sim.now, until) - t_start)

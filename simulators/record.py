@@ -180,8 +180,12 @@ def replay(broker_url: str, path: str | Path, *, speed: float | None, shift_to_n
             n += 1
             if n % 1000 == 0:
                 bar.update(n, n)
-    finally:
+    except BaseException:
+        pub.abort()
+        raise
+    else:
         pub.close()
+    finally:
         bar.close(n, n)
     return n
 
