@@ -13,7 +13,9 @@ Two phases, each sending ``--alerts`` alarms at random intervals (uniform 50-250
 * ``quiet``: nothing else on the broker;
 * ``loaded``: ``--rate`` messages/s (default 10,000) of ordinary noise-station readings
   (3 metrics each, below every threshold), published at QoS 1 by ``--publishers`` separate
-  processes paced on the wall clock, bounded in count and in time.
+  processes paced on the wall clock, bounded in count and in time. They write MQTT packets
+  on a plain socket (:class:`RawPublisher`): paho would need most of a core for 10,000/s.
+  The alarms go through paho (``simulators.mqtt.Publisher``) like a device's.
 
 An alarm is ``{"ts": now, "metrics": {"leakage_ma": 45}}`` on ``city/lighting/{id}/telemetry``
 (rule ``lighting.leakage``: > 30 mA, critical, no ``for`` duration, so it fires on the first
@@ -25,7 +27,10 @@ starts) and ``http`` (-> the receiver has the request). Node figures (messages c
 batches, mean batch flush time) come from its ``/metrics``.
 
     python bench/alert_latency/run.py [--alerts 200] [--rate 10000] [--publishers 1]
-                                      [--linger-ms 20] [--warmup-s 5] [--keep]
+                                      [--linger-ms 20] [--warmup-s 5] [--profile] [--keep]
+
+``--profile`` runs the node under ``probe.py`` (the same command with timers around each stage
+of a batch and of dispatch) and adds a table per phase of where the node's time goes.
 
 Prints a table and the command line that reproduces it. Target (issue 5): p99 < 50 ms with
 10,000 messages/s of background traffic. The machine's load average is printed with the
@@ -41,8 +46,11 @@ import os
 import random
 import shlex
 import shutil
+import select
 import signal
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -124,20 +132,111 @@ class Receiver:
 # -- background traffic (separate processes) ---------------------------------------------------
 
 
+class RawPublisher:
+    """A minimal MQTT 3.1.1 QoS 1 publisher on a plain socket, for the background traffic.
+
+    paho-mqtt spends ~100 us of Python per message: 10,000 messages/s would take most of a
+    core of this machine away from the node being measured. This writes pre-encoded PUBLISH
+    packets in one ``sendall`` per slice and counts PUBACKs, keeping at most ``window``
+    unacknowledged (like a device's client with a bounded in-flight window). Raises BenchError
+    on a refused connection, an unexpected packet or acknowledgements that stop coming.
+    """
+
+    def __init__(self, url: str, client_id: str, window: int = 2000, timeout_s: float = 10.0) -> None:
+        from ingest.mqtt import BrokerAddress
+
+        addr = BrokerAddress.parse(url)
+        self.window = window
+        self.timeout_s = timeout_s
+        self.sent = self.acked = 0
+        self._pid = 0
+        self._buf = b""
+        self.sock = socket.create_connection((addr.host, addr.port), timeout=timeout_s)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cid = client_id.encode()
+        body = b"\x00\x04MQTT\x04\x02" + struct.pack("!H", 60) + struct.pack("!H", len(cid)) + cid
+        self.sock.sendall(b"\x10" + _varlen(len(body)) + body)
+        connack = self._recv_exact(4)
+        if connack[0] != 0x20 or connack[3] != 0:
+            raise BenchError(f"the broker refused the background publisher: CONNACK {connack!r}")
+
+    def _recv_exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise BenchError("the broker closed the background publisher's connection")
+            data += chunk
+        return data
+
+    def packet(self, topic: bytes, payload: bytes) -> bytes:
+        """One QoS 1 PUBLISH (counted as sent when written with :meth:`write`)."""
+        self._pid = self._pid % 65535 + 1
+        rest = struct.pack("!H", len(topic)) + topic + struct.pack("!H", self._pid) + payload
+        return b"\x32" + _varlen(len(rest)) + rest
+
+    def write(self, packets: list[bytes]) -> None:
+        self.sock.sendall(b"".join(packets))
+        self.sent += len(packets)
+
+    def read_acks(self, timeout_s: float) -> None:
+        """Count the PUBACKs that arrive within ``timeout_s`` (0: those already there)."""
+        ready, _, _ = select.select([self.sock], [], [], timeout_s)
+        if not ready:
+            return
+        data = self._buf + self.sock.recv(1 << 16)
+        if len(data) == len(self._buf):
+            raise BenchError("the broker closed the background publisher's connection")
+        whole = len(data) // 4 * 4
+        for i in range(0, whole, 4):
+            if data[i] != 0x40 or data[i + 1] != 2:
+                raise BenchError(f"unexpected packet from the broker: {data[i:i + 4]!r}")
+        self.acked += whole // 4
+        self._buf = data[whole:]
+
+    def room(self) -> int:
+        """How many more messages may be sent now; waits for acknowledgements at a full window."""
+        deadline = time.monotonic() + self.timeout_s
+        while self.sent - self.acked >= self.window:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the broker acknowledged nothing for {self.timeout_s:g} s")
+            self.read_acks(0.05)
+        return self.window - (self.sent - self.acked)
+
+    def close(self) -> None:
+        """Wait for every acknowledgement (up to the timeout), then disconnect."""
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while self.acked < self.sent and time.monotonic() < deadline:
+                self.read_acks(0.05)
+            self.sock.sendall(b"\xe0\x00")
+        finally:
+            self.sock.close()
+
+
+def _varlen(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def background(url: str, device_ids: list[str], rate: float, max_s: float, index: int, ready, go, stop,
                results) -> None:
     """Publish ordinary noise readings at ``rate`` messages/s, paced on the wall clock, for at
     most ``max_s`` seconds (and ``rate * max_s`` messages) or until ``stop``; report
-    ``(index, messages, seconds, largest backlog)`` on ``results``."""
+    ``(index, messages acknowledged, seconds, largest backlog)`` on ``results``."""
     rng = random.Random(index)
     laeq = [round(rng.uniform(38.0, 50.0), 1) for _ in range(1024)]
     lmax = [round(v + rng.uniform(3.0, 12.0), 1) for v in laeq]
     pm10 = [rng.randint(20, 110) for _ in range(1024)]
-    topics = [f"city/noise/{d}/telemetry" for d in device_ids]
+    topics = [f"city/noise/{d}/telemetry".encode() for d in device_ids]
     last_ts = [0] * len(device_ids)
     n = len(device_ids)
     limit = int(rate * max_s)
-    pub = Publisher(url, client_id=f"bench-background-{index}", max_inflight=2000)
+    pub = RawPublisher(url, client_id=f"bench-background-{index}")
     ready.set()
     go.wait()
     sent = backlog = 0
@@ -149,22 +248,25 @@ def background(url: str, device_ids: list[str], rate: float, max_s: float, index
                 break
             due = min(limit, int(elapsed * rate))
             if due <= sent:
-                pub.idle(max(0.0005, min(0.002, (sent + 1) / rate - elapsed)))
+                pub.read_acks(max(0.0005, min(0.002, (sent + 1) / rate - elapsed)))
                 continue
             backlog = max(backlog, due - sent)
+            pub.read_acks(0)
+            upto = min(due, sent + 500, sent + pub.room())
             now_ms = int(time.time() * 1000)
-            for i in range(sent, min(due, sent + 500)):
+            packets = []
+            for i in range(sent, upto):
                 d = i % n
                 ts = last_ts[d] = max(now_ms, last_ts[d] + 1)  # (device, ts) unique: no duplicates
                 k = i & 1023
-                payload = b'{"ts":%d,"metrics":{"laeq_db":%.1f,"lmax_db":%.1f,"pm10_ugm3":%d}}' % (
-                    ts, laeq[k], lmax[k], pm10[k])
-                pub.publish(topics[d], payload, 1)
-            sent = min(due, sent + 500)
+                packets.append(pub.packet(topics[d], b'{"ts":%d,"metrics":{"laeq_db":%.1f,"lmax_db":%.1f,'
+                                                     b'"pm10_ugm3":%d}}' % (ts, laeq[k], lmax[k], pm10[k])))
+            pub.write(packets)
+            sent = upto
         elapsed = time.monotonic() - t0
     finally:
         pub.close()
-    results.put((index, sent, elapsed, backlog))
+    results.put((index, pub.acked, elapsed, backlog))
 
 
 # -- the node ---------------------------------------------------------------------------------
@@ -173,8 +275,10 @@ def background(url: str, device_ids: list[str], rate: float, max_s: float, index
 class NodeProcess:
     """``citywatch serve --config FILE`` as a subprocess, its output in ``node.log``."""
 
-    def __init__(self, work: Path, broker_url: str, receiver_url: str, linger_ms: float) -> None:
+    def __init__(self, work: Path, broker_url: str, receiver_url: str, linger_ms: float,
+                 profile: bool = False) -> None:
         self.work = work
+        self.profile_out = work / "probe.json" if profile else None
         self.api = f"127.0.0.1:{free_port()}"
         self.state_path = work / "state.db"
         self.config = work / "citywatch.toml"
@@ -211,6 +315,9 @@ receivers = ["bench"]
                                  headers={"Authorization": f"Bearer {TOKEN}"})
 
     def command(self) -> list[str]:
+        if self.profile_out is not None:
+            return [sys.executable, str(Path(__file__).with_name("probe.py")), str(self.profile_out),
+                    "serve", "--config", str(self.config)]
         exe = shutil.which("citywatch")
         base = [exe] if exe else [sys.executable, "-c", "from citywatch.cli import main; main()"]
         return base + ["serve", "--config", str(self.config)]
@@ -249,6 +356,20 @@ receivers = ["bench"]
                     out["flush_s"] += s.value
         return out
 
+    def stage_times(self, timeout_s: float = 10.0) -> dict:
+        """With ``--profile``: the probe's stage timings since the last call (see probe.py)."""
+        if self.profile_out is None or self.proc is None:
+            return {}
+        self.profile_out.unlink(missing_ok=True)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                return json.loads(self.profile_out.read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError):  # not yet (completely) written
+                time.sleep(0.1)
+        raise BenchError("the probe wrote no stage timings")
+
     def stop(self) -> None:
         self.http.close()
         if self.proc is None or self.proc.poll() is not None:
@@ -278,6 +399,7 @@ class Phase:
     flushes: float = 0.0
     flush_s: float = 0.0
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    stages: dict = field(default_factory=dict)  # --profile: probe.py's stage timings
     latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     split_ms: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -305,6 +427,7 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodePr
                 if not p.is_alive():
                     raise BenchError("a background publisher failed to start")
         ph.background_target = rate
+    node.stage_times()  # start the probe's figures afresh
     m0 = node.scrape()
     t0 = time.monotonic()
     if procs:
@@ -330,6 +453,7 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodePr
         ph.background_s = max(ph.background_s, secs)
         ph.background_backlog = max(ph.background_backlog, backlog)
     m1 = node.scrape()
+    ph.stages = node.stage_times()
     ph.wall_s = time.monotonic() - t0
     ph.consumed = m1["messages"] - m0["messages"]
     ph.flushes = m1["flushes"] - m0["flushes"]
@@ -394,6 +518,16 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
         s = ph.split_ms
         print(f"| {ph.name} | " + " | ".join(f"{pct(s[k], 50):.1f} | {pct(s[k], 99):.1f}"
                                              for k in ("ingest", "pickup", "http")) + " |")
+    for ph in phases:
+        if ph.stages:
+            print()
+            print(f"Node stages, phase {ph.name} (probe.py; ms, 'messages per batch' in messages):")
+            print()
+            print("| stage | calls | total ms | p50 | p99 | max |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: |")
+            for stage, st in ph.stages.items():
+                print(f"| {stage} | {st['calls']:,} | {st['total_ms']:,.0f} | {st['p50']:.2f} | {st['p99']:.2f} | "
+                      f"{st['max']:.2f} |")
     loaded = [ph for ph in phases if ph.background_target > 0]
     ok = all(len(ph.latency_ms) == len(ph.sent) and pct(ph.latency_ms, 99) < TARGET_P99_MS for ph in loaded)
     print()
@@ -402,8 +536,11 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
             print(f"{ph.name}: background published {ph.background_sent:,} messages in {ph.background_s:.1f} s "
                   f"(largest publisher backlog {ph.background_backlog:,} messages); "
                   f"{ph.consumed:,.0f} consumed by the node in {ph.wall_s:.1f} s.")
+            if ph.consumed < 0.95 * (ph.background_sent + len(ph.sent)):
+                print(f"{ph.name}: the node consumed less than it was sent: it fell behind, so these "
+                      "latencies measure the broker queue growing, not the alert path.")
         if ph.missing:
-            print(f"{ph.name}: {ph.missing} alarm(s) got no webhook within 20 s.")
+            print(f"{ph.name}: {ph.missing} alarm(s) had no webhook 20 s after the last alarm.")
     print(f"target p99 < {TARGET_P99_MS:g} ms at {args.rate:,.0f} msg/s background: {'met' if ok else 'MISSED'}; "
           f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs.")
     print(f"reproduce: {command}")
@@ -418,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--linger-ms", type=float, default=20.0, help="the node's [ingest] linger_ms (default 20)")
     p.add_argument("--warmup-s", type=float, default=5.0, help="background traffic before the first alarm")
     p.add_argument("--seed", type=int, default=5, help="seed of the alarm intervals")
+    p.add_argument("--profile", action="store_true",
+                   help="run the node under probe.py and print where its time goes, per stage")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, state DB, store)")
     args = p.parse_args(argv)
     if args.alerts < 1 or args.rate < 0 or args.publishers < 1:
@@ -435,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
 
     broker = Mosquitto(work / "mosquitto").start()
     receiver = Receiver().start()
-    node = NodeProcess(work, broker.url, receiver.url, args.linger_ms)
+    node = NodeProcess(work, broker.url, receiver.url, args.linger_ms, profile=args.profile)
     alerter = None
     ok = False
     try:

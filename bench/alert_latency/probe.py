@@ -1,0 +1,119 @@
+"""``citywatch`` with timers around the stages of the alert path (``run.py --profile``).
+
+Runs the ordinary command line (``python bench/alert_latency/probe.py OUT.json serve --config
+FILE``) after wrapping, at class level, the calls one batch goes through: decoding on the
+MQTT thread (``Pipeline.submit``), the batch's age when the flusher takes it (linger plus any
+wait), then inside ``Pipeline._write`` the store write, quarantine, device events, the
+registry's ``mark_seen``, the rule engine, the dispatcher's wake-up and the acknowledgements
+(the rest of ``_write``); and in the dispatcher the outbox scan and each webhook request.
+Durations go to ``OUT.json`` on SIGUSR1 (then start afresh) and at exit: per stage calls,
+total, p50, p99, max in ms (``messages per batch`` in messages). Nothing
+else changes, so the figures describe the real node plus the small cost of the timers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+_lock = threading.Lock()
+_times: dict[str, list[float]] = {}
+
+
+def _record(stage: str, seconds: float) -> None:
+    with _lock:
+        _times.setdefault(stage, []).append(seconds)
+
+
+def _timed(cls: type, name: str, stage: str, is_async: bool = False) -> None:
+    fn = getattr(cls, name)
+    if is_async:
+        @functools.wraps(fn)
+        async def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                _record(stage, time.perf_counter() - t0)
+    else:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _record(stage, time.perf_counter() - t0)
+    setattr(cls, name, wrapper)
+
+
+def install() -> None:
+    """Wrap the stages (before the node is built)."""
+    from alerts.dispatch.dispatcher import Dispatcher
+    from alerts.dispatch.webhook import WebhookNotifier
+    from alerts.engine import RuleEngine
+    from devices.registry import Registry
+    from ingest.events import EventLog
+    from ingest.pipeline import Pipeline
+    from ingest.quarantine import Quarantine
+    from ingest.stores.duckdb import DuckDBStore
+
+    take = Pipeline._take
+
+    def timed_take(self):
+        p = take(self)
+        if p.messages:
+            _record("batch age when taken (linger + wait)", time.monotonic() - p.first_at)
+            _record("messages per batch", p.messages)
+        return p
+
+    Pipeline._take = timed_take
+    _timed(Pipeline, "submit", "decode (MQTT thread, per message)")
+    _timed(Pipeline, "_write", "flush total (_write)")
+    _timed(DuckDBStore, "write", "flush: store write (DuckDB)")
+    _timed(Quarantine, "add", "flush: quarantine")
+    _timed(EventLog, "add", "flush: events")
+    _timed(Registry, "mark_seen", "flush: registry mark_seen")
+    _timed(RuleEngine, "process", "flush: rules (process + commit)")
+    _timed(Dispatcher, "wake", "flush: dispatcher wake")
+    _timed(Dispatcher, "_scan", "dispatch: outbox scan")
+    _timed(WebhookNotifier, "send", "dispatch: webhook request", is_async=True)
+
+
+def dump(path: Path) -> None:
+    """Write the figures so far to ``path`` and start afresh (one file per phase)."""
+    out = {}
+    with _lock:
+        items = {k: np.asarray(v) for k, v in _times.items()}
+        _times.clear()
+    for stage, a in sorted(items.items()):
+        scale = 1.0 if stage == "messages per batch" else 1000.0
+        out[stage] = {"calls": int(len(a)), "total_ms": float(a.sum() * 1000.0),
+                      "p50": float(np.percentile(a, 50) * scale), "p99": float(np.percentile(a, 99) * scale),
+                      "max": float(a.max() * scale)}
+    path.write_text(json.dumps(out, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    install()
+    atexit.register(dump, out)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: dump(out))  # run.py: end of a phase
+    from citywatch.cli import main as cli_main
+
+    sys.argv = ["citywatch", *sys.argv[2:]]
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()
