@@ -50,6 +50,8 @@ class SpoolLike(Protocol):
     def depth(self) -> tuple[int, int]: ...
     def oldest_age_ms(self, now_ms: int) -> int | None: ...
     def drain(self, store: Store, max_batches: int | None = None) -> int: ...
+    @property
+    def drained_readings(self) -> int: ...  # cumulative readings written to a store by drain()
 
 
 @dataclass(slots=True)
@@ -248,12 +250,12 @@ class Pipeline:
             self.metrics.spool_bytes.set(0)
             self.metrics.spool_age.set(0)
             return
-        try:
-            n = spool.drain(self.store, max_batches=8)
-        except StoreUnavailable:
-            n = 0
-        if n:
-            self.metrics.drained.inc(n)
+        # Count readings, like ``spooled`` (drained == spooled once the spool is empty); drain()
+        # returns batches. It stops by itself at the first store error, keeping the rest.
+        before = spool.drained_readings
+        spool.drain(self.store, max_batches=8)
+        if spool.drained_readings > before:
+            self.metrics.drained.inc(spool.drained_readings - before)
         batches, size = spool.depth()
         self.metrics.spool_bytes.set(size)
         age = spool.oldest_age_ms(int(self.clock() * 1000))

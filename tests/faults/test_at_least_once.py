@@ -1,0 +1,229 @@
+"""At-least-once from broker to store under faults (issue 3, "Show"), with real processes only:
+Mosquitto with persistence, influxd, and ``citywatch serve`` as a subprocess with a fixed client
+id (a persistent MQTT 5 session), publishing single-reading QoS 1 JSON messages from here.
+
+(a) SIGKILL the consumer three times during a 100,000-message stream: every reading stored once.
+(b) influxd stopped for 30 s mid-stream: nothing lost, the spool fills and drains, RSS bounded.
+(c) Mosquitto restarted mid-stream: the consumer reconnects by itself, nothing QoS 1 is lost.
+(d) every message delivered twice (and once more later): stored once, in both stores.
+
+Each test prints one ``[faults]`` line of figures (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+import httpx
+import pytest
+
+from tests.faults.harness import (KIND, METRIC, Background, Publisher, RssSampler, Serve, device_ids, done,
+                                  register_devices, stream, subscribed, timings_line)
+from tests.support.influxd import Influxd
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(300)]
+
+DEVICES = 300
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Mosquitto(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def influxd(tmp_path):
+    server = Influxd(tmp_path / "influxd").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cleanup():
+    """Stops whatever the test started (consumer, publisher) even when it fails."""
+    things: list = []
+    yield things
+    for t in reversed(things):
+        if isinstance(t, Serve):
+            t.kill()
+        else:
+            t.close()
+
+
+def duckdb_counts(path) -> tuple[int, int]:
+    """(rows, distinct (device, metric, ts)) in a DuckDB store no process holds open."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute("SELECT count(*), count(DISTINCT (device_id, metric, ts)) FROM readings").fetchone()
+    finally:
+        con.close()
+
+
+def influx_count(server: Influxd) -> int:
+    """Points of the stream's metric in InfluxDB (a rewritten point counts once)."""
+    r = httpx.get(f"{server.http}/query", params={"db": server.database,
+                                                   "q": f'SELECT count("{METRIC}") FROM "{KIND}"'}, timeout=30)
+    r.raise_for_status()
+    series = r.json()["results"][0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def test_a_sigkill_consumer_three_times(tmp_path, broker, cleanup):
+    n = 100_000
+    db = tmp_path / "node" / "readings.duckdb"
+    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}")
+    ids = device_ids(DEVICES)
+    register_devices(serve.state_db, ids)
+    messages = stream(ids, n, now_ms() - 3_600_000)
+    t0 = time.monotonic()
+    cleanup.append(serve.start())
+    pub = Publisher(broker.port)
+    cleanup.append(pub)
+    subscribed(serve, pub)
+    publishing = Background(pub.publish, messages, deadline_s=240)
+
+    stored_before = 0  # readings in the store when the current process started
+    at_kill: list[int] = []
+    for target in (20_000, 45_000, 70_000):
+        serve.wait_metrics(lambda m: stored_before + m.get("citywatch_ingest_readings_stored_total", 0) >= target,
+                           120, f"{target} readings stored before a kill")
+        serve.kill()
+        rows, distinct = duckdb_counts(db)
+        assert rows == distinct, f"a reading stored twice after kill {len(at_kill) + 1}"
+        assert rows >= target  # what was counted as stored was committed
+        at_kill.append(rows)
+        stored_before = rows
+        serve.start()
+
+    serve.wait_metrics(lambda m: stored_before + m.get("citywatch_ingest_readings_stored_total", 0) >= n,
+                       180, f"all {n} readings stored")
+    report = publishing.result(60)
+    totals = serve.stop()
+    elapsed = time.monotonic() - t0
+    rows, distinct = duckdb_counts(db)
+    assert (rows, distinct) == (n, n)
+    assert stored_before + totals["stored"] == n
+    print(timings_line("a sigkill x3", messages=n, stored_at_kills=at_kill, publish_s=round(report.seconds, 1),
+                       republished=report.republished, total_s=round(elapsed, 1),
+                       last_process=totals))
+
+
+def test_b_influxd_down_30s_spools_and_drains(tmp_path, broker, influxd, cleanup):
+    n, rate, outage_s = 45_000, 1_000.0, 30.0
+    serve = Serve(tmp_path / "node", broker.port, influxd.url)
+    ids = device_ids(DEVICES)
+    register_devices(serve.state_db, ids)
+    messages = stream(ids, n, now_ms() - 3_600_000)
+    cleanup.append(serve.start())
+    rss = RssSampler(serve.proc.pid)
+    pub = Publisher(broker.port)
+    cleanup.append(pub)
+    subscribed(serve, pub)
+    t0 = time.monotonic()
+    publishing = Background(pub.publish, messages, rate=rate, deadline_s=120)
+
+    serve.wait_metrics(lambda m: done(m) >= 5_000, 60, "5,000 readings stored before the outage")
+    influxd.stop()
+    down_at = time.monotonic() - t0
+    time.sleep(outage_s / 2)
+    mid = serve.metrics()
+    assert mid["citywatch_ingest_readings_spooled_total"] > 0, "nothing spooled while influxd is down"
+    assert mid["citywatch_ingest_spool_bytes"] > 0 or mid["citywatch_ingest_readings_spooled_total"] > 0
+    time.sleep(outage_s / 2)
+    influxd.start()
+    up_at = time.monotonic() - t0
+
+    report = publishing.result(120)
+    m = serve.wait_metrics(
+        lambda m: done(m) >= n and m["citywatch_ingest_readings_drained_total"]
+        == m["citywatch_ingest_readings_spooled_total"], 120, "every reading durable and the spool drained")
+    drained_at = time.monotonic() - t0
+    peak = rss.stop()
+    totals = serve.stop()
+    assert influx_count(influxd) == n
+    spooled = m["citywatch_ingest_readings_spooled_total"]
+    assert spooled > 0 and m["citywatch_ingest_readings_drained_total"] == spooled
+    assert m["citywatch_ingest_spool_bytes"] == 0
+    assert not list((tmp_path / "node" / "spool").glob("*.seg"))
+    assert peak < 500 * 1024**2, f"peak RSS {peak / 1024**2:.0f} MB"
+    print(timings_line("b influxd down", messages=n, rate=rate, down_at_s=round(down_at, 1),
+                       up_at_s=round(up_at, 1), drained_at_s=round(drained_at, 1), spooled=int(spooled),
+                       peak_rss_mb=round(peak / 1024**2), rss_samples=rss.samples,
+                       republished=report.republished, totals=totals))
+
+
+def test_c_broker_restart_mid_stream(tmp_path, broker, cleanup):
+    n, rate = 40_000, 2_500.0
+    db = tmp_path / "node" / "readings.duckdb"
+    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}")
+    ids = device_ids(DEVICES)
+    register_devices(serve.state_db, ids)
+    messages = stream(ids, n, now_ms() - 3_600_000)
+    cleanup.append(serve.start())
+    pub = Publisher(broker.port)
+    cleanup.append(pub)
+    subscribed(serve, pub)
+    t0 = time.monotonic()
+    publishing = Background(pub.publish, messages, rate=rate, deadline_s=120)
+
+    serve.wait_metrics(lambda m: done(m) >= 10_000, 60, "10,000 readings stored before the restart")
+    broker.restart()
+    restart_at = time.monotonic() - t0
+    report = publishing.result(120)
+    serve.wait_metrics(lambda m: m.get("citywatch_ingest_readings_stored_total", 0) >= n, 120,
+                       f"all {n} readings stored after the broker restart")
+    caught_up = time.monotonic() - t0
+    health = httpx.get(f"{serve.base}/api/v1/health", timeout=5).json()
+    totals = serve.stop()
+    assert duckdb_counts(db) == (n, n)
+    log = serve.log.read_text(errors="replace")
+    assert log.count("connected to 127.0.0.1") >= 2, "the consumer did not reconnect by itself"
+    assert "session present: True" in log, "the broker did not keep the consumer's session"
+    print(timings_line("c broker restart", messages=n, rate=rate, restart_at_s=round(restart_at, 1),
+                       caught_up_s=round(caught_up, 1), republished=report.republished,
+                       health=health.get("status"), totals=totals))
+
+
+@pytest.mark.parametrize("store", ["duckdb", "influxdb"])
+def test_d_every_message_twice_is_stored_once(tmp_path, broker, store, cleanup, request):
+    n = 10_000
+    if store == "duckdb":
+        url = f"duckdb:///{tmp_path / 'node' / 'readings.duckdb'}"
+    else:
+        server = request.getfixturevalue("influxd")
+        url = server.url
+    serve = Serve(tmp_path / "node", broker.port, url)
+    ids = device_ids(DEVICES)
+    register_devices(serve.state_db, ids)
+    messages = stream(ids, n, now_ms() - 3_600_000)
+    cleanup.append(serve.start())
+    pub = Publisher(broker.port)
+    cleanup.append(pub)
+    subscribed(serve, pub)
+    t0 = time.monotonic()
+    # Each message twice in a row (the copies land in the same batch), then the whole stream
+    # once more (the copies meet readings already in the store).
+    r1 = pub.publish([m for m in messages for _ in (0, 1)], deadline_s=120)
+    serve.wait_metrics(lambda m: done(m) >= 2 * n, 120, "both copies handled")
+    r2 = pub.publish(messages, deadline_s=120)
+    m = serve.wait_metrics(lambda m: done(m) >= 3 * n, 120, "the third copies handled")
+    elapsed = time.monotonic() - t0
+    totals = serve.stop()
+    if store == "duckdb":
+        assert duckdb_counts(tmp_path / "node" / "readings.duckdb") == (n, n)
+    else:
+        assert influx_count(server) == n
+    republished = r1.republished + r2.republished
+    assert m["citywatch_ingest_readings_stored_total"] == n
+    assert m["citywatch_ingest_readings_duplicate_total"] >= 2 * n  # more if the publisher repeated any
+    assert totals["stored"] == n and totals["received"] == 3 * n + republished
+    print(timings_line(f"d duplicates {store}", messages=3 * n, total_s=round(elapsed, 1),
+                       republished=republished, totals=totals))
