@@ -123,7 +123,8 @@ class Simulation:
             self._inject(spec, kind, self.models[kind].targets(spec.scenario.effect, self._rng, spec.devices), start)
 
     def _plan_day(self, day: int) -> None:
-        """Draw the day's occurrences of the probabilistic scenarios."""
+        """Draw the day's occurrences of the probabilistic scenarios: each unit (a device, or for
+        bridge faults the sensors of the needed type on one bridge) is hit with probability p."""
         self._planned_days.add(day)
         for spec in self.specs:
             if spec.p is None:
@@ -131,16 +132,17 @@ class Simulation:
             tod = spec.time_of_day_ms()
             for kind in self._kinds_for(spec):
                 model = self.models[kind]
-                hit = np.nonzero(self._rng.random(model.n) < spec.p)[0]
+                units = model.units(spec.scenario.effect)  # devices, or sensor groups of a bridge
+                hit = np.nonzero(self._rng.random(len(units)) < spec.p)[0]
                 if spec.scenario.effect == "bad_payloads":
                     if len(hit):
                         self._plan_bad(day + int(self._rng.integers(0, DAY_MS)))
                     continue
                 offs = self._rng.integers(0, DAY_MS, len(hit)) if tod is None else np.full(len(hit), tod)
-                for j, i in enumerate(hit.tolist()):
+                for j, u in enumerate(hit.tolist()):
                     start = day + int(offs[j])
                     if start >= self.start_ms:
-                        self._inject(spec, kind, np.array([i], dtype=np.int64), start)
+                        self._inject(spec, kind, units[u], start)
 
     def _plan_bad(self, t: int) -> None:
         t = max(t, self.now)  # never behind the stream

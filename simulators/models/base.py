@@ -98,6 +98,10 @@ class Model:
 
     # --- effects --------------------------------------------------------------------------
 
+    def units(self, effect: str) -> list[np.ndarray]:
+        """What a probabilistic scenario draws from: by default each device on its own."""
+        return [np.array([i], dtype=np.int64) for i in range(self.n)]
+
     def targets(self, effect: str, rng: np.random.Generator, count: int) -> np.ndarray:
         """The devices an effect hits: ``count`` distinct devices drawn with ``rng``, sorted."""
         return np.sort(rng.choice(self.n, size=min(count, self.n), replace=False)).astype(np.int64)

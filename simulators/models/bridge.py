@@ -117,6 +117,13 @@ class BridgeModel(Model):
         """Structure temperature: the air two hours earlier (thermal inertia of concrete)."""
         return air_temp_c(np.asarray(t, dtype=np.int64) - 2 * 3600_000)
 
+    def units(self, effect: str) -> list[np.ndarray]:
+        """For the bridge effects: the sensors of the needed type, bridge by bridge."""
+        if effect not in self.NEEDS:
+            return super().units(effect)
+        need = self.by_sensor[self.NEEDS[effect]]
+        return [u for b in range(len(self.bridge_names)) if len(u := need[self.bridge[need] == b])]
+
     def targets(self, effect: str, rng: np.random.Generator, count: int) -> np.ndarray:
         """Devices an effect applies to: every sensor of the needed type on ``count`` bridges
         (for ``offline``: ``count`` sensors)."""

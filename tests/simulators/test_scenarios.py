@@ -195,3 +195,11 @@ def test_gas_over_flow_near_the_hour_never_runs_the_register_backwards(gas):
     assert inj.start_ms == START + HOUR + 60_000  # moved past the hour boundary
     vols = sorted(series_by(gas, msgs)[(inj.device_ids[0], "volume_m3")])
     assert [v for _, v in vols] == sorted(v for _, v in vols)
+
+
+def test_probabilistic_bridge_faults_hit_whole_bridges(bridges):
+    # planned for the whole day at its first minute (at random times: start at midnight)
+    sim, _ = run(bridges, start=START, hours=0.01, scenarios=["pier-tilt,p=1"])
+    tilts = {d.device_id for d in bridges if d.attrs.get("sensor") == "tilt"}
+    hit = {dev for inj in sim.injections for dev in inj.device_ids}
+    assert hit == tilts and len(sim.injections) == len({d.asset_id for d in bridges})
