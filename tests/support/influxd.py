@@ -7,29 +7,23 @@ same data, so a client configured with ``url`` reconnects to the same database.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from tests.support.process import ServerProcess, free_port
+
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-class Influxd:
+class Influxd(ServerProcess):
     """One influxd process: ``start()``, ``stop()``, ``url``; also a context manager."""
+
+    name = "influxd"
 
     def __init__(self, workdir: Path | str, database: str = "citywatch", *, auth: bool = False) -> None:
         """``auth``: HTTP authentication on (create the first admin with :meth:`create_admin`)."""
@@ -55,7 +49,7 @@ class Influxd:
             f"  auth-enabled = {'true' if auth else 'false'}\n"
             '[logging]\n  level = "warn"\n  suppress-logo = true\n'
         )
-        self.proc: subprocess.Popen | None = None
+        self.proc = None
 
     @property
     def url(self) -> str:
@@ -65,46 +59,24 @@ class Influxd:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [INFLUXD, "-config", str(self.conf)]
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.http}/ping", timeout=0.5).status_code == 204
+        except httpx.HTTPError:
+            return False
+
     def start(self, timeout: float = 30.0) -> Influxd:
         """Start and wait until ``/ping`` answers 204; RuntimeError with the log otherwise."""
-        if self.proc is not None and self.proc.poll() is None:
-            return self
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([INFLUXD, "-config", str(self.conf)], stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"influxd exited with {self.proc.returncode}: {self._log_tail()}")
-            try:
-                if httpx.get(f"{self.http}/ping", timeout=0.5).status_code == 204:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop(kill=True)
-        raise RuntimeError(f"influxd did not answer /ping within {timeout} s: {self._log_tail()}")
-
-    def stop(self, kill: bool = False) -> None:
-        """SIGTERM (SIGKILL with ``kill``), then SIGKILL to the group after 10 s."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.proc = None
+        self._start(timeout)
+        return self
 
     def create_admin(self, user: str, password: str) -> None:
         """The first user, an admin (InfluxDB allows this one without credentials)."""
         q = f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
         httpx.post(f"{self.http}/query", data={"q": q}).raise_for_status()
-
-    def _log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
 
     def __enter__(self) -> Influxd:
         return self.start()
