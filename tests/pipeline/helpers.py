@@ -23,6 +23,7 @@ from devices.model import Device
 from devices.registry import Registry
 from devices.sqlite import connect
 from ingest.events import EventLog
+from ingest.mqtt import wait_for
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.stores.base import open_store
@@ -95,6 +96,16 @@ def signature(alerts: Iterable[Alert]) -> list[tuple]:
     """What must match between two runs of the same traffic (ids and wall-clock times aside)."""
     return sorted((a.rule, a.device_id, a.severity, a.state, a.started_ms, a.fired_ms, a.ended_ms, a.value,
                    a.threshold, a.summary) for a in alerts)
+
+
+def settle(node: Node, readings: int, timeout_s: float = 60.0) -> None:
+    """Wait until ``readings`` readings are in the node's store. Stop the node after this and
+    before reading its alerts: ``Node.stop`` drains the pipeline, so the rule engine has then
+    seen every batch (a batch is stored before its rules run)."""
+    def stored() -> int:
+        t = node.totals()
+        return t["stored"] + t["duplicates"]
+    assert wait_for(lambda: stored() >= readings, timeout_s), (node.totals(), readings)
 
 
 def make_node(root: Path, broker_url: str, client_id: str, *, tick_s: float = 10.0) -> Node:

@@ -15,13 +15,12 @@ import pytest
 
 from devices.catalogue import CATALOGUE, KINDS
 from devices.fleet import sample_fleet
-from ingest.mqtt import wait_for
 from simulators.engine import Simulation
 from simulators.publish import run as publish
 from simulators.scenarios import SCENARIOS
 from simulators.timeutil import parse_time_ms
 
-from .helpers import H, M, Ingest, all_alerts, make_node
+from .helpers import H, M, Ingest, all_alerts, make_node, settle
 
 # Friday 2026-11-20 00:00 in Wuhan; every case starts at a local time of that day
 DAY0 = parse_time_ms("2026-11-20T00:00:00+08:00")
@@ -174,9 +173,8 @@ def test_short_scenarios_through_mosquitto_into_a_node(tmp_path, mosquitto):
             pass
         sim = Simulation(fleet, seed=3, start_ms=start, scenarios=scenarios, gas_mode="hourly")
         publish(mosquitto.url, sim, duration_ms=span, speed=None, client_id="pipeline-scenarios-pub")
-        assert wait_for(lambda: node.totals()["received"] >= dry.readings_out, 60), (node.totals(), dry.readings_out)
-        node.pipeline.flush()
-        assert node.quarantine.count() == 0
-        check_alerts(all_alerts(node.alerts), sim.injections)
+        settle(node, dry.readings_out)
     finally:
         node.stop()
+    assert node.quarantine.count() == 0
+    check_alerts(all_alerts(node.alerts), sim.injections)
