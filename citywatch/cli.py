@@ -188,8 +188,11 @@ def rollout_import(file: Path, config: ConfigOpt = None) -> None:
 
 
 def _mount_domain_commands() -> None:
+    import simulators.cli
     from alerts.cli import app as rules_app
     from simulators.cli import app as sim_app
+
+    simulators.cli.broker_from_config = lambda config: settings(config).mqtt.url
 
     app.add_typer(rules_app, name="rules", help="Rule files: check them.")
     for cmd in sim_app.registered_commands:

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -21,9 +21,23 @@ from .timeutil import parse_duration_ms, parse_time_ms
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Simulated devices, and recording and replaying broker traffic.")
 
-BrokerOpt = Annotated[str, typer.Option("--broker", help="MQTT broker URL, mqtt://host:port or mqtts://")]
+BrokerOpt = Annotated[Optional[str], typer.Option(
+    "--broker", help="MQTT broker URL, mqtt://host:port or mqtts://; default: [mqtt] url of the config")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="citywatch config file (TOML)")]
 SpeedOpt = Annotated[str, typer.Option("--speed", help="simulated seconds per real second, or 'max'")]
+
+
+# Set by the composition layer (citywatch.cli) to read ``[mqtt] url`` from a config file and
+# the environment; alone (``python -m simulators.cli``) the default broker is used.
+broker_from_config: Callable[[Optional[Path]], str] | None = None
+
+
+def _broker(explicit: str | None, config: Path | None) -> str:
+    if explicit:
+        return explicit
+    if broker_from_config is not None:
+        return broker_from_config(config)
+    return DEFAULT_BROKER
 
 
 def _fail(msg: str) -> None:
@@ -91,7 +105,7 @@ def simulate(
     start: Annotated[Optional[str], typer.Option("--start", help="simulated start (epoch ms or ISO 8601); default now")] = None,
     duration: Annotated[str, typer.Option("--duration", help="simulated duration, e.g. 90s, 2h, 1d")] = "1h",
     speed: SpeedOpt = "1",
-    broker: BrokerOpt = DEFAULT_BROKER,
+    broker: BrokerOpt = None,
     processes: Annotated[int, typer.Option("--processes", min=1, help="publishing processes")] = 1,
     gas_mode: Annotated[str, typer.Option("--gas-mode", help="daily (24 hourly readings a day) or hourly")] = "daily",
     list_scenarios: Annotated[bool, typer.Option("--list-scenarios", help="list the scenarios and exit")] = False,
@@ -100,6 +114,7 @@ def simulate(
     """Publish simulated devices to an MQTT broker. Same seed, start and options: the same
     messages in the same order. Ingest rejects readings over 5 minutes in its future, so to run
     faster than real time start in the past (e.g. --start 2026-11-28T00:00+08:00 --speed max)."""
+    broker = _broker(broker, config)
     from .scenarios import SCENARIOS, parse_spec
 
     if list_scenarios:
@@ -148,13 +163,14 @@ def simulate(
 @app.command()
 def record(
     out: Annotated[Path, typer.Option("--out", help="recording file to write (.cwrec, gzip)")],
-    broker: BrokerOpt = DEFAULT_BROKER,
+    broker: BrokerOpt = None,
     topic: Annotated[Optional[list[str]], typer.Option("--topic", help="topic filter, repeatable")] = None,
     duration: Annotated[Optional[str], typer.Option("--duration", help="stop after this long, e.g. 10m")] = None,
     count: Annotated[Optional[int], typer.Option("--count", min=1, help="stop after this many messages")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Record traffic from a broker to a file (until --duration, --count or Ctrl-C)."""
+    broker = _broker(broker, config)
     from .record import record as do_record
 
     try:
@@ -175,10 +191,11 @@ def replay(
     file: Annotated[Path, typer.Argument(help="a recording made by citywatch record")],
     speed: SpeedOpt = "1",
     shift_to_now: Annotated[bool, typer.Option("--shift-to-now", help="move payload timestamps to now")] = False,
-    broker: BrokerOpt = DEFAULT_BROKER,
+    broker: BrokerOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Publish a recording again with its original timing scaled by --speed."""
+    broker = _broker(broker, config)
     from .record import replay as do_replay
 
     sp = _speed(speed)
