@@ -1,6 +1,6 @@
 """Store and spool throughput, store side only (not a test; the end-to-end benchmark is bench/).
 
-    python -m tests.stores.bench_stores [duckdb] [influxdb] [spool]
+    python bench/stores/run.py [duckdb] [influxdb] [spool]
 
 Writes synthetic batches shaped like the consumer's: 100 Hz bridge waveform windows of 100
 samples (200 devices), and single-reading noise messages of 4 metrics (5,000 devices); then
@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.model import Readings, ReadingsBuilder
-from ingest.spool import Spool
-from ingest.stores.base import open_store
-from tests.support.influxd import Influxd
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from ingest.model import Readings, ReadingsBuilder  # noqa: E402
+from ingest.spool import Spool  # noqa: E402
+from ingest.stores.base import open_store  # noqa: E402
+from tests.support.influxd import Influxd  # noqa: E402
 
 T0 = 1_779_999_960_000
 NOISE = ("laeq_db", "lmax_db", "pm10_ugm3", "pm25_ugm3")
