@@ -65,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from devices.fleet import sample_fleet  # noqa: E402
@@ -343,9 +344,11 @@ receivers = ["bench"]
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
     def scrape(self) -> dict[str, float]:
-        """Totals of the node's own metrics: telemetry messages consumed, batches, flush seconds."""
+        """Totals of the node's own metrics (messages consumed, batches, flush seconds) and the
+        CPU seconds the process has used."""
         text = self.http.get("/metrics").text
-        out = {"messages": 0.0, "flushes": 0.0, "flush_s": 0.0}
+        cpu = psutil.Process(self.proc.pid).cpu_times()
+        out = {"messages": 0.0, "flushes": 0.0, "flush_s": 0.0, "cpu_s": cpu.user + cpu.system}
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
                 if s.name == "citywatch_ingest_messages_total":
@@ -398,6 +401,8 @@ class Phase:
     wall_s: float = 0.0
     flushes: float = 0.0
     flush_s: float = 0.0
+    cpu_s: float = 0.0  # CPU seconds of the node process during the phase
+    other_notices: int = 0  # webhooks that were not the alarms' firing notices
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
     stages: dict = field(default_factory=dict)  # --profile: probe.py's stage timings
     latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -428,6 +433,7 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodePr
                     raise BenchError("a background publisher failed to start")
         ph.background_target = rate
     node.stage_times()  # start the probe's figures afresh
+    other0 = receiver.other
     m0 = node.scrape()
     t0 = time.monotonic()
     if procs:
@@ -458,6 +464,8 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodePr
     ph.consumed = m1["messages"] - m0["messages"]
     ph.flushes = m1["flushes"] - m0["flushes"]
     ph.flush_s = m1["flush_s"] - m0["flush_s"]
+    ph.cpu_s = m1["cpu_s"] - m0["cpu_s"]
+    ph.other_notices = receiver.other - other0
     load_end = os.getloadavg()
     ph.load = (max(ph.load[0], load_end[0]), ph.load[1], ph.load[2])
     return ph
@@ -498,8 +506,8 @@ def pct(a: np.ndarray, q: float) -> float:
 def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
     print()
     print("| phase | background target msg/s | published msg/s | consumed msg/s | alerts | "
-          "p50 ms | p95 ms | p99 ms | max ms | batches/s | mean flush ms | load avg 1m |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "p50 ms | p95 ms | p99 ms | max ms | batches/s | mean flush ms | node CPU % | load avg 1m |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for ph in phases:
         lat = ph.latency_ms
         pub_rate = ph.background_sent / ph.background_s if ph.background_s else 0.0
@@ -507,7 +515,7 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
         print(f"| {ph.name} | {ph.background_target:,.0f} | {pub_rate:,.0f} | {ph.consumed / ph.wall_s:,.0f} | "
               f"{len(lat)}/{len(ph.sent)} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} | {pct(lat, 99):.1f} | "
               f"{lat.max() if len(lat) else float('nan'):.1f} | {ph.flushes / ph.wall_s:.1f} | {flush_ms:.1f} | "
-              f"{ph.load[0]:.2f} |")
+              f"{100 * ph.cpu_s / ph.wall_s:.0f} | {ph.load[0]:.2f} |")
     print()
     print("Where the time goes (ms; ingest = publish -> notice in the outbox, pickup = -> first attempt, "
           "http = -> arrival):")
@@ -541,6 +549,8 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
                       "latencies measure the broker queue growing, not the alert path.")
         if ph.missing:
             print(f"{ph.name}: {ph.missing} alarm(s) had no webhook 20 s after the last alarm.")
+        if ph.other_notices:
+            print(f"{ph.name}: {ph.other_notices} other notice(s) arrived (the background should raise none).")
     print(f"target p99 < {TARGET_P99_MS:g} ms at {args.rate:,.0f} msg/s background: {'met' if ok else 'MISSED'}; "
           f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs.")
     print(f"reproduce: {command}")
