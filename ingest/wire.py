@@ -1,0 +1,573 @@
+"""A fast MQTT consumer on stdlib sockets: the ingest hot path without paho's per-packet costs.
+
+``WireConsumer`` has exactly the interface of :class:`ingest.mqtt.MqttConsumer` (same
+``BrokerAddress`` URL, same ``ConsumerOptions``, ``start``/``stop``, ``connected`` and
+``subscribed`` events, ``on_message(topic, payload, ack)``) and the same guarantees:
+
+- Persistent session: ``clean_session=False`` (3.1.1) or ``clean_start=False`` with a Session
+  Expiry Interval (5), so the broker queues QoS 1 messages while the consumer is away and
+  redelivers the unacknowledged ones after a reconnect.
+- Manual acknowledgement: a QoS 1 message comes with an ``ack`` callable, callable from any
+  thread, at most once; its PUBACK is sent only then. Acks are queued under a lock and the I/O
+  thread sends every pending PUBACK in one ``sendall`` (after each chunk of received packets, or
+  woken by a socketpair written at most once per batch of acks, not once per ack). PUBACKs go
+  out in the order the acks were called.
+- Acknowledgements belong to a connection: an ``ack`` from an older connection (generation
+  counter) is dropped, never sent, because after a reconnect the broker redelivers every
+  unacknowledged message and may reuse their packet ids for new ones.
+- Backpressure: with MQTT 5 the CONNECT carries ``receive_maximum``; while ``on_message`` blocks,
+  the socket is not read (TCP backpressure).
+- Reconnects by itself with backoff (0.2 s doubling to 5 s) after a drop, a broker restart, a
+  refused CONNECT or a missed PINGRESP; resubscribes on every connection; ``connected`` is clear
+  while down. A malformed packet closes the connection (logged) and never ends the I/O thread;
+  an exception from ``on_message`` is logged with the topic and the loop goes on (that message
+  stays unacknowledged).
+
+Supported: MQTT 3.1.1 and 5, QoS 0 and 1 subscriptions (the broker never sends a higher QoS than
+subscribed; a QoS 2 PUBLISH is treated as a protocol error), shared subscriptions (``$share/g/f``
+is just a filter), mqtts:// (system CA bundle, hostname checked). Not supported: QoS 2, MQTT 5
+enhanced authentication, topic aliases (none are announced, so the broker sends none).
+
+Why it exists (measured in bench/mqtt_client/README.md): paho-mqtt spends several ``recv`` calls,
+a Properties object (v5) and, with manual acknowledgement, a socketpair wake-up per message,
+which caps the consumer far below what the broker can deliver. Here one ``recv`` reads up to
+256 KiB and every complete packet in it is parsed in one loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from ingest.mqtt import BrokerAddress, ConsumerOptions, MqttError, OnMessage
+
+log = logging.getLogger("citywatch.mqtt.wire")
+
+__all__ = ["WireConsumer"]
+
+CHUNK = 256 * 1024  # bytes asked of one recv
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+CONNECT_TIMEOUT_S = 10.0  # TCP/TLS connect, then CONNACK
+FLUSH_EVERY = 1024  # packets parsed between two PUBACK flushes inside one chunk
+
+# packet types (high nibble of the fixed header)
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH = range(8, 16)
+
+_PINGREQ = b"\xc0\x00"
+_DISCONNECT = b"\xe0\x00"  # v5: remaining length 0 = reason 0x00, normal (session kept)
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+
+_V4_REFUSALS = {1: "unacceptable protocol version", 2: "client identifier rejected",
+                3: "server unavailable", 4: "bad user name or password", 5: "not authorized"}
+_V5_REASONS = {
+    0x04: "disconnect with will message", 0x80: "unspecified error", 0x81: "malformed packet",
+    0x82: "protocol error", 0x83: "implementation specific error",
+    0x84: "unsupported protocol version", 0x85: "client identifier not valid",
+    0x86: "bad user name or password", 0x87: "not authorized", 0x88: "server unavailable",
+    0x89: "server busy", 0x8A: "banned", 0x8B: "server shutting down", 0x8C: "bad authentication method",
+    0x8D: "keep alive timeout", 0x8E: "session taken over", 0x8F: "topic filter invalid",
+    0x90: "topic name invalid", 0x93: "receive maximum exceeded", 0x94: "topic alias invalid",
+    0x95: "packet too large", 0x97: "quota exceeded", 0x98: "administrative action",
+    0x99: "payload format invalid", 0x9A: "retain not supported", 0x9B: "QoS not supported",
+    0x9C: "use another server", 0x9D: "server moved", 0x9E: "shared subscriptions not supported",
+    0x9F: "connection rate exceeded", 0xA0: "maximum connect time",
+    0xA1: "subscription identifiers not supported", 0xA2: "wildcard subscriptions not supported",
+}
+
+# MQTT 5 property identifier -> value type, to walk a property block
+_BYTE, _TWO, _FOUR, _VARINT, _UTF8, _BINARY, _PAIR = range(7)
+_PROPERTY_TYPES = {
+    0x01: _BYTE, 0x02: _FOUR, 0x03: _UTF8, 0x08: _UTF8, 0x09: _BINARY, 0x0B: _VARINT,
+    0x11: _FOUR, 0x12: _UTF8, 0x13: _TWO, 0x15: _UTF8, 0x16: _BINARY, 0x17: _BYTE,
+    0x18: _FOUR, 0x19: _BYTE, 0x1A: _UTF8, 0x1C: _UTF8, 0x1F: _UTF8, 0x21: _TWO, 0x22: _TWO,
+    0x23: _TWO, 0x24: _BYTE, 0x25: _BYTE, 0x26: _PAIR, 0x27: _FOUR, 0x28: _BYTE, 0x29: _BYTE,
+    0x2A: _BYTE,
+}
+_SERVER_KEEP_ALIVE, _REASON_STRING, _ASSIGNED_CLIENT_ID = 0x13, 0x1F, 0x12
+
+
+class ProtocolError(MqttError):
+    """The broker sent something this client cannot accept; the connection is closed."""
+
+
+class _Closed(Exception):
+    """The connection ended (EOF, socket error, keepalive timeout); reconnect."""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def _utf8(s: str) -> bytes:
+    b = s.encode("utf-8")
+    if len(b) > 65535:
+        raise ValueError(f"string too long for MQTT ({len(b)} bytes): {s[:40]!r}...")
+    return _U16.pack(len(b)) + b
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    return bytes((first,)) + _varint(len(body)) + body
+
+
+def _read_varint(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """(value, next index) of the variable byte integer at ``i``; ProtocolError if malformed."""
+    value, shift = 0, 0
+    while True:
+        if i >= end or shift > 21:
+            raise ProtocolError("malformed variable byte integer")
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _properties(data: bytes, i: int, end: int) -> tuple[dict[int, object], int]:
+    """Parse an MQTT 5 property block at ``i``: ({id: last value}, index after the block)."""
+    length, i = _read_varint(data, i, end)
+    stop = i + length
+    if stop > end:
+        raise ProtocolError("property block longer than its packet")
+    props: dict[int, object] = {}
+    while i < stop:
+        pid, i = _read_varint(data, i, stop)
+        kind = _PROPERTY_TYPES.get(pid)
+        if kind is None:
+            raise ProtocolError(f"unknown MQTT 5 property 0x{pid:02x}")
+        if kind == _BYTE:
+            need = 1
+        elif kind == _TWO:
+            need = 2
+        elif kind == _FOUR:
+            need = 4
+        elif kind == _VARINT:
+            props[pid], i = _read_varint(data, i, stop)
+            continue
+        else:
+            if i + 2 > stop:
+                raise ProtocolError("truncated property")
+            need = 2 + _U16.unpack_from(data, i)[0]
+            if kind == _PAIR and i + need + 2 <= stop:
+                need += 2 + _U16.unpack_from(data, i + need)[0]
+        if i + need > stop:
+            raise ProtocolError("truncated property")
+        raw = data[i:i + need]
+        props[pid] = int.from_bytes(raw, "big") if kind in (_BYTE, _TWO, _FOUR) else raw
+        i += need
+    return props, stop
+
+
+def _reason(code: int, protocol: int, props: dict[int, object] | None = None) -> str:
+    name = (_V5_REASONS if protocol == 5 else _V4_REFUSALS).get(code, "unknown reason")
+    text = f"{name} (0x{code:02x})"
+    extra = (props or {}).get(_REASON_STRING)
+    if isinstance(extra, bytes) and len(extra) > 2:
+        text += f": {extra[2:].decode('utf-8', 'replace')}"
+    return text
+
+
+def _pubacks(pids: list[int]) -> bytes:
+    """PUBACK packets for ``pids`` in order, in one buffer (v5 short form: reason 0, no props)."""
+    out = np.empty(2 * len(pids), dtype=">u2")
+    out[0::2] = 0x4002
+    out[1::2] = pids
+    return out.tobytes()
+
+
+class WireConsumer:
+    """MQTT 3.1.1/5 consumer: one I/O thread, QoS 0/1, persistent session, manual acks.
+
+    Drop-in replacement for :class:`ingest.mqtt.MqttConsumer`; ``on_message`` runs on the I/O
+    thread, in receive order.
+    """
+
+    def __init__(self, url: str, on_message: OnMessage, options: ConsumerOptions | None = None):
+        self.address = BrokerAddress.parse(url)
+        self.options = o = options or ConsumerOptions()
+        if o.qos not in (0, 1):
+            raise ValueError(f"WireConsumer subscribes at QoS 0 or 1, got {o.qos} (QoS 2 is not supported)")
+        if o.protocol not in (4, 5):
+            raise ValueError(f"protocol must be 4 (MQTT 3.1.1) or 5, got {o.protocol}")
+        if not o.client_id:
+            raise ValueError("a persistent session needs a client_id")
+        if not o.topics:
+            raise ValueError("no topics to subscribe to")
+        if not 0 <= o.keepalive_s <= 65535:
+            raise ValueError(f"keepalive_s must be within 0..65535, got {o.keepalive_s}")
+        self._on_message = on_message
+        self._user = o.username or self.address.username
+        self._password = (o.password or self.address.password) if self._user else ""
+        self._connect_packet = self._build_connect()
+        self._subscribe_packet = self._build_subscribe()
+
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.last_error = ""  # the latest reason the connection failed or was refused
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._io_ident = 0
+        self._connacked = False  # of the current connection (I/O thread only)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        # ack queue, guarded by _ack_lock: packet ids of the current generation, in ack order
+        self._ack_lock = threading.Lock()
+        self._generation = 0
+        self._acks: list[int] = []
+        self._ack_signalled = False  # a wake-up is on its way (or the I/O thread will flush anyway)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, wait_s: float | None = 10.0) -> None:
+        """Start the I/O thread; with ``wait_s``, wait that long for a CONNACK (not the SUBACK:
+        a resumed session may deliver its backlog first) or stop and raise MqttError."""
+        if self._thread is not None:
+            raise MqttError("WireConsumer already started")
+        self._thread = threading.Thread(target=self._run, name="mqtt-wire", daemon=True)
+        self._thread.start()
+        if wait_s and not self.connected.wait(wait_s):
+            self.stop()
+            why = f": {self.last_error}" if self.last_error else ""
+            raise MqttError(f"could not connect to {self.address.host}:{self.address.port} "
+                            f"within {wait_s:.0f} s{why}")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Send the acks already called, DISCONNECT (the session keeps what was not
+        acknowledged) and end the I/O thread (waits up to ``timeout_s``)."""
+        self._stopping.set()
+        self._wake()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout_s)
+            if t.is_alive():
+                log.warning("MQTT I/O thread did not end within %.0f s (on_message blocked?)", timeout_s)
+        if t is None or not t.is_alive():
+            self._wake_r.close()
+            self._wake_w.close()
+
+    # -- acknowledgements (any thread) -----------------------------------------------------------
+
+    def _ack(self, generation: int, pid: int) -> None:
+        with self._ack_lock:
+            if generation != self._generation:
+                return  # an older connection's message: its redelivered copy gets acked instead
+            self._acks.append(pid)
+            if self._ack_signalled:
+                return
+            self._ack_signalled = True
+        if threading.get_ident() != self._io_ident:
+            self._wake()  # the I/O thread flushes after its current chunk anyway
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\x00")
+        except (BlockingIOError, OSError):
+            pass  # full (a wake-up is pending anyway) or closed (stopped)
+
+    def _flush_acks(self, sock: socket.socket) -> None:
+        with self._ack_lock:
+            pids, self._acks = self._acks, []
+            self._ack_signalled = False
+        if pids:
+            sock.sendall(_pubacks(pids))
+            self._last_send = time.monotonic()
+
+    def _new_generation(self) -> int:
+        with self._ack_lock:
+            self._generation += 1
+            self._acks = []
+            self._ack_signalled = False
+            return self._generation
+
+    # -- packets we send -------------------------------------------------------------------------
+
+    def _build_connect(self) -> bytes:
+        o = self.options
+        flags = 0x00  # clean session / clean start: false
+        if self._user:
+            flags |= 0x80
+            if self._password:
+                flags |= 0x40
+        body = _utf8("MQTT") + bytes((o.protocol, flags)) + _U16.pack(o.keepalive_s)
+        if o.protocol == 5:
+            props = (b"\x11" + _U32.pack(min(max(o.session_expiry_s, 0), 0xFFFFFFFF))
+                     + b"\x21" + _U16.pack(min(max(o.receive_maximum, 1), 65535)))
+            body += _varint(len(props)) + props
+        body += _utf8(o.client_id)
+        if self._user:
+            body += _utf8(self._user)
+            if self._password:
+                body += _utf8(self._password)
+        return _packet(CONNECT << 4, body)
+
+    def _build_subscribe(self) -> bytes:
+        o = self.options
+        body = _U16.pack(1)  # packet id 1: the only SUBSCRIBE in flight
+        if o.protocol == 5:
+            body += b"\x00"  # no properties
+        for t in o.topics:
+            body += _utf8(t) + bytes((o.qos,))  # v5 options: no-local 0, retain-as-published 0, handling 0
+        return _packet((SUBSCRIBE << 4) | 0x02, body)
+
+    # -- I/O thread --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._io_ident = threading.get_ident()
+        delay = BACKOFF_MIN_S
+        while not self._stopping.is_set():
+            sock = None
+            self._connacked = False
+            try:
+                sock = self._open()
+                self._session(sock)
+            except ProtocolError as e:
+                self.last_error = str(e)
+                log.error("MQTT protocol error from %s:%d, closing the connection: %s",
+                          self.address.host, self.address.port, e)
+            except (_Closed, OSError) as e:
+                self.last_error = str(e) or type(e).__name__
+                if not self._stopping.is_set():
+                    log.warning("MQTT connection to %s:%d lost or failed (%s); reconnecting",
+                                self.address.host, self.address.port, self.last_error)
+            except Exception:  # a bug here must not end ingest: log, reconnect
+                log.exception("MQTT I/O thread failed; reconnecting")
+            finally:
+                self.connected.clear()
+                self.subscribed.clear()
+                self._new_generation()  # acks of that connection are void from now on
+                if sock is not None:
+                    sock.close()
+            if self._connacked:  # the broker had accepted us: a drop retries soon
+                delay = BACKOFF_MIN_S
+            if self._stopping.wait(delay):
+                break
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def _open(self) -> socket.socket:
+        a = self.address
+        sock = socket.create_connection((a.host, a.port), timeout=CONNECT_TIMEOUT_S)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if a.tls:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=a.host)
+            sock.sendall(self._connect_packet)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _session(self, sock: socket.socket) -> None:
+        """Run one connection until it ends (returns on stop, raises otherwise)."""
+        self._sock_tls = isinstance(sock, ssl.SSLSocket)
+        self._keepalive = self.options.keepalive_s
+        self._last_send = now = time.monotonic()
+        self._ping_sent = 0.0
+        connect_deadline = now + CONNECT_TIMEOUT_S
+        parts: list[bytes] = []
+        have = need = 0  # bytes buffered; bytes needed before parsing is worthwhile
+        try:
+            while True:
+                if self._stopping.is_set():
+                    if self._connacked:
+                        self._flush_acks(sock)
+                        sock.sendall(_DISCONNECT)
+                    return
+                timeout = self._tick(sock, connect_deadline)
+                if not (self._sock_tls and sock.pending()):
+                    readable, _, _ = select.select([sock, self._wake_r], [], [], timeout)
+                    if self._wake_r in readable:
+                        try:
+                            while self._wake_r.recv(4096):
+                                pass
+                        except BlockingIOError:
+                            pass
+                    if sock not in readable:
+                        if self._connacked:
+                            self._flush_acks(sock)
+                        continue
+                chunk = sock.recv(CHUNK)
+                if not chunk:
+                    raise _Closed("connection closed by the broker")
+                self._ping_sent = 0.0  # the broker is alive
+                parts.append(chunk)
+                have += len(chunk)
+                if have < need:
+                    continue
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                pos, need = self._parse(data, sock)
+                rest = data[pos:]
+                parts = [rest] if rest else []
+                have = len(rest)
+                if self._connacked:
+                    self._flush_acks(sock)
+        except (TimeoutError, socket.timeout):
+            raise _Closed("send timed out") from None
+
+    def _tick(self, sock: socket.socket, connect_deadline: float) -> float | None:
+        """Keepalive and CONNACK deadlines; returns the select timeout until the next one."""
+        now = time.monotonic()
+        if not self._connacked:
+            if now >= connect_deadline:
+                raise _Closed(f"no CONNACK within {CONNECT_TIMEOUT_S:.0f} s")
+            return connect_deadline - now
+        ka = self._keepalive
+        if not ka:
+            return None
+        if self._ping_sent and now - self._ping_sent >= ka:
+            raise _Closed(f"no PINGRESP within {ka} s")
+        if now - self._last_send >= ka:
+            sock.sendall(_PINGREQ)
+            self._last_send = now
+            if not self._ping_sent:
+                self._ping_sent = now
+        next_at = self._last_send + ka
+        if self._ping_sent:
+            next_at = min(next_at, self._ping_sent + ka)
+        return max(next_at - now, 0.0)
+
+    def _parse(self, data: bytes, sock: socket.socket) -> tuple[int, int]:
+        """Handle every complete packet in ``data``; returns (bytes consumed, bytes the next
+        packet needs from there, or 0 if unknown yet)."""
+        n = len(data)
+        pos = 0
+        v5 = self.options.protocol == 5
+        on_message = self._on_message
+        ack = self._ack
+        partial = functools.partial
+        generation = self._generation
+        since_flush = 0
+        while True:
+            if n - pos < 2:
+                return pos, 0
+            b0 = data[pos]
+            b = data[pos + 1]
+            if b < 0x80:
+                length, h = b, pos + 2
+            else:
+                length, shift, h = b & 0x7F, 7, pos + 2
+                while True:
+                    if h >= n:
+                        return pos, 0
+                    b = data[h]
+                    h += 1
+                    length |= (b & 0x7F) << shift
+                    if b < 0x80:
+                        break
+                    shift += 7
+                    if shift > 21:
+                        raise ProtocolError("malformed remaining length")
+            end = h + length
+            if end > n:
+                return pos, end - pos
+            if b0 >> 4 == PUBLISH:
+                qos = (b0 >> 1) & 3
+                if length < 2:
+                    raise ProtocolError("PUBLISH too short")
+                j = h + 2 + ((data[h] << 8) | data[h + 1])
+                try:
+                    topic = data[h + 2:j].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ProtocolError("PUBLISH topic is not UTF-8") from None
+                if qos:
+                    if qos != 1:
+                        raise ProtocolError(f"PUBLISH at QoS {qos}, subscribed at most at 1")
+                    pid = (data[j] << 8) | data[j + 1] if j + 2 <= end else 0
+                    if not pid:
+                        raise ProtocolError("PUBLISH without a packet id")
+                    j += 2
+                if v5:
+                    if j < end and data[j] < 0x80:
+                        j += 1 + data[j]
+                    else:
+                        _, j = _properties(data, j, end)
+                if j > end or not topic:
+                    raise ProtocolError("malformed PUBLISH")
+                payload = data[j:end]
+                try:
+                    on_message(topic, payload, partial(ack, generation, pid) if qos else None)
+                except Exception:  # one bad message must not stop the loop; it stays unacknowledged
+                    log.exception("handling a message on %s failed; payload %r", topic, payload[:200])
+                since_flush += 1
+                if since_flush >= FLUSH_EVERY:
+                    since_flush = 0
+                    self._flush_acks(sock)
+            else:
+                self._control(b0, data, h, end, sock)
+                generation = self._generation
+            pos = end
+
+    def _control(self, b0: int, data: bytes, h: int, end: int, sock: socket.socket) -> None:
+        """Every packet but PUBLISH."""
+        kind = b0 >> 4
+        o = self.options
+        if not self._connacked and kind != CONNACK:
+            raise ProtocolError(f"expected CONNACK, got packet type {kind}")
+        if kind == PINGRESP:
+            self._ping_sent = 0.0
+        elif kind == SUBACK:
+            if end - h < 3:
+                raise ProtocolError("SUBACK too short")
+            i = h + 2
+            if o.protocol == 5:
+                _, i = _properties(data, i, end)
+            codes = data[i:end]
+            if len(codes) != len(o.topics):
+                raise ProtocolError(f"SUBACK has {len(codes)} codes for {len(o.topics)} topics")
+            for topic, code in zip(o.topics, codes):
+                if code >= 0x80:
+                    log.error("subscription to %r refused: %s", topic, _reason(code, 5))
+                elif code < o.qos:
+                    log.warning("subscription to %r granted at QoS %d only", topic, code)
+            self.subscribed.set()
+        elif kind == CONNACK:
+            self._connack(data, h, end, sock)
+        elif kind == DISCONNECT:
+            code = data[h] if end > h else 0
+            props = _properties(data, h + 1, end)[0] if o.protocol == 5 and end > h + 1 else {}
+            raise _Closed(f"broker sent DISCONNECT: {_reason(code, 5, props)}")
+        elif kind in (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK, AUTH):
+            raise ProtocolError(f"unexpected packet type {kind} (this client publishes nothing "
+                                "and never subscribes at QoS 2)")
+        else:
+            raise ProtocolError(f"unknown or client-only packet type {kind}")
+
+    def _connack(self, data: bytes, h: int, end: int, sock: socket.socket) -> None:
+        o = self.options
+        if self._connacked:
+            raise ProtocolError("second CONNACK")
+        if end - h < 2:
+            raise ProtocolError("CONNACK too short")
+        session_present, code = data[h] & 1, data[h + 1]
+        props = _properties(data, h + 2, end)[0] if o.protocol == 5 and end > h + 2 else {}
+        if code:
+            self.last_error = f"connection refused: {_reason(code, o.protocol, props)}"
+            log.error("MQTT broker %s:%d refused the connection: %s; retrying",
+                      self.address.host, self.address.port, _reason(code, o.protocol, props))
+            raise _Closed(self.last_error)
+        if _SERVER_KEEP_ALIVE in props:  # the broker's keepalive overrides ours (MQTT 5 3.2.2.3.14)
+            self._keepalive = int(props[_SERVER_KEEP_ALIVE])
+        self._new_generation()
+        self._connacked = True
+        self.last_error = ""
+        sock.sendall(self._subscribe_packet)
+        self._last_send = time.monotonic()
+        log.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
+                 bool(session_present))
+        self.connected.set()

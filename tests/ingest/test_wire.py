@@ -1,0 +1,399 @@
+"""WireConsumer against a real Mosquitto (session fixture, or an own one for restarts).
+
+A loopback TCP relay between the consumer and the broker records what the consumer sends (to
+check PUBACK order, PINGREQs, connection counts) and can inject bytes or cut connections.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+
+import paho.mqtt.publish as paho_publish
+import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from ingest.mqtt import ConsumerOptions, MqttError, wait_for
+from ingest.wire import WireConsumer
+from tests.support.mosquitto import Mosquitto, free_port
+
+pytestmark = pytest.mark.integration
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def publish(port: int, messages: list[tuple[str, bytes, int]]) -> None:
+    """Publish (topic, payload, qos) in order with paho (QoS 1 waits for each PUBACK)."""
+    paho_publish.multiple([{"topic": t, "payload": p, "qos": q} for t, p, q in messages],
+                          hostname="127.0.0.1", port=port, protocol=MQTTProtocolVersion.MQTTv311)
+
+
+class Received:
+    """on_message that records (topic, payload, ack) and optionally acks at once."""
+
+    def __init__(self, ack_now: bool = False):
+        self.ack_now = ack_now
+        self.items: list[tuple[str, bytes, object]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, topic: str, payload: bytes, ack) -> None:
+        with self.lock:
+            self.items.append((topic, payload, ack))
+        if self.ack_now and ack is not None:
+            ack()
+
+    @property
+    def payloads(self) -> list[bytes]:
+        with self.lock:
+            return [p for _, p, _ in self.items]
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.items)
+
+
+def options(protocol: int, topic: str, **kw) -> ConsumerOptions:
+    return ConsumerOptions(client_id=f"wire-{uuid.uuid4().hex[:10]}", topics=[topic], protocol=protocol, **kw)
+
+
+def packets(stream: bytes) -> list[tuple[int, bytes]]:
+    """Split an MQTT byte stream into (first byte, body), independently of ingest.wire."""
+    out, i = [], 0
+    while i < len(stream):
+        first, mult, length, i = stream[i], 1, 0, i + 1
+        while True:
+            b = stream[i]
+            i += 1
+            length += (b & 0x7F) * mult
+            mult *= 128
+            if b < 128:
+                break
+        out.append((first, stream[i:i + length]))
+        i += length
+    return out
+
+
+class Relay:
+    """TCP relay 127.0.0.1:port -> broker; records client->broker bytes per connection."""
+
+    def __init__(self, broker_port: int):
+        self.broker_port = broker_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.sent: list[bytearray] = []  # per connection, what the client sent
+        self.conns: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            broker = socket.create_connection(("127.0.0.1", self.broker_port))
+            record = bytearray()
+            with self.lock:
+                self.sent.append(record)
+                self.conns.append((client, broker))
+            threading.Thread(target=self._pump, args=(client, broker, record), daemon=True).start()
+            threading.Thread(target=self._pump, args=(broker, client, None), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, record: bytearray | None) -> None:
+        try:
+            while data := src.recv(65536):
+                if record is not None:
+                    with self.lock:
+                        record += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def client_packets(self, conn: int = -1) -> list[tuple[int, bytes]]:
+        with self.lock:
+            return packets(bytes(self.sent[conn]))
+
+    def pubacks(self, conn: int = -1) -> list[int]:
+        return [int.from_bytes(body[:2], "big") for first, body in self.client_packets(conn) if first >> 4 == 4]
+
+    def inject(self, data: bytes) -> None:
+        """Send bytes to the latest client as if from the broker."""
+        with self.lock:
+            client, _ = self.conns[-1]
+        client.sendall(data)
+
+    def cut(self) -> None:
+        with self.lock:
+            conns = list(self.conns)
+        for pair in conns:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.server.close()
+        self.cut()
+
+
+@pytest.fixture
+def relay(mosquitto):
+    r = Relay(mosquitto.port)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"wiretest/{uuid.uuid4().hex[:8]}"
+
+
+def started(url: str, on_message, opts: ConsumerOptions) -> WireConsumer:
+    c = WireConsumer(url, on_message, opts)
+    c.start(5)
+    assert c.subscribed.wait(5)
+    return c
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_qos1_topics_and_payloads_intact(mosquitto, topic, protocol):
+    got = Received(ack_now=True)
+    c = started(mosquitto.url, got, options(protocol, f"{topic}/#"))
+    try:
+        big = bytes(range(256)) * 800  # 200 KiB, every byte value
+        msgs = [(f"{topic}/武汉/江汉区/noise-001", "噪声 ünïcode".encode(), 1),
+                (f"{topic}/big", big, 1),
+                (f"{topic}/empty", b"", 1),
+                (f"{topic}/bin", b"\x00\xff\x10\x30\x40", 1)]
+        msgs += [(f"{topic}/seq", str(i).encode(), 1) for i in range(200)]
+        publish(mosquitto.port, msgs)
+        assert wait_for(lambda: len(got) >= len(msgs), 10)
+        time.sleep(0.1)
+        assert [(t, p) for t, p, _ in got.items] == [(t, p) for t, p, _ in msgs]
+        assert all(a is not None for _, _, a in got.items)
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_qos0(mosquitto, topic, protocol):
+    got = Received()
+    c = started(mosquitto.url, got, options(protocol, f"{topic}/#", qos=0))
+    try:
+        publish(mosquitto.port, [(f"{topic}/a", b"one", 0), (f"{topic}/b", b"two", 1)])
+        assert wait_for(lambda: len(got) == 2, 5)
+        assert [(t, p, a) for t, p, a in got.items] == [(f"{topic}/a", b"one", None), (f"{topic}/b", b"two", None)]
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_unacked_redelivered_acked_not_in_ack_order(mosquitto, relay, topic, protocol):
+    """Acks from another thread, skipping odd messages: a new client with the same id gets
+    exactly the unacknowledged messages again, in order; once acked, nothing more."""
+    got = Received()
+    opts = options(protocol, f"{topic}/#")
+    c = started(relay.url, got, opts)
+    try:
+        publish(mosquitto.port, [(f"{topic}/m", str(i).encode(), 1) for i in range(20)])
+        assert wait_for(lambda: len(got) == 20, 5)
+        items = list(got.items)
+        order = [4, 0, 2] + list(range(6, 20, 2))  # even ones, not in receive order
+        acker = threading.Thread(target=lambda: [items[i][2]() for i in order])
+        acker.start()
+        acker.join()
+        assert wait_for(lambda: len(relay.pubacks()) == len(order), 5)
+    finally:
+        c.stop()
+    assert len(set(relay.pubacks())) == len(order)
+    again = Received(ack_now=True)
+    c2 = started(mosquitto.url, again, opts)
+    try:
+        assert wait_for(lambda: len(again) >= 10, 5)
+        time.sleep(0.3)
+        assert again.payloads == [str(i).encode() for i in range(1, 20, 2)]
+    finally:
+        c2.stop()
+    rest = Received()
+    c3 = started(mosquitto.url, rest, opts)  # all acked now: nothing left
+    try:
+        time.sleep(0.3)
+        assert len(rest) == 0
+    finally:
+        c3.stop()
+
+
+def test_pubacks_follow_ack_order(mosquitto, relay, topic):
+    """The PUBACKs on the wire carry the packet ids of the acked messages, in the order acked."""
+    seen: list[tuple[bytes, int]] = []
+    got = Received()
+    c = started(relay.url, got, options(4, f"{topic}/#"))
+    try:
+        publish(mosquitto.port, [(f"{topic}/m", str(i).encode(), 1) for i in range(10)])
+        assert wait_for(lambda: len(got) == 10, 5)
+        # the packet id of each message, as the broker sent it, is the ack's bound argument
+        for _, payload, ack in got.items:
+            seen.append((payload, ack.args[1]))
+        for i in (3, 1, 2, 0, 9, 8, 4, 5, 6, 7):
+            got.items[i][2]()
+        assert wait_for(lambda: len(relay.pubacks()) == 10, 5)
+        assert relay.pubacks() == [seen[i][1] for i in (3, 1, 2, 0, 9, 8, 4, 5, 6, 7)]
+    finally:
+        c.stop()
+
+
+def test_ack_from_an_older_connection_is_dropped(mosquitto, relay, topic):
+    got = Received()
+    c = started(relay.url, got, options(5, f"{topic}/#"))
+    try:
+        publish(mosquitto.port, [(f"{topic}/m", b"x", 1)])
+        assert wait_for(lambda: len(got) == 1, 5)
+        old_ack = got.items[0][2]
+        relay.cut()  # the connection drops; the consumer reconnects and gets the message again
+        assert wait_for(lambda: len(got) == 2 and len(relay.sent) == 2, 5)
+        old_ack()
+        time.sleep(0.3)
+        assert relay.pubacks(1) == []  # never sent on the new connection
+        got.items[1][2]()
+        assert wait_for(lambda: len(relay.pubacks(1)) == 1, 5)
+    finally:
+        c.stop()
+
+
+def test_broker_restart_reconnects_and_resumes(tmp_path, topic):
+    broker = Mosquitto(tmp_path / "mq").start()
+    got = Received(ack_now=True)
+    opts = options(4, f"{topic}/#")
+    c = started(broker.url, got, opts)
+    try:
+        publish(broker.port, [(f"{topic}/m", b"before", 1)])
+        assert wait_for(lambda: len(got) == 1, 5)
+        broker.stop()
+        assert wait_for(lambda: not c.connected.is_set(), 5)
+        broker.start()
+        assert c.connected.wait(10) and c.subscribed.wait(5)
+        publish(broker.port, [(f"{topic}/m", b"after", 1)])
+        assert wait_for(lambda: len(got) == 2, 5)
+        assert got.payloads == [b"before", b"after"]
+    finally:
+        c.stop()
+        broker.stop()
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_receive_maximum_bounds_unacked_in_flight(mosquitto, topic, protocol):
+    """v5 announces receive_maximum: the broker sends that many and waits for acks; with 3.1.1
+    the test broker's limit (unlimited) applies. Mosquitto 2.0.11 refills the whole backlog after
+    the first ack (paho-mqtt sees the same), so only the first window is exact."""
+    got = Received()
+    c = started(mosquitto.url, got, options(protocol, f"{topic}/#", receive_maximum=10))
+    try:
+        publish(mosquitto.port, [(f"{topic}/m", str(i).encode(), 1) for i in range(35)])
+        assert wait_for(lambda: len(got) >= 10, 5)
+        time.sleep(0.5)
+        assert len(got) == (10 if protocol == 5 else 35)
+        for _, _, ack in list(got.items):  # from this (non-I/O) thread
+            ack()
+        assert wait_for(lambda: len(got) >= 35, 5)
+        for _, _, ack in list(got.items)[10:]:
+            ack()
+        time.sleep(0.2)
+        assert got.payloads == [str(i).encode() for i in range(35)]
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_shared_subscription_splits_messages(mosquitto, topic, protocol):
+    a, b = Received(ack_now=True), Received(ack_now=True)
+    ca = started(mosquitto.url, a, options(protocol, f"$share/g/{topic}/#"))
+    cb = started(mosquitto.url, b, options(protocol, f"$share/g/{topic}/#"))
+    try:
+        publish(mosquitto.port, [(f"{topic}/m", str(i).encode(), 1) for i in range(100)])
+        assert wait_for(lambda: len(a) + len(b) >= 100, 10)
+        time.sleep(0.2)
+        assert len(a) > 0 and len(b) > 0
+        assert sorted(a.payloads + b.payloads, key=int) == [str(i).encode() for i in range(100)]
+    finally:
+        ca.stop()
+        cb.stop()
+
+
+def test_keepalive_keeps_an_idle_connection_open(mosquitto, relay, topic):
+    got = Received(ack_now=True)
+    c = started(relay.url, got, options(4, f"{topic}/#", keepalive_s=1))
+    try:
+        time.sleep(2.6)  # > 1.5 x keepalive: the broker would have closed a silent client
+        assert c.connected.is_set() and len(relay.sent) == 1
+        assert sum(1 for first, _ in relay.client_packets() if first == 0xC0) >= 2  # PINGREQs
+        publish(mosquitto.port, [(f"{topic}/m", b"still here", 1)])
+        assert wait_for(lambda: got.payloads == [b"still here"], 5)
+    finally:
+        c.stop()
+
+
+def test_malformed_packet_closes_and_reconnects(mosquitto, relay, topic):
+    got = Received(ack_now=True)
+    c = started(relay.url, got, options(5, f"{topic}/#"))
+    try:
+        relay.inject(b"\x30\xff\xff\xff\xff\x01")  # remaining length of 5 bytes: malformed
+        assert wait_for(lambda: len(relay.sent) == 2 and c.subscribed.is_set(), 5)
+        relay.inject(b"\x62\x02\x00\x01")  # PUBREL: never valid for this client
+        assert wait_for(lambda: len(relay.sent) == 3 and c.subscribed.is_set(), 5)
+        publish(mosquitto.port, [(f"{topic}/m", b"ok", 1)])
+        assert wait_for(lambda: got.payloads == [b"ok"], 5)
+    finally:
+        c.stop()
+
+
+def test_on_message_exception_is_logged_and_loop_goes_on(mosquitto, topic, caplog):
+    got = Received(ack_now=True)
+
+    def handler(t, p, ack):
+        if p == b"bad":
+            raise RuntimeError("boom")
+        got(t, p, ack)
+
+    opts = options(4, f"{topic}/#")
+    c = started(mosquitto.url, handler, opts)
+    try:
+        publish(mosquitto.port, [(f"{topic}/m", b"bad", 1), (f"{topic}/m", b"good", 1)])
+        assert wait_for(lambda: got.payloads == [b"good"], 5)
+    finally:
+        c.stop()
+    assert any(f"{topic}/m" in r.getMessage() and r.exc_info for r in caplog.records)
+    again = Received(ack_now=True)  # the failed message was not acknowledged
+    c2 = started(mosquitto.url, again, opts)
+    try:
+        assert wait_for(lambda: again.payloads == [b"bad"], 5)
+    finally:
+        c2.stop()
+
+
+def test_start_fails_with_a_clear_error_when_nothing_listens():
+    c = WireConsumer(f"mqtt://127.0.0.1:{free_port()}", Received(), ConsumerOptions(client_id="x"))
+    with pytest.raises(MqttError, match="could not connect to 127.0.0.1"):
+        c.start(0.5)
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="QoS 2"):
+        WireConsumer("mqtt://127.0.0.1", Received(), ConsumerOptions(qos=2))
+    with pytest.raises(ValueError, match="protocol"):
+        WireConsumer("mqtt://127.0.0.1", Received(), ConsumerOptions(protocol=3))
+    with pytest.raises(ValueError, match="mqtt://"):
+        WireConsumer("http://127.0.0.1", Received(), ConsumerOptions())
