@@ -145,6 +145,11 @@ class MqttConsumer:
         client.subscribe([(t, self.options.qos) for t in self.options.topics])
 
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
+        # A new generation from the moment the connection is gone, not only at the next CONNACK:
+        # paho's reconnect replaces the socket before on_connect runs, and an old ack sent in
+        # between would reach the new connection, where its packet id may name another message.
+        with self._lock:
+            self._generation += 1
         self.connected.clear()
         if reason_code.value != 0:
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
@@ -160,8 +165,10 @@ class MqttConsumer:
 
     def _make_ack(self, mid: int, qos: int, generation: int) -> Callable[[], None]:
         def ack() -> None:
-            if generation == self._generation:
-                self._client.ack(mid, qos)
+            # Under the lock: a disconnect cannot come between the check and the send.
+            with self._lock:
+                if generation == self._generation:
+                    self._client.ack(mid, qos)
         return ack
 
 

@@ -8,7 +8,8 @@ broker redeliver; the stores are idempotent, so a redelivered message is stored 
 
 Threads: :meth:`submit` runs on the MQTT client's network thread and only decodes and
 appends (cheap); one flusher thread makes batches durable and acknowledges them, so decoding
-of the next batch overlaps the write of the previous one. Memory is bounded: ``submit``
+of the next batch overlaps the write of the previous one. Batches are written one at a time,
+in order, also when :meth:`flush` is called from another thread. Memory is bounded: ``submit``
 blocks (and with it the MQTT socket, which is TCP backpressure) while more than
 ``max_pending_readings`` wait; with MQTT 5 the broker additionally sends at most
 ``receive_maximum`` unacknowledged messages.
@@ -133,6 +134,9 @@ class Pipeline:
         self._pending = _Pending()
         self._flushing = 0  # readings of the batch being written
         self._cond = threading.Condition()
+        # Held while one batch is taken and written (flusher or flush()): batches go to the
+        # store, the state DB connections and the rule engine one at a time, in order.
+        self._write_lock = threading.Lock()
         self._stop = False
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -146,6 +150,8 @@ class Pipeline:
             while (len(self._pending.builder) + self._flushing > self.max_pending_readings
                    and not self._stop):
                 self._cond.wait(0.5)  # backpressure: the MQTT socket stops being read
+            if self._stop:
+                return  # stopping: not taken, not acknowledged; the broker redelivers it later
             p = self._pending
             try:
                 d = self.decoder.decode(topic, payload, now_ms, p.builder)
@@ -180,7 +186,12 @@ class Pipeline:
         self._thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Flush what is pending (acknowledging it) and stop the flusher."""
+        """Stop taking messages, flush what is pending (acknowledging it) and stop the flusher.
+
+        Messages submitted after this are neither stored nor acknowledged: the broker keeps
+        them in the session for the next start. Stop the pipeline before disconnecting the
+        consumer, so that the last acknowledgements still reach the broker.
+        """
         with self._cond:
             self._stop = True
             self._cond.notify_all()
@@ -190,10 +201,20 @@ class Pipeline:
             self.flush()
 
     def flush(self) -> None:
-        """Make everything submitted so far durable and acknowledge it (tests, shutdown)."""
-        with self._cond:
-            p = self._take()
-        self._write(p)
+        """Make everything submitted so far durable and acknowledge it (tests, shutdown).
+
+        Waits for a batch the flusher is writing, then writes the rest in the calling thread:
+        batches are never written concurrently, so acknowledgements stay in order.
+        """
+        with self._write_lock:
+            with self._cond:
+                p = self._take()
+            try:
+                self._write(p)
+            finally:
+                with self._cond:
+                    self._flushing = 0
+                    self._cond.notify_all()
 
     def pending_messages(self) -> int:
         with self._cond:
@@ -228,19 +249,21 @@ class Pipeline:
                     if self._pending.messages == 0 and not self._stop:
                         break  # idle: give the spool drainer a turn
                 stopping = self._stop
-                p = self._take()
-            try:
-                if p.messages:
-                    self._write(p)
-                elif self.spool is not None:
-                    self._drain_spool()
-            except Exception:
-                log.exception("flush failed; messages stay unacknowledged and will be redelivered")
-            with self._cond:
-                self._flushing = 0
-                self._cond.notify_all()
-                if stopping and self._pending.messages == 0:
-                    return
+            with self._write_lock:
+                with self._cond:
+                    p = self._take()
+                try:
+                    if p.messages:
+                        self._write(p)
+                    elif self.spool is not None:
+                        self._drain_spool()
+                except Exception:
+                    log.exception("flush failed; messages stay unacknowledged and will be redelivered")
+                with self._cond:
+                    self._flushing = 0
+                    self._cond.notify_all()
+                    if stopping and self._pending.messages == 0:
+                        return
 
     def _drain_spool(self) -> None:
         spool = self.spool
