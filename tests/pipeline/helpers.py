@@ -11,8 +11,8 @@ simulated days are judged the way a replay of recorded traffic is (event time, t
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from alerts.engine import RuleEngine
 from alerts.rules import RulePack
