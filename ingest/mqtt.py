@@ -84,6 +84,7 @@ class MqttConsumer:
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
+        self._closed = threading.Event()  # set by on_disconnect (see stop())
         self.subscribed = threading.Event()
         proto = MQTTProtocolVersion.MQTTv5 if o.protocol == 5 else MQTTProtocolVersion.MQTTv311
         self._client = c = paho.Client(
@@ -126,9 +127,18 @@ class MqttConsumer:
             raise MqttError(f"could not connect to {self.address.host}:{self.address.port} "
                             f"within {wait_s:.0f} s")
 
-    def stop(self) -> None:
-        """Disconnect (the persistent session keeps what was not acknowledged)."""
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Disconnect (the persistent session keeps what was not acknowledged).
+
+        Waits (up to ``timeout_s``) until the DISCONNECT is written: the acknowledgements
+        queued before it go out first. paho's ``loop_stop`` alone may end the network thread
+        with them still queued, and the broker would redeliver messages already stored.
+        """
+        was_connected = self.connected.is_set()
+        self._closed.clear()
         self._client.disconnect()
+        if was_connected and not self._closed.wait(timeout_s):
+            log.warning("MQTT DISCONNECT not written within %.0f s; closing anyway", timeout_s)
         self._client.loop_stop()
 
     # -- callbacks (network thread) ------------------------------------------------------------
@@ -151,6 +161,7 @@ class MqttConsumer:
         with self._lock:
             self._generation += 1
         self.connected.clear()
+        self._closed.set()
         if reason_code.value != 0:
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
 
