@@ -6,6 +6,9 @@ id (a persistent MQTT 5 session), publishing single-reading QoS 1 JSON messages 
 (b) influxd stopped for 30 s mid-stream: nothing lost, the spool fills and drains, RSS bounded.
 (c) Mosquitto restarted mid-stream: the consumer reconnects by itself, nothing QoS 1 is lost.
 (d) every message delivered twice (and once more later): stored once, in both stores.
+(e) SIGTERM mid-stream twice: clean exits, every reading stored once.
+(f) influxd down with a small spool: it stops at its limit, acknowledgements are held, the
+    consumer is SIGKILLed there and restarted; all arrives once influxd is back.
 
 Each test prints one ``[faults]`` line of figures (``pytest -s``).
 """
@@ -161,7 +164,7 @@ def test_b_influxd_down_30s_spools_and_drains(tmp_path, broker, influxd, cleanup
 
 
 def test_c_broker_restart_mid_stream(tmp_path, broker, cleanup):
-    n, rate = 40_000, 2_500.0
+    n, rate = 30_000, 2_500.0
     db = tmp_path / "node" / "readings.duckdb"
     serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}")
     ids = device_ids(DEVICES)
@@ -266,3 +269,48 @@ def test_e_sigterm_mid_stream_drains_cleanly(tmp_path, broker, cleanup):
     redelivered = [t["duplicates"] for t in per_process[1:]]
     print(timings_line("e sigterm x2", messages=n, republished=report.republished,
                        redelivered_after_clean_stop=redelivered))
+
+
+def test_f_spool_full_holds_acks_and_survives_sigkill(tmp_path, broker, influxd, cleanup):
+    """influxd down for the whole stream with a 1 MiB spool: the spool stops at its limit and
+    the consumer holds acknowledgements instead of dropping; SIGKILL it there and restart it:
+    once influxd is back, the spool left on disk and the held messages all reach the store."""
+    n, limit = 15_000, 1024 * 1024
+    spool_dir = tmp_path / "node" / "spool"
+    serve = Serve(tmp_path / "node", broker.port, influxd.url, ingest={"spool_max_bytes": limit})
+    ids = device_ids(DEVICES)
+    register_devices(serve.state_db, ids)
+    messages = stream(ids, n, now_ms() - 3_600_000)
+    cleanup.append(serve.start())
+    pub = Publisher(broker.port)
+    cleanup.append(pub)
+    subscribed(serve, pub)
+    t0 = time.monotonic()
+    influxd.stop()
+    report = pub.publish(messages, deadline_s=120)  # the broker holds what the consumer does not ack
+
+    deadline = time.monotonic() + 60
+    while "spool full: holding acknowledgements" not in serve.tail(20_000):
+        assert time.monotonic() < deadline, f"the spool never filled:\n{serve.tail()}"
+        time.sleep(0.2)
+    m = serve.metrics()
+    spooled = int(m["citywatch_ingest_readings_spooled_total"])
+    on_disk = sum(p.stat().st_size for p in spool_dir.glob("*.seg"))
+    assert 0 < spooled < n, "the spool took everything: it did not hold at its limit"
+    assert on_disk < 2 * limit, f"spool holds {on_disk} bytes, limit {limit}"
+    serve.kill()
+    serve.start()  # influxd still down: the spool on disk is kept, still full
+    time.sleep(2)
+    assert sum(p.stat().st_size for p in spool_dir.glob("*.seg")) >= on_disk * 0.9
+    influxd.start()
+    deadline = time.monotonic() + 120
+    while influx_count(influxd) < n or list(spool_dir.glob("*.seg")):
+        assert time.monotonic() < deadline, (f"{influx_count(influxd)} of {n} readings stored, "
+                                             f"{len(list(spool_dir.glob('*.seg')))} segments waiting")
+        time.sleep(0.5)
+    elapsed = time.monotonic() - t0
+    totals = serve.stop()
+    assert influx_count(influxd) == n
+    print(timings_line("f spool full + sigkill", messages=n, spooled_before_kill=spooled,
+                       spool_bytes_at_kill=on_disk, republished=report.republished, total_s=round(elapsed, 1),
+                       last_process=totals))
