@@ -175,6 +175,7 @@ class Pipeline:
                 p.acks.append(ack)
             if p.messages == 0:
                 p.first_at = time.monotonic()
+                self._cond.notify_all()  # an idle flusher starts the linger timer now, not at its next poll
             p.messages += 1
             if len(p.builder) >= self.max_batch_readings or p.messages >= self.max_batch_messages:
                 self._cond.notify_all()
