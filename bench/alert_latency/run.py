@@ -43,10 +43,11 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import random
+import select
 import shlex
 import shutil
-import select
 import signal
 import socket
 import sqlite3
@@ -121,7 +122,7 @@ class Receiver:
                     return missing
                 self._changed.wait(min(left, 0.5))
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         self._thread.start()
         return self
 
@@ -323,7 +324,7 @@ receivers = ["bench"]
         base = [exe] if exe else [sys.executable, "-c", "from citywatch.cli import main; main()"]
         return base + ["serve", "--config", str(self.config)]
 
-    def start(self, timeout_s: float = 60.0) -> "NodeProcess":
+    def start(self, timeout_s: float = 60.0) -> NodeProcess:
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CITYWATCH_")}
         with open(self.log, "wb") as logf:
             self.proc = subprocess.Popen(self.command(), cwd=self.work, env=env, stdout=logf,
@@ -341,7 +342,9 @@ receivers = ["bench"]
         raise BenchError(f"citywatch serve did not answer /api/v1/health in {timeout_s:g} s:\n{self.tail()}")
 
     def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+        if not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def scrape(self) -> dict[str, float]:
         """Totals of the node's own metrics (messages consumed, batches, flush seconds) and the
@@ -427,7 +430,7 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodePr
             p.start()
             procs.append(p)
             readies.append(ready)
-        for ready, p in zip(readies, procs):
+        for ready, p in zip(readies, procs, strict=True):
             while not ready.wait(0.2):
                 if not p.is_alive():
                     raise BenchError("a background publisher failed to start")
@@ -454,7 +457,10 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodePr
     for p in procs:
         p.join(30)
     for _ in procs:
-        _, n, secs, backlog = results.get(timeout=10)
+        try:
+            _, n, secs, backlog = results.get(timeout=10)
+        except queue.Empty:
+            raise BenchError("a background publisher died without reporting (traceback above)") from None
         ph.background_sent += n
         ph.background_s = max(ph.background_s, secs)
         ph.background_backlog = max(ph.background_backlog, backlog)
@@ -493,7 +499,8 @@ def split(ph: Phase, receiver: Receiver, state_path: Path) -> None:
             pickup.append(first - created)
             http.append(t_arr - first)
     ph.latency_ms = np.asarray(lat) * 1000.0
-    ph.split_ms = {k: np.asarray(v) * 1000.0 for k, v in (("ingest", ingest), ("pickup", pickup), ("http", http))}
+    parts = (("ingest", ingest), ("pickup", pickup), ("http", http))
+    ph.split_ms = {k: np.asarray(v) * 1000.0 for k, v in parts}
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -512,10 +519,11 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
         lat = ph.latency_ms
         pub_rate = ph.background_sent / ph.background_s if ph.background_s else 0.0
         flush_ms = ph.flush_s / ph.flushes * 1000.0 if ph.flushes else float("nan")
-        print(f"| {ph.name} | {ph.background_target:,.0f} | {pub_rate:,.0f} | {ph.consumed / ph.wall_s:,.0f} | "
-              f"{len(lat)}/{len(ph.sent)} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} | {pct(lat, 99):.1f} | "
-              f"{lat.max() if len(lat) else float('nan'):.1f} | {ph.flushes / ph.wall_s:.1f} | {flush_ms:.1f} | "
-              f"{100 * ph.cpu_s / ph.wall_s:.0f} | {ph.load[0]:.2f} |")
+        worst = lat.max() if len(lat) else float("nan")
+        print(f"| {ph.name} | {ph.background_target:,.0f} | {pub_rate:,.0f} | "
+              f"{ph.consumed / ph.wall_s:,.0f} | {len(lat)}/{len(ph.sent)} | {pct(lat, 50):.1f} | "
+              f"{pct(lat, 95):.1f} | {pct(lat, 99):.1f} | {worst:.1f} | {ph.flushes / ph.wall_s:.1f} | "
+              f"{flush_ms:.1f} | {100 * ph.cpu_s / ph.wall_s:.0f} | {ph.load[0]:.2f} |")
     print()
     print("Where the time goes (ms; ingest = publish -> notice in the outbox, pickup = -> first attempt, "
           "http = -> arrival):")
@@ -534,14 +542,15 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
             print("| stage | calls | total ms | p50 | p99 | max |")
             print("| --- | ---: | ---: | ---: | ---: | ---: |")
             for stage, st in ph.stages.items():
-                print(f"| {stage} | {st['calls']:,} | {st['total_ms']:,.0f} | {st['p50']:.2f} | {st['p99']:.2f} | "
-                      f"{st['max']:.2f} |")
+                print(f"| {stage} | {st['calls']:,} | {st['total_ms']:,.0f} | {st['p50']:.2f} | "
+                      f"{st['p99']:.2f} | {st['max']:.2f} |")
     loaded = [ph for ph in phases if ph.background_target > 0]
     ok = all(len(ph.latency_ms) == len(ph.sent) and pct(ph.latency_ms, 99) < TARGET_P99_MS for ph in loaded)
     print()
     for ph in phases:
         if ph.background_target:
-            print(f"{ph.name}: background published {ph.background_sent:,} messages in {ph.background_s:.1f} s "
+            print(f"{ph.name}: background published {ph.background_sent:,} messages in "
+                  f"{ph.background_s:.1f} s "
                   f"(largest publisher backlog {ph.background_backlog:,} messages); "
                   f"{ph.consumed:,.0f} consumed by the node in {ph.wall_s:.1f} s.")
             if ph.consumed < 0.95 * (ph.background_sent + len(ph.sent)):
@@ -550,8 +559,10 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
         if ph.missing:
             print(f"{ph.name}: {ph.missing} alarm(s) had no webhook 20 s after the last alarm.")
         if ph.other_notices:
-            print(f"{ph.name}: {ph.other_notices} other notice(s) arrived (the background should raise none).")
-    print(f"target p99 < {TARGET_P99_MS:g} ms at {args.rate:,.0f} msg/s background: {'met' if ok else 'MISSED'}; "
+            print(f"{ph.name}: {ph.other_notices} other notice(s) arrived "
+                  "(the background should raise none).")
+    print(f"target p99 < {TARGET_P99_MS:g} ms at {args.rate:,.0f} msg/s background: "
+          f"{'met' if ok else 'MISSED'}; "
           f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs.")
     print(f"reproduce: {command}")
     return ok
