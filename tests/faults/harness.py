@@ -173,7 +173,7 @@ class Serve:
     """``citywatch serve --config <tmp>/citywatch.toml`` with a fixed client id, as a subprocess."""
 
     def __init__(self, workdir: Path, broker_port: int, store_url: str, *, client_id: str = "cw-fault",
-                 ingest: dict | None = None):
+                 ingest: dict | None = None, mqtt: dict | None = None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_db = self.dir / "state.db"
@@ -182,6 +182,7 @@ class Serve:
         ingest_cfg = {"spool_dir": str(self.dir / "spool"), "linger_ms": 20, **(ingest or {})}
         lines = [
             "[mqtt]", f'url = "mqtt://127.0.0.1:{broker_port}"', f'client_id = "{client_id}"',
+            *(f"{k} = {json.dumps(v)}" for k, v in (mqtt or {}).items()),
             "[store]", f'url = "{store_url}"',
             "[state]", f'url = "sqlite:///{self.state_db}"',
             "[api]", f'listen = "127.0.0.1:{self.api_port}"',

@@ -163,10 +163,11 @@ def test_b_influxd_down_30s_spools_and_drains(tmp_path, broker, influxd, cleanup
                        republished=report.republished, totals=totals))
 
 
-def test_c_broker_restart_mid_stream(tmp_path, broker, cleanup):
+@pytest.mark.parametrize("protocol", [5, 4])
+def test_c_broker_restart_mid_stream(tmp_path, broker, protocol, cleanup):
     n, rate = 30_000, 2_500.0
     db = tmp_path / "node" / "readings.duckdb"
-    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}")
+    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}", mqtt={"protocol": protocol})
     ids = device_ids(DEVICES)
     register_devices(serve.state_db, ids)
     messages = stream(ids, n, now_ms() - 3_600_000)
@@ -190,7 +191,7 @@ def test_c_broker_restart_mid_stream(tmp_path, broker, cleanup):
     log = serve.log.read_text(errors="replace")
     assert log.count("connected to 127.0.0.1") >= 2, "the consumer did not reconnect by itself"
     assert "session present: True" in log, "the broker did not keep the consumer's session"
-    print(timings_line("c broker restart", messages=n, rate=rate, restart_at_s=round(restart_at, 1),
+    print(timings_line(f"c broker restart MQTT {protocol}", messages=n, rate=rate, restart_at_s=round(restart_at, 1),
                        caught_up_s=round(caught_up, 1), republished=report.republished,
                        health=health.get("status"), totals=totals))
 
