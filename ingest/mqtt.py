@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -47,7 +47,7 @@ class BrokerAddress:
     password: str = ""
 
     @classmethod
-    def parse(cls, url: str) -> "BrokerAddress":
+    def parse(cls, url: str) -> BrokerAddress:
         """``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``; ValueError naming the problem."""
         u = urlsplit(url)
         if u.scheme not in ("mqtt", "mqtts"):
@@ -58,7 +58,8 @@ class BrokerAddress:
             port = u.port or (8883 if u.scheme == "mqtts" else 1883)
         except ValueError:
             raise ValueError(f"bad port in {url!r}") from None
-        return cls(u.hostname, port, u.scheme == "mqtts", unquote(u.username or ""), unquote(u.password or ""))
+        return cls(u.hostname, port, u.scheme == "mqtts", unquote(u.username or ""),
+                   unquote(u.password or ""))
 
 
 @dataclass(slots=True)

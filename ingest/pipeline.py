@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from ingest.decode import Decoder
 from ingest.events import EventLog
@@ -74,7 +75,8 @@ class DeviceLookup:
     registered a moment ago is accepted without a restart.
     """
 
-    def __init__(self, registry: RegistryView, recheck_s: float = 0.5, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, registry: RegistryView, recheck_s: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic):
         self._registry = registry
         self._recheck_s = recheck_s
         self._clock = clock
@@ -143,7 +145,8 @@ class Pipeline:
 
     # -- intake (MQTT thread) ------------------------------------------------------------------
 
-    def submit(self, topic: str, payload: bytes, ack: Ack | None = None, received_ms: int | None = None) -> None:
+    def submit(self, topic: str, payload: bytes, ack: Ack | None = None,
+               received_ms: int | None = None) -> None:
         """Decode one message into the current batch; ``ack`` is called once it is durable."""
         now_ms = received_ms if received_ms is not None else int(self.clock() * 1000)
         with self._cond:
@@ -170,7 +173,8 @@ class Pipeline:
                     kind = topic.split("/", 2)[1]
                     p.per_kind[kind] = p.per_kind.get(kind, 0) + d.readings
             channel = topic.rsplit("/", 1)[-1]
-            self.metrics.messages.labels(channel if channel in ("telemetry", "event", "status") else "other").inc()
+            known = channel in ("telemetry", "event", "status")
+            self.metrics.messages.labels(channel if known else "other").inc()
             if ack is not None:
                 p.acks.append(ack)
             if p.messages == 0:

@@ -198,7 +198,7 @@ class Serve:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def start(self, timeout: float = 60.0) -> "Serve":
+    def start(self, timeout: float = 60.0) -> Serve:
         """Start and wait until the API answers (the consumer is connected by then)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
         with self.log.open("a") as log:
@@ -235,13 +235,13 @@ class Serve:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"citywatch serve did not stop within {timeout} s:\n{self.tail()}")
+            raise AssertionError(f"citywatch serve did not stop within {timeout} s:\n{self.tail()}") from None
         code, self.proc = self.proc.returncode, None
         text = self.log.read_text(errors="replace")
         found = _TOTALS.findall(text)
         assert code == 0 and found, f"exit {code}:\n{self.tail()}"
         keys = ("received", "stored", "duplicates", "spooled")
-        return dict(zip(keys, map(int, found[-1])))
+        return dict(zip(keys, map(int, found[-1]), strict=True))
 
     def metrics(self) -> dict[str, float]:
         """``/metrics`` summed over labels: {sample name: value}."""
@@ -268,7 +268,8 @@ class Serve:
             if m and predicate(m):
                 return m
             time.sleep(0.2)
-        interesting = {k: v for k, v in m.items() if k.startswith("citywatch_ingest") and k.endswith("_total")}
+        interesting = {k: v for k, v in m.items()
+                       if k.startswith("citywatch_ingest") and k.endswith("_total")}
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; metrics {interesting}\n"
                              f"{self.tail()}")
 

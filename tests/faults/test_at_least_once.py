@@ -21,8 +21,20 @@ import duckdb
 import httpx
 import pytest
 
-from tests.faults.harness import (KIND, METRIC, Background, Publisher, RssSampler, Serve, device_ids, done,
-                                  register_devices, stream, subscribed, timings_line)
+from tests.faults.harness import (
+    KIND,
+    METRIC,
+    Background,
+    Publisher,
+    RssSampler,
+    Serve,
+    device_ids,
+    done,
+    register_devices,
+    stream,
+    subscribed,
+    timings_line,
+)
 from tests.support.influxd import Influxd
 from tests.support.mosquitto import Mosquitto
 
@@ -61,19 +73,25 @@ def cleanup():
             t.close()
 
 
+def stored(m: dict[str, float]) -> int:
+    """Readings newly stored by this consumer process (duplicates not counted)."""
+    return int(m.get("citywatch_ingest_readings_stored_total", 0))
+
+
 def duckdb_counts(path) -> tuple[int, int]:
     """(rows, distinct (device, metric, ts)) in a DuckDB store no process holds open."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute("SELECT count(*), count(DISTINCT (device_id, metric, ts)) FROM readings").fetchone()
+        return con.execute("SELECT count(*), count(DISTINCT (device_id, metric, ts)) FROM readings"
+                           ).fetchone()
     finally:
         con.close()
 
 
 def influx_count(server: Influxd) -> int:
     """Points of the stream's metric in InfluxDB (a rewritten point counts once)."""
-    r = httpx.get(f"{server.http}/query", params={"db": server.database,
-                                                   "q": f'SELECT count("{METRIC}") FROM "{KIND}"'}, timeout=30)
+    q = f'SELECT count("{METRIC}") FROM "{KIND}"'
+    r = httpx.get(f"{server.http}/query", params={"db": server.database, "q": q}, timeout=30)
     r.raise_for_status()
     series = r.json()["results"][0].get("series")
     return int(series[0]["values"][0][1]) if series else 0
@@ -96,7 +114,7 @@ def test_a_sigkill_consumer_three_times(tmp_path, broker, cleanup):
     stored_before = 0  # readings in the store when the current process started
     at_kill: list[int] = []
     for target in (20_000, 45_000, 70_000):
-        serve.wait_metrics(lambda m: stored_before + m.get("citywatch_ingest_readings_stored_total", 0) >= target,
+        serve.wait_metrics(lambda m, base=stored_before, t=target: base + stored(m) >= t,
                            120, f"{target} readings stored before a kill")
         serve.kill()
         rows, distinct = duckdb_counts(db)
@@ -106,7 +124,7 @@ def test_a_sigkill_consumer_three_times(tmp_path, broker, cleanup):
         stored_before = rows
         serve.start()
 
-    serve.wait_metrics(lambda m: stored_before + m.get("citywatch_ingest_readings_stored_total", 0) >= n,
+    serve.wait_metrics(lambda m: stored_before + stored(m) >= n,
                        180, f"all {n} readings stored")
     report = publishing.result(60)
     totals = serve.stop()
@@ -114,7 +132,8 @@ def test_a_sigkill_consumer_three_times(tmp_path, broker, cleanup):
     rows, distinct = duckdb_counts(db)
     assert (rows, distinct) == (n, n)
     assert stored_before + totals["stored"] == n
-    print(timings_line("a sigkill x3", messages=n, stored_at_kills=at_kill, publish_s=round(report.seconds, 1),
+    print(timings_line("a sigkill x3", messages=n, stored_at_kills=at_kill,
+                       publish_s=round(report.seconds, 1),
                        republished=report.republished, total_s=round(elapsed, 1),
                        last_process=totals))
 
@@ -191,7 +210,8 @@ def test_c_broker_restart_mid_stream(tmp_path, broker, protocol, cleanup):
     log = serve.log.read_text(errors="replace")
     assert log.count("connected to 127.0.0.1") >= 2, "the consumer did not reconnect by itself"
     assert "session present: True" in log, "the broker did not keep the consumer's session"
-    print(timings_line(f"c broker restart MQTT {protocol}", messages=n, rate=rate, restart_at_s=round(restart_at, 1),
+    print(timings_line(f"c broker restart MQTT {protocol}", messages=n, rate=rate,
+                       restart_at_s=round(restart_at, 1),
                        caught_up_s=round(caught_up, 1), republished=report.republished,
                        health=health.get("status"), totals=totals))
 
@@ -250,7 +270,7 @@ def test_e_sigterm_mid_stream_drains_cleanly(tmp_path, broker, cleanup):
     stored_before = 0
     per_process = []
     for target in (8_000, 18_000):
-        serve.wait_metrics(lambda m: stored_before + m.get("citywatch_ingest_readings_stored_total", 0) >= target,
+        serve.wait_metrics(lambda m, base=stored_before, t=target: base + stored(m) >= t,
                            60, f"{target} readings stored before SIGTERM")
         totals = serve.stop()
         per_process.append(totals)
@@ -258,7 +278,7 @@ def test_e_sigterm_mid_stream_drains_cleanly(tmp_path, broker, cleanup):
         assert rows == distinct == stored_before + totals["stored"]
         stored_before = rows
         serve.start()
-    serve.wait_metrics(lambda m: stored_before + m.get("citywatch_ingest_readings_stored_total", 0) >= n,
+    serve.wait_metrics(lambda m: stored_before + stored(m) >= n,
                        120, f"all {n} readings stored")
     report = publishing.result(60)
     per_process.append(serve.stop())
