@@ -40,16 +40,17 @@ class Ingest:
     def __init__(self, root: Path, devices: Sequence[Device] = (), *, name: str = "node") -> None:
         root.mkdir(parents=True, exist_ok=True)
         state = root / f"{name}-state.db"
+        self._conns = [connect(state) for _ in range(5)]  # one per user, as in a node
         self.store = open_store(f"duckdb:///{root}/{name}-readings.duckdb")
-        self.registry = Registry(connect(state))
+        self.registry = Registry(self._conns[0])
         if devices:
             self.registry.upsert(devices)
-        self.alerts = AlertState(connect(state), tz=TZ)
-        rules_registry = Registry(connect(state))
+        self.alerts = AlertState(self._conns[1], tz=TZ)
+        rules_registry = Registry(self._conns[2])
         self.engine = RuleEngine(RulePack.load(), self.alerts, attrs=rules_registry.attrs_snapshot, tz=TZ)
-        self.quarantine = Quarantine(connect(state))
+        self.quarantine = Quarantine(self._conns[3])
         self.pipeline = Pipeline(store=self.store, registry=self.registry, quarantine=self.quarantine,
-                                 events=EventLog(connect(state)), rules=self.engine)
+                                 events=EventLog(self._conns[4]), rules=self.engine)
 
     def send(self, topic: str, payload: bytes, received_ms: int) -> None:
         self.pipeline.submit(topic, payload, received_ms=received_ms)
@@ -80,7 +81,10 @@ class Ingest:
         return all_alerts(self.alerts)
 
     def close(self) -> None:
+        """Close the store and the state DB (a later Ingest on the same root is a restart)."""
         self.store.close()
+        for conn in self._conns:
+            conn.close()
 
 
 def all_alerts(state: AlertState) -> list[Alert]:
