@@ -53,7 +53,7 @@ def test_replay_at_100x_raises_the_alerts_of_the_live_run(tmp_path, mosquitto):
                                 kwargs={"stop": stop, "client_id": "pipeline-replay-rec"})
     try:
         recorder.start()
-        time.sleep(1.0)  # the recorder has subscribed
+        time.sleep(2.0)  # the recorder has subscribed (record() offers no hook for it)
         t0 = time.monotonic()
         sim = Simulation(fleet, seed=9, start_ms=start, scenarios=SCENARIOS)
         stats = publish(mosquitto.url, sim, duration_ms=span, speed=1.0, client_id="pipeline-replay-pub")
