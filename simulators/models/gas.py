@@ -7,8 +7,8 @@ The meter keeps hourly readings: at each hour boundary ``H`` the cumulative ``vo
 flow(H) x 1 h, up to rounding). By default each meter sends them once a day as one packet of
 its last 24 hourly readings at its own random minute (``mode="daily"``); ``mode="hourly"`` sends
 each hourly reading at a random offset within the next hour. The last reading of a packet also
-carries the valve state, battery voltage (lithium 3.6 V draining slowly; a few meters have old
-batteries under 3.35 V), NB-IoT signal strength (a per-meter level, -135..-65 dBm) and temperature.
+carries the valve state, battery voltage (lithium 3.6 V or 4xAA 6.0 V by the meter's
+``attrs.battery``, draining slowly; a few meters have old batteries near their warning level), NB-IoT signal strength (a per-meter level, -135..-65 dBm) and temperature.
 
 Alarms are sent at once, as real meters do: an over-flow burst reports every 30 s and closes the
 valve after 3 minutes (events ``valve_closed``/``valve_opened``), a strong magnet sends
@@ -60,7 +60,13 @@ class GasMeterModel(Model):
         self.daily_m3 = np.clip(rng.lognormal(np.log(0.9), 0.35, n), 0.3, 2.0)
         self.vol = np.round(rng.uniform(50.0, 3000.0, n), 3)
         old = rng.random(n) < 0.003
-        self.batt0 = np.where(old, rng.uniform(3.28, 3.35, n), rng.uniform(3.45, 3.66, n))
+        # lithium 3.6 V (warn below 3.3 V) or 4xAA 6.0 V (warn below 4.8 V), as the fleet's attrs say
+        aa = np.array([str(d.attrs.get("battery", "")).startswith("4xAA") for d in self.devices], dtype=bool)
+        self.batt_warn = np.array([float(d.attrs.get("battery_warn_v", 4.8 if a else 3.3))
+                                   for d, a in zip(self.devices, aa)])
+        lithium = np.where(old, rng.uniform(3.28, 3.35, n), rng.uniform(3.45, 3.66, n))
+        alkaline = np.where(old, rng.uniform(4.65, 4.8, n), rng.uniform(5.7, 6.3, n))
+        self.batt0 = np.where(aa, alkaline, lithium)
         self.batt_drain_per_day = rng.uniform(0.00005, 0.00015, n)
         self.rsrp = np.clip(rng.normal(-98.0, 10.0, n), -135.0, -65.0)
         self.temp_off = rng.normal(0.0, 1.5, n)
@@ -167,7 +173,7 @@ class GasMeterModel(Model):
             tpl, nr = HOURLY, 6
         for i, t, row in zip(idx.tolist(), ts.tolist(), m.tolist()):
             out.append((t, topics[i], tpl % tuple(row), 1, False, nr))
-        low = (batt < 3.3) & ~self.low_batt_sent[idx]
+        low = (batt < self.batt_warn[idx]) & ~self.low_batt_sent[idx]
         for j in np.nonzero(low)[0].tolist():
             i = int(idx[j])
             self.low_batt_sent[i] = True

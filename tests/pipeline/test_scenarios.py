@@ -130,24 +130,16 @@ def test_slow_bridge_sensors_are_not_offline(tmp_path):
 
 def test_quiet_fleet_raises_nothing(tmp_path):
     """Half a day of normal traffic of every kind but bridges (costly per minute; their scenarios
-    above run without stray critical alerts): no alert at all, except the known simulator bug of
-    gas meters on AA batteries (test_gas_meter_battery_matches_its_type)."""
+    above run without stray critical alerts): no alert at all."""
     fleet = sample_fleet(0, seed=41, kinds=[k for k in KINDS if k != "bridge"], min_per_kind=3)
     ing = Ingest(tmp_path, fleet)
     sim = Simulation(fleet, seed=5, start_ms=DAY0 + 6 * H, gas_mode="hourly")
     ing.run(sim, DAY0 + 18 * H, flush_every_ms=5 * M)
-    def known_bug(a) -> bool:
-        return a.rule == "gas.low_battery" and ing.registry.attrs(a.device_id).get("battery") == "4xAA 6.0V"
-
-    stray = [(a.rule, a.device_id, a.value, a.threshold) for a in ing.fired() if not known_bug(a)]
+    stray = [(a.rule, a.device_id, a.value, a.threshold) for a in ing.fired()]
     assert not stray
     ing.close()
 
 
-@pytest.mark.xfail(strict=True, reason="simulators/models/gas.py draws every meter's battery as a 3.6 V "
-                                       "lithium cell; meters of the sample fleet on 4xAA (attrs."
-                                       "battery_warn_v 4.8) then raise gas.low_battery from their first "
-                                       "report")
 def test_gas_meter_battery_matches_its_type(tmp_path):
     fleet = sample_fleet(0, seed=41, kinds=["gas_meter"], min_per_kind=6)
     assert any(d.attrs.get("battery") == "4xAA 6.0V" for d in fleet)

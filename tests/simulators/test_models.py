@@ -19,9 +19,11 @@ from .helpers import DAY, HOUR, run, series_by
 def test_gas_volume_is_consistent_with_flow_and_daily_use_is_household_sized():
     fleet = sample_fleet(0, seed=21, kinds=["gas_meter"], min_per_kind=40)
     _, msgs = run(fleet, start=START, hours=72)
-    packets = [json.loads(m.payload) for m in msgs if m.topic.endswith("/telemetry")]
+    aa = {d.device_id for d in fleet if d.attrs.get("battery") == "4xAA 6.0V"}
+    assert aa and len(aa) < len(fleet)  # both battery types in the sample
+    packets = [(json.loads(m.payload), m.topic.split("/")[2]) for m in msgs if m.topic.endswith("/telemetry")]
     assert len(packets) >= 3 * 40 - 40  # one packet a day each (the first day's may fall before the start)
-    for p in packets:
+    for p, device_id in packets:
         r = p["readings"]
         assert len(r) == 24
         ts = [x["ts"] for x in r]
@@ -32,7 +34,8 @@ def test_gas_volume_is_consistent_with_flow_and_daily_use_is_household_sized():
         assert np.abs(np.diff(vol) - flow[1:]).max() <= 0.0015
         assert 0.2 <= flow.sum() <= 3.0  # m³ a day
         last = r[-1]["metrics"]
-        assert last["valve_open"] == 1 and 3.2 < last["battery_v"] < 3.7 and -140 <= last["rsrp_dbm"] <= -60
+        lo, hi = (4.6, 6.4) if device_id in aa else (3.2, 3.7)  # 4xAA 6.0 V or lithium 3.6 V
+        assert last["valve_open"] == 1 and lo < last["battery_v"] < hi and -140 <= last["rsrp_dbm"] <= -60
         # cooking hours only: breakfast, lunch, dinner
         hours = {int(local_hour(x["ts"] - HOUR)) for x in r if x["metrics"]["flow_m3h"] > 0}
         assert hours <= {6, 7, 11, 12, 17, 18, 19}
