@@ -6,7 +6,9 @@ check PUBACK order, PINGREQs, connection counts) and can inject bytes or cut con
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -397,3 +399,73 @@ def test_options_are_checked():
         WireConsumer("mqtt://127.0.0.1", Received(), ConsumerOptions(protocol=3))
     with pytest.raises(ValueError, match="mqtt://"):
         WireConsumer("http://127.0.0.1", Received(), ConsumerOptions())
+
+
+def _tls_files(d) -> tuple[str, str, str]:
+    """A throwaway CA and a server certificate for localhost/127.0.0.1 (openssl CLI)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *a: subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=wire-test-ca")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
+    return str(d / "ca.crt"), str(d / "server.crt"), str(d / "server.key")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_mqtts_verifies_the_broker_certificate(tmp_path, topic, monkeypatch):
+    ca, cert, key = _tls_files(tmp_path)
+    broker = Mosquitto(tmp_path / "mq")
+    tls_port = free_port()
+    with broker.conf.open("a") as f:
+        f.write(f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n")
+    broker.start()
+    try:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        untrusted = WireConsumer(f"mqtts://localhost:{tls_port}", Received(), options(4, f"{topic}/#"))
+        with pytest.raises(MqttError, match="CERTIFICATE_VERIFY_FAILED"):
+            untrusted.start(2)
+        monkeypatch.setenv("SSL_CERT_FILE", ca)  # the default context's CA file
+        got = Received(ack_now=True)
+        c = started(f"mqtts://localhost:{tls_port}", got, options(5, f"{topic}/#"))
+        try:
+            big = b"z" * 100_000  # spans several TLS records
+            publish(broker.port, [(f"{topic}/m", b"over tls", 1), (f"{topic}/big", big, 1)])
+            assert wait_for(lambda: got.payloads == [b"over tls", big], 5)
+        finally:
+            c.stop()
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_acks_called_just_before_stop_all_reach_the_broker(mosquitto, topic, protocol):
+    """Many acks from another thread, then stop() at once: none of them is lost (a close with
+    unread data would reset the connection and drop the PUBACKs still in flight)."""
+    got = Received()
+    opts = options(protocol, f"{topic}/#")
+    c = started(mosquitto.url, got, opts)
+    n = 5000
+    try:
+        publish_fast(mosquitto.port, f"{topic}/m", n)
+        assert wait_for(lambda: len(got) == n, 20)
+        acker = threading.Thread(target=lambda: [a() for _, _, a in list(got.items)])
+        acker.start()
+        acker.join()
+    finally:
+        c.stop()
+    rest = Received()
+    c2 = started(mosquitto.url, rest, opts)
+    try:
+        time.sleep(0.5)
+        assert len(rest) == 0
+    finally:
+        c2.stop()
+
+
+def publish_fast(port: int, topic: str, n: int) -> None:
+    """n QoS 1 messages (payload = sequence number) with mosquitto_pub -l."""
+    lines = "".join(f"{i}\n" for i in range(n))
+    subprocess.run(["mosquitto_pub", "-p", str(port), "-q", "1", "-t", topic, "-l"], input=lines.encode(),
+                   check=True, timeout=60)
