@@ -25,6 +25,7 @@ from devices.sqlite import connect, parse_url
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import ConsumerOptions, MqttConsumer
+from ingest.wire import WireConsumer
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.spool import Spool
@@ -120,7 +121,8 @@ class Node:
         topics = list(s.mqtt.topics)
         if s.mqtt.shared_group:
             topics = [f"$share/{s.mqtt.shared_group}/{t}" for t in topics]
-        self.consumer = MqttConsumer(self.broker_url, self.pipeline.submit, ConsumerOptions(
+        consumer_class = WireConsumer if s.mqtt.client == "wire" else MqttConsumer
+        self.consumer = consumer_class(self.broker_url, self.pipeline.submit, ConsumerOptions(
             client_id=s.mqtt.client_id, topics=topics, qos=s.mqtt.qos, protocol=self.mqtt_protocol,
             username=s.mqtt.username, password=s.mqtt.password, receive_maximum=s.mqtt.receive_maximum,
         ))

@@ -40,6 +40,9 @@ class MqttSettings(_Section):
     protocol: int = 5  # 5 or 4 (MQTT 3.1.1)
     receive_maximum: int = Field(20_000, ge=1, le=65535)
     shared_group: str = ""  # e.g. "citywatch": subscribe as $share/citywatch/<topic>
+    # The consumer's MQTT client: "wire" (ingest/wire.py, stdlib sockets, coalesced PUBACKs) or
+    # "paho" (paho-mqtt 2.x). The measured reason for the default is in docs/PERFORMANCE.md.
+    client: str = Field("wire", pattern="^(wire|paho)$")
 
     @field_validator("url")
     @classmethod
