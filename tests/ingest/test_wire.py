@@ -469,3 +469,31 @@ def publish_fast(port: int, topic: str, n: int) -> None:
     lines = "".join(f"{i}\n" for i in range(n))
     subprocess.run(["mosquitto_pub", "-p", str(port), "-q", "1", "-t", topic, "-l"], input=lines.encode(),
                    check=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd")
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_refused_connect_is_reported_and_credentials_work(tmp_path, topic, protocol):
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw), "ingest", "s3cret/é"], check=True)
+    broker = Mosquitto(tmp_path / "mq")
+    broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true", "allow_anonymous false")
+                           + f"password_file {pw}\n")
+    broker.start()
+    try:
+        refused = WireConsumer(broker.url, Received(), options(protocol, f"{topic}/#", username="ingest",
+                                                                 password="wrong"))
+        with pytest.raises(MqttError, match="refused.*(bad user name or password|not authorized)"):
+            refused.start(1.5)
+        got = Received(ack_now=True)
+        url = f"mqtt://ingest:{'s3cret%2F%C3%A9'}@127.0.0.1:{broker.port}"  # credentials in the URL
+        c = started(url, got, options(protocol, f"{topic}/#"))
+        try:
+            # publishing needs credentials too
+            paho_publish.single(f"{topic}/m", b"authorised", qos=1, hostname="127.0.0.1", port=broker.port,
+                                auth={"username": "ingest", "password": "s3cret/é"})
+            assert wait_for(lambda: got.payloads == [b"authorised"], 5)
+        finally:
+            c.stop()
+    finally:
+        broker.stop()
