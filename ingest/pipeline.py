@@ -66,6 +66,10 @@ class _Pending:
     acks: list[Ack] = field(default_factory=list)
     messages: int = 0
     first_at: float = 0.0
+    # Progress of a write, so that a retry after a failure resumes where it stopped (no
+    # quarantine entry or event added twice): the built batch and the steps done.
+    batch: Readings | None = None
+    steps_done: int = 0
 
 
 class DeviceLookup:
@@ -139,9 +143,9 @@ class Pipeline:
         # Held while one batch is taken and written (flusher or flush()): batches go to the
         # store, the state DB connections and the rule engine one at a time, in order.
         self._write_lock = threading.Lock()
+        self._flush_waiting = 0  # flush() calls waiting for the write lock
         self._stop = False
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
 
     # -- intake (MQTT thread) ------------------------------------------------------------------
 
@@ -208,18 +212,24 @@ class Pipeline:
     def flush(self) -> None:
         """Make everything submitted so far durable and acknowledge it (tests, shutdown).
 
-        Waits for a batch the flusher is writing, then writes the rest in the calling thread:
-        batches are never written concurrently, so acknowledgements stay in order.
+        Waits for a batch the flusher is writing (which then gives up retrying if its write
+        fails, so that a flush at shutdown is never held up by a broken state DB), then writes
+        the rest in the calling thread: batches are never written concurrently, so
+        acknowledgements stay in order. Raises what the write raised.
         """
-        with self._write_lock:
+        with self._cond:
+            self._flush_waiting += 1
+        self._write_lock.acquire()
+        try:
             with self._cond:
+                self._flush_waiting -= 1
                 p = self._take()
-            try:
-                self._write(p)
-            finally:
-                with self._cond:
-                    self._flushing = 0
-                    self._cond.notify_all()
+            self._write(p)
+        finally:
+            with self._cond:
+                self._flushing = 0
+                self._cond.notify_all()
+            self._write_lock.release()
 
     def pending_messages(self) -> int:
         with self._cond:
@@ -257,13 +267,13 @@ class Pipeline:
             with self._write_lock:
                 with self._cond:
                     p = self._take()
-                try:
-                    if p.messages:
-                        self._write(p)
-                    elif self.spool is not None:
+                if p.messages:
+                    self._write_until_done(p)
+                elif self.spool is not None:
+                    try:
                         self._drain_spool()
-                except Exception:
-                    log.exception("flush failed; messages stay unacknowledged and will be redelivered")
+                    except Exception:
+                        log.exception("draining the spool failed; it is kept for the next attempt")
                 with self._cond:
                     self._flushing = 0
                     self._cond.notify_all()
@@ -289,23 +299,60 @@ class Pipeline:
         age = spool.oldest_age_ms(int(self.clock() * 1000))
         self.metrics.spool_age.set((age or 0) / 1000)
 
+    def _write_until_done(self, p: _Pending) -> None:
+        """Write ``p``, retrying with backoff until it succeeds (or the pipeline stops).
+
+        A failed write must not be dropped: on a live MQTT connection the broker never resends
+        an unacknowledged message (only after a reconnect), and with MQTT 5 each one keeps a
+        slot of ``receive_maximum``: dropped acknowledgements would lose the batch's quarantine
+        entries and events until a restart, and enough of them stall the consumer. Retrying
+        resumes at the failed step; meanwhile ``submit`` applies backpressure.
+        """
+        delay = 0.1
+        while True:
+            try:
+                self._write(p)
+                return
+            except Exception:
+                if self._stop or self._flush_waiting:
+                    # shutting down (or a flush() waits): do not hold it up; give up on this batch
+                    log.exception("writing a batch of %d messages failed while stopping; they stay "
+                                  "unacknowledged (redelivered at the next connection)", p.messages)
+                    return
+                log.exception("writing a batch of %d messages failed; retrying in %.1f s (not acknowledged "
+                              "meanwhile)", p.messages, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     def _write(self, p: _Pending) -> None:
+        """Make ``p`` durable, then acknowledge it. Resumable: a step that raised is repeated by
+        the next call, the steps before it are not."""
         if p.messages == 0:
             return
         t0 = time.perf_counter()
-        batch = p.builder.build()
-        if len(batch):
-            self._store_durably(batch, p.per_kind)
-        if p.rejections:
-            self.quarantine.add(p.rejections)
-            for r in p.rejections:
-                self.metrics.quarantined.labels(r.reason.split(":", 1)[0]).inc()
-        if p.events:
-            self.events.add(p.events)
-            for e in p.events:
-                self.metrics.events.labels(e.kind).inc()
+        if p.batch is None:
+            p.batch = p.builder.build()
+            for k, c in p.per_kind.items():
+                self.metrics.received.labels(k).inc(c)
+        batch = p.batch
+        if p.steps_done < 1:
+            if len(batch):
+                self._store_durably(batch)
+            p.steps_done = 1
+        if p.steps_done < 2:
+            if p.rejections:
+                self.quarantine.add(p.rejections)
+                for r in p.rejections:
+                    self.metrics.quarantined.labels(r.reason.split(":", 1)[0]).inc()
+            p.steps_done = 2
+        if p.steps_done < 3:
+            if p.events:
+                self.events.add(p.events)
+                for e in p.events:
+                    self.metrics.events.labels(e.kind).inc()
+            p.steps_done = 3
         if p.seen:
-            self.registry.mark_seen(p.seen)
+            self.registry.mark_seen(p.seen)  # idempotent: repeated by a retry
         if self.rules is not None and (len(batch) or p.events):
             try:
                 self.rules.process(batch, p.events)
@@ -319,9 +366,7 @@ class Pipeline:
             ack()
         self.metrics.flush_seconds.observe(time.perf_counter() - t0)
 
-    def _store_durably(self, batch: Readings, per_kind: dict[str, int]) -> None:
-        for k, c in per_kind.items():
-            self.metrics.received.labels(k).inc(c)
+    def _store_durably(self, batch: Readings) -> None:
         delay = 0.1
         while True:
             spool = self.spool

@@ -15,6 +15,7 @@ Each test prints one ``[faults]`` line of figures (``pytest -s``).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import duckdb
@@ -182,11 +183,12 @@ def test_b_influxd_down_30s_spools_and_drains(tmp_path, broker, influxd, cleanup
                        republished=report.republished, totals=totals))
 
 
-@pytest.mark.parametrize("protocol", [5, 4])
-def test_c_broker_restart_mid_stream(tmp_path, broker, protocol, cleanup):
+@pytest.mark.parametrize(("client", "protocol"), [("wire", 5), ("wire", 4), ("paho", 5)])
+def test_c_broker_restart_mid_stream(tmp_path, broker, client, protocol, cleanup):
     n, rate = 30_000, 2_500.0
     db = tmp_path / "node" / "readings.duckdb"
-    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}", mqtt={"protocol": protocol})
+    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}",
+                  mqtt={"client": client, "protocol": protocol})
     ids = device_ids(DEVICES)
     register_devices(serve.state_db, ids)
     messages = stream(ids, n, now_ms() - 3_600_000)
@@ -210,7 +212,7 @@ def test_c_broker_restart_mid_stream(tmp_path, broker, protocol, cleanup):
     log = serve.log.read_text(errors="replace")
     assert log.count("connected to 127.0.0.1") >= 2, "the consumer did not reconnect by itself"
     assert "session present: True" in log, "the broker did not keep the consumer's session"
-    print(timings_line(f"c broker restart MQTT {protocol}", messages=n, rate=rate,
+    print(timings_line(f"c broker restart {client} MQTT {protocol}", messages=n, rate=rate,
                        restart_at_s=round(restart_at, 1),
                        caught_up_s=round(caught_up, 1), republished=report.republished,
                        health=health.get("status"), totals=totals))
@@ -253,12 +255,13 @@ def test_d_every_message_twice_is_stored_once(tmp_path, broker, store, cleanup, 
                        republished=republished, totals=totals))
 
 
-def test_e_sigterm_mid_stream_drains_cleanly(tmp_path, broker, cleanup):
+@pytest.mark.parametrize("client", ["wire", "paho"])
+def test_e_sigterm_mid_stream_drains_cleanly(tmp_path, broker, client, cleanup):
     """Ctrl-C (SIGTERM) while the stream flows: the process drains, exits 0 with no error
     logged, and after a restart every reading is stored exactly once."""
     n = 30_000
     db = tmp_path / "node" / "readings.duckdb"
-    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}")
+    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}", mqtt={"client": client})
     ids = device_ids(DEVICES)
     register_devices(serve.state_db, ids)
     messages = stream(ids, n, now_ms() - 3_600_000)
@@ -288,7 +291,7 @@ def test_e_sigterm_mid_stream_drains_cleanly(tmp_path, broker, cleanup):
     # Readings a restarted process found already stored: stored by the previous process but not
     # acknowledged before it disconnected (at-least-once allows it; a clean drain has none).
     redelivered = [t["duplicates"] for t in per_process[1:]]
-    print(timings_line("e sigterm x2", messages=n, republished=report.republished,
+    print(timings_line(f"e sigterm x2 {client}", messages=n, republished=report.republished,
                        redelivered_after_clean_stop=redelivered))
 
 
@@ -335,3 +338,51 @@ def test_f_spool_full_holds_acks_and_survives_sigkill(tmp_path, broker, influxd,
     print(timings_line("f spool full + sigkill", messages=n, spooled_before_kill=spooled,
                        spool_bytes_at_kill=on_disk, republished=report.republished, total_s=round(elapsed, 1),
                        last_process=totals))
+
+
+def test_g_state_db_refusing_writes_is_retried_not_dropped(tmp_path, broker, cleanup):
+    """The state DB refuses quarantine entries for a while (a trigger aborts the inserts, as a
+    full disk or a damaged file would): those batches are retried, not dropped. Once it accepts
+    again, without restarting the consumer, every bad message has exactly one quarantine entry
+    and every good reading is stored once."""
+    n, every = 6_000, 10  # one message in ten is out of range (quarantined)
+    db = tmp_path / "node" / "readings.duckdb"
+    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}")
+    ids = device_ids(DEVICES)
+    register_devices(serve.state_db, ids)
+    messages = stream(ids, n, now_ms() - 3_600_000)
+    bad = 0
+    for i in range(0, n, every):
+        topic, payload = messages[i]
+        messages[i] = (topic, payload.replace(b'"laeq_db": ', b'"laeq_db": 900'))  # above 140 dB
+        bad += 1
+    cleanup.append(serve.start())
+    pub = Publisher(broker.port)
+    cleanup.append(pub)
+    subscribed(serve, pub)
+    con = sqlite3.connect(serve.state_db, timeout=30)
+    con.execute("CREATE TRIGGER fault_refuse BEFORE INSERT ON quarantine "
+                "BEGIN SELECT RAISE(ABORT, 'fault test: the state DB refuses writes'); END")
+    con.commit()
+    pub.publish(messages[: n // 2], deadline_s=60)
+    deadline = time.monotonic() + 30
+    while "fault test: the state DB refuses writes" not in serve.tail(50_000):
+        assert time.monotonic() < deadline, f"no write was refused:\n{serve.tail()}"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    con.execute("DROP TRIGGER fault_refuse")
+    con.commit()
+    pub.publish(messages[n // 2:], deadline_s=60)
+    good = n - bad
+    serve.wait_metrics(lambda m: stored(m) >= good, 60, f"all {good} good readings stored")
+    deadline = time.monotonic() + 30
+    query = "SELECT count(*) FROM quarantine WHERE topic NOT LIKE '%fault-probe%'"
+    while con.execute(query).fetchone()[0] < bad:
+        assert time.monotonic() < deadline, (f"{con.execute(query).fetchone()[0]} of {bad} quarantine "
+                                             f"entries after the state DB recovered:\n{serve.tail()}")
+        time.sleep(0.2)
+    totals = serve.stop()
+    assert con.execute(query).fetchone()[0] == bad
+    con.close()
+    assert duckdb_counts(db) == (good, good)
+    print(timings_line("g state DB refusing", messages=n, quarantined=bad, totals=totals))
