@@ -44,7 +44,6 @@ import ssl
 import struct
 import threading
 import time
-from typing import Callable
 
 import numpy as np
 
@@ -418,8 +417,8 @@ class WireConsumer:
                 have = len(rest)
                 if self._connacked:
                     self._flush_acks(sock)
-        except (TimeoutError, socket.timeout):
-            raise _Closed("send timed out") from None
+        except TimeoutError:
+            raise _Closed(f"socket send or receive timed out ({CONNECT_TIMEOUT_S:.0f} s)") from None
 
     @staticmethod
     def _close_gracefully(sock: socket.socket) -> None:
@@ -548,7 +547,7 @@ class WireConsumer:
             codes = data[i:end]
             if len(codes) != len(o.topics):
                 raise ProtocolError(f"SUBACK has {len(codes)} codes for {len(o.topics)} topics")
-            for topic, code in zip(o.topics, codes):
+            for topic, code in zip(o.topics, codes, strict=True):
                 if code >= 0x80:
                     log.error("subscription to %r refused: %s", topic, _reason(code, 5))
                 elif code < o.qos:

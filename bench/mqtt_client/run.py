@@ -70,7 +70,7 @@ def worker(case: str, port: int, n: int, register: bool, marker: str) -> dict:
     keep = seen.append
 
     if "batch" in case:  # acks from another thread, 1000 at a time, in receive order
-        acks: "queue.Queue[tuple[list, bool]]" = queue.Queue()
+        acks: queue.Queue[tuple[list, bool]] = queue.Queue()
         pending: list = []
 
         def acker() -> None:
@@ -177,10 +177,11 @@ def publish(port: int, n: int, work: Path, round_no: int) -> float:
     for p in range(PUBLISHERS):
         f = work / f"pub-{p}.txt"
         ts0 = 1_780_000_000_000 + round_no * 10_000_000
-        f.write_text("".join(f'{{"ts":{ts0 + i * 1000},"seq":{i},"metrics":{{"laeq_db":{45 + (i * 7 + p) % 230 / 10:.1f}}},'
-                             f'"pad":"{marker(round_no)}{"x" * 36}"}}\n' for i in range(per)))
-        procs.append(subprocess.Popen(f"mosquitto_pub -p {port} -q 1 -t city/noise/noise-bench-{p:03d}/telemetry "
-                                      f"-l < {f}", shell=True))
+        f.write_text("".join(
+            f'{{"ts":{ts0 + i * 1000},"seq":{i},"metrics":{{"laeq_db":{45 + (i * 7 + p) % 230 / 10:.1f}}},'
+            f'"pad":"{marker(round_no)}{"x" * 36}"}}\n' for i in range(per)))
+        topic = f"city/noise/noise-bench-{p:03d}/telemetry"
+        procs.append(subprocess.Popen(f"mosquitto_pub -p {port} -q 1 -t {topic} -l < {f}", shell=True))
     for pr in procs:
         if pr.wait(600) != 0:
             raise RuntimeError("mosquitto_pub failed")
@@ -240,11 +241,11 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     base = [n / x["s"] for x in results["mosquitto_sub"]]
-    print(f"\n| case | msg/s (median) | runs (msg/s) | ratio to mosquitto_sub (median, range) | CPU µs/msg |")
+    print("\n| case | msg/s (median) | runs (msg/s) | ratio to mosquitto_sub (median, range) | CPU µs/msg |")
     print("|---|---|---|---|---|")
     for c in cases:
         rates = [n / x["s"] for x in results[c]]
-        ratios = [rate / b for rate, b in zip(rates, base)]
+        ratios = [rate / b for rate, b in zip(rates, base, strict=True)]
         cpu = statistics.median(x["cpu_s"] for x in results[c]) / n * 1e6
         print(f"| {c} | {statistics.median(rates):,.0f} | {', '.join(f'{x:,.0f}' for x in rates)} | "
               f"{statistics.median(ratios):.0%} ({min(ratios):.0%}-{max(ratios):.0%}) | {cpu:.1f} |")

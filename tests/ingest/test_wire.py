@@ -127,7 +127,8 @@ class Relay:
             return packets(bytes(self.sent[conn]))
 
     def pubacks(self, conn: int = -1) -> list[int]:
-        return [int.from_bytes(body[:2], "big") for first, body in self.client_packets(conn) if first >> 4 == 4]
+        return [int.from_bytes(body[:2], "big") for first, body in self.client_packets(conn)
+                if first >> 4 == 4]
 
     def inject(self, data: bytes) -> None:
         """Send bytes to the latest client as if from the broker."""
@@ -198,7 +199,7 @@ def test_qos0(mosquitto, topic, protocol):
     try:
         publish(mosquitto.port, [(f"{topic}/a", b"one", 0), (f"{topic}/b", b"two", 1)])
         assert wait_for(lambda: len(got) == 2, 5)
-        assert [(t, p, a) for t, p, a in got.items] == [(f"{topic}/a", b"one", None), (f"{topic}/b", b"two", None)]
+        assert got.items == [(f"{topic}/a", b"one", None), (f"{topic}/b", b"two", None)]
     finally:
         c.stop()
 
