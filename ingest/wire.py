@@ -17,11 +17,12 @@
   unacknowledged message and may reuse their packet ids for new ones.
 - Backpressure: with MQTT 5 the CONNECT carries ``receive_maximum``; while ``on_message`` blocks,
   the socket is not read (TCP backpressure).
-- Reconnects by itself with backoff (0.2 s doubling to 5 s) after a drop, a broker restart, a
-  refused CONNECT or a missed PINGRESP; resubscribes on every connection; ``connected`` is clear
-  while down. A malformed packet closes the connection (logged) and never ends the I/O thread;
-  an exception from ``on_message`` is logged with the topic and the loop goes on (that message
-  stays unacknowledged).
+- Reconnects by itself with backoff (0.2 s doubling to 5 s; back to 0.2 s after a connection
+  that lasted 5 s) after a drop, a broker restart, a refused CONNECT or a missed PINGRESP;
+  resubscribes on every connection; ``connected`` is clear while down. A malformed packet
+  closes the connection (logged) and never ends the I/O thread; an exception from
+  ``on_message`` is logged with the topic and the loop goes on (that message stays
+  unacknowledged).
 
 Supported: MQTT 3.1.1 and 5, QoS 0 and 1 subscriptions (the broker never sends a higher QoS than
 subscribed; a QoS 2 PUBLISH is treated as a protocol error), shared subscriptions (``$share/g/f``
@@ -56,6 +57,7 @@ __all__ = ["WireConsumer"]
 CHUNK = 256 * 1024  # bytes asked of one recv
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
 CONNECT_TIMEOUT_S = 10.0  # TCP/TLS connect, then CONNACK
+STABLE_S = 5.0  # a connection that lasted this long resets the backoff
 FLUSH_EVERY = 1024  # packets parsed between two PUBACK flushes inside one chunk
 
 # packet types (high nibble of the fixed header)
@@ -223,6 +225,7 @@ class WireConsumer:
         self._thread: threading.Thread | None = None
         self._io_ident = 0
         self._connacked = False  # of the current connection (I/O thread only)
+        self._connacked_at = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -353,8 +356,10 @@ class WireConsumer:
                 self._new_generation()  # acks of that connection are void from now on
                 if sock is not None:
                     sock.close()
-            if self._connacked:  # the broker had accepted us: a drop retries soon
-                delay = BACKOFF_MIN_S
+            if self._connacked and time.monotonic() - self._connacked_at >= STABLE_S:
+                delay = BACKOFF_MIN_S  # a connection that had lasted: retry soon
+            # else (refused, or dropped at once, e.g. two consumers sharing a client id taking
+            # the session from each other): keep doubling
             if self._stopping.wait(delay):
                 break
             delay = min(delay * 2, BACKOFF_MAX_S)
@@ -582,6 +587,7 @@ class WireConsumer:
             self._keepalive = int(props[_SERVER_KEEP_ALIVE])
         self._new_generation()
         self._connacked = True
+        self._connacked_at = time.monotonic()
         self.last_error = ""
         sock.sendall(self._subscribe_packet)
         self._last_send = time.monotonic()

@@ -498,3 +498,17 @@ def test_refused_connect_is_reported_and_credentials_work(tmp_path, topic, proto
             c.stop()
     finally:
         broker.stop()
+
+
+def test_two_consumers_sharing_a_client_id_back_off(mosquitto, relay, topic):
+    """Each takes the session from the other; the backoff keeps growing instead of a 0.2 s fight."""
+    opts = options(5, f"{topic}/#")
+    a = started(relay.url, Received(), opts)
+    b = WireConsumer(relay.url, Received(), opts)
+    b.start(5)
+    try:
+        time.sleep(4)
+        assert len(relay.sent) <= 12  # 0.2 s retries would make ~40 connections
+    finally:
+        a.stop()
+        b.stop()
