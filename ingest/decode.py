@@ -94,6 +94,7 @@ class Decoder:
         self._lookup = lookup
         self._topics: dict[str, Topic] = {}  # valid topics seen, parsed once
         self._topic_cache_size = topic_cache_size
+        self._offset_cache: dict[tuple[int, float], np.ndarray] = {}
         # kind -> metric -> (lo, hi): the catalogue's ranges, looked up once per metric
         self._ranges = {k.name: {m.name: (m.lo, m.hi) for m in k.metrics.values()} for k in CATALOGUE.values()}
 
@@ -245,14 +246,13 @@ class Decoder:
                 a = np.array(msgspec.convert(values, list[float]), dtype=np.float64)
             except msgspec.ValidationError as e:
                 raise _Bad("not_a_number", f"series {name!r}: {e}") from None
-            if not np.isfinite(a).all():
-                raise _Bad("not_finite", f"series {name!r} holds a value that is not finite")
+            # (JSON cannot carry NaN or infinities: msgspec refused those before we got here)
             if a.min() < m.lo or a.max() > m.hi:
                 raise _Bad("out_of_range",
                            f"series {name!r} has values outside its physical range {m.lo:g}..{m.hi:g} {m.unit}")
             arrays.append((name, a))
         rows = self._metrics(obj["metrics"], kind) if "metrics" in obj else []
-        times = ts + np.round(np.arange(length, dtype=np.float64) * float(interval)).astype(np.int64)
+        times = ts + self._offsets(length, float(interval))
         for name, a in arrays:
             out.add_series(t.device_id, t.kind, name, times, a, district, asset_id)
             result.readings += len(a)
@@ -261,6 +261,18 @@ class Decoder:
             self._add_rows(out, result, t, ts, rows, district, asset_id)
         if last > result.seen.get(t.device_id, 0):
             result.seen[t.device_id] = last
+
+    def _offsets(self, length: int, interval: float) -> np.ndarray:
+        """Sample offsets ``round(i * interval_ms)``, cached: windows repeat their shape."""
+        key = (length, interval)
+        off = self._offset_cache.get(key)
+        if off is None:
+            if len(self._offset_cache) > 1024:
+                self._offset_cache.clear()
+            off = np.round(np.arange(length, dtype=np.float64) * interval).astype(np.int64)
+            off.flags.writeable = False
+            self._offset_cache[key] = off
+        return off
 
     def _event(self, obj: Mapping[str, Any], t: Topic, now: int, district: str, asset_id: str) -> Event:
         ts = self._ts(obj, now)

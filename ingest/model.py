@@ -110,11 +110,15 @@ class ReadingsBuilder:
     :meth:`add_series` a waveform (many samples of one metric, already a numpy array).
     """
 
-    __slots__ = ("_rows", "_series", "_n")
+    __slots__ = ("_rows", "_series_tags", "_series_ts", "_series_values", "_n")
 
     def __init__(self) -> None:
         self._rows: list[tuple] = []
-        self._series: list[Readings] = []
+        # series are kept as (tags, ts array, value array) and expanded once in build(): the
+        # per-row string columns of a waveform are made by one np.repeat, not per message
+        self._series_tags: list[tuple[str, str, str, str, str]] = []
+        self._series_ts: list[np.ndarray] = []
+        self._series_values: list[np.ndarray] = []
         self._n = 0
 
     def __len__(self) -> int:
@@ -130,22 +134,24 @@ class ReadingsBuilder:
         n = len(ts)
         if n == 0:
             return
-
-        def full(s: str) -> np.ndarray:
-            a = np.empty(n, dtype=object)
-            a[:] = s
-            return a
-
-        self._series.append(Readings(
-            full(device_id), full(kind), full(metric), np.asarray(ts, np.int64),
-            np.asarray(value, np.float64), full(district), full(asset_id),
-        ))
+        if len(value) != n:
+            raise ValueError(f"series of {metric}: {n} timestamps, {len(value)} values")
+        self._series_tags.append((device_id, kind, metric, district, asset_id))
+        self._series_ts.append(np.asarray(ts, np.int64))
+        self._series_values.append(np.asarray(value, np.float64))
         self._n += n
 
     def build(self) -> Readings:
-        parts = list(self._series)
+        parts = []
         if self._rows:
-            parts.insert(0, Readings.from_rows(self._rows))
+            parts.append(Readings.from_rows(self._rows))
+        if self._series_tags:
+            lengths = np.fromiter((len(t) for t in self._series_ts), np.int64, len(self._series_ts))
+            tags = np.empty((len(self._series_tags), 5), dtype=object)
+            tags[:] = self._series_tags
+            cols = [np.repeat(tags[:, j], lengths) for j in range(5)]
+            parts.append(Readings(cols[0], cols[1], cols[2], np.concatenate(self._series_ts),
+                                  np.concatenate(self._series_values), cols[3], cols[4]))
         return Readings.concat(parts)
 
 
