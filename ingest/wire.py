@@ -52,7 +52,7 @@ from ingest.mqtt import BrokerAddress, ConsumerOptions, MqttError, OnMessage
 
 log = logging.getLogger("citywatch.mqtt.wire")
 
-__all__ = ["WireConsumer"]
+__all__ = ["ProtocolError", "WireConsumer"]
 
 CHUNK = 256 * 1024  # bytes asked of one recv
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
@@ -95,7 +95,7 @@ _PROPERTY_TYPES = {
     0x23: _TWO, 0x24: _BYTE, 0x25: _BYTE, 0x26: _PAIR, 0x27: _FOUR, 0x28: _BYTE, 0x29: _BYTE,
     0x2A: _BYTE,
 }
-_SERVER_KEEP_ALIVE, _REASON_STRING, _ASSIGNED_CLIENT_ID = 0x13, 0x1F, 0x12
+_SERVER_KEEP_ALIVE, _REASON_STRING = 0x13, 0x1F
 
 
 class ProtocolError(MqttError):
@@ -500,8 +500,8 @@ class WireConsumer:
                 return pos, end - pos
             if b0 >> 4 == PUBLISH:
                 qos = (b0 >> 1) & 3
-                if length < 2:
-                    raise ProtocolError("PUBLISH too short")
+                if length < 2 or not self._connacked:
+                    raise ProtocolError("PUBLISH too short" if length < 2 else "PUBLISH before CONNACK")
                 j = h + 2 + ((data[h] << 8) | data[h + 1])
                 try:
                     topic = data[h + 2:j].decode("utf-8")
