@@ -49,6 +49,8 @@ def settings(config: Path | None, **overrides) -> Settings:
 def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # one line per InfluxDB write or webhook is noise at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _wait_for_signal() -> None:

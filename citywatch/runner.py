@@ -188,11 +188,13 @@ class Node:
     def stop(self) -> None:
         """Drain and stop: nothing buffered is lost."""
         self._stop.set()
-        if self.consumer is not None:
-            self.pipeline.flush()  # written and acknowledged while still connected
-            self.consumer.stop()
+        # The pipeline first: it stops taking messages, writes what it holds and acknowledges it
+        # while the consumer is still connected; what arrives after stays unacknowledged in the
+        # broker's session. Then the consumer disconnects.
         if hasattr(self, "pipeline"):
             self.pipeline.stop()
+        if self.consumer is not None:
+            self.consumer.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.server is not None:

@@ -29,7 +29,7 @@ from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
 from ingest.model import Event, Readings, ReadingsBuilder, Rejection
 from ingest.quarantine import Quarantine
-from ingest.stores.base import Store, StoreUnavailable
+from ingest.stores.base import Store, StoreRejected, StoreUnavailable
 
 log = logging.getLogger("citywatch.ingest")
 
@@ -376,6 +376,16 @@ class Pipeline:
                 if spool is not None and spool.depth()[0]:
                     raise StoreUnavailable("spool not yet drained")
                 new = self.store.write(batch)
+            except StoreRejected as e:
+                # data the store will always refuse (e.g. a tag InfluxDB cannot carry): retrying
+                # cannot help; the spool keeps it on disk and its drain sets it aside in corrupt/
+                if spool is None:
+                    raise
+                log.error("the store refused a batch of %d readings (%s); kept in the spool's corrupt/",
+                          len(batch), e)
+                spool.append(batch)
+                self.metrics.spooled.inc(len(batch))
+                return
             except StoreUnavailable as e:
                 if spool is None:
                     log.warning("store unavailable (%s); retrying in %.1f s", e, delay)

@@ -293,6 +293,8 @@ def test_e_sigterm_mid_stream_drains_cleanly(tmp_path, broker, client, cleanup):
     redelivered = [t["duplicates"] for t in per_process[1:]]
     print(timings_line(f"e sigterm x2 {client}", messages=n, republished=report.republished,
                        redelivered_after_clean_stop=redelivered))
+    if client == "wire":  # paho can still lose queued PUBACKs on disconnect (bench/mqtt_client/README.md)
+        assert redelivered == [0, 0]  # Node.stop drains the pipeline before the consumer disconnects
 
 
 def test_f_spool_full_holds_acks_and_survives_sigkill(tmp_path, broker, influxd, cleanup):
