@@ -32,10 +32,11 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -79,7 +80,7 @@ class _Slots(dict):
 class _KindCodes(dict):
     """device id -> index of its kind in CATALOGUE (-1 unknown, not cached), cached."""
 
-    def __init__(self, kind_of: Callable[[str], "str | None"]) -> None:
+    def __init__(self, kind_of: Callable[[str], str | None]) -> None:
         super().__init__()
         self._kind_of = kind_of
         self._kinds = list(CATALOGUE)
@@ -142,7 +143,7 @@ class _Stream:
         return StreamRow(rule, self.device_id, self.state, self.last_ts, data)
 
     @classmethod
-    def from_row(cls, r: StreamRow, levels: int) -> "_Stream":
+    def from_row(cls, r: StreamRow, levels: int) -> _Stream:
         d = r.data
         since = list(d.get("since") or [])
         count = list(d.get("count") or [])
@@ -731,7 +732,7 @@ class RuleEngine:
         call.after_commit.append(remember)
         ids = rt.slots.ids
         call.prev.extend((rt.rule.id, ids[slot], tt, xx)
-                         for slot, tt, xx in zip(ls.tolist(), lt.tolist(), lx.tolist()))
+                         for slot, tt, xx in zip(ls.tolist(), lt.tolist(), lx.tolist(), strict=False))
         known = ~np.isnan(prev)
         if not known.any():
             return None
@@ -747,7 +748,7 @@ class RuleEngine:
         o = np.lexsort((ts, slots))
         out_i, out_s, out_t, out_v = [], [], [], []
         for j, slot, t, lt, x in zip(o.tolist(), slots[o].tolist(), ts[o].tolist(),
-                                     local[o].tolist(), v[o].tolist()):
+                                     local[o].tolist(), v[o].tolist(), strict=False):
             st = rt.stream(slot)
             acc = st.acc
             if acc is not None and t <= acc[3]:
@@ -773,7 +774,7 @@ class RuleEngine:
         """The per-row state machine, for rows in (device, ts) order."""
         rule = rt.rule
         nlev, for_ms, reports = rt.nlev, rule.for_ms, rule.reports
-        for i, slot, t, lv, cl, x in zip(idx, slots, ts, level, clear, value):
+        for i, slot, t, lv, cl, x in zip(idx, slots, ts, level, clear, value, strict=False):
             st = rt.stream(slot)
             if t <= st.last_ts:
                 continue
@@ -892,7 +893,7 @@ class RuleEngine:
         """
         call = _Call()
         for rt in self._event_rts:
-            for slot, st in list(rt.streams.items()):
+            for st in list(rt.streams.values()):
                 if st.state == "firing":
                     self._expire(call, rt, st.device_id, now_ms)
         for rt in self._absence_rts:

@@ -9,9 +9,10 @@ The field names follow webhooks.md (``alert`` and ``device`` objects).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
 import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 NOTICE_STATUSES = ("firing", "resolved", "acknowledged", "escalated")
 

@@ -42,9 +42,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -174,7 +175,7 @@ class Window:
     end_min: int
 
     @classmethod
-    def parse(cls, text: str) -> "Window":
+    def parse(cls, text: str) -> Window:
         try:
             a, b = (p.strip() for p in str(text).split("-"))
             ma, mb = _HHMM_RE.match(a), _HHMM_RE.match(b)
@@ -481,7 +482,7 @@ def parse_rule(raw: Any, *, file: str = "") -> Rule:
     scale = _param(ctx, "scale", raw["scale"]) if "scale" in raw else ONE
     transforms = [t for t in ("deviation", "change", "aggregate") if t in raw]
     if len(transforms) > 1:
-        raise ctx.err(transforms[1], f"a rule takes at most one of deviation, change, aggregate")
+        raise ctx.err(transforms[1], "a rule takes at most one of deviation, change, aggregate")
     transform, baseline, window_ms = "value", None, 0
     if "deviation" in raw:
         transform, baseline = "deviation", _param(ctx, "deviation", raw["deviation"])
@@ -582,7 +583,7 @@ class RulePack:
         return len(self.rules)
 
     @classmethod
-    def load(cls, files: Iterable[str | Path] = (), *, builtin: bool = True) -> "RulePack":
+    def load(cls, files: Iterable[str | Path] = (), *, builtin: bool = True) -> RulePack:
         """The built-in pack then each file in order; a known id overrides field by field.
 
         Validates everything before returning; raises RuleError on the first problem.
@@ -601,7 +602,7 @@ class RulePack:
         return cls(tuple(parse_rule(raw, file=origin) for raw, origin in merged.values()))
 
     @classmethod
-    def from_rules(cls, rules: Sequence[Rule]) -> "RulePack":
+    def from_rules(cls, rules: Sequence[Rule]) -> RulePack:
         ids = [r.id for r in rules]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:

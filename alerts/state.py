@@ -20,17 +20,18 @@ notices carry ``silenced=True`` so dispatch does not send them on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-import functools
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices.catalogue import KINDS, SEVERITIES
@@ -215,7 +216,7 @@ class Alert:
     history: tuple[HistoryEntry, ...] = field(default=())
 
     @classmethod
-    def _from_row(cls, r: sqlite3.Row, history: tuple[HistoryEntry, ...] = ()) -> "Alert":
+    def _from_row(cls, r: sqlite3.Row, history: tuple[HistoryEntry, ...] = ()) -> Alert:
         return cls(
             r["id"], r["rule"], r["device_id"], r["kind"], r["district"], r["state"],
             r["severity"], bool(r["silenced"]), r["summary"], r["metric"], r["value"],

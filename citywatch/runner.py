@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -25,11 +25,11 @@ from devices.sqlite import connect, parse_url
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import ConsumerOptions, MqttConsumer
-from ingest.wire import WireConsumer
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.spool import Spool
 from ingest.stores.base import open_store
+from ingest.wire import WireConsumer
 
 log = logging.getLogger("citywatch")
 

@@ -183,7 +183,7 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
-    def _dispatch(self) -> "Settings":
+    def _dispatch(self) -> Settings:
         self.dispatch_config()  # raises naming receivers[i]/routes[i] keys
         if self.rules.files:
             from alerts.errors import RuleError

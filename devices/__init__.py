@@ -5,9 +5,18 @@ Modules: ``catalogue`` (kinds and metrics), ``model`` (Device, RolloutTarget), `
 fleets), ``rollout`` (the rollout report), ``errors``.
 """
 
-from devices.csvio import (export_devices, export_rollout, import_devices, import_rollout,
-                           parse_devices, parse_rollout, read_devices, read_rollout, write_devices,
-                           write_rollout)
+from devices.csvio import (
+                           export_devices,
+                           export_rollout,
+                           import_devices,
+                           import_rollout,
+                           parse_devices,
+                           parse_rollout,
+                           read_devices,
+                           read_rollout,
+                           write_devices,
+                           write_rollout,
+)
 from devices.errors import CsvError, CsvProblem, InvalidDevice, RegistryError
 from devices.fleet import sample_fleet, sample_rollout
 from devices.model import DEVICE_ID_RE, STATUSES, Device, RolloutTarget

@@ -9,9 +9,9 @@ rule pack, ``alerts/``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 KINDS: tuple[str, ...] = ("bridge", "gas_meter", "fume", "noise", "toilet", "lighting")
 

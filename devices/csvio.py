@@ -24,9 +24,10 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from devices.errors import CsvError, CsvProblem
 from devices.model import Device, RolloutTarget
@@ -188,7 +189,7 @@ def _rows(text: str, columns: Sequence[str], required: Sequence[str], problems: 
                                            f"(field {next(i for i in unnamed if row[i].strip()) + 1})"
                                            + _row_note(line, row_no)))
                 continue
-            yield line, row_no, {n: c for n, c in zip(names, row) if n}
+            yield line, row_no, {n: c for n, c in zip(names, row, strict=False) if n}
             line = reader.line_num + 1
     except csv.Error as e:
         problems.append(CsvProblem(line, "", f"malformed CSV (in the row starting on this line): {e}"))

@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -133,7 +133,7 @@ def _position(rng: random.Random, d: DistrictInfo) -> tuple[float, float]:
 def _by_district(kind: str, n: int) -> list[tuple[DistrictInfo, int]]:
     """(district, ordinal within district starting at 1) for ``n`` devices of ``kind``."""
     out = []
-    for d, k in zip(DISTRICT_INFO.values(), allocate(n, _weights(kind))):
+    for d, k in zip(DISTRICT_INFO.values(), allocate(n, _weights(kind)), strict=False):
         out.extend((d, i) for i in range(1, k + 1))
     return out
 
@@ -391,5 +391,5 @@ def sample_rollout(scale: float, programme: str = GAS_PROGRAMME, start: str = "2
     total = round(WUHAN.devices["gas_meter"] * scale)
     return [
         RolloutTarget(programme, "gas_meter", name, k, start, deadline)
-        for name, k in zip(DISTRICT_INFO, allocate(total, _weights("gas_meter")))
+        for name, k in zip(DISTRICT_INFO, allocate(total, _weights("gas_meter")), strict=False)
     ]

@@ -25,10 +25,11 @@ import math
 import re
 import sqlite3
 import threading
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from devices.catalogue import CATALOGUE, KINDS
 from devices.errors import InvalidDevice, RegistryError
@@ -252,7 +253,7 @@ class Registry:
             "SELECT 1 FROM registry_meta WHERE key = 'version'").fetchone() is not None
 
     @classmethod
-    def open(cls, path: str | Path) -> "Registry":
+    def open(cls, path: str | Path) -> Registry:
         """Open (creating if needed) the state database at ``path`` (or ``":memory:"``)."""
         try:
             conn = connect(path)

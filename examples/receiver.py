@@ -28,8 +28,9 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any
 
 MAX_SKEW_S = 300  # five minutes
 MAX_BODY = 1 << 20

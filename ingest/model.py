@@ -14,8 +14,9 @@ Columns:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -53,19 +54,19 @@ class Readings:
                 raise ValueError(f"column {name} has {len(getattr(self, name))} rows, ts has {n}")
 
     @classmethod
-    def empty(cls) -> "Readings":
+    def empty(cls) -> Readings:
         e = np.empty(0, dtype=object)
         return cls(e, e, e, np.empty(0, np.int64), np.empty(0, np.float64), e, e)
 
     @classmethod
-    def from_rows(cls, rows: list[Reading] | list[tuple]) -> "Readings":
+    def from_rows(cls, rows: list[Reading] | list[tuple]) -> Readings:
         """From ``Reading`` values or tuples in COLUMNS order."""
         if not rows:
             return cls.empty()
         cols = list(zip(*(
             (r.device_id, r.kind, r.metric, r.ts, r.value, r.district, r.asset_id)
             if isinstance(r, Reading) else tuple(r) for r in rows
-        )))
+        ), strict=False))
         return cls(
             np.array(cols[0], dtype=object), np.array(cols[1], dtype=object),
             np.array(cols[2], dtype=object), np.array(cols[3], dtype=np.int64),
@@ -74,7 +75,7 @@ class Readings:
         )
 
     @classmethod
-    def concat(cls, parts: list["Readings"]) -> "Readings":
+    def concat(cls, parts: list[Readings]) -> Readings:
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty()
@@ -95,7 +96,7 @@ class Readings:
             float(self.value[i]), str(self.district[i]), str(self.asset_id[i]),
         )
 
-    def take(self, index: np.ndarray) -> "Readings":
+    def take(self, index: np.ndarray) -> Readings:
         """The rows selected by a boolean mask or an index array."""
         return Readings(*(getattr(self, c)[index] for c in COLUMNS))
 

@@ -7,7 +7,8 @@ be acknowledged right after: it is durable here instead of in the store.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ingest.model import Rejection
 

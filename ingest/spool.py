@@ -89,7 +89,7 @@ def encode(batch: Readings, seq: int, created_ms: int) -> bytes:
     starts = np.flatnonzero(change)
     lengths = np.diff(np.append(starts, n)).astype("<i8")
     header = msgspec.json.encode(_Header(seq, created_ms, n, {
-        name: [str(s) for s in col[starts].tolist()] for name, col in zip(_STR_COLUMNS, cols)}))
+        name: [str(s) for s in col[starts].tolist()] for name, col in zip(_STR_COLUMNS, cols, strict=False)}))
     body = lengths.tobytes() + np.asarray(batch.ts, "<i8").tobytes() + np.asarray(batch.value, "<f8").tobytes()
     crc = zlib.crc32(body, zlib.crc32(header))
     return _PREFIX.pack(MAGIC, len(header), len(body), crc) + header + body

@@ -25,7 +25,7 @@ class Topic:
     channel: str
 
     @classmethod
-    def parse(cls, topic: str) -> "Topic":
+    def parse(cls, topic: str) -> Topic:
         parts = topic.split("/")
         if len(parts) != 4 or parts[0] != "city" or parts[3] not in CHANNELS:
             raise TopicError(

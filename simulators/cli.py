@@ -7,8 +7,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,15 +22,15 @@ from .timeutil import parse_duration_ms, parse_time_ms
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Simulated devices, and recording and replaying broker traffic.")
 
-BrokerOpt = Annotated[Optional[str], typer.Option(
+BrokerOpt = Annotated[str | None, typer.Option(
     "--broker", help="MQTT broker URL, mqtt://host:port or mqtts://; default: [mqtt] url of the config")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="citywatch config file (TOML)")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="citywatch config file (TOML)")]
 SpeedOpt = Annotated[str, typer.Option("--speed", help="simulated seconds per real second, or 'max'")]
 
 
 # Set by the composition layer (citywatch.cli) to read ``[mqtt] url`` from a config file and
 # the environment; alone (``python -m simulators.cli``) the default broker is used.
-broker_from_config: Callable[[Optional[Path]], str] | None = None
+broker_from_config: Callable[[Path | None], str] | None = None
 
 
 def _broker(explicit: str | None, config: Path | None) -> str:
@@ -94,15 +95,15 @@ def build_fleet(*, kinds: list[str], devices: int | None, scale: float | None, f
 @app.command()
 def simulate(
     kinds: Annotated[str, typer.Option("--kinds", help="comma-separated kinds")] = ",".join(KINDS),
-    devices: Annotated[Optional[int], typer.Option("--devices", min=1,
+    devices: Annotated[int | None, typer.Option("--devices", min=1,
                                                    help="devices per kind (bridges: whole bridges of 8 sensors)")] = None,
-    fleet: Annotated[Optional[Path], typer.Option("--fleet", help="registry CSV (devices.csv) to simulate")] = None,
-    scale: Annotated[Optional[float], typer.Option("--scale", min=0.0,
+    fleet: Annotated[Path | None, typer.Option("--fleet", help="registry CSV (devices.csv) to simulate")] = None,
+    scale: Annotated[float | None, typer.Option("--scale", min=0.0,
                                                    help="fraction of the Wuhan figures (1.0 = 500,000 gas meters)")] = None,
-    scenario: Annotated[Optional[list[str]], typer.Option(
+    scenario: Annotated[list[str] | None, typer.Option(
         "--scenario", help="NAME or NAME@WHEN,key=value,... (repeatable); --list-scenarios shows them")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    start: Annotated[Optional[str], typer.Option("--start", help="simulated start (epoch ms or ISO 8601); default now")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="simulated start (epoch ms or ISO 8601); default now")] = None,
     duration: Annotated[str, typer.Option("--duration", help="simulated duration, e.g. 90s, 2h, 1d")] = "1h",
     speed: SpeedOpt = "1",
     broker: BrokerOpt = None,
@@ -164,9 +165,9 @@ def simulate(
 def record(
     out: Annotated[Path, typer.Option("--out", help="recording file to write (.cwrec, gzip)")],
     broker: BrokerOpt = None,
-    topic: Annotated[Optional[list[str]], typer.Option("--topic", help="topic filter, repeatable")] = None,
-    duration: Annotated[Optional[str], typer.Option("--duration", help="stop after this long, e.g. 10m")] = None,
-    count: Annotated[Optional[int], typer.Option("--count", min=1, help="stop after this many messages")] = None,
+    topic: Annotated[list[str] | None, typer.Option("--topic", help="topic filter, repeatable")] = None,
+    duration: Annotated[str | None, typer.Option("--duration", help="stop after this long, e.g. 10m")] = None,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="stop after this many messages")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Record traffic from a broker to a file (until --duration, --count or Ctrl-C)."""

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -32,7 +32,6 @@ from .message import Message
 from .models import MODELS, Emission, Model
 from .scenarios import ScenarioSpec, bad_payloads, parse_spec
 from .timeutil import DAY_MS, local_midnight
-
 
 WINDOW_MS = 60_000
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -30,7 +30,7 @@ class BrokerURL:
     password: str | None = None
 
     @classmethod
-    def parse(cls, url: str) -> "BrokerURL":
+    def parse(cls, url: str) -> BrokerURL:
         u = urlsplit(url)
         if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
             raise BrokerError(f"bad broker URL {url!r}: use mqtt://host:port or mqtts://host:port")

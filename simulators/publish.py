@@ -13,9 +13,9 @@ import multiprocessing as mp
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
 
 from devices.model import Device
 
@@ -40,7 +40,7 @@ class PublishStats:
     def readings_per_s(self) -> float:
         return self.readings / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    def __add__(self, other: "PublishStats") -> "PublishStats":
+    def __add__(self, other: PublishStats) -> PublishStats:
         return PublishStats(self.messages + other.messages, self.readings + other.readings,
                             max(self.elapsed_s, other.elapsed_s), max(self.sim_ms, other.sim_ms))
 
@@ -138,8 +138,14 @@ class _Progress:
         self._p = None
         if not enabled:
             return
-        from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                            TextColumn("{task.fields[msgs]} msgs"), TextColumn("{task.fields[rate]}"),
                            TimeElapsedColumn(), TimeRemainingColumn())

@@ -21,9 +21,9 @@ import re
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from .errors import RecordingError
 from .mqtt import Pacer, Publisher, connect

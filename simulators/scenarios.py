@@ -22,9 +22,10 @@ simulation's seed, so a spec list and a seed always hit the same devices at the 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from devices.catalogue import CATALOGUE
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -47,7 +47,7 @@ def parse_time_ms(text: str) -> int:
     except ValueError:
         raise ValueError(f"bad time {text!r}: use epoch ms or ISO 8601, e.g. 2026-11-29T08:00+08:00") from None
     if dt.tzinfo is None:
-        return int(round((dt.replace(tzinfo=timezone.utc).timestamp() * 1000))) - LOCAL_OFFSET_MS
+        return int(round(dt.replace(tzinfo=UTC).timestamp() * 1000)) - LOCAL_OFFSET_MS
     return int(round(dt.timestamp() * 1000))
 
 
@@ -76,7 +76,7 @@ def sun_times_ms(day_ts_ms: int, lat: float = WUHAN_LAT, lon: float = WUHAN_LON)
     Wuhan's latitude.
     """
     midnight = local_midnight(day_ts_ms)
-    dt = datetime.fromtimestamp((midnight + LOCAL_OFFSET_MS) / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp((midnight + LOCAL_OFFSET_MS) / 1000, tz=UTC)
     doy = dt.timetuple().tm_yday
     days_in_year = 366 if (dt.year % 4 == 0 and (dt.year % 100 != 0 or dt.year % 400 == 0)) else 365
     gamma = 2 * math.pi / days_in_year * (doy - 1)  # at local noon, close enough

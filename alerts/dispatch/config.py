@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from devices.catalogue import KINDS, SEVERITIES
@@ -180,7 +181,7 @@ class DispatchConfig:
 
     @classmethod
     def from_raw(cls, receivers: Iterable[Mapping[str, Any]] | None,
-                 routes: Iterable[Mapping[str, Any]] | None) -> "DispatchConfig":
+                 routes: Iterable[Mapping[str, Any]] | None) -> DispatchConfig:
         """Validate the ``[[receivers]]`` and ``[[routes]]`` tables; raise DispatchConfigError."""
         by_name: dict[str, Receiver] = {}
         for i, raw in enumerate(receivers or ()):

@@ -30,9 +30,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 from alerts.notice import NOTICE_STATUSES, AlertNotice
@@ -129,7 +130,7 @@ def _epoch(rfc3339: object) -> float | None:
 def _rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
 class Outbox:

@@ -12,7 +12,8 @@ import hashlib
 import hmac
 import socket
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import httpx
 

@@ -203,7 +203,7 @@ def main() -> None:
             interval = 1.0 if kind == "bridge" else FLEET[kind][1]
             ago = rng.uniform(0, interval * 1000, len(ids)).astype(np.int64)
             ago[::200] += 10 * 86_400_000  # 0.5 % silent for 10 days
-            last_seen.update(zip(ids.tolist(), (now - ago).tolist()))
+            last_seen.update(zip(ids.tolist(), (now - ago).tolist(), strict=False))
         engine.device_info = lambda d: {"kind": d.rsplit("-", 1)[0]}
         ticks = []
         for i in range(3):

@@ -335,7 +335,7 @@ class _Runs:
 
     def keys(self, *cols: np.ndarray) -> list[tuple[str, ...]]:
         """The values of ``cols`` at the start of every run, as tuples."""
-        return list(zip(*(c[self.starts].tolist() for c in cols)))
+        return list(zip(*(c[self.starts].tolist() for c in cols), strict=False))
 
 
 def run_breaks(*cols: np.ndarray) -> np.ndarray:

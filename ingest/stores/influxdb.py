@@ -190,7 +190,7 @@ class InfluxDBStore:
             kinds = set(batch.kind[starts].tolist())
             self._learn_kinds(kinds - self._loaded_kinds)
             key_of_row = np.repeat(self._newest.ids(list(zip(
-                batch.device_id[starts].tolist(), batch.metric[starts].tolist()))), lengths)
+                batch.device_id[starts].tolist(), batch.metric[starts].tolist(), strict=False))), lengths)
             ts = np.ascontiguousarray(batch.ts, dtype=np.int64)
             keep = _first_occurrences(key_of_row, ts)
             uncertain = keep & (ts <= self._newest.ts[key_of_row])
@@ -210,7 +210,7 @@ class InfluxDBStore:
                     log.warning("InfluxDB %s dropped %d readings older than its retention policy",
                                 self._where(), expired)
                 self._newest.raise_to(key_of_row[keep], ts[keep])
-                for d, k in zip(batch.device_id[starts].tolist(), batch.kind[starts].tolist()):
+                for d, k in zip(batch.device_id[starts].tolist(), batch.kind[starts].tolist(), strict=False):
                     self._kinds[d] = k
             return len(new) - expired
 
@@ -408,7 +408,7 @@ def encode_lines(batch: Readings, series_keys: dict | None = None) -> list[str]:
     tag_break = run_breaks(batch.kind, batch.device_id, batch.district, batch.asset_id)
     starts = np.flatnonzero(tag_break)
     prefixes = []
-    for key in zip(*(c[starts].tolist() for c in (batch.kind, batch.device_id, batch.district, batch.asset_id))):
+    for key in zip(*(c[starts].tolist() for c in (batch.kind, batch.device_id, batch.district, batch.asset_id)), strict=False):
         p = cache.get(key)
         if p is None:
             p = cache[key] = _series_key(*key)
@@ -423,11 +423,11 @@ def encode_lines(batch: Readings, series_keys: dict | None = None) -> list[str]:
     line_start = tag_break.copy()
     line_start[1:] |= ts[1:] != ts[:-1]
     bounds = np.append(np.flatnonzero(line_start), n).tolist()
-    pairs = [f"{k}={v!r}" for k, v in zip(fkeys, values.tolist())]
+    pairs = [f"{k}={v!r}" for k, v in zip(fkeys, values.tolist(), strict=False)]
     tss = ts.tolist()
     if len(bounds) == n + 1:  # one reading per line (waveforms)
-        return [f"{prefixes[p]} {f} {t}" for p, f, t in zip(prefix_of_row, pairs, tss)]
-    return [f"{prefixes[prefix_of_row[a]]} {','.join(pairs[a:b])} {tss[a]}" for a, b in zip(bounds, bounds[1:])]
+        return [f"{prefixes[p]} {f} {t}" for p, f, t in zip(prefix_of_row, pairs, tss, strict=False)]
+    return [f"{prefixes[prefix_of_row[a]]} {','.join(pairs[a:b])} {tss[a]}" for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def _series_key(kind: str, device_id: str, district: str, asset_id: str) -> str:
@@ -495,7 +495,7 @@ def _clusters(sorted_ts: np.ndarray) -> Iterable[tuple[int, int]]:
     cut = np.flatnonzero(np.diff(sorted_ts) > _CLUSTER_GAP_MS)
     los = np.concatenate(([sorted_ts[0]], sorted_ts[cut + 1]))
     his = np.concatenate((sorted_ts[cut], [sorted_ts[-1]]))
-    return list(zip(los.tolist(), his.tolist()))
+    return list(zip(los.tolist(), his.tolist(), strict=False))
 
 
 def _isin_pairs(a_key: np.ndarray, a_ts: np.ndarray, b_key: np.ndarray, b_ts: np.ndarray) -> np.ndarray:

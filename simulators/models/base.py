@@ -11,8 +11,9 @@ the generator they are given, so a seed fixes their output.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -238,7 +239,7 @@ class IntervalModel(Model):
             # the physics runs whether or not the device can send
             payloads = self._report(idx, t)
             topics = self.telemetry
-            for j, (i, ts, p) in enumerate(zip(idx.tolist(), t.tolist(), payloads)):
+            for j, (i, ts, p) in enumerate(zip(idx.tolist(), t.tolist(), payloads, strict=False)):
                 if ok[j]:
                     out.append((ts, topics[i], p, 1, False, self.per_report))
 
@@ -251,7 +252,7 @@ class IntervalModel(Model):
     def payloads(self, template: bytes, idx: np.ndarray, t: np.ndarray, *columns: np.ndarray) -> list[bytes]:
         """Format one single-reading payload per row: ``template % (ts, seq, *columns)``."""
         seq = self.seq
-        rows = zip(idx.tolist(), t.tolist(), *(np.asarray(c).tolist() for c in columns))
+        rows = zip(idx.tolist(), t.tolist(), *(np.asarray(c).tolist() for c in columns), strict=False)
         res = []
         for i, ts, *vals in rows:
             s = seq[i]

@@ -246,7 +246,7 @@ class BridgeModel(Model):
             v = self.dead_kn[idx] + 9.81 * 0.4 * load + rng.normal(0, 2.0, k)
         ok = self.alive(s + self.phase[idx], idx)
         tpl = _ONE[name]
-        for i, ph, x, good in zip(idx.tolist(), self.phase[idx].tolist(), v.tolist(), ok.tolist()):
+        for i, ph, x, good in zip(idx.tolist(), self.phase[idx].tolist(), v.tolist(), ok.tolist(), strict=False):
             if good:
                 out.append((s + ph, self.telemetry[i], tpl % (s + ph, self.next_seq(i), x), 1, False, 1))
 
@@ -275,7 +275,6 @@ class BridgeModel(Model):
         if not len(idx):
             return
         rng = self.rng
-        k = len(idx)
         t_ms = s + self.phase[idx][:, None] + np.arange(SAMPLE_HZ) * (1000 // SAMPLE_HZ)  # (k, 100)
         tsec = (t_ms - self.start_ms) / 1000.0
         b = self.bridge[idx]

@@ -63,7 +63,7 @@ class GasMeterModel(Model):
         # lithium 3.6 V (warn below 3.3 V) or 4xAA 6.0 V (warn below 4.8 V), as the fleet's attrs say
         aa = np.array([str(d.attrs.get("battery", "")).startswith("4xAA") for d in self.devices], dtype=bool)
         self.batt_warn = np.array([float(d.attrs.get("battery_warn_v", 4.8 if a else 3.3))
-                                   for d, a in zip(self.devices, aa)])
+                                   for d, a in zip(self.devices, aa, strict=False)])
         lithium = np.where(old, rng.uniform(3.28, 3.35, n), rng.uniform(3.45, 3.66, n))
         alkaline = np.where(old, rng.uniform(4.65, 4.8, n), rng.uniform(5.7, 6.3, n))
         self.batt0 = np.where(aa, alkaline, lithium)
@@ -171,7 +171,7 @@ class GasMeterModel(Model):
         else:
             m = np.column_stack([np.full(k, float(hl)), seq, vol_at[:, -1], flow[:, -1], valve, batt, rsrp, temp])
             tpl, nr = HOURLY, 6
-        for i, t, row in zip(idx.tolist(), ts.tolist(), m.tolist()):
+        for i, t, row in zip(idx.tolist(), ts.tolist(), m.tolist(), strict=False):
             out.append((t, topics[i], tpl % tuple(row), 1, False, nr))
         low = (batt < self.batt_warn[idx]) & ~self.low_batt_sent[idx]
         for j in np.nonzero(low)[0].tolist():

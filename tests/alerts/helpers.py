@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts.engine import RuleEngine
@@ -77,7 +78,7 @@ class Harness:
             items = self.state.list_alerts("pending", 1000)[0] + items
         return [self.state.get(a.id) for a in reversed(items) if rule is None or a.rule == rule]
 
-    def reopen(self) -> "Harness":
+    def reopen(self) -> Harness:
         """A new engine on the same DB file (a restart)."""
         self.conn.close()
         h = Harness(self.path, attrs=self.attrs_by_device, pack=self.pack)

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from alerts.api import router
 
-from .helpers import M, Harness, at, series
+from .helpers import Harness, M, at, series
 
 
 @pytest.fixture

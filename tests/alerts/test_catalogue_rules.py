@@ -13,7 +13,7 @@ import pytest
 
 from ingest.model import Event
 
-from .helpers import H, M, S, Harness, at, series
+from .helpers import H, Harness, M, S, at, series
 
 CATALOGUE_IDS = [
     "bridge.strain", "bridge.deflection", "bridge.tilt", "bridge.crack", "bridge.overload",

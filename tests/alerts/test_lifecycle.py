@@ -10,7 +10,7 @@ import pytest
 from alerts.errors import AlertNotFound, AlertsError, InvalidSilence
 from ingest.model import Event, Reading
 
-from .helpers import H, M, S, Harness, at, batch, series, signature
+from .helpers import H, Harness, M, S, at, batch, series, signature
 
 
 def recorded_stream(seed: int = 7) -> tuple[list[Reading], list[Event]]:

@@ -11,7 +11,7 @@ from alerts.cli import app
 from alerts.errors import RuleError
 from alerts.rules import RulePack, check_file, parse_duration
 
-from .helpers import M, Harness, at, batch, series
+from .helpers import Harness, M, at, batch, series
 
 GOOD = """
     version: 1

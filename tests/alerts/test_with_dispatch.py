@@ -7,7 +7,7 @@ import json
 from alerts.dispatch.config import DispatchConfig
 from alerts.dispatch.outbox import Outbox
 
-from .helpers import M, S, Harness, at, series
+from .helpers import Harness, M, S, at, series
 
 
 def make(tmp_path):

@@ -2,8 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from devices.csvio import (DEVICE_COLUMNS, ROLLOUT_COLUMNS, export_devices, export_rollout,
-                           import_devices, import_rollout, parse_devices, read_devices)
+from devices.csvio import (
+    DEVICE_COLUMNS,
+    ROLLOUT_COLUMNS,
+    export_devices,
+    export_rollout,
+    import_devices,
+    import_rollout,
+    parse_devices,
+    read_devices,
+)
 from devices.errors import CsvError, RegistryError
 from devices.fleet import sample_fleet, sample_rollout
 from devices.model import Device
@@ -153,7 +161,9 @@ def test_export_import_lossless(registry, tmp_path):
     assert data.splitlines()[0].decode() == HEADER
     again = read_devices(path)
     stored = sorted((d for d in registry.iter_devices()), key=lambda d: d.device_id)
-    strip = lambda d: Device(*[getattr(d, f) for f in DEVICE_COLUMNS])  # derived fields are not exported
+    def strip(d: Device) -> Device:  # derived fields are not exported
+        return Device(*[getattr(d, f) for f in DEVICE_COLUMNS])
+
     assert again == [strip(d) for d in stored]
 
     other = type(registry).open(tmp_path / "other.db")

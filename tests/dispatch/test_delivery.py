@@ -7,7 +7,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.dispatch import DispatchConfig, DispatchError, Dispatcher, DispatchMetrics
+from alerts.dispatch import DispatchConfig, Dispatcher, DispatchError, DispatchMetrics
 
 from .conftest import example_receiver, make_notice, wait_for
 
@@ -235,7 +235,7 @@ def test_latency_from_commit_to_receiver(harness, receivers):
     for i in range(50):
         t0 = time.monotonic()
         h.notify(make_notice(alert_id=f"a-{i}"))
-        wait_for(lambda: len(r.received()) == i + 1, interval=0.0005)
+        wait_for(lambda n=i + 1: len(r.received()) == n, interval=0.0005)
         lat.append(r.received()[-1].at - t0)
     lat.sort()
     p50, p99 = lat[len(lat) // 2], lat[-1]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 
 import numpy as np
+import pytest
 
 from devices.fleet import sample_fleet
 from devices.model import Device
@@ -27,7 +26,7 @@ def test_gas_volume_is_consistent_with_flow_and_daily_use_is_household_sized():
         r = p["readings"]
         assert len(r) == 24
         ts = [x["ts"] for x in r]
-        assert all(b - a == HOUR for a, b in zip(ts, ts[1:])) and ts[-1] % HOUR == 0
+        assert all(b - a == HOUR for a, b in zip(ts, ts[1:], strict=False)) and ts[-1] % HOUR == 0
         vol = np.array([x["metrics"]["volume_m3"] for x in r])
         flow = np.array([x["metrics"]["flow_m3h"] for x in r])
         # volume(H) - volume(H - 1h) = mean flow over that hour x 1 h (both rounded to 1 litre)

@@ -47,7 +47,7 @@ class Mosquitto(ServerProcess):
     def ready(self) -> bool:
         return port_open(self.port)
 
-    def start(self, timeout: float = 10.0) -> "Mosquitto":
+    def start(self, timeout: float = 10.0) -> Mosquitto:
         self._start(timeout)
         return self
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query as Q
+from fastapi import APIRouter, HTTPException
+from fastapi import Query as Q
 
 from citywatch.api.deps import Services, parse_duration_ms, parse_time
 from devices.catalogue import CATALOGUE

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Query as Q
+from fastapi import APIRouter
+from fastapi import Query as Q
 
 from citywatch.api.deps import Services
 
