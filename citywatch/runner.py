@@ -113,7 +113,7 @@ class Node:
         self.pipeline = Pipeline(
             store=self.store, registry=self.registry, quarantine=self.quarantine, events=self.events,
             metrics=self.ingest_metrics, spool=self.spool, rules=self.engine,
-            after_flush=self.dispatcher.wake,
+            after_rules=self.dispatcher.wake,
             max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
             max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
         )

@@ -1,8 +1,14 @@
-"""The ingest pipeline: decode -> batch -> durable -> side effects -> acknowledge.
+"""The ingest pipeline: decode -> batch -> rules -> durable -> acknowledge.
+
+Per batch, in order: the rule engine (its alert changes and outbox rows commit in one state-DB
+transaction, then ``after_rules`` wakes the dispatcher, so an alert does not wait for the store
+write), the readings to the store (or fsync'd to the spool while the store is down), rejections
+to the quarantine, events to the event log, last-seen times to the registry, and only then the
+acknowledgements.
 
 Delivery guarantee (device-protocol.md "Delivery"): a message is acknowledged only after all
-it carried is durable: its readings in the store (or fsync'd to the spool while the store is
-down), its events and rejections committed to the state DB. Acknowledgements go out in the
+it carried is durable: its readings in the store (or the spool), its events and rejections
+committed to the state DB, its rule consequences committed. Acknowledgements go out in the
 order messages were received. A crash at any point before an acknowledgement makes the
 broker redeliver; the stores are idempotent, so a redelivered message is stored once.
 
@@ -70,6 +76,7 @@ class _Pending:
     # quarantine entry or event added twice): the built batch and the steps done.
     batch: Readings | None = None
     steps_done: int = 0
+    rules_done: bool = False  # the rule engine has seen this batch
 
 
 class DeviceLookup:
@@ -116,7 +123,7 @@ class Pipeline:
         metrics: IngestMetrics | None = None,
         spool: SpoolLike | None = None,
         rules: RuleSink | None = None,
-        after_flush: Callable[[], None] | None = None,
+        after_rules: Callable[[], None] | None = None,
         max_batch_readings: int = 100_000,
         max_batch_messages: int = 20_000,
         max_pending_readings: int = 1_000_000,
@@ -130,7 +137,7 @@ class Pipeline:
         self.metrics = metrics or IngestMetrics()
         self.spool = spool
         self.rules = rules
-        self.after_flush = after_flush
+        self.after_rules = after_rules
         self.decoder = Decoder(DeviceLookup(registry))
         self.max_batch_readings = max_batch_readings
         self.max_batch_messages = max_batch_messages
@@ -335,6 +342,21 @@ class Pipeline:
             for k, c in p.per_kind.items():
                 self.metrics.received.labels(k).inc(c)
         batch = p.batch
+        # Rules first, so that an alert's notice (committed with the alert change) and the
+        # dispatcher's wake-up do not wait for the store write; the acknowledgement still waits
+        # for everything. A crash between the two redelivers the batch: the engine skips what it
+        # has evaluated (idempotent) and the store gets the readings.
+        if not p.rules_done:
+            if self.rules is not None and (len(batch) or p.events):
+                try:
+                    self.rules.process(batch, p.events)
+                except Exception:
+                    # a rule bug must not hold the stream back
+                    log.exception("rule evaluation failed for a batch of %d readings", len(batch))
+                    self.metrics.rule_errors.inc()
+            p.rules_done = True
+            if self.after_rules is not None:
+                self.after_rules()
         if p.steps_done < 1:
             if len(batch):
                 self._store_durably(batch)
@@ -353,15 +375,6 @@ class Pipeline:
             p.steps_done = 3
         if p.seen:
             self.registry.mark_seen(p.seen)  # idempotent: repeated by a retry
-        if self.rules is not None and (len(batch) or p.events):
-            try:
-                self.rules.process(batch, p.events)
-            except Exception:
-                # the readings are durable; a rule bug must not hold the stream back
-                log.exception("rule evaluation failed for a batch of %d readings", len(batch))
-                self.metrics.rule_errors.inc()
-        if self.after_flush is not None:
-            self.after_flush()
         for ack in p.acks:
             ack()
         self.metrics.flush_seconds.observe(time.perf_counter() - t0)
