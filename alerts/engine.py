@@ -32,6 +32,7 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -298,6 +299,7 @@ class RuleEngine:
         self._slots_by_index = list(self._slots.values())
         self._kind_index = _Codes({k: i for i, k in enumerate(self._slots)})
         self._rts = [_Runtime(r, self._slots[r.kind]) for r in rules]
+        self._min_absent_cache: dict[str, tuple[Mapping, int]] = {}
         self._by_id = {rt.rule.id: rt for rt in self._rts}
         self._metric_rts = [rt for rt in self._rts if rt.rule.type == "metric"]
         self._event_rts = [rt for rt in self._rts if rt.rule.type == "event"]
@@ -455,6 +457,30 @@ class RuleEngine:
         return {"summary": text, "threshold": None if thr is None else float(thr)}
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _absent_ms(self, rule: Rule, device_id: str) -> int:
+        """The absence after which ``device_id`` is offline: ``attrs[rule.absent_attr]`` seconds
+        where the rule names one and the device has a usable value, else the rule's own."""
+        if rule.absent_attr is None:
+            return rule.absent_ms
+        raw = (self._attrs_map(rule.kind).get(device_id) or {}).get(rule.absent_attr)
+        try:
+            v = float(raw)
+        except (TypeError, ValueError):
+            return rule.absent_ms
+        return int(v * 1000) if math.isfinite(v) and v > 0 else rule.absent_ms
+
+    def _min_absent_ms(self, rule: Rule) -> int:
+        if rule.absent_attr is None:
+            return rule.absent_ms
+        amap = self._attrs_map(rule.kind)
+        cached = self._min_absent_cache.get(rule.id)
+        if cached is not None and cached[0] is amap:
+            return cached[1]
+        least = min([rule.absent_ms] + [self._absent_ms(rule, d) for d, a in amap.items()
+                                        if a and rule.absent_attr in a])
+        self._min_absent_cache[rule.id] = (amap, least)
+        return least
 
     def _attrs_map(self, kind: str) -> Mapping[str, Mapping[str, Any]]:
         m = self.attrs(kind)
@@ -901,7 +927,7 @@ class RuleEngine:
                 if st.state != "firing":
                     continue
                 seen = last_seen.get(st.device_id)
-                if seen is not None and seen > st.last_ts and now_ms - seen < rt.rule.absent_ms:
+                if seen is not None and seen > st.last_ts and now_ms - seen < self._absent_ms(rt.rule, st.device_id):
                     self._move(call, rt, slot, st, "resolved", int(seen), sev=st.sev, value=None)
         if self._absence_rts and last_seen:
             ids = list(last_seen.keys())
@@ -911,10 +937,14 @@ class RuleEngine:
             for rt in self._absence_rts:
                 rule = rt.rule
                 with np.errstate(invalid="ignore"):
-                    due = (code == kinds.index(rule.kind)) & (now_ms - seen >= rule.absent_ms)
+                    # the shortest absence any device of the kind may have, then the per-device one
+                    due = (code == kinds.index(rule.kind)) & (now_ms - seen >= self._min_absent_ms(rule))
                 for i in np.nonzero(due)[0].tolist():
                     dev = ids[i]
                     ls = int(seen[i])
+                    absent_ms = self._absent_ms(rule, dev)
+                    if now_ms - ls < absent_ms:
+                        continue
                     slot = rt.slots[dev]
                     st = rt.streams.get(slot)
                     if st is not None and (st.state == "firing" or st.last_ts >= ls):
@@ -923,10 +953,11 @@ class RuleEngine:
                     st = rt.stream(slot)
                     st.last_ts = ls
                     silent = now_ms - ls
-                    self._move(call, rt, slot, st, "firing", ls + rule.absent_ms, sev=0,
+                    self._move(call, rt, slot, st, "firing", ls + absent_ms, sev=0,
                                value=silent / 1000.0,
                                fields={"silent": format_duration(silent - silent % 60_000 or silent),
-                                       "threshold": rule.absent_ms / 1000.0})
+                                       "absent": format_duration(absent_ms),
+                                       "threshold": absent_ms / 1000.0})
         return self._commit(call)
 
     # --- introspection ----------------------------------------------------------------------

@@ -232,6 +232,7 @@ class Rule:
     clear_after_ms: int = 0
     # absence rules
     absent_ms: int = 0
+    absent_attr: str | None = None  # attrs key of a per-device absence (seconds), absent_ms the default
 
     @property
     def severities(self) -> tuple[str, ...]:
@@ -251,6 +252,8 @@ class Rule:
                      if self.clear_after_ms else "")
             return f"event {self.event}{clear}"
         if self.type == "absence":
+            if self.absent_attr:
+                return f"no telemetry for attrs.{self.absent_attr} s (default {format_duration(self.absent_ms)})"
             return f"no telemetry for {format_duration(self.absent_ms)}"
         name = {
             "value": self.metric,
@@ -430,10 +433,20 @@ def parse_rule(raw: Any, *, file: str = "") -> Rule:
         if types[0] == "absent":
             if "clear" in raw:
                 raise ctx.err("clear", "an absence rule clears when telemetry is back")
-            ms = duration("absent")
+            absent, attr = raw["absent"], None
+            if isinstance(absent, Mapping):  # {attr: offline_after_s, default: 5m}: per device
+                if set(absent) != {"attr", "default"} or not isinstance(absent["attr"], str):
+                    raise ctx.err("absent", "expected a duration or {attr: NAME, default: DURATION}")
+                attr = absent["attr"]
+                try:
+                    ms = parse_duration(absent["default"])
+                except ValueError as e:
+                    raise ctx.err("absent.default", str(e)) from None
+            else:
+                ms = duration("absent")
             if ms <= 0:
                 raise ctx.err("absent", "must be longer than 0")
-            return Rule(**common, type="absence", levels=lv, absent_ms=ms)
+            return Rule(**common, type="absence", levels=lv, absent_ms=ms, absent_attr=attr)
         ev = raw.get("event")
         if not isinstance(ev, str) or not re.match(r"^[a-z][a-z0-9_]*$", ev):
             raise ctx.err("event", f"expected a snake_case event type, got {ev!r}")

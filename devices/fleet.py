@@ -204,6 +204,8 @@ def _bridges(rng: random.Random, n_bridges: int) -> list[Device]:
         for s in range(1, sensors + 1):
             sensor = BRIDGE_SENSORS[(s - 1) % len(BRIDGE_SENSORS)]
             attrs = dict(params, sensor=sensor, span=rng.randint(1, n_spans))
+            if sensor in ("crack", "temp"):  # they report every 10 min: offline after three missed
+                attrs["offline_after_s"] = 1800
             if sensor == "tilt":
                 attrs["baseline_tilt_deg"] = round(rng.uniform(-0.02, 0.02), 4)
             out.append(Device(

@@ -319,6 +319,24 @@ def test_offline_rules(rule, kind, silence):
     assert [n.status for n in h.notices] == ["firing", "resolved"]
 
 
+def test_offline_after_from_attrs():
+    """bridge.offline: a sensor's attrs.offline_after_s replaces the 5 minutes (slow gauges)."""
+    h = Harness(attrs={"bridge-0002": {"sensor": "crack", "offline_after_s": 1800}})
+    seen = at("2026-11-29 10:00:00")
+    both = {"bridge-0001": seen, "bridge-0002": seen}
+    h.engine.tick(seen + 10 * M, both)
+    assert [a.device_id for a in h.alerts("bridge.offline")] == ["bridge-0001"]
+    h.engine.tick(seen + 30 * M - 1, both)
+    assert len(h.alerts("bridge.offline")) == 1
+    h.engine.tick(seen + 31 * M, both)
+    slow = [a for a in h.alerts("bridge.offline") if a.device_id == "bridge-0002"]
+    assert [(a.started_ms, a.threshold) for a in slow] == [(seen + 30 * M, 1800.0)]
+    assert "offline after 30m" in slow[0].summary
+    h.set_attrs("bridge-0003", {"offline_after_s": "soon"})  # unusable: the rule's own 5 minutes
+    h.engine.tick(seen + 32 * M, {"bridge-0003": seen + 26 * M})
+    assert [a.device_id for a in h.alerts("bridge.offline") if a.device_id == "bridge-0003"] == ["bridge-0003"]
+
+
 def test_never_seen_devices_are_not_offline_alerted():
     h = Harness()
     assert h.engine.tick(at("2026-11-29 10:00:00"), {"noise-0001": None}) == []

@@ -197,3 +197,14 @@ def test_a_mistyped_override_is_reported(tmp_path):
         with pytest.raises(RuleError, match="no built-in or earlier rule has this id") as e:
             load()
         assert (e.value.rule, e.value.field) == ("fume.concentraton", "id")
+
+
+def test_absence_per_device_from_attrs(tmp_path):
+    f = write(tmp_path, "rules:\n  - {id: noise.offline, absent: {attr: offline_after_s, default: 20m}}\n")
+    r = RulePack.load([f]).get("noise.offline")
+    assert (r.absent_attr, r.absent_ms) == ("offline_after_s", 20 * M)
+    for bad, field in (("{attr: offline_after_s}", "absent"), ("{attr: x, default: soon}", "absent.default")):
+        f = write(tmp_path, f"rules:\n  - {{id: noise.offline, absent: {bad}}}\n")
+        with pytest.raises(RuleError) as e:
+            RulePack.load([f])
+        assert (e.value.rule, e.value.field) == ("noise.offline", field)
