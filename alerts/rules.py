@@ -50,6 +50,7 @@ from typing import Any
 import yaml
 
 from devices.catalogue import CATALOGUE, KINDS, SEVERITIES
+from devices.durations import format_duration, parse_duration_ms
 
 from .errors import RuleError
 
@@ -66,38 +67,19 @@ _RULE_KEYS = {
     "op", "threshold", "severity", "levels", "scale", "deviation", "change", "aggregate", "for",
     "reports", "during", "and", "clear",
 }
-_DUR_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DUR_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_NUMBER_RE = re.compile(r"^[+-]?\d+(\.\d*)?$")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_]*(\.[a-z0-9_]+)*$")
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 def parse_duration(text: Any) -> int:
-    """``"10s"``, ``"5m"``, ``"4h"``, ``"3d"``, ``"1h30m"``, ``"500ms"`` or a number of seconds,
-    to milliseconds. Raises ValueError."""
-    if isinstance(text, bool):
-        raise ValueError(f"expected a duration like 10s, 5m, 4h, 3d, got {text!r}")
-    if isinstance(text, (int, float)):
-        if text < 0 or not math.isfinite(text):
-            raise ValueError(f"expected a non-negative duration, got {text!r}")
-        return int(round(text * 1000))
-    s = str(text).strip().replace(" ", "")
-    parts = _DUR_RE.findall(s)
-    if not s or "".join(n + u for n, u in parts) != s:
-        raise ValueError(f"expected a duration like 10s, 5m, 4h, 3d, got {text!r}")
-    return int(round(sum(float(n) * _DUR_UNITS[u] for n, u in parts)))
+    """A rule file's duration in milliseconds (``devices.durations``). Raises ValueError.
 
-
-def format_duration(ms: int) -> str:
-    """The shortest exact form: 600000 -> ``10m``, 90000 -> ``1m30s``."""
-    if ms <= 0:
-        return "0s"
-    out = []
-    for unit in ("d", "h", "m", "s", "ms"):
-        n, ms = divmod(ms, _DUR_UNITS[unit])
-        if n:
-            out.append(f"{n}{unit}")
-    return "".join(out)
+    A number is seconds; a string needs its unit (a quoted ``"10"`` is refused: the unit was
+    probably forgotten)."""
+    if isinstance(text, str) and _NUMBER_RE.match(text.strip()):
+        raise ValueError(f"expected a duration like 10s, 5m, 4h, 3d, got {text!r}: add the unit")
+    return parse_duration_ms(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from devices.durations import parse_duration_ms  # noqa: F401  (re-exported: simulators use it from here)
+
 LOCAL_OFFSET_MS = 8 * 3600 * 1000
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
@@ -19,22 +21,6 @@ DAY_MS = 24 * HOUR_MS
 WUHAN_LAT = 30.59
 WUHAN_LON = 114.30
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS}
-
-
-def parse_duration_ms(text: str) -> int:
-    """``"90s"``, ``"2h"``, ``"1d12h"``, ``"1.5h"`` -> milliseconds. Raises ValueError."""
-    s = text.strip().lower()
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_MS[m.group(2)]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise ValueError(f"bad duration {text!r}: use a number with a unit ms, s, m, h, d or w, e.g. 2h or 1d12h")
-    return int(round(total))
 
 
 def parse_time_ms(text: str) -> int:

@@ -27,7 +27,6 @@ Durations are a number of seconds or a string of ``<number><unit>`` parts, units
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -35,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from devices.catalogue import KINDS, SEVERITIES
+from devices.durations import parse_duration_ms
 
 from .errors import DispatchConfigError
 
@@ -57,37 +57,13 @@ RESERVED_HEADERS = frozenset(
 
 _RECEIVER_KEYS = ("name", "url", "secret", "timeout", "max_concurrency", "headers")
 _ROUTE_KEYS = ("match", "receivers", "escalate_to", "escalate_after")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from ``30``, ``2.5``, ``"30"``, ``"30s"``, ``"10m"``, ``"1h30m"``, ``"250ms"``.
-
-    Raises ValueError for anything else, negative numbers, NaN and infinities included.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"bad duration {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            pos, seconds = 0, 0.0
-            for m in _DURATION_PART.finditer(text):
-                if m.start() != pos:
-                    break
-                seconds += float(m.group(1)) * _UNIT_S[m.group(2)]
-                pos = m.end()
-            if pos != len(text) or not text:
-                raise ValueError(f"bad duration {value!r}") from None
-    else:
-        raise ValueError(f"bad duration {value!r}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"bad duration {value!r}")
-    return seconds
+    """Seconds from ``30``, ``2.5``, ``"30"``, ``"30s"``, ``"10m"``, ``"1h30m"``, ``"250ms"``
+    (``devices.durations``). Raises ValueError for anything else, negative numbers, NaN and
+    infinities included."""
+    return parse_duration_ms(value) / 1000.0
 
 
 @dataclass(frozen=True, slots=True)
