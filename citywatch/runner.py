@@ -51,6 +51,7 @@ class Node:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._opened = False
+        self._dispatching = False
         self.server: uvicorn.Server | None = None
         self.consumer: MqttConsumer | None = None
         self.dispatcher = None
@@ -109,11 +110,18 @@ class Node:
         self.open()
         self.started_ms = self.clock()
         s = self.settings
-        self.dispatcher.start()
+        # role "ingest" records (store, quarantine, events); role "rules" evaluates and dispatches;
+        # "all" does both (settings.py: only ingest nodes may share a subscription)
+        records, evaluates = s.role in ("all", "ingest"), s.role in ("all", "rules")
+        if evaluates:
+            self.dispatcher.start()
+            self._dispatching = True
         self.pipeline = Pipeline(
-            store=self.store, registry=self.registry, quarantine=self.quarantine, events=self.events,
-            metrics=self.ingest_metrics, spool=self.spool, rules=self.engine,
-            after_rules=self.dispatcher.wake,
+            store=self.store if records else None, registry=self.registry,
+            quarantine=self.quarantine if records else None, events=self.events if records else None,
+            metrics=self.ingest_metrics, spool=self.spool if records else None,
+            rules=self.engine if evaluates else None,
+            after_rules=self.dispatcher.wake if evaluates else None,
             max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
             max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
         )
@@ -127,7 +135,8 @@ class Node:
             username=s.mqtt.username, password=s.mqtt.password, receive_maximum=s.mqtt.receive_maximum,
         ))
         self.consumer.start(wait_s=20)
-        self._spawn(self._tick_loop, "citywatch-rules-tick")
+        if evaluates:
+            self._spawn(self._tick_loop, "citywatch-rules-tick")
         self._start_api()
 
     def _spawn(self, target, name: str) -> None:
@@ -195,7 +204,7 @@ class Node:
             self.pipeline.stop()
         if self.consumer is not None:
             self.consumer.stop()
-        if self.dispatcher is not None:
+        if self._dispatching:
             self.dispatcher.stop()
         if self.server is not None:
             self.server.should_exit = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -42,7 +42,7 @@ class MqttSettings(_Section):
     shared_group: str = ""  # e.g. "citywatch": subscribe as $share/citywatch/<topic>
     # The consumer's MQTT client: "wire" (ingest/wire.py, stdlib sockets, coalesced PUBACKs) or
     # "paho" (paho-mqtt 2.x). The measured reason for the default is in docs/PERFORMANCE.md.
-    client: str = Field("wire", pattern="^(wire|paho)$")
+    client: Literal["wire", "paho"] = "wire"
 
     @field_validator("url")
     @classmethod
@@ -156,13 +156,18 @@ class UpSettings(_Section):
     # Simulated history published at full speed before going live, so that the board and the API
     # show every kind at once (gas meters report once an hour in the demo, once a day for real).
     backfill_s: float = Field(3600.0, ge=0)
-    gas_mode: str = Field("hourly", pattern="^(hourly|daily)$")
+    gas_mode: Literal["hourly", "daily"] = "hourly"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid")
 
     timezone: str = "Asia/Shanghai"
+    # "all": one process does everything. To spread ingest over several processes: several
+    # "ingest" nodes (store, quarantine, events) sharing one MQTT 5 subscription
+    # ([mqtt] shared_group), plus exactly one "rules" node (rule engine, dispatch) subscribed
+    # without a group, so that each device's rule state lives in one process.
+    role: Literal["all", "ingest", "rules"] = "all"
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     state: StateSettings = Field(default_factory=StateSettings)
@@ -181,6 +186,16 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r}") from None
         return v
+
+    @model_validator(mode="after")
+    def _roles(self) -> Settings:
+        if self.mqtt.shared_group and self.role != "ingest":
+            raise ValueError("mqtt.shared_group: only role = \"ingest\" nodes may share a subscription; "
+                             "rules need every reading of a device in one process (one role = \"rules\" "
+                             "node, subscribed without a group)")
+        if self.mqtt.shared_group and self.mqtt.protocol != 5:
+            raise ValueError("mqtt.shared_group: shared subscriptions need mqtt.protocol = 5")
+        return self
 
     @model_validator(mode="after")
     def _dispatch(self) -> Settings:

@@ -116,10 +116,10 @@ class Pipeline:
     def __init__(
         self,
         *,
-        store: Store,
+        store: Store | None,
         registry: RegistryView,
-        quarantine: Quarantine,
-        events: EventLog,
+        quarantine: Quarantine | None,
+        events: EventLog | None,
         metrics: IngestMetrics | None = None,
         spool: SpoolLike | None = None,
         rules: RuleSink | None = None,
@@ -289,7 +289,7 @@ class Pipeline:
 
     def _drain_spool(self) -> None:
         spool = self.spool
-        assert spool is not None
+        assert spool is not None and self.store is not None
         batches, size = spool.depth()
         if batches == 0:
             self.metrics.spool_bytes.set(0)
@@ -357,18 +357,20 @@ class Pipeline:
             p.rules_done = True
             if self.after_rules is not None:
                 self.after_rules()
+        # store, quarantine and events are None in a rules-only node (citywatch.runner): the
+        # ingest nodes of the shared subscription record them
         if p.steps_done < 1:
-            if len(batch):
+            if len(batch) and self.store is not None:
                 self._store_durably(batch)
             p.steps_done = 1
         if p.steps_done < 2:
-            if p.rejections:
+            if p.rejections and self.quarantine is not None:
                 self.quarantine.add(p.rejections)
                 for r in p.rejections:
                     self.metrics.quarantined.labels(r.reason.split(":", 1)[0]).inc()
             p.steps_done = 2
         if p.steps_done < 3:
-            if p.events:
+            if p.events and self.events is not None:
                 self.events.add(p.events)
                 for e in p.events:
                     self.metrics.events.labels(e.kind).inc()
