@@ -89,24 +89,31 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
         devices = [Device(f"{kind}-bench-{i:03d}", kind, "江汉区", asset_id=f"asset-{i:03d}") for i in range(DEVICES)]
         state = work / "state.db"
         Registry(connect(state)).upsert(devices)
-        store_url = (influx.url.replace("/citywatch", f"/bench_{case}_{int(time.time())}") if case == "influxdb"
-                     else f"duckdb:///{work}/readings.duckdb")
-        api_port = free_port()
+        store_url = (influx.url.replace("/citywatch", f"/bench_{case.replace('-', '_')}_{int(time.time())}")
+                     if case.startswith("influxdb") else f"duckdb:///{work}/readings.duckdb")
+        # "influxdb-shared2": two ingest-only processes sharing one MQTT 5 subscription
+        procs = int(case.rsplit("shared", 1)[1]) if "-shared" in case else 1
         batch = 500_000 if case == "waveform" else 100_000
-        config = work / "citywatch.toml"
-        config.write_text(
-            f'[mqtt]\nurl = "{broker.url}"\nclient_id = "bench-citywatch"\n'
-            f'[store]\nurl = "{store_url}"\n[state]\nurl = "sqlite:///{state}"\n'
-            f'[api]\nlisten = "127.0.0.1:{api_port}"\n'
-            f'[ingest]\nspool_dir = "{work}/spool"\nbatch_readings = {batch}\nmax_pending_readings = {2 * batch}\n',
-            encoding="utf-8")
-        serve = [shutil.which("citywatch") or "citywatch", "serve", "--config", str(config)]
+        ports, serves = [], []
+        for i in range(procs):
+            ports.append(free_port())
+            config = work / f"citywatch-{i}.toml"
+            shared = 'role = "ingest"\n' if procs > 1 else ""
+            group = 'shared_group = "citywatch"\n' if procs > 1 else ""
+            config.write_text(
+                f'{shared}[mqtt]\nurl = "{broker.url}"\nclient_id = "bench-citywatch-{i}"\n{group}'
+                f'[store]\nurl = "{store_url}"\n[state]\nurl = "sqlite:///{state}"\n'
+                f'[api]\nlisten = "127.0.0.1:{ports[i]}"\n'
+                f'[ingest]\nspool_dir = "{work}/spool-{i}"\nbatch_readings = {batch}\n'
+                f'max_pending_readings = {2 * batch}\n', encoding="utf-8")
+            serves.append([shutil.which("citywatch") or "citywatch", "serve", "--config", str(config)])
 
-        # register both persistent sessions (citywatch: start and stop once)
-        proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_health(api_port, proc)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        # register the persistent sessions (citywatch: start and stop each process once)
+        for serve, port in zip(serves, ports, strict=True):
+            proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _wait_health(port, proc)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
         subprocess.run(["mosquitto_sub", "-p", str(broker.port), "-c", "-i", "bench-sub", "-q", "1",
                         "-t", "city/#", "-W", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -137,34 +144,39 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
 
         if profile is not None:  # sampled profile of every thread (slows the run: not for figures)
             profile.mkdir(parents=True, exist_ok=True)
-            serve = ["py-spy", "record", "--threads", "--idle", "-r", "250", "--format", "raw", "-o",
-                     str(profile / f"{case}.txt"), "--"] + serve
-        proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            serves = [["py-spy", "record", "--threads", "--idle", "-r", "250", "--format", "raw", "-o",
+                       str(profile / f"{case}-{i}.txt"), "--"] + serve for i, serve in enumerate(serves)]
+        running = [subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                   for serve in serves]
         peak = [0]
         stop = threading.Event()
 
         def sample() -> None:
-            p = psutil.Process(proc.pid)
+            ps = [psutil.Process(proc.pid) for proc in running]
             if profile is not None:
                 time.sleep(1)
-                p = p.children()[0]
+                ps = [p.children()[0] for p in ps]
             while not stop.wait(0.1):
                 try:
-                    peak[0] = max(peak[0], p.memory_info().rss)
+                    peak[0] = max(peak[0], *(p.memory_info().rss for p in ps))
                 except psutil.Error:
                     return
 
         threading.Thread(target=sample, daemon=True).start()
-        _wait_health(api_port, proc)
+        for proc, port in zip(running, ports, strict=True):
+            _wait_health(port, proc)
         # steady state: from the first poll that sees readings stored to the last reading stored
-        # (the consumer starts before the API answers, so the start of the drain is not observable)
-        t1, c1 = _wait_first_stored(api_port, proc)
-        done = _wait_stored(api_port, readings, proc, timeout=900)
+        # (the consumers start before their APIs answer, so the start of the drain is not observable)
+        t1, c1 = _wait_first_stored(ports, running)
+        done = _wait_stored(ports, readings, running, timeout=900)
         cw_s = (done - t1) * readings / (readings - c1) if c1 < readings else float("nan")
-        print(f"  {case}: first poll saw {c1:,.0f} stored; then {readings - c1:,.0f} in {done - t1:.2f} s", flush=True)
+        print(f"  {case}: first poll saw {c1:,.0f} stored; then {readings - c1:,.0f} in {done - t1:.2f} s",
+              flush=True)
         stop.set()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        for proc in running:
+            proc.send_signal(signal.SIGINT)
+        for proc in running:
+            proc.communicate(timeout=120)
         stored = _count(store_url)
         return Result(case, total, readings, sub_s, cw_s, peak[0] / 1e6, stored)
     finally:
@@ -185,35 +197,41 @@ def _wait_health(port: int, proc: subprocess.Popen, timeout: float = 60) -> floa
     raise RuntimeError("citywatch serve did not become healthy")
 
 
-def _stored(port: int) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(("citywatch_ingest_readings_stored_total ",
-                                   "citywatch_ingest_readings_duplicate_total ",
-                                   "citywatch_ingest_readings_spooled_total ")))
+def _stored(ports: list[int]) -> float:
+    total = 0.0
+    for port in ports:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith(("citywatch_ingest_readings_stored_total ",
+                                         "citywatch_ingest_readings_duplicate_total ",
+                                         "citywatch_ingest_readings_spooled_total ")))
+    return total
 
 
-def _wait_first_stored(port: int, proc: subprocess.Popen, timeout: float = 60) -> tuple[float, float]:
+def _exited(procs: list[subprocess.Popen]) -> None:
+    if any(p.poll() is not None for p in procs):
+        raise RuntimeError("citywatch serve exited")
+
+
+def _wait_first_stored(ports: list[int], procs: list[subprocess.Popen], timeout: float = 60) -> tuple[float, float]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("citywatch serve exited")
-        n = _stored(port)
+        _exited(procs)
+        n = _stored(ports)
         if n > 0:
             return time.perf_counter(), n
         time.sleep(0.005)
     raise RuntimeError("nothing stored")
 
 
-def _wait_stored(port: int, readings: int, proc: subprocess.Popen, timeout: float) -> float:
+def _wait_stored(ports: list[int], readings: int, procs: list[subprocess.Popen], timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("citywatch serve exited")
-        if _stored(port) >= readings:
+        _exited(procs)
+        if _stored(ports) >= readings:
             return time.perf_counter()
         time.sleep(0.01)
-    raise RuntimeError(f"not all {readings} readings stored within {timeout} s (got {_stored(port)})")
+    raise RuntimeError(f"not all {readings} readings stored within {timeout} s (got {_stored(ports)})")
 
 
 def _count(store_url: str) -> int:
@@ -230,12 +248,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=100_000, help="single-reading messages per case")
     ap.add_argument("--windows", type=int, default=20_000, help="waveform windows of 100 samples")
-    ap.add_argument("--cases", default="duckdb,influxdb,waveform")
+    ap.add_argument("--cases", default="duckdb,influxdb,waveform",
+                    help="duckdb, influxdb, waveform, influxdb-sharedN (N ingest processes, one shared subscription)")
     ap.add_argument("--profile", type=Path, help="write py-spy profiles (raw collapsed stacks) here")
     args = ap.parse_args()
     cases = args.cases.split(",")
     work = Path(tempfile.mkdtemp(prefix="citywatch-bench-"))
-    influx = Influxd(work / "influxd").start() if "influxdb" in cases else None
+    influx = Influxd(work / "influxd").start() if any(c.startswith("influxdb") for c in cases) else None
     results = []
     try:
         for case in cases:
