@@ -45,18 +45,24 @@ class BrokerURL:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
-def connect(url: str, client_id: str | None, *, timeout_s: float = 10.0,
-            on_message: Callable | None = None, on_publish: Callable | None = None,
-            max_inflight: int = 20) -> paho.Client:
-    """A connected client with its network loop running; BrokerError if the broker cannot be
-    reached or refuses us within ``timeout_s``."""
-    b = BrokerURL.parse(url)
+def _new_client(b: BrokerURL, client_id: str | None) -> paho.Client:
+    """A paho client for ``b`` (3.1.1, clean session, credentials and TLS from the URL)."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "", clean_session=True,
                          protocol=paho.MQTTv311)
     if b.username:
         client.username_pw_set(b.username, b.password)
     if b.tls:
         client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
+def connect(url: str, client_id: str | None, *, timeout_s: float = 10.0,
+            on_message: Callable | None = None, on_publish: Callable | None = None,
+            max_inflight: int = 20) -> paho.Client:
+    """A connected client with its network loop running; BrokerError if the broker cannot be
+    reached or refuses us within ``timeout_s``."""
+    b = BrokerURL.parse(url)
+    client = _new_client(b, client_id)
     connected = threading.Event()
     result: list = []
 
@@ -179,12 +185,7 @@ class Publisher:
 def _connect_manual(url: str, client_id: str | None, timeout_s: float, on_publish: Callable,
                     max_inflight: int) -> paho.Client:
     b = BrokerURL.parse(url)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "", clean_session=True,
-                         protocol=paho.MQTTv311)
-    if b.username:
-        client.username_pw_set(b.username, b.password)
-    if b.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    client = _new_client(b, client_id)
     result: list = []
     client.on_connect = lambda c, u, flags, rc, props: result.append(rc)
     client.on_publish = on_publish
