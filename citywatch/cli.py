@@ -117,9 +117,7 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     sim_thread.join(10)
     node.stop()
     broker.stop()
-    t = node.totals()
-    out.print(f"stopped. readings received {t['received']}, stored {t['stored']}, duplicates {t['duplicates']}, "
-              f"spooled {t['spooled']}; messages quarantined {t['quarantined']}", highlight=False)
+    _print_totals(node)
 
 
 @app.command()
@@ -140,6 +138,10 @@ def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--ver
               highlight=False)
     _wait_for_signal()
     node.stop()
+    _print_totals(node)
+
+
+def _print_totals(node) -> None:
     t = node.totals()
     out.print(f"stopped. readings received {t['received']}, stored {t['stored']}, duplicates {t['duplicates']}, "
               f"spooled {t['spooled']}; messages quarantined {t['quarantined']}", highlight=False)
@@ -152,18 +154,23 @@ def _registry(s: Settings):
     return Registry.open(parse_url(s.state.url))
 
 
+def _csv(action, file: Path, config: Path | None, done: str) -> None:
+    """Run a registry CSV import or export; a bad file or row is one clear error, exit 1."""
+    from devices.errors import RegistryError
+
+    try:
+        n = action(_registry(settings(config)), file)
+    except (RegistryError, OSError) as e:
+        _fail(str(e))
+    out.print(done.format(n=n, file=file), highlight=False)
+
+
 @devices_app.command("import")
 def devices_import(file: Path, config: ConfigOpt = None) -> None:
     """Import devices.csv (upsert by device_id, all-or-nothing)."""
     from devices.csvio import import_devices
-    from devices.errors import RegistryError
 
-    s = settings(config)
-    try:
-        n = import_devices(_registry(s), file)
-    except (RegistryError, OSError) as e:
-        _fail(str(e))
-    out.print(f"imported {n} devices from {file}")
+    _csv(import_devices, file, config, "imported {n} devices from {file}")
 
 
 @devices_app.command("export")
@@ -171,22 +178,15 @@ def devices_export(file: Path, config: ConfigOpt = None) -> None:
     """Export the registry as devices.csv."""
     from devices.csvio import export_devices
 
-    n = export_devices(_registry(settings(config)), file)
-    out.print(f"exported {n} devices to {file}")
+    _csv(export_devices, file, config, "exported {n} devices to {file}")
 
 
 @rollout_app.command("import")
 def rollout_import(file: Path, config: ConfigOpt = None) -> None:
     """Import rollout.csv (programme targets per district)."""
     from devices.csvio import import_rollout
-    from devices.errors import RegistryError
 
-    s = settings(config)
-    try:
-        n = import_rollout(_registry(s), file)
-    except (RegistryError, OSError) as e:
-        _fail(str(e))
-    out.print(f"imported {n} rollout targets from {file}")
+    _csv(import_rollout, file, config, "imported {n} rollout targets from {file}")
 
 
 def _mount_domain_commands() -> None:
