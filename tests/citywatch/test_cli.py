@@ -1,0 +1,47 @@
+"""The command line: exit status and a one-line reason (operator.md)."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from citywatch.cli import app
+
+runner = CliRunner()
+
+
+def config(tmp_path) -> str:
+    p = tmp_path / "citywatch.toml"
+    p.write_text(f'[state]\nurl = "sqlite:///{tmp_path}/state.db"\n', encoding="utf-8")
+    return str(p)
+
+
+def test_devices_import_export_round_trip(tmp_path):
+    good = tmp_path / "devices.csv"
+    good.write_text("device_id,kind,district,asset_name\nnoise-1,noise,江汉区,汉口江滩工地\n", encoding="utf-8")
+    r = runner.invoke(app, ["devices", "import", str(good), "--config", config(tmp_path)])
+    assert r.exit_code == 0 and "imported 1 devices" in r.output
+    out = tmp_path / "out.csv"
+    r = runner.invoke(app, ["devices", "export", str(out), "--config", config(tmp_path)])
+    assert r.exit_code == 0 and "汉口江滩工地" in out.read_text(encoding="utf-8-sig")
+
+
+def test_bad_csv_names_line_and_column(tmp_path):
+    bad = tmp_path / "devices.csv"
+    bad.write_text("device_id,kind,district\nok-1,noise,江汉区\nbad-1,bridg,江汉区\n", encoding="utf-8")
+    r = runner.invoke(app, ["devices", "import", str(bad), "--config", config(tmp_path)])
+    assert r.exit_code == 1
+    assert "line 3, column kind: unknown kind 'bridg'" in r.output
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[mqtt]\nurll = 'x'\n", encoding="utf-8")
+    r = runner.invoke(app, ["serve", "--config", str(p)])
+    assert r.exit_code == 2 and "mqtt.urll: unknown key" in r.output
+
+
+def test_every_command_has_help():
+    for args in (["up"], ["serve"], ["devices", "import"], ["devices", "export"], ["rollout", "import"],
+                 ["simulate"], ["record"], ["replay"], ["rules", "check"]):
+        r = runner.invoke(app, [*args, "--help"])
+        assert r.exit_code == 0 and "Usage" in r.output, args
