@@ -16,16 +16,16 @@ class IngestMetrics:
         self.received = Counter("citywatch_ingest_readings_received", "readings accepted by validation",
                                 ["kind"], registry=r)
         self.stored = Counter("citywatch_ingest_readings_stored", "readings newly stored (duplicates not counted)",
-                              registry=r)
+                              ["kind"], registry=r)
         self.duplicates = Counter("citywatch_ingest_readings_duplicate",
-                                  "readings dropped as already stored (redeliveries)", registry=r)
+                                  "readings dropped as already stored (redeliveries)", ["kind"], registry=r)
         self.quarantined = Counter("citywatch_ingest_quarantined", "rejected messages or readings",
                                    ["code"], registry=r)
         self.events = Counter("citywatch_ingest_events", "device events stored", ["kind"], registry=r)
         self.spooled = Counter("citywatch_ingest_readings_spooled", "readings written to the disk spool",
-                               registry=r)
+                               ["kind"], registry=r)
         self.drained = Counter("citywatch_ingest_readings_drained", "readings drained from the spool",
-                               registry=r)
+                               ["kind"], registry=r)
         self.spool_bytes = Gauge("citywatch_ingest_spool_bytes", "bytes waiting in the spool", registry=r)
         self.spool_age = Gauge("citywatch_ingest_spool_oldest_age_seconds", "age of the oldest spooled batch",
                                registry=r)

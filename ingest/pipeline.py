@@ -59,7 +59,7 @@ class SpoolLike(Protocol):
     def oldest_age_ms(self, now_ms: int) -> int | None: ...
     def drain(self, store: Store, max_batches: int | None = None) -> int: ...
     @property
-    def drained_readings(self) -> int: ...  # cumulative readings written to a store by drain()
+    def drained_by_kind(self) -> dict[str, int]: ...  # cumulative readings drain() wrote, per kind
 
 
 @dataclass(slots=True)
@@ -297,10 +297,9 @@ class Pipeline:
             return
         # Count readings, like ``spooled`` (drained == spooled once the spool is empty); drain()
         # returns batches. It stops by itself at the first store error, keeping the rest.
-        before = spool.drained_readings
+        before = dict(spool.drained_by_kind)
         spool.drain(self.store, max_batches=8)
-        if spool.drained_readings > before:
-            self.metrics.drained.inc(spool.drained_readings - before)
+        self._count(self.metrics.drained, {k: n - before.get(k, 0) for k, n in spool.drained_by_kind.items()})
         batches, size = spool.depth()
         self.metrics.spool_bytes.set(size)
         age = spool.oldest_age_ms(int(self.clock() * 1000))
@@ -361,7 +360,7 @@ class Pipeline:
         # ingest nodes of the shared subscription record them
         if p.steps_done < 1:
             if len(batch) and self.store is not None:
-                self._store_durably(batch)
+                self._store_durably(batch, p.per_kind)
             p.steps_done = 1
         if p.steps_done < 2:
             if p.rejections and self.quarantine is not None:
@@ -381,7 +380,8 @@ class Pipeline:
             ack()
         self.metrics.flush_seconds.observe(time.perf_counter() - t0)
 
-    def _store_durably(self, batch: Readings) -> None:
+    def _store_durably(self, batch: Readings, per_kind: dict[str, int]) -> None:
+        """Write ``batch`` (``per_kind``: its readings per kind) to the store, or the spool."""
         delay = 0.1
         while True:
             spool = self.spool
@@ -399,20 +399,29 @@ class Pipeline:
                 log.error("the store refused a batch of %d readings (%s); kept in the spool's corrupt/",
                           len(batch), e)
                 spool.append(batch)
-                self.metrics.spooled.inc(len(batch))
+                self._count(self.metrics.spooled, per_kind)
                 return
             except StoreUnavailable as e:
                 if spool is None:
                     log.warning("store unavailable (%s); retrying in %.1f s", e, delay)
                 elif not spool.full():
                     spool.append(batch)
-                    self.metrics.spooled.inc(len(batch))
+                    self._count(self.metrics.spooled, per_kind)
                     return
                 else:
                     log.warning("store unavailable and spool full: holding acknowledgements")
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            self.metrics.stored.inc(new)
-            self.metrics.duplicates.inc(len(batch) - new)
+            dups = getattr(new, "duplicates_by_kind", None)
+            if dups is None:  # a store that does not say: duplicates are rare, count them together
+                dups = {"unknown": len(batch) - new} if new < len(batch) else {}
+            self._count(self.metrics.duplicates, dups)
+            self._count(self.metrics.stored, {k: n - dups.get(k, 0) for k, n in per_kind.items()})
             return
+
+    @staticmethod
+    def _count(counter, by_kind: dict[str, int]) -> None:
+        for kind, n in by_kind.items():
+            if n:
+                counter.labels(kind).inc(n)

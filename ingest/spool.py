@@ -167,6 +167,7 @@ class Spool:
         self.corrupt = 0  # segments moved aside by this object
         self.drained_batches = 0  # written to a store by this object (for metrics)
         self.drained_readings = 0
+        self.drained_by_kind: dict[str, int] = {}  # readings drained, per kind (cumulative)
 
     def append(self, batch: Readings) -> None:
         """Write ``batch`` as the newest segment; durable (file and directory fsync'd) on return.
@@ -260,6 +261,8 @@ class Spool:
                 done += 1
                 self.drained_batches += 1
                 self.drained_readings += len(batch)
+                for kind, n in zip(*np.unique(batch.kind.astype(str), return_counts=True), strict=True):
+                    self.drained_by_kind[str(kind)] = self.drained_by_kind.get(str(kind), 0) + int(n)
         return done
 
     def _move_aside(self, seg: _Segment, why: str) -> None:

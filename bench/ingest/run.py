@@ -202,9 +202,9 @@ def _stored(ports: list[int]) -> float:
     for port in ports:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                     if line.startswith(("citywatch_ingest_readings_stored_total ",
-                                         "citywatch_ingest_readings_duplicate_total ",
-                                         "citywatch_ingest_readings_spooled_total ")))
+                     if line.split("{", 1)[0].split(" ", 1)[0] in (
+                         "citywatch_ingest_readings_stored_total", "citywatch_ingest_readings_duplicate_total",
+                         "citywatch_ingest_readings_spooled_total"))
     return total
 
 

@@ -35,6 +35,26 @@ class StoreRejected(StoreError):
     represent, a type conflict): retrying the same batch is pointless; set it aside."""
 
 
+class Written(int):
+    """What ``write`` returns: the number of new readings (an ``int``), with the kinds of the
+    readings it dropped as duplicates (``duplicates_by_kind``), for per-kind counters."""
+
+    duplicates_by_kind: dict[str, int]
+
+    def __new__(cls, new: int, duplicates_by_kind: dict[str, int] | None = None) -> Written:
+        obj = super().__new__(cls, new)
+        obj.duplicates_by_kind = dict(duplicates_by_kind or {})
+        return obj
+
+
+def count_kinds(kinds) -> dict[str, int]:
+    """``{kind: rows}`` of a column of kinds (small columns: the duplicates of a batch)."""
+    out: dict[str, int] = {}
+    for k in kinds:
+        out[str(k)] = out.get(str(k), 0) + 1
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     device_id: str
@@ -50,7 +70,8 @@ class Store(Protocol):
     url: str
 
     def write(self, batch: Readings) -> int:
-        """Make ``batch`` durable; returns how many readings were new (duplicates dropped)."""
+        """Make ``batch`` durable; returns how many readings were new (duplicates dropped), as a
+        :class:`Written` that also says the kinds of the dropped duplicates."""
         ...
 
     def query(self, q: Query) -> list[tuple[int, float]]:

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.model import Readings
-from ingest.stores.base import Query, StoreError, StoreUnavailable
+from ingest.stores.base import Query, StoreError, StoreUnavailable, Written
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS series (
@@ -76,6 +76,7 @@ SELECT sid, tid, ts, value FROM _cw_suspect s
 WHERE NOT EXISTS (
     SELECT 1 FROM samples r WHERE r.ts >= $lo AND r.ts <= $hi AND r.sid = s.sid AND r.ts = s.ts)
 QUALIFY row_number() OVER (PARTITION BY sid, ts ORDER BY pos) = 1
+RETURNING tid
 """
 
 _SID = "(SELECT sid FROM series WHERE device_id = $d AND metric = $m)"
@@ -164,7 +165,7 @@ class DuckDBStore:
         the transaction is then rolled back and nothing of the batch is stored.
         """
         if len(batch) == 0:
-            return 0
+            return Written(0)
         runs = _Runs(batch)
         with self._lock:
             con = self._live()
@@ -185,7 +186,7 @@ class DuckDBStore:
                     overlapping = con.execute(_OVERLAPS, {"lo": span.lo, "hi": span.hi}).fetchnumpy()["sid"]
                     suspect = np.union1d(span.repeating, np.asarray(overlapping, dtype=np.int32))
                     suspect_row = np.isin(sid, suspect) if len(suspect) else None
-                    new = self._append(con, table, suspect_row)
+                    new, dup_tids = self._append(con, table, suspect_row)
                     con.execute("INSERT INTO segments SELECT sid, first_ts, last_ts, n FROM _cw_segs")
                     con.execute("COMMIT")
                 except BaseException:
@@ -197,18 +198,25 @@ class DuckDBStore:
                 raise StoreUnavailable(f"DuckDB store {self.url} refused a write: {e}") from None
             self._sids.update(new_sids)
             self._tids.update(new_tids)
-        return new
+            dups: dict[str, int] = {}
+            if dup_tids:
+                kind_of_tid = {tid: key[0] for key, tid in self._tids.items()}
+                for tid, n in dup_tids.items():
+                    dups[kind_of_tid[tid]] = dups.get(kind_of_tid[tid], 0) + n
+        return Written(new, dups)
 
     @staticmethod
-    def _append(con: duckdb.DuckDBPyConnection, table: pa.Table, suspect_row: np.ndarray | None) -> int:
-        """Insert the clean rows as they are and the suspect rows through the exact path."""
+    def _append(con: duckdb.DuckDBPyConnection, table: pa.Table,
+                suspect_row: np.ndarray | None) -> tuple[int, dict[int, int]]:
+        """Insert the clean rows as they are and the suspect rows through the exact path; return
+        the rows added and, per tag id, the suspect rows dropped as duplicates."""
         if suspect_row is None:
             clean, suspect = table, None
         else:
             clean = table.filter(pa.array(~suspect_row))
             suspect = table.filter(pa.array(suspect_row)).append_column(
                 "pos", pa.array(np.flatnonzero(suspect_row)))
-        added = 0
+        added, dropped = 0, {}
         if clean.num_rows:
             con.register("_cw_clean", clean)
             try:
@@ -221,10 +229,15 @@ class DuckDBStore:
             con.register("_cw_suspect", suspect)
             try:
                 bounds = {"lo": pc.min(ts).as_py(), "hi": pc.max(ts).as_py()}
-                added += int(con.execute(_INSERT_EXACT, bounds).fetchone()[0])
+                inserted = con.execute(_INSERT_EXACT, bounds).fetchnumpy()["tid"]
             finally:
                 con.unregister("_cw_suspect")
-        return added
+            added += len(inserted)
+            tids, offered = np.unique(suspect.column("tid").to_numpy(), return_counts=True)
+            kept = dict(zip(*np.unique(np.asarray(inserted), return_counts=True), strict=True))
+            dropped = {int(t): int(n) - int(kept.get(t, 0)) for t, n in zip(tids, offered, strict=True)
+                       if n > kept.get(t, 0)}
+        return added, dropped
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ import httpx
 import numpy as np
 
 from ingest.model import Readings
-from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable
+from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable, Written, count_kinds
 from ingest.stores.duckdb import run_breaks
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class InfluxDBStore:
         they are subtracted from the count as points (a point may carry several readings).
         """
         if len(batch) == 0:
-            return 0
+            return Written(0)
         with self._lock:
             if not self._db_ready:
                 self._ensure_database()
@@ -212,7 +212,8 @@ class InfluxDBStore:
                 self._newest.raise_to(key_of_row[keep], ts[keep])
                 for d, k in zip(batch.device_id[starts].tolist(), batch.kind[starts].tolist(), strict=False):
                     self._kinds[d] = k
-            return len(new) - expired
+            dups = count_kinds(batch.kind[~keep]) if len(new) < len(batch) else {}
+            return Written(len(new) - expired, dups)
 
     def _write_body(self, body: bytes, params: dict) -> int:
         """POST one gzip body; returns how many points InfluxDB dropped as older than the

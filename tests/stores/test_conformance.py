@@ -199,3 +199,17 @@ def test_random_redeliveries_match_a_model(store: Store) -> None:
     for device, metric in {(d, m) for d, m, _ in model}:
         assert points(store, device, metric) == sorted((t, v) for (d, m, t), v in model.items()
                                                        if (d, m) == (device, metric))
+
+
+def test_write_says_the_kinds_of_the_duplicates_it_dropped(store: Store) -> None:
+    """For the per-kind counters: ``write`` returns the new count with ``duplicates_by_kind``."""
+    first = Readings.from_rows(noise("n-1", T0, 55.0, 70.0))
+    assert store.write(first).duplicates_by_kind == {}
+    w = waveform("b-1", T0, 50)
+    assert store.write(w).duplicates_by_kind == {}
+    again = Readings.concat([first, w, Readings.from_rows(noise("n-2", T0, 50.0, 60.0))])
+    written = store.write(again)
+    assert written == 2 and written.duplicates_by_kind == {"noise": 2, "bridge": 50}
+    twice = Readings.from_rows(noise("n-3", T0, 50.0, 60.0) * 2)
+    written = store.write(twice)
+    assert written == 2 and written.duplicates_by_kind == {"noise": 2}
