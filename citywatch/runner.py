@@ -134,10 +134,12 @@ class Node:
             client_id=s.mqtt.client_id, topics=topics, qos=s.mqtt.qos, protocol=self.mqtt_protocol,
             username=s.mqtt.username, password=s.mqtt.password, receive_maximum=s.mqtt.receive_maximum,
         ))
+        # The API first: its start-up (imports, uvicorn) then does not compete with the backlog a
+        # resumed session delivers the moment the consumer connects.
+        self._start_api()
         self.consumer.start(wait_s=20)
         if evaluates:
             self._spawn(self._tick_loop, "citywatch-rules-tick")
-        self._start_api()
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

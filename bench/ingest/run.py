@@ -10,10 +10,9 @@ For each case, in one run on this machine:
    queued by the broker for both sessions;
 4. the broker limit: ``mosquitto_sub -q 1`` drains its queue to /dev/null, timed;
 5. citywatch: ``citywatch serve`` (a real subprocess, the full node: consumer, store, rule
-   engine, dispatch, API) drains its queue; its ``/metrics`` are polled, and the rate is the
-   readings stored between the first poll that sees any and the moment every reading is
-   durably stored, over that time (steady state: the drain starts before the API answers);
-   the count is then checked in the store.
+   engine, dispatch, API) drains its queue, timed from its consumer's CONNACK (the wall-clock
+   time of its "connected to" log line) to the moment its ``/metrics`` (polled every 10 ms)
+   count every reading as durably stored; the count is then checked in the store.
 
 Both read the same backlog from the same broker, so the ratio compares consumers, not
 publishers. Peak RSS of the citywatch process is sampled throughout.
@@ -32,6 +31,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -148,6 +148,7 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
                        str(profile / f"{case}-{i}.txt"), "--"] + serve for i, serve in enumerate(serves)]
         running = [subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                    for serve in serves]
+        connected = [_ConnectTime(proc) for proc in running]
         peak = [0]
         stop = threading.Event()
 
@@ -167,16 +168,16 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
             _wait_health(port, proc)
         # steady state: from the first poll that sees readings stored to the last reading stored
         # (the consumers start before their APIs answer, so the start of the drain is not observable)
-        t1, c1 = _wait_first_stored(ports, running)
         done = _wait_stored(ports, readings, running, timeout=900)
-        cw_s = (done - t1) * readings / (readings - c1) if c1 < readings else float("nan")
-        print(f"  {case}: first poll saw {c1:,.0f} stored; then {readings - c1:,.0f} in {done - t1:.2f} s",
-              flush=True)
+        # from the first consumer's CONNACK (its log line's wall-clock time) to the last reading durable
+        t_connect = min(c.wait() for c in connected)
+        cw_s = done - t_connect
+        print(f"  {case}: connected at {t_connect:.3f}, all {readings:,} durable {cw_s:.2f} s later", flush=True)
         stop.set()
         for proc in running:
             proc.send_signal(signal.SIGINT)
         for proc in running:
-            proc.communicate(timeout=120)
+            proc.wait(120)
         stored = _count(store_url)
         return Result(case, total, readings, sub_s, cw_s, peak[0] / 1e6, stored)
     finally:
@@ -213,15 +214,25 @@ def _exited(procs: list[subprocess.Popen]) -> None:
         raise RuntimeError("citywatch serve exited")
 
 
-def _wait_first_stored(ports: list[int], procs: list[subprocess.Popen], timeout: float = 60) -> tuple[float, float]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _exited(procs)
-        n = _stored(ports)
-        if n > 0:
-            return time.perf_counter(), n
-        time.sleep(0.005)
-    raise RuntimeError("nothing stored")
+class _ConnectTime:
+    """Wall-clock time of the node's "connected to" log line (INFO, ``asctime`` with ms)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self._at: float | None = None
+        self._seen = threading.Event()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stderr:  # keeps the pipe drained until the process ends
+            if self._at is None and "connected to" in line:
+                stamp = line[:23]  # 2026-11-29 20:36:22,123
+                self._at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                self._seen.set()
+
+    def wait(self, timeout: float = 30) -> float:
+        if not self._seen.wait(timeout):
+            raise RuntimeError("no 'connected to' line from citywatch serve")
+        return self._at
 
 
 def _wait_stored(ports: list[int], readings: int, procs: list[subprocess.Popen], timeout: float) -> float:
@@ -229,7 +240,7 @@ def _wait_stored(ports: list[int], readings: int, procs: list[subprocess.Popen],
     while time.monotonic() < deadline:
         _exited(procs)
         if _stored(ports) >= readings:
-            return time.perf_counter()
+            return time.time()
         time.sleep(0.01)
     raise RuntimeError(f"not all {readings} readings stored within {timeout} s (got {_stored(ports)})")
 
