@@ -89,6 +89,21 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def check_url(url: str) -> None:
+    """Validate a store URL without opening anything; ValueError naming the problem."""
+    scheme = url.split(":", 1)[0]
+    if scheme == "duckdb":
+        from ingest.stores.duckdb import parse_url
+
+        parse_url(url)
+    elif scheme == "influxdb":
+        from ingest.stores.influxdb import parse_url
+
+        parse_url(url)
+    else:
+        raise ValueError(f"expected duckdb:///path or influxdb://host:port/db, got {url!r}")
+
+
 def open_store(url: str) -> Store:
     """The store for ``url``; ValueError naming the problem for a bad URL."""
     scheme = url.split(":", 1)[0]
