@@ -161,6 +161,16 @@ class Publisher:
                 return
             self._loop(min(left, 0.5))
 
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """``close()`` after success (waits for acknowledgements), ``abort()`` after an error."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
     def abort(self) -> None:
         """Disconnect at once, without waiting for acknowledgements (after an error)."""
         try:

@@ -64,19 +64,15 @@ def run(broker_url: str, sim: Simulation, *, duration_ms: int, speed: float | No
     bar = _Progress(progress, "simulate", until - t_start)
     last = 0
     try:
-        for msg in sim.messages(until):
-            if not pacer.wait(msg.sim_ts):
-                break
-            pub.publish(msg.topic, msg.payload, msg.qos, msg.retain)
-            done = msg.sim_ts - t_start
-            if done - last >= 1000:
-                bar.update(done, sim.messages_out - m0)
-                last = done
-    except BaseException:
-        pub.abort()
-        raise
-    else:
-        pub.close()
+        with pub:
+            for msg in sim.messages(until):
+                if not pacer.wait(msg.sim_ts):
+                    break
+                pub.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+                done = msg.sim_ts - t_start
+                if done - last >= 1000:
+                    bar.update(done, sim.messages_out - m0)
+                    last = done
     finally:
         bar.close(min(sim.now, until) - t_start, sim.messages_out - m0)
     return PublishStats(sim.messages_out - m0, sim.readings_out - r0, time.monotonic() - wall0,

@@ -172,19 +172,15 @@ def replay(broker_url: str, path: str | Path, *, speed: float | None, shift_to_n
     bar = _Progress(progress, "replay", sum(1 for _ in read(path)) if progress else 0)
     n = 0
     try:
-        for rec in _chain(first, records):
-            if not pacer.wait(rec.received_ms):
-                break
-            payload = shift_ts(rec.payload, offset) if offset else rec.payload
-            pub.publish(rec.topic, payload, rec.qos, rec.retain)
-            n += 1
-            if n % 1000 == 0:
-                bar.update(n, n)
-    except BaseException:
-        pub.abort()
-        raise
-    else:
-        pub.close()
+        with pub:
+            for rec in _chain(first, records):
+                if not pacer.wait(rec.received_ms):
+                    break
+                payload = shift_ts(rec.payload, offset) if offset else rec.payload
+                pub.publish(rec.topic, payload, rec.qos, rec.retain)
+                n += 1
+                if n % 1000 == 0:
+                    bar.update(n, n)
     finally:
         bar.close(n, n)
     return n
