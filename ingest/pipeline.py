@@ -139,6 +139,9 @@ class Pipeline:
         self.rules = rules
         self.after_rules = after_rules
         self.decoder = Decoder(DeviceLookup(registry))
+        # the per-channel message counters, looked up once (labels() per message is hot-path work)
+        self._messages_by_channel = {c: self.metrics.messages.labels(c)
+                                     for c in ("telemetry", "event", "status", "other")}
         self.max_batch_readings = max_batch_readings
         self.max_batch_messages = max_batch_messages
         self.max_pending_readings = max_pending_readings
@@ -183,9 +186,8 @@ class Pipeline:
                 if d.readings:
                     kind = topic.split("/", 2)[1]
                     p.per_kind[kind] = p.per_kind.get(kind, 0) + d.readings
-            channel = topic.rsplit("/", 1)[-1]
-            known = channel in ("telemetry", "event", "status")
-            self.metrics.messages.labels(channel if known else "other").inc()
+            counter = self._messages_by_channel.get(topic.rsplit("/", 1)[-1])
+            (counter or self._messages_by_channel["other"]).inc()
             if ack is not None:
                 p.acks.append(ack)
             if p.messages == 0:
