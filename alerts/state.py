@@ -35,6 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices.catalogue import KINDS, SEVERITIES
+from devices.sqlite import write_transaction
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
 from .notice import AlertNotice, NoticeListener
@@ -310,17 +311,12 @@ class AlertState:
         with self._lock:
             if self._in_tx:
                 raise AlertsError("nested alert-state transaction")
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._in_tx = threading.get_ident()
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.conn.execute("COMMIT")
-            finally:
-                self._in_tx = 0
+            with write_transaction(self.conn):
+                self._in_tx = threading.get_ident()
+                try:
+                    yield self.conn
+                finally:
+                    self._in_tx = 0
 
     def _require_tx(self) -> None:
         if self._in_tx != threading.get_ident():

@@ -9,6 +9,7 @@ sample fleet with its simulators in front.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -36,6 +37,21 @@ log = logging.getLogger("citywatch")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot path.
+
+    Ingest allocates a tuple or two per reading, so with CPython's default thresholds (a young
+    collection every 700 allocations, a full one every ~70 of those) the collector ran many times
+    a second, each full pass walking every object of the node (registry snapshots, rule state)
+    while holding the GIL: every thread stopped, the alert path included. The objects made at
+    start are frozen (never scanned again) and young collections run every 100,000 allocations.
+    Measured with ``python bench/alert_latency/run.py --linger-ms 5`` (docs/PERFORMANCE.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 20, 100)
 
 
 class Node:
@@ -108,6 +124,7 @@ class Node:
 
     def start(self) -> None:
         self.open()
+        _tune_gc()
         self.started_ms = self.clock()
         s = self.settings
         # role "ingest" records (store, quarantine, events); role "rules" evaluates and dispatches;

@@ -139,7 +139,7 @@ class ApiSettings(_Section):
 class IngestSettings(_Section):
     batch_readings: int = Field(100_000, ge=1)
     batch_messages: int = Field(20_000, ge=1)
-    linger_ms: float = Field(20.0, ge=0)
+    linger_ms: float = Field(5.0, ge=0)
     max_pending_readings: int = Field(1_000_000, ge=1)
     spool_dir: str = f"{DEFAULT_DATA_DIR}/spool"
     spool_max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)

@@ -34,7 +34,7 @@ from typing import Any
 from devices.catalogue import CATALOGUE, KINDS
 from devices.errors import InvalidDevice, RegistryError
 from devices.model import DEVICE_ID_RE, STATUSES, Device, RolloutTarget
-from devices.sqlite import connect
+from devices.sqlite import connect, write_transaction
 
 __all__ = ["Registry", "online", "device_problems", "rollout_problems", "attrs_json"]
 
@@ -284,17 +284,18 @@ class Registry:
             conn = self.conn
             nested = conn.in_transaction
             try:
-                conn.execute("SAVEPOINT registry" if nested else "BEGIN IMMEDIATE")
+                if not nested:
+                    with write_transaction(conn):
+                        yield conn
+                    return
+                conn.execute("SAVEPOINT registry")
                 try:
                     yield conn
                 except BaseException:
-                    if nested:
-                        conn.execute("ROLLBACK TO registry")
-                        conn.execute("RELEASE registry")
-                    elif conn.in_transaction:  # SQLite may have rolled back already
-                        conn.execute("ROLLBACK")
+                    conn.execute("ROLLBACK TO registry")
+                    conn.execute("RELEASE registry")
                     raise
-                conn.execute("RELEASE registry" if nested else "COMMIT")
+                conn.execute("RELEASE registry")
             except sqlite3.Error as e:
                 raise RegistryError(f"state database: {e}") from e
 

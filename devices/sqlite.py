@@ -3,12 +3,61 @@
 Every component opens its own connection with :func:`connect`; WAL mode lets readers (the
 API) run beside one writer, ``synchronous=FULL`` makes a commit durable when it returns
 (what at-least-once delivery relies on before it acknowledges a message).
+
+Writers: SQLite lets one connection write at a time and makes the others wait by polling
+(sleeps of 1, 2, 5, 10, 15, 20, 25 ... ms). Within one process the writers (the rule engine,
+the ingest write stage, the dispatcher, the API) instead queue on one lock per database file
+(:func:`write_transaction`), so that a commit waits for the one before it and no longer: the
+rule engine's commit is on every alert's path to the dispatch centre. Other processes on the
+same file still meet SQLite's own locking.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+_write_locks: dict[str, threading.RLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+class Connection(sqlite3.Connection):
+    """A state-DB connection that carries the write lock of its database file."""
+
+    write_lock: threading.RLock
+
+
+def _write_lock_for(path: str | Path) -> threading.RLock:
+    if str(path) == ":memory:":
+        return threading.RLock()  # every in-memory connection is a database of its own
+    key = os.path.realpath(path)
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, threading.RLock())
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the process-wide write lock of ``conn``'s file;
+    rolls back and re-raises on any exception. (A plain ``sqlite3`` connection gets no lock.)"""
+    lock = getattr(conn, "write_lock", None)
+    if lock is not None:
+        lock.acquire()
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:  # SQLite may have rolled back already
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def parse_url(url: str) -> Path | str:
@@ -24,12 +73,13 @@ def parse_url(url: str) -> Path | str:
     return Path(url[len(prefix):])
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: str | Path, *, readonly: bool = False) -> Connection:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
-        str(path), timeout=30.0, isolation_level=None, check_same_thread=False,
+        str(path), timeout=30.0, isolation_level=None, check_same_thread=False, factory=Connection,
     )
+    conn.write_lock = _write_lock_for(path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")

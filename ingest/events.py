@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from devices.sqlite import write_transaction
 from ingest.model import Event
 
 _SCHEMA = """
@@ -34,16 +35,10 @@ class EventLog:
                 for e in events]
         if not rows:
             return 0
-        c = self._conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn) as c:
             before = c.total_changes
             c.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", rows)
             added = c.total_changes - before
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
         return added
 
     def for_device(self, device_id: str, start: int, end: int, limit: int = 1000) -> list[dict[str, Any]]:

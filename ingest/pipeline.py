@@ -3,8 +3,8 @@
 Per batch, in order: the rule engine (its alert changes and outbox rows commit in one state-DB
 transaction, then ``after_rules`` wakes the dispatcher, so an alert does not wait for the store
 write), the readings to the store (or fsync'd to the spool while the store is down), rejections
-to the quarantine, events to the event log, last-seen times to the registry, and only then the
-acknowledgements.
+to the quarantine, events to the event log, and only then the acknowledgements. Last-seen
+times go to the registry at most once a second (see ``_note_seen``).
 
 Delivery guarantee (device-protocol.md "Delivery"): a message is acknowledged only after all
 it carried is durable: its readings in the store (or the spool), its events and rejections
@@ -13,12 +13,16 @@ order messages were received. A crash at any point before an acknowledgement mak
 broker redeliver; the stores are idempotent, so a redelivered message is stored once.
 
 Threads: :meth:`submit` runs on the MQTT client's network thread and only decodes and
-appends (cheap); one flusher thread makes batches durable and acknowledges them, so decoding
-of the next batch overlaps the write of the previous one. Batches are written one at a time,
-in order, also when :meth:`flush` is called from another thread. Memory is bounded: ``submit``
-blocks (and with it the MQTT socket, which is TCP backpressure) while more than
-``max_pending_readings`` wait; with MQTT 5 the broker additionally sends at most
-``receive_maximum`` unacknowledged messages.
+appends (cheap). Two stage threads follow, each taking one batch at a time, in order:
+the rules stage takes the pending batch once it is due (``linger_ms`` after its first
+message, or full), evaluates it and passes it on; the write stage makes the evaluated batches
+durable and acknowledges them, merging those that waited into one write (up to
+``max_batch_readings``). So an alarm waits for the rules of the batch before it, not for the
+store write in progress, and a slow store is caught up with fewer, larger writes. :meth:`flush`
+runs both stages in the calling thread, after the batches the threads hold. Memory is
+bounded: ``submit`` blocks (and with it the MQTT socket, which is TCP backpressure) while more
+than ``max_pending_readings`` are pending or in the stages; with MQTT 5 the broker
+additionally sends at most ``receive_maximum`` unacknowledged messages.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -79,6 +84,23 @@ class _Pending:
     rules_done: bool = False  # the rule engine has seen this batch
 
 
+def _merge(parts: list[_Pending]) -> _Pending:
+    """Evaluated batches as one, in order (the write stage's catch-up)."""
+    m = _Pending(messages=0, first_at=min(p.first_at for p in parts), rules_done=True)
+    m.batch = Readings.concat([p.batch for p in parts])
+    for p in parts:
+        m.events.extend(p.events)
+        m.rejections.extend(p.rejections)
+        for dev, ts in p.seen.items():
+            if ts > m.seen.get(dev, 0):
+                m.seen[dev] = ts
+        for k, n in p.per_kind.items():
+            m.per_kind[k] = m.per_kind.get(k, 0) + n
+        m.acks.extend(p.acks)
+        m.messages += p.messages
+    return m
+
+
 class DeviceLookup:
     """device_id -> (kind, district, asset_id), from a registry snapshot refreshed on change.
 
@@ -127,7 +149,8 @@ class Pipeline:
         max_batch_readings: int = 100_000,
         max_batch_messages: int = 20_000,
         max_pending_readings: int = 1_000_000,
-        linger_ms: float = 20.0,
+        linger_ms: float = 5.0,
+        seen_interval_ms: float = 1000.0,
         clock: Callable[[], float] = time.time,
     ):
         self.store = store
@@ -146,16 +169,26 @@ class Pipeline:
         self.max_batch_messages = max_batch_messages
         self.max_pending_readings = max_pending_readings
         self.linger_s = linger_ms / 1000.0
+        self.seen_interval_s = seen_interval_ms / 1000.0
         self.clock = clock
+        # last-seen times not yet written to the registry (write stage; see _note_seen)
+        self._seen: dict[str, int] = {}
+        self._seen_written = time.monotonic()
         self._pending = _Pending()
-        self._flushing = 0  # readings of the batch being written
+        # Batches the rules have evaluated, oldest first, waiting for the recording stage.
+        self._ruled: deque[_Pending] = deque()
+        self._inflight_readings = 0  # taken from _pending, not yet acknowledged (backpressure)
+        self._inflight_messages = 0
         self._cond = threading.Condition()
-        # Held while one batch is taken and written (flusher or flush()): batches go to the
-        # store, the state DB connections and the rule engine one at a time, in order.
+        # Each stage takes and processes one batch at a time, in order (the stage threads or
+        # flush()): batches reach the rule engine, and then the store and the state DB, in the
+        # order their messages were received.
+        self._rules_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._flush_waiting = 0  # flush() calls waiting for the write lock
         self._stop = False
-        self._thread: threading.Thread | None = None
+        self._rules_stopped = False  # the rules stage has passed on its last batch
+        self._threads: list[threading.Thread] = []
 
     # -- intake (MQTT thread) ------------------------------------------------------------------
 
@@ -164,7 +197,7 @@ class Pipeline:
         """Decode one message into the current batch; ``ack`` is called once it is durable."""
         now_ms = received_ms if received_ms is not None else int(self.clock() * 1000)
         with self._cond:
-            while (len(self._pending.builder) + self._flushing > self.max_pending_readings
+            while (len(self._pending.builder) + self._inflight_readings > self.max_pending_readings
                    and not self._stop):
                 self._cond.wait(0.5)  # backpressure: the MQTT socket stops being read
             if self._stop:
@@ -192,7 +225,7 @@ class Pipeline:
                 p.acks.append(ack)
             if p.messages == 0:
                 p.first_at = time.monotonic()
-                self._cond.notify_all()  # an idle flusher starts the linger timer now, not at its next poll
+                self._cond.notify_all()  # an idle rules stage starts the linger timer now, not at its next poll
             p.messages += 1
             if len(p.builder) >= self.max_batch_readings or p.messages >= self.max_batch_messages:
                 self._cond.notify_all()
@@ -200,11 +233,15 @@ class Pipeline:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="citywatch-flusher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._rules_stage, name="citywatch-rules-stage", daemon=True),
+            threading.Thread(target=self._write_stage, name="citywatch-flusher", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Stop taking messages, flush what is pending (acknowledging it) and stop the flusher.
+        """Stop taking messages, flush what is pending (acknowledging it) and stop the stages.
 
         Messages submitted after this are neither stored nor acknowledged: the broker keeps
         them in the session for the next start. Stop the pipeline before disconnecting the
@@ -213,44 +250,64 @@ class Pipeline:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._threads:
+            deadline = time.monotonic() + timeout
+            for t in self._threads:
+                t.join(max(deadline - time.monotonic(), 0.0))
         else:
             self.flush()
 
     def flush(self) -> None:
         """Make everything submitted so far durable and acknowledge it (tests, shutdown).
 
-        Waits for a batch the flusher is writing (which then gives up retrying if its write
-        fails, so that a flush at shutdown is never held up by a broken state DB), then writes
-        the rest in the calling thread: batches are never written concurrently, so
-        acknowledgements stay in order. Raises what the write raised.
+        Runs the rules on what is pending and writes every evaluated batch in the calling
+        thread, after the batch a stage is working on (a write in progress then gives up
+        retrying if it fails, so that a flush at shutdown is never held up by a broken state
+        DB): batches are never evaluated or written concurrently, so acknowledgements stay in
+        order. Raises what the write raised.
         """
         with self._cond:
             self._flush_waiting += 1
-        self._write_lock.acquire()
+        waiting = True
         try:
-            with self._cond:
-                self._flush_waiting -= 1
-                p = self._take()
-            self._write(p)
+            with self._rules_lock:
+                with self._cond:
+                    p = self._take()
+                if p.messages:
+                    self._evaluate(p)
+                    with self._cond:
+                        self._ruled.append(p)
+            with self._write_lock:
+                with self._cond:
+                    self._flush_waiting -= 1
+                waiting = False
+                while True:
+                    with self._cond:
+                        p = self._take_ruled()
+                    if p is None:
+                        self._note_seen({}, force=True)
+                        return
+                    try:
+                        self._write(p)
+                    finally:
+                        self._done(p)
         finally:
-            with self._cond:
-                self._flushing = 0
-                self._cond.notify_all()
-            self._write_lock.release()
+            if waiting:
+                with self._cond:
+                    self._flush_waiting -= 1
 
     def pending_messages(self) -> int:
         with self._cond:
             return self._pending.messages
 
-    # -- flusher -------------------------------------------------------------------------------
+    # -- stage 1: rules ------------------------------------------------------------------------
 
     def _take(self) -> _Pending:
         p = self._pending
         self._pending = _Pending()
-        self._flushing = len(p.builder)
-        self.metrics.inflight.set(p.messages)
+        self._inflight_readings += len(p.builder)
+        self._inflight_messages += p.messages
+        self.metrics.inflight.set(self._inflight_messages)
         return p
 
     def _due(self) -> bool:
@@ -261,33 +318,122 @@ class Pipeline:
             return True
         return time.monotonic() - p.first_at >= self.linger_s
 
-    def _run(self) -> None:
+    def _rules_stage(self) -> None:
+        """Takes the pending batch once it is due, evaluates it, passes it to the write stage."""
+        try:
+            while True:
+                with self._cond:
+                    while not self._due() and not self._stop:
+                        if self._pending.messages:
+                            wait = self.linger_s - (time.monotonic() - self._pending.first_at)
+                        else:
+                            wait = 0.5
+                        self._cond.wait(max(wait, 0.001))
+                    stopping = self._stop
+                with self._rules_lock:
+                    with self._cond:
+                        p = self._take()
+                    if p.messages:
+                        self._evaluate(p)
+                        with self._cond:
+                            self._ruled.append(p)
+                            self._cond.notify_all()
+                if stopping:
+                    with self._cond:
+                        if self._pending.messages == 0:
+                            return
+        finally:
+            with self._cond:
+                self._rules_stopped = True
+                self._cond.notify_all()
+
+    def _evaluate(self, p: _Pending) -> None:
+        """Build ``p``'s batch and run the rule engine on it (once; never raises for a rule bug).
+
+        The rules run before the store write, so that an alert's notice (committed with the
+        alert change) and the dispatcher's wake-up do not wait for it, and while the write
+        stage stores the batch before: the acknowledgement still waits for both. A crash
+        between the two redelivers the batch: the engine skips what it has evaluated
+        (idempotent) and the store gets the readings.
+        """
+        if p.batch is None:
+            p.batch = p.builder.build()
+            p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
+            for k, c in p.per_kind.items():
+                self.metrics.received.labels(k).inc(c)
+        if p.rules_done:
+            return
+        batch = p.batch
+        if self.rules is not None and (len(batch) or p.events):
+            try:
+                self.rules.process(batch, p.events)
+            except Exception:
+                # a rule bug (or a state DB that refuses the commit) must not hold the stream back
+                log.exception("rule evaluation failed for a batch of %d readings", len(batch))
+                self.metrics.rule_errors.inc()
+        p.rules_done = True
+        if self.after_rules is not None:
+            try:
+                self.after_rules()
+            except Exception:
+                log.exception("waking the dispatcher failed")
+
+    # -- stage 2: store, quarantine, events, last seen, acknowledgements --------------------------
+
+    def _take_ruled(self) -> _Pending | None:
+        """The evaluated batches waiting, oldest first, merged into one write of at most
+        ``max_batch_readings`` (at least one batch): a store falling behind the rules catches
+        up with fewer, larger writes, which cost much less per reading."""
+        if not self._ruled:
+            return None
+        parts = [self._ruled.popleft()]
+        n = len(parts[0].batch)
+        while self._ruled and n + len(self._ruled[0].batch) <= self.max_batch_readings:
+            nxt = self._ruled.popleft()
+            n += len(nxt.batch)
+            parts.append(nxt)
+        return parts[0] if len(parts) == 1 else _merge(parts)
+
+    def _done(self, p: _Pending) -> None:
+        with self._cond:
+            self._inflight_readings -= len(p.batch) if p.batch is not None else 0
+            self._inflight_messages -= p.messages
+            self.metrics.inflight.set(self._inflight_messages)
+            self._cond.notify_all()
+
+    def _write_stage(self) -> None:
         while True:
             with self._cond:
-                while not self._due() and not self._stop:
-                    if self._pending.messages:
-                        wait = self.linger_s - (time.monotonic() - self._pending.first_at)
-                    else:
-                        wait = 0.5 if self.spool is None else 0.2
-                    self._cond.wait(max(wait, 0.001))
-                    if self._pending.messages == 0 and not self._stop:
+                while not self._ruled and not self._rules_stopped:
+                    self._cond.wait(0.5 if self.spool is None else 0.2)
+                    if not self._ruled and not self._rules_stopped:
                         break  # idle: give the spool drainer a turn
-                stopping = self._stop
+                finished = self._rules_stopped and not self._ruled
             with self._write_lock:
                 with self._cond:
-                    p = self._take()
-                if p.messages:
-                    self._write_until_done(p)
-                elif self.spool is not None:
+                    p = self._take_ruled()
+                if p is not None:
+                    try:
+                        self._write_until_done(p)
+                    finally:
+                        self._done(p)
+                    continue
+                try:
+                    self._note_seen({})  # idle: the last-seen times of the last batches
+                except Exception:
+                    log.exception("writing last-seen times failed; kept for the next attempt")
+                if self.spool is not None and not finished:
                     try:
                         self._drain_spool()
                     except Exception:
                         log.exception("draining the spool failed; it is kept for the next attempt")
-                with self._cond:
-                    self._flushing = 0
-                    self._cond.notify_all()
-                    if stopping and self._pending.messages == 0:
-                        return
+            if finished:
+                with self._write_lock:
+                    try:
+                        self._note_seen({}, force=True)
+                    except Exception:
+                        log.exception("writing the last-seen times at stop failed")
+                return
 
     def _drain_spool(self) -> None:
         spool = self.spool
@@ -338,26 +484,8 @@ class Pipeline:
         if p.messages == 0:
             return
         t0 = time.perf_counter()
-        if p.batch is None:
-            p.batch = p.builder.build()
-            for k, c in p.per_kind.items():
-                self.metrics.received.labels(k).inc(c)
+        self._evaluate(p)  # done by the rules stage (or flush) already, unless called directly
         batch = p.batch
-        # Rules first, so that an alert's notice (committed with the alert change) and the
-        # dispatcher's wake-up do not wait for the store write; the acknowledgement still waits
-        # for everything. A crash between the two redelivers the batch: the engine skips what it
-        # has evaluated (idempotent) and the store gets the readings.
-        if not p.rules_done:
-            if self.rules is not None and (len(batch) or p.events):
-                try:
-                    self.rules.process(batch, p.events)
-                except Exception:
-                    # a rule bug must not hold the stream back
-                    log.exception("rule evaluation failed for a batch of %d readings", len(batch))
-                    self.metrics.rule_errors.inc()
-            p.rules_done = True
-            if self.after_rules is not None:
-                self.after_rules()
         # store, quarantine and events are None in a rules-only node (citywatch.runner): the
         # ingest nodes of the shared subscription record them
         if p.steps_done < 1:
@@ -376,11 +504,29 @@ class Pipeline:
                 for e in p.events:
                     self.metrics.events.labels(e.kind).inc()
             p.steps_done = 3
-        if p.seen:
-            self.registry.mark_seen(p.seen)  # idempotent: repeated by a retry
+        self._note_seen(p.seen)  # idempotent: repeated by a retry
         for ack in p.acks:
             ack()
         self.metrics.flush_seconds.observe(time.perf_counter() - t0)
+
+    def _note_seen(self, seen: dict[str, int], force: bool = False) -> None:
+        """Record last-seen times, writing them to the registry at most every
+        ``seen_interval_ms`` (and at :meth:`flush` and stop).
+
+        Last-seen times drive presence (online/offline, the absence rules, whose limits are
+        minutes), not the readings: acknowledgements do not wait for them. A write per batch
+        held the state DB's write lock ~10 times a second under load, delaying the rule
+        engine's commits (the alert path); a crash now loses at most the last
+        ``seen_interval_ms`` of them, which each device's next message restores.
+        """
+        mine = self._seen
+        for dev, ts in seen.items():
+            if ts > mine.get(dev, 0):
+                mine[dev] = ts
+        if mine and (force or time.monotonic() - self._seen_written >= self.seen_interval_s):
+            self.registry.mark_seen(mine)  # on failure the times stay here for the next write
+            self._seen = {}
+            self._seen_written = time.monotonic()
 
     def _store_durably(self, batch: Readings, per_kind: dict[str, int]) -> None:
         """Write ``batch`` (``per_kind``: its readings per kind) to the store, or the spool."""

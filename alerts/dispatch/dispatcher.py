@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devices.sqlite import connect
+from devices.sqlite import connect, write_transaction
 
 from . import outbox as ob
 from .config import DispatchConfig, Receiver
@@ -419,15 +419,9 @@ class Dispatcher:
     @staticmethod
     def _write_batch(conn: sqlite3.Connection,
                      batch: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             for fn, args in batch:
                 fn(conn, *args)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     async def _shutdown(self, lanes: dict[str, _Lane], writer: asyncio.Task | None) -> None:
         for lane in lanes.values():  # queued, not started: stays pending in the outbox

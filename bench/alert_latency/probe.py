@@ -36,9 +36,20 @@ def _record(stage: str, seconds: float) -> None:
         _times.setdefault(stage, []).append(seconds)
 
 
-def _timed(cls: type, name: str, stage: str, is_async: bool = False) -> None:
+def _timed(cls: type, name: str, stage: str, is_async: bool = False, cpu: bool = False) -> None:
+    """Wrap ``cls.name``: its wall time as ``stage``; with ``cpu`` also the calling thread's CPU
+    time (``stage (thread CPU)``): wall minus CPU is waiting (the GIL, a lock, the disk)."""
     fn = getattr(cls, name)
-    if is_async:
+    if cpu:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _record(stage, time.perf_counter() - t0)
+                _record(f"{stage} (thread CPU)", time.thread_time() - c0)
+    elif is_async:
         @functools.wraps(fn)
         async def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
@@ -80,11 +91,11 @@ def install() -> None:
     Pipeline._take = timed_take
     _timed(Pipeline, "submit", "decode (MQTT thread, per message)")
     _timed(Pipeline, "_write", "flush total (_write)")
-    _timed(DuckDBStore, "write", "flush: store write (DuckDB)")
+    _timed(DuckDBStore, "write", "flush: store write (DuckDB)", cpu=True)
     _timed(Quarantine, "add", "flush: quarantine")
     _timed(EventLog, "add", "flush: events")
-    _timed(Registry, "mark_seen", "flush: registry mark_seen")
-    _timed(RuleEngine, "process", "flush: rules (process + commit)")
+    _timed(Registry, "mark_seen", "flush: registry mark_seen", cpu=True)
+    _timed(RuleEngine, "process", "rules stage: process + commit", cpu=True)
     _timed(Dispatcher, "wake", "flush: dispatcher wake")
     _timed(Dispatcher, "_scan", "dispatch: outbox scan")
     _timed(WebhookNotifier, "send", "dispatch: webhook request", is_async=True)

@@ -27,7 +27,7 @@ starts) and ``http`` (-> the receiver has the request). Node figures (messages c
 batches, mean batch flush time) come from its ``/metrics``.
 
     python bench/alert_latency/run.py [--alerts 200] [--rate 10000] [--publishers 1]
-                                      [--linger-ms 20] [--warmup-s 5] [--profile] [--keep]
+                                      [--linger-ms 5] [--warmup-s 5] [--profile] [--keep]
 
 ``--profile`` runs the node under ``probe.py`` (the same command with timers around each stage
 of a batch and of dispatch) and adds a table per phase of where the node's time goes.
@@ -573,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alerts", type=int, default=200, help="alarms per phase (default 200)")
     p.add_argument("--rate", type=float, default=10_000, help="background messages/s (default 10,000)")
     p.add_argument("--publishers", type=int, default=1, help="background publisher processes (default 1)")
-    p.add_argument("--linger-ms", type=float, default=20.0, help="the node's [ingest] linger_ms (default 20)")
+    p.add_argument("--linger-ms", type=float, default=5.0,
+                   help="the node's [ingest] linger_ms (default 5, as in settings)")
     p.add_argument("--warmup-s", type=float, default=5.0, help="background traffic before the first alarm")
     p.add_argument("--seed", type=int, default=5, help="seed of the alarm intervals")
     p.add_argument("--profile", action="store_true",
