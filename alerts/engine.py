@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -278,16 +280,24 @@ class RuleEngine:
     asset_id, lat, lon, responsible_unit) or None. ``tz`` is the zone of ``during`` windows and
     aggregate windows. ``listeners`` are added to ``state.listeners``.
 
-    Call :meth:`process` and :meth:`tick` from one thread (the ingest writer's); the
-    :class:`AlertState` may be shared with API threads.
+    ``attrs_recheck_s``: how often :meth:`process` asks ``attrs`` whether the attrs changed
+    (0: every batch; a node uses 1 s, as each asking is a state-DB query on the alert path).
+
+    :meth:`process` (the ingest pipeline's rules stage) and :meth:`tick` (a timer thread) may be
+    called from different threads: they take turns on one lock. The :class:`AlertState` may be
+    shared with API threads.
     """
 
     def __init__(self, pack: RulePack | Sequence[Rule], state: AlertState, *,
                  attrs: AttrsFn = lambda kind: _NO_ATTRS, device_info: DeviceInfoFn = lambda d: None,
-                 tz: str = "Asia/Shanghai", listeners: Iterable[NoticeListener] = ()) -> None:
+                 tz: str = "Asia/Shanghai", listeners: Iterable[NoticeListener] = (),
+                 attrs_recheck_s: float = 0.0) -> None:
         rules = pack.active if isinstance(pack, RulePack) else tuple(r for r in pack if r.enabled)
+        self._lock = threading.Lock()
         self.state = state
         self.attrs = attrs
+        self.attrs_recheck_s = attrs_recheck_s
+        self._attrs_checked = -float("inf")
         self.device_info = device_info
         self.tz = ZoneInfo(tz)
         for listener in listeners:
@@ -562,10 +572,17 @@ class RuleEngine:
         The alerts do not depend on how readings are split into batches; the returned list
         may omit pending-then-dropped pairs that start and end inside one batch.
         """
+        with self._lock:
+            return self._process(batch, events)
+
+    def _process(self, batch: Readings, events: Sequence[Event]) -> list[Transition]:
         call = _Call()
         if len(batch):
-            for kind in self._attr_kinds:
-                self._attrs_map(kind)  # drops cached per-device parameters if attrs changed
+            now = time.monotonic()
+            if now - self._attrs_checked >= self.attrs_recheck_s:
+                self._attrs_checked = now
+                for kind in self._attr_kinds:
+                    self._attrs_map(kind)  # drops cached per-device parameters if attrs changed
             codes = np.fromiter(map(self._codes.__getitem__, batch.metric), np.int64, len(batch))
             present = np.bincount(codes + 1, minlength=self._ncodes + 1)
             groups: dict[str, np.ndarray] = {}
@@ -917,6 +934,10 @@ class RuleEngine:
         seen (absent or None) are not alerted. An absence alert fires at most once per silence
         and resolves when the device's last_seen is back within the rule's duration.
         """
+        with self._lock:
+            return self._tick(now_ms, last_seen)
+
+    def _tick(self, now_ms: int, last_seen: Mapping[str, int | None]) -> list[Transition]:
         call = _Call()
         for rt in self._event_rts:
             for st in list(rt.streams.values()):

@@ -414,14 +414,18 @@ class AlertState:
     def save_streams(self, rows: Iterable[StreamRow], deleted: Iterable[tuple[str, str]] = ()) -> None:
         """Upsert stream rows and delete ``(rule, device_id)`` ones (inside :meth:`transaction`)."""
         self._require_tx()
-        self.conn.executemany("DELETE FROM rule_streams WHERE rule = ? AND device_id = ?", list(deleted))
-        self.conn.executemany(
-            "INSERT INTO rule_streams (rule, device_id, state, last_ts, data) VALUES (?,?,?,?,?)"
-            " ON CONFLICT (rule, device_id) DO UPDATE SET state = excluded.state,"
-            " last_ts = excluded.last_ts, data = excluded.data",
-            [(r.rule, r.device_id, r.state, r.last_ts, json.dumps(r.data, separators=(",", ":")))
-             for r in rows],
-        )
+        # (no statement for nothing to do: each one gives up the GIL, and under load taking it
+        # back can wait for other threads, on the alert path)
+        deleted = list(deleted)
+        if deleted:
+            self.conn.executemany("DELETE FROM rule_streams WHERE rule = ? AND device_id = ?", deleted)
+        rows = [(r.rule, r.device_id, r.state, r.last_ts, json.dumps(r.data, separators=(",", ":")))
+                for r in rows]
+        if rows:
+            self.conn.executemany(
+                "INSERT INTO rule_streams (rule, device_id, state, last_ts, data) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (rule, device_id) DO UPDATE SET state = excluded.state,"
+                " last_ts = excluded.last_ts, data = excluded.data", rows)
 
     @_locked
     def load_prev(self) -> list[tuple[str, str, int, float]]:
@@ -431,10 +435,12 @@ class AlertState:
     def save_prev(self, rows: Iterable[tuple[str, str, int, float]]) -> None:
         """Upsert ``(rule, device_id, ts, value)`` rows (inside :meth:`transaction`)."""
         self._require_tx()
-        self.conn.executemany(
-            "INSERT INTO rule_prev (rule, device_id, ts, value) VALUES (?,?,?,?)"
-            " ON CONFLICT (rule, device_id) DO UPDATE SET ts = excluded.ts, value = excluded.value",
-            rows)
+        rows = list(rows)
+        if rows:
+            self.conn.executemany(
+                "INSERT INTO rule_prev (rule, device_id, ts, value) VALUES (?,?,?,?)"
+                " ON CONFLICT (rule, device_id) DO UPDATE SET ts = excluded.ts, value = excluded.value",
+                rows)
 
     # --- operator side ------------------------------------------------------------------------
 

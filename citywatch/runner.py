@@ -115,7 +115,7 @@ class Node:
                     "lat": d.lat, "lon": d.lon, "responsible_unit": d.responsible_unit}
 
         self.engine = RuleEngine(RulePack.load(s.rules.files), self.alerts, attrs=rules_registry.attrs_snapshot,
-                                 device_info=device_info, tz=s.timezone)
+                                 device_info=device_info, tz=s.timezone, attrs_recheck_s=1.0)
         # The API acknowledges from its own threads: its own connection, the same listeners.
         api_conn = connect(self.state_path)
         self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
