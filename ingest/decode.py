@@ -40,6 +40,20 @@ REJECTION_CODES = (
 )
 
 _json = msgspec.json.Decoder()
+
+
+class _SeriesMessage(msgspec.Struct):
+    """The ``series`` shape, typed: msgspec checks every sample is a number (not a bool or a
+    string) while it parses, in one pass. Anything it refuses goes through the generic path,
+    which names the problem."""
+
+    ts: Any = msgspec.UNSET
+    interval_ms: Any = msgspec.UNSET
+    series: dict[str, list[float]] = msgspec.UNSET
+    metrics: Any = msgspec.UNSET
+
+
+_series_json = msgspec.json.Decoder(_SeriesMessage)
 _EVENT_TYPE_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 # device_id -> (kind, district, asset_id)
@@ -95,7 +109,6 @@ class Decoder:
         self._lookup = lookup
         self._topics: dict[str, Topic] = {}  # valid topics seen, parsed once
         self._topic_cache_size = topic_cache_size
-        self._offset_cache: dict[tuple[int, float], np.ndarray] = {}
         # kind -> metric -> (lo, hi): the catalogue's ranges, looked up once per metric
         self._ranges = {k.name: {m.name: (m.lo, m.hi) for m in k.metrics.values()} for k in CATALOGUE.values()}
 
@@ -142,6 +155,20 @@ class Decoder:
             result.events.append(Event(t.device_id, t.kind, now, text, {}, district, asset_id))
             return
 
+        if t.channel == "telemetry" and b'"series"' in payload and b'"readings"' not in payload:
+            try:
+                msg = _series_json.decode(payload)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                msg = None  # the generic path below says what is wrong
+            if msg is not None and msg.series is not msgspec.UNSET:
+                if msg.ts is msgspec.UNSET:
+                    raise _Bad("missing_ts", "ts is missing")
+                ts = self._check_ts(parse_ts(msg.ts), now)
+                metrics = msg.metrics if msg.metrics is not msgspec.UNSET else None
+                interval = msg.interval_ms if msg.interval_ms is not msgspec.UNSET else None
+                self._series(msg.series, interval, metrics, True, kind, t, ts, out, result, district, asset_id)
+                return
+
         try:
             obj = _json.decode(payload)
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
@@ -176,7 +203,8 @@ class Decoder:
 
         ts = self._ts(obj, now)
         if "series" in obj:
-            self._series(obj, kind, t, ts, out, result, district, asset_id)
+            self._series(obj["series"], obj.get("interval_ms"), obj.get("metrics"), False, kind, t, ts, out,
+                         result, district, asset_id)
             return
         if "metrics" not in obj:
             raise _Bad("bad_shape", "payload has none of metrics, readings, series")
@@ -192,11 +220,14 @@ class Decoder:
         if ts > result.seen.get(t.device_id, 0):
             result.seen[t.device_id] = ts
 
-    @staticmethod
-    def _ts(obj: Mapping[str, Any], now: int) -> int:
+    @classmethod
+    def _ts(cls, obj: Mapping[str, Any], now: int) -> int:
         if "ts" not in obj:
             raise _Bad("missing_ts", "ts is missing")
-        ts = parse_ts(obj["ts"])
+        return cls._check_ts(parse_ts(obj["ts"]), now)
+
+    @staticmethod
+    def _check_ts(ts: int, now: int) -> int:
         if ts > now + MAX_FUTURE_MS:
             raise _Bad("ts_future", f"ts {ts} is {(ts - now) / 1000:.0f} s in the future (limit 300 s)")
         if ts < now - MAX_PAST_MS:
@@ -222,10 +253,9 @@ class Decoder:
             rows.append((name, float(value)))
         return rows
 
-    def _series(self, obj: Mapping[str, Any], kind: Kind, t: Topic, ts: int, out: ReadingsBuilder,
-                result: Decoded, district: str, asset_id: str) -> None:
-        series = obj["series"]
-        interval = obj.get("interval_ms")
+    def _series(self, series: Any, interval: Any, metrics: Any, typed: bool, kind: Kind, t: Topic, ts: int,
+                out: ReadingsBuilder, result: Decoded, district: str, asset_id: str) -> None:
+        """A ``series`` message; ``typed``: the sample lists are floats already (_SeriesMessage)."""
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
             math.isfinite(interval) and interval > 0
         ):
@@ -243,37 +273,29 @@ class Decoder:
             if length is not None and len(values) != length:
                 raise _Bad("series_length", f"series lengths differ ({length} and {len(values)} for {name!r})")
             length = len(values)
-            try:  # strict: ints and floats only (no bools, no numeric strings)
-                a = np.array(msgspec.convert(values, list[float]), dtype=np.float64)
-            except msgspec.ValidationError as e:
-                raise _Bad("not_a_number", f"series {name!r}: {e}") from None
+            if not typed:
+                try:  # strict: ints and floats only (no bools, no numeric strings)
+                    values = msgspec.convert(values, list[float])
+                except msgspec.ValidationError as e:
+                    raise _Bad("not_a_number", f"series {name!r}: {e}") from None
             # (JSON cannot carry NaN or infinities: msgspec refused those before we got here)
+            a = np.array(values, dtype=np.float64)
             if a.min() < m.lo or a.max() > m.hi:
                 raise _Bad("out_of_range",
                            f"series {name!r} has values outside its physical range {m.lo:g}..{m.hi:g} {m.unit}")
             arrays.append((name, a))
-        rows = self._metrics(obj["metrics"], kind) if "metrics" in obj else []
-        times = ts + self._offsets(length, float(interval))
+        rows = self._metrics(metrics, kind) if metrics is not None else []
+        interval = float(interval)
         for name, a in arrays:
-            out.add_series(t.device_id, t.kind, name, times, a, district, asset_id)
+            out.add_window(t.device_id, t.kind, name, ts, interval, a, district, asset_id)
             result.readings += len(a)
-        last = int(times[-1])
+        # the last sample's time, as ReadingsBuilder.window_times computes it (Python's round()
+        # rounds half to even like numpy's, on the same float64 product)
+        last = ts + int(round((length - 1) * interval))
         if rows:
             self._add_rows(out, result, t, ts, rows, district, asset_id)
         if last > result.seen.get(t.device_id, 0):
             result.seen[t.device_id] = last
-
-    def _offsets(self, length: int, interval: float) -> np.ndarray:
-        """Sample offsets ``round(i * interval_ms)``, cached: windows repeat their shape."""
-        key = (length, interval)
-        off = self._offset_cache.get(key)
-        if off is None:
-            if len(self._offset_cache) > 1024:
-                self._offset_cache.clear()
-            off = np.round(np.arange(length, dtype=np.float64) * interval).astype(np.int64)
-            off.flags.writeable = False
-            self._offset_cache[key] = off
-        return off
 
     def _event(self, obj: Mapping[str, Any], t: Topic, now: int, district: str, asset_id: str) -> Event:
         ts = self._ts(obj, now)

@@ -107,11 +107,14 @@ class Readings:
 class ReadingsBuilder:
     """Appends readings per message and builds one :class:`Readings` batch.
 
-    Two ways in: :meth:`add` one reading (a metric of a single-reading message), and
-    :meth:`add_series` a waveform (many samples of one metric, already a numpy array).
+    Three ways in: :meth:`add` one reading (a metric of a single-reading message),
+    :meth:`add_series` many samples of one metric with their timestamps, and :meth:`add_window`
+    a waveform window (samples at a fixed interval from a start time, whose timestamps are made
+    in :meth:`build` for the whole batch at once).
     """
 
-    __slots__ = ("_rows", "_series_tags", "_series_ts", "_series_values", "_n")
+    __slots__ = ("_rows", "_series_tags", "_series_ts", "_series_values", "_win_tags", "_win_ts",
+                 "_win_interval", "_win_values", "_n")
 
     def __init__(self) -> None:
         self._rows: list[tuple] = []
@@ -120,6 +123,10 @@ class ReadingsBuilder:
         self._series_tags: list[tuple[str, str, str, str, str]] = []
         self._series_ts: list[np.ndarray] = []
         self._series_values: list[np.ndarray] = []
+        self._win_tags: list[tuple[str, str, str, str, str]] = []
+        self._win_ts: list[int] = []
+        self._win_interval: list[float] = []
+        self._win_values: list[np.ndarray] = []
         self._n = 0
 
     def __len__(self) -> int:
@@ -142,18 +149,47 @@ class ReadingsBuilder:
         self._series_values.append(np.asarray(value, np.float64))
         self._n += n
 
+    def add_window(self, device_id: str, kind: str, metric: str, ts: int, interval_ms: float,
+                   value: np.ndarray, district: str = "", asset_id: str = "") -> None:
+        """Samples ``value[i]`` at ``ts + round(i * interval_ms)`` (device-protocol.md "series")."""
+        if len(value) == 0:
+            return
+        self._win_tags.append((device_id, kind, metric, district, asset_id))
+        self._win_ts.append(ts)
+        self._win_interval.append(interval_ms)
+        self._win_values.append(value)
+        self._n += len(value)
+
+    @staticmethod
+    def window_times(ts: np.ndarray, interval_ms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The sample times of windows (``ts``, ``interval_ms``, ``lengths`` per window), concatenated."""
+        starts = np.cumsum(lengths) - lengths
+        i = np.arange(int(lengths.sum()), dtype=np.float64) - np.repeat(starts, lengths)
+        return np.repeat(ts, lengths) + np.round(i * np.repeat(interval_ms, lengths)).astype(np.int64)
+
     def build(self) -> Readings:
         parts = []
         if self._rows:
             parts.append(Readings.from_rows(self._rows))
         if self._series_tags:
             lengths = np.fromiter((len(t) for t in self._series_ts), np.int64, len(self._series_ts))
-            tags = np.empty((len(self._series_tags), 5), dtype=object)
-            tags[:] = self._series_tags
-            cols = [np.repeat(tags[:, j], lengths) for j in range(5)]
-            parts.append(Readings(cols[0], cols[1], cols[2], np.concatenate(self._series_ts),
-                                  np.concatenate(self._series_values), cols[3], cols[4]))
+            parts.append(self._expand(self._series_tags, lengths, np.concatenate(self._series_ts),
+                                      np.concatenate(self._series_values)))
+        if self._win_tags:
+            lengths = np.fromiter((len(v) for v in self._win_values), np.int64, len(self._win_values))
+            times = self.window_times(np.array(self._win_ts, np.int64), np.array(self._win_interval, np.float64),
+                                      lengths)
+            parts.append(self._expand(self._win_tags, lengths, times, np.concatenate(self._win_values)))
         return Readings.concat(parts)
+
+    @staticmethod
+    def _expand(tags_list: list[tuple], lengths: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Readings:
+        """Readings of runs: the five tags of run j repeated ``lengths[j]`` times (one np.repeat
+        per column, not a tuple per sample)."""
+        tags = np.empty((len(tags_list), 5), dtype=object)
+        tags[:] = tags_list
+        cols = [np.repeat(tags[:, j], lengths) for j in range(5)]
+        return Readings(cols[0], cols[1], cols[2], ts, np.asarray(values, np.float64), cols[3], cols[4])
 
 
 @dataclass(frozen=True, slots=True)
