@@ -34,6 +34,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from devices.catalogue import KINDS, SEVERITIES
 from devices.sqlite import write_transaction
 
@@ -41,6 +43,7 @@ from .errors import AlertNotFound, AlertsError, InvalidSilence
 from .notice import AlertNotice, NoticeListener
 
 log = logging.getLogger("citywatch.alerts")
+_encode = msgspec.json.Encoder().encode
 
 ALERT_STATES = ("pending", "firing", "acknowledged", "resolved")
 SILENCE_MATCHERS = ("rule", "kind", "district", "device", "severity")
@@ -419,8 +422,9 @@ class AlertState:
         deleted = list(deleted)
         if deleted:
             self.conn.executemany("DELETE FROM rule_streams WHERE rule = ? AND device_id = ?", deleted)
-        rows = [(r.rule, r.device_id, r.state, r.last_ts, json.dumps(r.data, separators=(",", ":")))
-                for r in rows]
+        # msgspec: the same JSON as json.dumps(separators=(",", ":")) for this data (finite numbers,
+        # str, None, lists, dicts), ~10x faster; a batch saves a stream per device it touched
+        rows = [(r.rule, r.device_id, r.state, r.last_ts, _encode(r.data).decode()) for r in rows]
         if rows:
             self.conn.executemany(
                 "INSERT INTO rule_streams (rule, device_id, state, last_ts, data) VALUES (?,?,?,?,?)"

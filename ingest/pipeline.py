@@ -74,6 +74,7 @@ class _Pending:
     rejections: list[Rejection] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
     per_kind: dict[str, int] = field(default_factory=dict)  # readings accepted, per kind
+    channels: dict[str, int] = field(default_factory=dict)  # messages per topic channel
     acks: list[Ack] = field(default_factory=list)
     messages: int = 0
     first_at: float = 0.0
@@ -162,7 +163,7 @@ class Pipeline:
         self.rules = rules
         self.after_rules = after_rules
         self.decoder = Decoder(DeviceLookup(registry))
-        # the per-channel message counters, looked up once (labels() per message is hot-path work)
+        # the per-channel message counters, looked up once
         self._messages_by_channel = {c: self.metrics.messages.labels(c)
                                      for c in ("telemetry", "event", "status", "other")}
         self.max_batch_readings = max_batch_readings
@@ -219,8 +220,9 @@ class Pipeline:
                 if d.readings:
                     kind = topic.split("/", 2)[1]
                     p.per_kind[kind] = p.per_kind.get(kind, 0) + d.readings
-            counter = self._messages_by_channel.get(topic.rsplit("/", 1)[-1])
-            (counter or self._messages_by_channel["other"]).inc()
+            # counted per batch (a prometheus counter takes a lock per inc: hot-path work)
+            channel = topic.rsplit("/", 1)[-1]
+            p.channels[channel] = p.channels.get(channel, 0) + 1
             if ack is not None:
                 p.acks.append(ack)
             if p.messages == 0:
@@ -361,6 +363,9 @@ class Pipeline:
             p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
             for k, c in p.per_kind.items():
                 self.metrics.received.labels(k).inc(c)
+            for channel, n in p.channels.items():
+                counter = self._messages_by_channel.get(channel) or self._messages_by_channel["other"]
+                counter.inc(n)
         if p.rules_done:
             return
         batch = p.batch
