@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import numpy as np
 import pytest
 
+import ingest.decode as decode_module
 from ingest.decode import MAX_PAYLOAD, Decoder
 from ingest.model import ReadingsBuilder
 
@@ -70,6 +72,15 @@ def test_series_samples_are_spaced_by_interval():
     assert d.seen["bridge-1-s1"] == NOW - 1000 + 30
 
 
+def test_series_sample_times_round_a_fractional_interval_like_the_contract():
+    # 400 Hz: 2.5 ms apart, each time rounded half to even (numpy and Python round alike)
+    d, r = decode("city/bridge/bridge-1-s1/telemetry",
+                  {"ts": NOW - 1000, "interval_ms": 2.5, "series": {"accel_ms2": [0.0] * 7}})
+    assert list(r.ts) == [NOW - 1000 + round(i * 2.5) for i in range(7)] == \
+        [NOW - 1000 + t for t in (0, 2, 5, 8, 10, 12, 15)]
+    assert d.seen["bridge-1-s1"] == NOW - 1000 + 15
+
+
 def test_event_decodes():
     d, r = decode("city/gas_meter/gas-1/event", {"ts": NOW, "type": "magnet_tamper", "detail": {"n": 1}})
     assert len(r) == 0 and d.events[0].type == "magnet_tamper" and d.events[0].detail == {"n": 1}
@@ -104,6 +115,21 @@ BAD = [
      {"ts": NOW, "interval_ms": 10, "series": {"accel_ms2": [0.1, 99.0]}}),
     ("not_a_number", "city/bridge/bridge-1-s1/telemetry",
      {"ts": NOW, "interval_ms": 10, "series": {"accel_ms2": [0.1, "x"]}}),
+    # series messages take a typed fast path; whatever it refuses is judged by the generic one
+    ("not_a_number", "city/bridge/bridge-1-s1/telemetry",
+     {"ts": NOW, "interval_ms": 10, "series": {"accel_ms2": [0.1, True]}}),
+    ("not_finite", "city/bridge/bridge-1-s1/telemetry",
+     b'{"ts": %d, "interval_ms": 10, "series": {"accel_ms2": [0.1, 1e999]}}' % NOW),
+    ("missing_ts", "city/bridge/bridge-1-s1/telemetry", {"interval_ms": 10, "series": {"accel_ms2": [0.1]}}),
+    ("bad_shape", "city/bridge/bridge-1-s1/telemetry", {"ts": NOW, "series": {"accel_ms2": [0.1]}}),
+    ("bad_shape", "city/bridge/bridge-1-s1/telemetry", {"ts": NOW, "interval_ms": 0, "series": {"accel_ms2": [0.1]}}),
+    ("bad_shape", "city/bridge/bridge-1-s1/telemetry", {"ts": NOW, "interval_ms": 10, "series": [0.1]}),
+    ("bad_shape", "city/bridge/bridge-1-s1/telemetry", {"ts": NOW, "interval_ms": 10, "series": {"accel_ms2": []}}),
+    ("unknown_metric", "city/bridge/bridge-1-s1/telemetry",
+     {"ts": NOW, "interval_ms": 10, "series": {"accel_z": [0.1]}}),
+    ("out_of_range", "city/bridge/bridge-1-s1/telemetry",
+     {"ts": NOW, "interval_ms": 10, "series": {"accel_ms2": [0.1]}, "metrics": {"temp_c": 900}}),
+    ("bad_ts", "city/bridge/bridge-1-s1/telemetry", {"ts": True, "interval_ms": 10, "series": {"accel_ms2": [0.1]}}),
     ("bad_status", "city/noise/noise-1/status", b"sleepy"),
     ("bad_event", "city/gas_meter/gas-1/event", {"ts": NOW, "type": "Valve Closed!"}),
 ]
@@ -127,3 +153,23 @@ def test_rejection_of_one_device_leaves_others_alone():
     d = dec.decode("city/noise/noise-1/telemetry", json.dumps({"ts": NOW, "metrics": {"laeq_db": 50}}).encode(),
                    NOW, b)
     assert d.readings == 1 and len(b.build()) == 1
+
+
+class _Refuses:
+    def decode(self, payload):
+        raise msgspec.ValidationError("refused (test)")
+
+
+@pytest.mark.parametrize("code,topic,payload", [b for b in BAD if "series" in str(b[2])] + [
+    ("", "city/bridge/bridge-1-s1/telemetry",
+     {"ts": NOW - 1000, "interval_ms": 2.5, "series": {"accel_ms2": [0, 1, -2.5, 3e-3]}, "metrics": {"temp_c": 9}}),
+])
+def test_series_typed_and_generic_paths_agree(monkeypatch, code, topic, payload):
+    typed = decode(topic, payload)
+    monkeypatch.setattr(decode_module, "_series_json", _Refuses())  # every series takes the generic path
+    generic = decode(topic, payload)
+    assert [x.reason for x in typed[0].rejections] == [x.reason for x in generic[0].rejections]
+    assert bool(typed[0].rejections) == bool(code)
+    assert typed[0].seen == generic[0].seen
+    for col in ("device_id", "metric", "ts", "value"):
+        assert list(getattr(typed[1], col)) == list(getattr(generic[1], col))

@@ -1,0 +1,242 @@
+"""The pipeline's two stages (rules, then the write) and what rides on them.
+
+- an alert's notice is committed while the store write of the batch before it is still in
+  progress (rules do not wait for the store), and acknowledgements still wait for both, in
+  the order received;
+- batches the rules passed on while the store was busy are merged into one write;
+- last-seen times are written at most every ``seen_interval_ms``, at flush and at stop;
+- writers of one state DB in one process queue on its lock instead of failing busy;
+- the rule engine's ``process`` and ``tick`` take turns.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+
+from alerts.engine import RuleEngine
+from alerts.rules import RulePack
+from alerts.state import AlertState
+from devices.model import Device
+from devices.registry import Registry
+from devices.sqlite import connect, write_transaction
+from ingest.events import EventLog
+from ingest.metrics import IngestMetrics
+from ingest.mqtt import wait_for
+from ingest.pipeline import Pipeline
+from ingest.quarantine import Quarantine
+from ingest.stores.duckdb import DuckDBStore
+
+NOW = 1_764_403_200_000
+
+
+class GatedStore:
+    """A real DuckDB store whose writes wait for ``gate`` (a slow store, observable)."""
+
+    def __init__(self, inner: DuckDBStore) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.writing = threading.Event()
+        self.batches: list[int] = []
+
+    def write(self, batch):
+        self.writing.set()
+        assert self.gate.wait(20), "test gate never opened"
+        self.batches.append(len(batch))
+        return self.inner.write(batch)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _node(tmp_path, store, **kw):
+    state = tmp_path / "state.db"
+    devices = [Device(f"l-{i}", "lighting", "江汉区") for i in range(20)]
+    Registry(connect(state)).upsert(devices)
+    alerts = AlertState(connect(state), tz="Asia/Shanghai")
+    engine = RuleEngine(RulePack.load(), alerts, tz="Asia/Shanghai")
+    woken = threading.Event()
+    p = Pipeline(store=store, registry=Registry(connect(state)), quarantine=Quarantine(connect(state)),
+                 events=EventLog(connect(state)), metrics=IngestMetrics(), rules=engine,
+                 after_rules=woken.set, linger_ms=1, **kw)
+    return p, alerts, woken, state
+
+
+def _leak(i: int, ma: float, ts: int = NOW) -> tuple[str, bytes]:
+    return f"city/lighting/l-{i}/telemetry", json.dumps({"ts": ts, "metrics": {"leakage_ma": ma}}).encode()
+
+
+def test_rules_run_while_the_store_write_before_is_in_progress(tmp_path):
+    store = GatedStore(DuckDBStore(tmp_path / "r.duckdb"))
+    p, alerts, woken, _ = _node(tmp_path, store)
+    acks: list[int] = []
+    p.start()
+    try:
+        topic, payload = _leak(0, 5.0)  # ordinary reading: its batch goes to the (blocked) store
+        p.submit(topic, payload, ack=lambda: acks.append(0), received_ms=NOW)
+        assert store.writing.wait(10)
+        woken.clear()
+        topic, payload = _leak(1, 45.0)  # an alarm (lighting.leakage > 30 mA, immediate)
+        p.submit(topic, payload, ack=lambda: acks.append(1), received_ms=NOW)
+        # the alarm's rules ran and committed while the first batch's write is still held
+        assert woken.wait(10)
+        assert [(a.rule, a.device_id) for a in alerts.open_alerts()] == [("lighting.leakage", "l-1")]
+        assert acks == []  # nothing acknowledged before its readings are stored
+        store.gate.set()
+        assert wait_for(lambda: len(acks) == 2, 10)
+        assert acks == [0, 1]  # in the order received
+    finally:
+        store.gate.set()
+        p.stop()
+    assert store.inner.count() == 2
+
+
+def test_batches_that_waited_for_the_store_are_written_as_one(tmp_path):
+    store = GatedStore(DuckDBStore(tmp_path / "r.duckdb"))
+    p, _, _, _ = _node(tmp_path, store)
+    acks: list[int] = []
+    p.start()
+    try:
+        topic, payload = _leak(0, 5.0, NOW)
+        p.submit(topic, payload, ack=lambda: acks.append(0), received_ms=NOW)
+        assert store.writing.wait(10)
+        for k in range(1, 6):  # five more batches (linger 1 ms) while the first write is held
+            topic, payload = _leak(k, 5.0, NOW + k)
+            p.submit(topic, payload, ack=lambda k=k: acks.append(k), received_ms=NOW)
+            time.sleep(0.02)
+        assert wait_for(lambda: p.pending_messages() == 0, 5)  # all evaluated, waiting for the store
+        store.gate.set()
+        assert wait_for(lambda: len(acks) == 6, 10)
+    finally:
+        store.gate.set()
+        p.stop()
+    assert acks == list(range(6))
+    assert store.batches == [1, 5]  # the five that waited went in one write
+    assert store.inner.count() == 6
+
+
+def test_merged_writes_are_bounded_by_batch_readings(tmp_path):
+    store = GatedStore(DuckDBStore(tmp_path / "r.duckdb"))
+    p, _, _, _ = _node(tmp_path, store, max_batch_readings=2)
+    p.start()
+    try:
+        topic, payload = _leak(0, 5.0, NOW)
+        p.submit(topic, payload, received_ms=NOW)
+        assert store.writing.wait(10)
+        for k in range(1, 6):
+            topic, payload = _leak(k, 5.0, NOW + k)
+            p.submit(topic, payload, received_ms=NOW)
+            time.sleep(0.02)
+        assert wait_for(lambda: p.pending_messages() == 0, 5)
+        store.gate.set()
+        assert wait_for(lambda: store.inner.count() == 6, 10)
+    finally:
+        store.gate.set()
+        p.stop()
+    # the first write held one; the five that waited went in writes of at most 2 readings, merged
+    assert store.batches[0] == 1 and sum(store.batches) == 6
+    assert max(store.batches) == 2 and len(store.batches) < 6
+
+
+def test_last_seen_is_written_at_most_every_interval_and_at_flush(tmp_path):
+    p, _, _, state = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"), seen_interval_ms=60_000)
+    reader = Registry(connect(state))
+    for k in range(3):
+        topic, payload = _leak(k, 5.0, NOW + k)
+        p.submit(topic, payload, received_ms=NOW)
+        p.flush()  # flush writes them (tests, shutdown)
+        assert reader.last_seen_map()[f"l-{k}"] == NOW + k
+    calls = []
+    real = p.registry.mark_seen
+    p.registry.mark_seen = lambda seen: (calls.append(dict(seen)), real(seen))
+    p.start()
+    try:
+        for k in range(3, 6):
+            topic, payload = _leak(k, 5.0, NOW + k)
+            p.submit(topic, payload, received_ms=NOW)
+        assert wait_for(lambda: p.store.count() == 6, 10)
+        time.sleep(0.3)
+        assert calls == []  # within the interval: not yet
+        assert "l-4" not in reader.last_seen_map()
+    finally:
+        p.stop()
+    assert calls == [{"l-3": NOW + 3, "l-4": NOW + 4, "l-5": NOW + 5}]  # at stop, once
+    assert reader.last_seen_map()["l-5"] == NOW + 5
+
+
+def test_writers_of_one_process_queue_instead_of_failing_busy(tmp_path):
+    path = tmp_path / "s.db"
+    a, b = connect(path), connect(path)
+    a.execute("PRAGMA busy_timeout=0")  # without the lock, b's BEGIN IMMEDIATE would fail at once
+    b.execute("PRAGMA busy_timeout=0")
+    a.execute("CREATE TABLE t (x INTEGER)")
+    order: list[str] = []
+    inside = threading.Event()
+
+    def hold():
+        with write_transaction(a):
+            a.execute("INSERT INTO t VALUES (1)")
+            inside.set()
+            time.sleep(0.3)
+            order.append("a")
+
+    th = threading.Thread(target=hold)
+    th.start()
+    assert inside.wait(5)
+    with write_transaction(b):  # waits for a's commit on the lock: no "database is locked"
+        b.execute("INSERT INTO t VALUES (2)")
+        order.append("b")
+    th.join()
+    assert order == ["a", "b"]
+    assert sorted(x for (x,) in a.execute("SELECT x FROM t")) == [1, 2]
+    # a plain sqlite3 connection has no lock: SQLite's own locking applies
+    plain = sqlite3.connect(path, isolation_level=None)
+    with write_transaction(plain):
+        plain.execute("INSERT INTO t VALUES (3)")
+    assert a.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+
+
+def test_a_failed_write_transaction_rolls_back_and_releases_the_lock(tmp_path):
+    path = tmp_path / "s.db"
+    a, b = connect(path), connect(path)
+    a.execute("CREATE TABLE t (x INTEGER)")
+    try:
+        with write_transaction(a):
+            a.execute("INSERT INTO t VALUES (1)")
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert not a.in_transaction
+    with write_transaction(b):
+        b.execute("INSERT INTO t VALUES (2)")
+    assert [x for (x,) in a.execute("SELECT x FROM t")] == [2]
+
+
+def test_process_and_tick_take_turns(tmp_path):
+    state = tmp_path / "state.db"
+    alerts = AlertState(connect(state), tz="Asia/Shanghai")
+    engine = RuleEngine(RulePack.load(), alerts, tz="Asia/Shanghai")
+    inside = threading.Event()
+    release = threading.Event()
+    real = engine._process
+
+    def slow_process(batch, events):
+        inside.set()
+        assert release.wait(10)
+        return real(batch, events)
+
+    engine._process = slow_process
+    from ingest.model import Readings
+    t1 = threading.Thread(target=engine.process, args=(Readings.empty(),))
+    t1.start()
+    assert inside.wait(5)
+    done = threading.Event()
+    t2 = threading.Thread(target=lambda: (engine.tick(NOW, {}), done.set()))
+    t2.start()
+    assert not done.wait(0.3)  # tick waits while process runs
+    release.set()
+    t1.join(5)
+    assert done.wait(5)
+    t2.join(5)
