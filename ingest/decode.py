@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -58,6 +58,15 @@ _EVENT_TYPE_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 # device_id -> (kind, district, asset_id)
 Lookup = Callable[[str], "tuple[str, str, str] | None"]
+
+
+class Sink(Protocol):
+    """Where :meth:`Decoder.decode_into` puts what a message carried (e.g. :class:`Decoded`)."""
+
+    readings: int
+    events: list[Event]
+    rejections: list[Rejection]
+    seen: dict[str, int]
 
 
 class _Bad(Exception):
@@ -114,11 +123,18 @@ class Decoder:
 
     def decode(self, topic: str, payload: bytes, received_ms: int, out: ReadingsBuilder) -> Decoded:
         result = Decoded()
-        try:
-            self._decode(topic, payload, received_ms, out, result)
-        except _Bad as bad:
-            result.rejections.append(self._reject(topic, payload, received_ms, bad))
+        self.decode_into(topic, payload, received_ms, out, result)
         return result
+
+    def decode_into(self, topic: str, payload: bytes, received_ms: int, out: ReadingsBuilder,
+                    into: Sink) -> None:
+        """:meth:`decode`, adding to ``into`` (``readings`` counted up, ``events`` and
+        ``rejections`` appended, ``seen`` raised to the newest time per device): the ingest
+        pipeline passes its pending batch, so no per-message result is made and merged."""
+        try:
+            self._decode(topic, payload, received_ms, out, into)
+        except _Bad as bad:
+            into.rejections.append(self._reject(topic, payload, received_ms, bad))
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -127,7 +143,7 @@ class Decoder:
                 device_id: str = "", kind: str = "") -> Rejection:
         return Rejection(topic, payload, received_ms, f"{bad.code}: {bad.message}", device_id, kind)
 
-    def _decode(self, topic: str, payload: bytes, now: int, out: ReadingsBuilder, result: Decoded) -> None:
+    def _decode(self, topic: str, payload: bytes, now: int, out: ReadingsBuilder, result: Sink) -> None:
         if len(payload) > MAX_PAYLOAD:
             raise _Bad("too_large", f"payload of {len(payload)} bytes is over the {MAX_PAYLOAD} byte limit")
         t = self._topics.get(topic)
@@ -212,7 +228,7 @@ class Decoder:
         self._add_rows(out, result, t, ts, rows, district, asset_id)
 
     @staticmethod
-    def _add_rows(out: ReadingsBuilder, result: Decoded, t: Topic, ts: int,
+    def _add_rows(out: ReadingsBuilder, result: Sink, t: Topic, ts: int,
                   rows: list[tuple[str, float]], district: str, asset_id: str) -> None:
         for name, value in rows:
             out.add(t.device_id, t.kind, name, ts, value, district, asset_id)
@@ -254,7 +270,7 @@ class Decoder:
         return rows
 
     def _series(self, series: Any, interval: Any, metrics: Any, typed: bool, kind: Kind, t: Topic, ts: int,
-                out: ReadingsBuilder, result: Decoded, district: str, asset_id: str) -> None:
+                out: ReadingsBuilder, result: Sink, district: str, asset_id: str) -> None:
         """A ``series`` message; ``typed``: the sample lists are floats already (_SeriesMessage)."""
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
             math.isfinite(interval) and interval > 0

@@ -74,6 +74,7 @@ class _Pending:
     rejections: list[Rejection] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
     per_kind: dict[str, int] = field(default_factory=dict)  # readings accepted, per kind
+    readings: int = 0  # readings accepted (the decoder counts them up: Decoder.decode_into)
     channels: dict[str, int] = field(default_factory=dict)  # messages per topic channel
     acks: list[Ack] = field(default_factory=list)
     messages: int = 0
@@ -198,28 +199,21 @@ class Pipeline:
         """Decode one message into the current batch; ``ack`` is called once it is durable."""
         now_ms = received_ms if received_ms is not None else int(self.clock() * 1000)
         with self._cond:
-            while (len(self._pending.builder) + self._inflight_readings > self.max_pending_readings
+            while (self._pending.readings + self._inflight_readings > self.max_pending_readings
                    and not self._stop):
                 self._cond.wait(0.5)  # backpressure: the MQTT socket stops being read
             if self._stop:
                 return  # stopping: not taken, not acknowledged; the broker redelivers it later
             p = self._pending
+            before = p.readings
             try:
-                d = self.decoder.decode(topic, payload, now_ms, p.builder)
+                self.decoder.decode_into(topic, payload, now_ms, p.builder, p)
             except Exception as e:  # a decoder bug must not stop the consumer: quarantine it
                 log.exception("decoding %s failed", topic)
                 p.rejections.append(Rejection(topic, payload, now_ms, f"internal: {type(e).__name__}: {e}"))
-            else:
-                if d.events:
-                    p.events.extend(d.events)
-                if d.rejections:
-                    p.rejections.extend(d.rejections)
-                for dev, ts in d.seen.items():
-                    if ts > p.seen.get(dev, 0):
-                        p.seen[dev] = ts
-                if d.readings:
-                    kind = topic.split("/", 2)[1]
-                    p.per_kind[kind] = p.per_kind.get(kind, 0) + d.readings
+            if p.readings != before:
+                kind = topic.split("/", 2)[1]
+                p.per_kind[kind] = p.per_kind.get(kind, 0) + p.readings - before
             # counted per batch (a prometheus counter takes a lock per inc: hot-path work)
             channel = topic.rsplit("/", 1)[-1]
             p.channels[channel] = p.channels.get(channel, 0) + 1
@@ -229,7 +223,7 @@ class Pipeline:
                 p.first_at = time.monotonic()
                 self._cond.notify_all()  # an idle rules stage starts the linger timer now, not at its next poll
             p.messages += 1
-            if len(p.builder) >= self.max_batch_readings or p.messages >= self.max_batch_messages:
+            if p.readings >= self.max_batch_readings or p.messages >= self.max_batch_messages:
                 self._cond.notify_all()
 
     # -- lifecycle -----------------------------------------------------------------------------
