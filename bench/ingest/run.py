@@ -59,12 +59,15 @@ class Result:
     cw_s: float
     rss_mb: float
     stored: int
+    node_cpu: float  # CPU seconds of the citywatch process(es) per second of the drain
+    broker_cpu: float  # the same for Mosquitto
 
     def row(self) -> str:
         sub_rate = self.messages / self.sub_s
         cw_rate = self.messages / self.cw_s
         return (f"| {self.case} | {self.messages:,} | {self.readings:,} | {sub_rate:,.0f} | {cw_rate:,.0f} | "
-                f"{self.readings / self.cw_s:,.0f} | {cw_rate / sub_rate:.0%} | {self.rss_mb:,.0f} |")
+                f"{self.readings / self.cw_s:,.0f} | {cw_rate / sub_rate:.0%} | {self.rss_mb:,.0f} | "
+                f"{self.node_cpu:.0%} | {self.broker_cpu:.0%} |")
 
 
 def payloads(case: str, n: int, dev: int, t0: int, rng: np.random.Generator) -> tuple[list[str], int]:
@@ -150,16 +153,20 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
                    for serve in serves]
         connected = [_ConnectTime(proc) for proc in running]
         peak = [0]
+        cpu: list[tuple[float, float, float]] = []  # (wall clock, node CPU s, broker CPU s)
         stop = threading.Event()
+        broker_ps = psutil.Process(broker.proc.pid)
 
         def sample() -> None:
             ps = [psutil.Process(proc.pid) for proc in running]
             if profile is not None:
                 time.sleep(1)
                 ps = [p.children()[0] for p in ps]
-            while not stop.wait(0.1):
+            while not stop.wait(0.05):
                 try:
                     peak[0] = max(peak[0], *(p.memory_info().rss for p in ps))
+                    node = sum(sum(p.cpu_times()[:2]) for p in ps)
+                    cpu.append((time.time(), node, sum(broker_ps.cpu_times()[:2])))
                 except psutil.Error:
                     return
 
@@ -174,12 +181,16 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
         cw_s = done - t_connect
         print(f"  {case}: connected at {t_connect:.3f}, all {readings:,} durable {cw_s:.2f} s later", flush=True)
         stop.set()
+        window = [c for c in cpu if t_connect <= c[0] <= done] or cpu[-2:]
+        span = max(window[-1][0] - window[0][0], 1e-9)
+        node_cpu = (window[-1][1] - window[0][1]) / span
+        broker_cpu = (window[-1][2] - window[0][2]) / span
         for proc in running:
             proc.send_signal(signal.SIGINT)
         for proc in running:
             proc.wait(120)
         stored = _count(store_url)
-        return Result(case, total, readings, sub_s, cw_s, peak[0] / 1e6, stored)
+        return Result(case, total, readings, sub_s, cw_s, peak[0] / 1e6, stored, node_cpu, broker_cpu)
     finally:
         broker.stop()
 
@@ -281,10 +292,11 @@ def main() -> None:
     print(f"\n`python bench/ingest/run.py --messages {args.messages} --windows {args.windows} --cases {args.cases}`"
           f" on {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")
     print("| case | messages | readings | mosquitto_sub msg/s | citywatch msg/s | citywatch readings/s "
-          "| ratio | peak RSS MB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| ratio | peak RSS MB | citywatch CPU | Mosquitto CPU |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         print(r.row())
+    print("\nCPU columns: CPU seconds per second of the drain, per process (200% is both cores).")
     shutil.rmtree(work, ignore_errors=True)
 
 
