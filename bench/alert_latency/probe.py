@@ -2,10 +2,12 @@
 
 Runs the ordinary command line (``python bench/alert_latency/probe.py OUT.json serve --config
 FILE``) after wrapping, at class level, the calls one batch goes through: decoding on the
-MQTT thread (``Pipeline.submit``), the batch's age when the flusher takes it (linger plus any
-wait), then inside ``Pipeline._write`` the store write, quarantine, device events, the
-registry's ``mark_seen``, the rule engine, the dispatcher's wake-up and the acknowledgements
-(the rest of ``_write``); and in the dispatcher the outbox scan and each webhook request.
+MQTT thread (``Pipeline.submit``), the batch's age when the rules stage takes it (linger plus
+any wait), the rule engine and the dispatcher's wake-up (rules stage), then in the write stage
+``Pipeline._write``: the store write, quarantine, device events and the acknowledgements (and
+the registry's ``mark_seen``, once a second); in the dispatcher the outbox scan and each
+webhook request. The rule engine, the store write and ``mark_seen`` also record their
+thread's CPU time: wall minus CPU is time spent waiting.
 Durations go to ``OUT.json`` on SIGUSR1 (then start afresh) and at exit: per stage calls,
 total, p50, p99, max in ms (``messages per batch`` in messages). Nothing
 else changes, so the figures describe the real node plus the small cost of the timers.
@@ -96,7 +98,7 @@ def install() -> None:
     _timed(EventLog, "add", "flush: events")
     _timed(Registry, "mark_seen", "flush: registry mark_seen", cpu=True)
     _timed(RuleEngine, "process", "rules stage: process + commit", cpu=True)
-    _timed(Dispatcher, "wake", "flush: dispatcher wake")
+    _timed(Dispatcher, "wake", "rules stage: dispatcher wake")
     _timed(Dispatcher, "_scan", "dispatch: outbox scan")
     _timed(WebhookNotifier, "send", "dispatch: webhook request", is_async=True)
 
