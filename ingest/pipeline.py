@@ -266,13 +266,7 @@ class Pipeline:
             self._flush_waiting += 1
         waiting = True
         try:
-            with self._rules_lock:
-                with self._cond:
-                    p = self._take()
-                if p.messages:
-                    self._evaluate(p)
-                    with self._cond:
-                        self._ruled.append(p)
+            self._rules_step()
             with self._write_lock:
                 with self._cond:
                     self._flush_waiting -= 1
@@ -326,22 +320,31 @@ class Pipeline:
                             wait = 0.5
                         self._cond.wait(max(wait, 0.001))
                     stopping = self._stop
-                with self._rules_lock:
-                    with self._cond:
-                        p = self._take()
-                    if p.messages:
-                        self._evaluate(p)
-                        with self._cond:
-                            self._ruled.append(p)
-                            self._cond.notify_all()
+                self._rules_step()
                 if stopping:
                     with self._cond:
                         if self._pending.messages == 0:
                             return
+        except BaseException:
+            # not a rule bug (those are caught in _evaluate): the stage cannot go on; the write
+            # stage finishes what it holds, the rest stays unacknowledged for redelivery
+            log.critical("the rules stage stopped", exc_info=True)
+            raise
         finally:
             with self._cond:
                 self._rules_stopped = True
                 self._cond.notify_all()
+
+    def _rules_step(self) -> None:
+        """Take the pending batch, evaluate it and pass it to the write stage (one at a time)."""
+        with self._rules_lock:
+            with self._cond:
+                p = self._take()
+            if p.messages:
+                self._evaluate(p)
+                with self._cond:
+                    self._ruled.append(p)
+                    self._cond.notify_all()
 
     def _evaluate(self, p: _Pending) -> None:
         """Build ``p``'s batch and run the rule engine on it (once; never raises for a rule bug).
