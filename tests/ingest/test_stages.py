@@ -240,3 +240,19 @@ def test_process_and_tick_take_turns(tmp_path):
     t1.join(5)
     assert done.wait(5)
     t2.join(5)
+
+
+def test_last_seen_goes_in_chunks_so_the_write_lock_is_held_briefly(tmp_path, monkeypatch):
+    import ingest.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "SEEN_CHUNK", 2)
+    p, _, _, state = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"))
+    calls = []
+    real = p.registry.mark_seen
+    p.registry.mark_seen = lambda seen: (calls.append(sorted(seen)), real(seen))
+    for k in range(5):
+        topic, payload = _leak(k, 5.0, NOW + k)
+        p.submit(topic, payload, received_ms=NOW)
+    p.flush()
+    assert calls == [["l-0", "l-1"], ["l-2", "l-3"], ["l-4"]]
+    assert Registry(connect(state)).last_seen_map() == {f"l-{k}": NOW + k for k in range(5)}
