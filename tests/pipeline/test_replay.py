@@ -27,7 +27,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a minute at real pac
 
 SCENARIOS = ["cabinet-door-open@0s", "lamp-failures@5s", "overloaded-truck@20s", "strain-overload@5s"]
 RULES = {"lighting.lamp_fault", "bridge.overload", "bridge.strain"}  # fired
-PENDING = {"lighting.door_open"}  # cabinets report once a minute: one report of the open door so far
+# Cabinets report once a minute, so the 65 s span holds one report of the open door (pending)
+# or, when the span starts just before a cabinet's report, two a minute apart (fired): which one
+# depends on the wall-clock second the test starts at. Either way the replay must agree.
+PENDING = {"lighting.door_open"}
 
 
 def _fleet():
@@ -71,7 +74,7 @@ def test_replay_at_100x_raises_the_alerts_of_the_live_run(tmp_path, mosquitto):
     recorded = [r for r in read(path) if not r.retain]
     assert len(recorded) == dry.messages_out
     assert RULES <= {a.rule for a in live}, signature(live)
-    assert PENDING <= {a.rule for a in live_pending}, signature(live_pending)
+    assert PENDING <= {a.rule for a in live_pending} | {a.rule for a in live}, signature(live_pending)
 
     node_b = make_node(tmp_path / "b", mosquitto.url, "pipeline-replay-b")
     node_b.open()
