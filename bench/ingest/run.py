@@ -15,7 +15,13 @@ For each case, in one run on this machine:
    count every reading as durably stored; the count is then checked in the store.
 
 Both read the same backlog from the same broker, so the ratio compares consumers, not
-publishers. Peak RSS of the citywatch process is sampled throughout.
+publishers. Peak RSS of the citywatch process is sampled throughout, and the CPU of citywatch
+and of Mosquitto over the drain.
+
+Where the time goes: ``--profile DIR`` runs the node under py-spy (every thread, idle included;
+slower, not for figures); add ``--profile-gil`` to sample only the thread holding the GIL, i.e.
+what the one interpreter spends its time on. ``python bench/profile_summary.py DIR/CASE-0.txt``
+summarises a profile per thread.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ from tests.support.influxd import Influxd  # noqa: E402
 from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
 
 DEVICES = 50
+
+
+PROFILE_GIL = False  # set by --profile-gil
 
 
 @dataclass
@@ -147,7 +156,8 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
 
         if profile is not None:  # sampled profile of every thread (slows the run: not for figures)
             profile.mkdir(parents=True, exist_ok=True)
-            serves = [["py-spy", "record", "--threads", "--idle", "-r", "250", "--format", "raw", "-o",
+            mode = "--gil" if PROFILE_GIL else "--idle"  # --gil: only the thread holding the GIL
+            serves = [["py-spy", "record", "--threads", mode, "-r", "250", "--format", "raw", "-o",
                        str(profile / f"{case}-{i}.txt"), "--"] + serve for i, serve in enumerate(serves)]
         running = [subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                    for serve in serves]
@@ -273,7 +283,11 @@ def main() -> None:
     ap.add_argument("--cases", default="duckdb,influxdb,waveform",
                     help="duckdb, influxdb, waveform, influxdb-sharedN (N ingest processes, one shared subscription)")
     ap.add_argument("--profile", type=Path, help="write py-spy profiles (raw collapsed stacks) here")
+    ap.add_argument("--profile-gil", action="store_true",
+                    help="with --profile: sample only the thread holding the GIL (what the interpreter spends)")
     args = ap.parse_args()
+    global PROFILE_GIL
+    PROFILE_GIL = args.profile_gil
     cases = args.cases.split(",")
     work = Path(tempfile.mkdtemp(prefix="citywatch-bench-"))
     influx = Influxd(work / "influxd").start() if any(c.startswith("influxdb") for c in cases) else None
