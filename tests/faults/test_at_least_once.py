@@ -98,18 +98,30 @@ def influx_count(server: Influxd) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def test_a_sigkill_consumer_three_times(tmp_path, broker, cleanup):
-    n = 100_000
-    db = tmp_path / "node" / "readings.duckdb"
-    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}")
+def node(tmp_path, broker, store_url: str, n: int, **serve_kw) -> tuple[Serve, list]:
+    """A node (not started) on ``store_url`` with DEVICES registered, and a stream of ``n``
+    messages of theirs."""
+    serve = Serve(tmp_path / "node", broker.port, store_url, **serve_kw)
     ids = device_ids(DEVICES)
     register_devices(serve.state_db, ids)
-    messages = stream(ids, n, now_ms() - 3_600_000)
-    t0 = time.monotonic()
-    cleanup.append(serve.start())
+    return serve, stream(ids, n, now_ms() - 3_600_000)
+
+
+def publisher(serve: Serve, broker, cleanup) -> Publisher:
+    """A publisher (closed by ``cleanup``), returned once the started node has subscribed."""
     pub = Publisher(broker.port)
     cleanup.append(pub)
     subscribed(serve, pub)
+    return pub
+
+
+def test_a_sigkill_consumer_three_times(tmp_path, broker, cleanup):
+    n = 100_000
+    db = tmp_path / "node" / "readings.duckdb"
+    serve, messages = node(tmp_path, broker, f"duckdb:///{db}", n)
+    t0 = time.monotonic()
+    cleanup.append(serve.start())
+    pub = publisher(serve, broker, cleanup)
     publishing = Background(pub.publish, messages, deadline_s=240)
 
     stored_before = 0  # readings in the store when the current process started
@@ -141,15 +153,10 @@ def test_a_sigkill_consumer_three_times(tmp_path, broker, cleanup):
 
 def test_b_influxd_down_30s_spools_and_drains(tmp_path, broker, influxd, cleanup):
     n, rate, outage_s = 45_000, 1_000.0, 30.0
-    serve = Serve(tmp_path / "node", broker.port, influxd.url)
-    ids = device_ids(DEVICES)
-    register_devices(serve.state_db, ids)
-    messages = stream(ids, n, now_ms() - 3_600_000)
+    serve, messages = node(tmp_path, broker, influxd.url, n)
     cleanup.append(serve.start())
     rss = RssSampler(serve.proc.pid)
-    pub = Publisher(broker.port)
-    cleanup.append(pub)
-    subscribed(serve, pub)
+    pub = publisher(serve, broker, cleanup)
     t0 = time.monotonic()
     publishing = Background(pub.publish, messages, rate=rate, deadline_s=120)
 
@@ -187,15 +194,10 @@ def test_b_influxd_down_30s_spools_and_drains(tmp_path, broker, influxd, cleanup
 def test_c_broker_restart_mid_stream(tmp_path, broker, client, protocol, cleanup):
     n, rate = 30_000, 2_500.0
     db = tmp_path / "node" / "readings.duckdb"
-    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}",
-                  mqtt={"client": client, "protocol": protocol})
-    ids = device_ids(DEVICES)
-    register_devices(serve.state_db, ids)
-    messages = stream(ids, n, now_ms() - 3_600_000)
+    serve, messages = node(tmp_path, broker, f"duckdb:///{db}", n,
+                           mqtt={"client": client, "protocol": protocol})
     cleanup.append(serve.start())
-    pub = Publisher(broker.port)
-    cleanup.append(pub)
-    subscribed(serve, pub)
+    pub = publisher(serve, broker, cleanup)
     t0 = time.monotonic()
     publishing = Background(pub.publish, messages, rate=rate, deadline_s=120)
 
@@ -226,14 +228,9 @@ def test_d_every_message_twice_is_stored_once(tmp_path, broker, store, cleanup, 
     else:
         server = request.getfixturevalue("influxd")
         url = server.url
-    serve = Serve(tmp_path / "node", broker.port, url)
-    ids = device_ids(DEVICES)
-    register_devices(serve.state_db, ids)
-    messages = stream(ids, n, now_ms() - 3_600_000)
+    serve, messages = node(tmp_path, broker, url, n)
     cleanup.append(serve.start())
-    pub = Publisher(broker.port)
-    cleanup.append(pub)
-    subscribed(serve, pub)
+    pub = publisher(serve, broker, cleanup)
     t0 = time.monotonic()
     # Each message twice in a row (the copies land in the same batch), then the whole stream
     # once more (the copies meet readings already in the store).
@@ -261,14 +258,9 @@ def test_e_sigterm_mid_stream_drains_cleanly(tmp_path, broker, client, cleanup):
     logged, and after a restart every reading is stored exactly once."""
     n = 30_000
     db = tmp_path / "node" / "readings.duckdb"
-    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}", mqtt={"client": client})
-    ids = device_ids(DEVICES)
-    register_devices(serve.state_db, ids)
-    messages = stream(ids, n, now_ms() - 3_600_000)
+    serve, messages = node(tmp_path, broker, f"duckdb:///{db}", n, mqtt={"client": client})
     cleanup.append(serve.start())
-    pub = Publisher(broker.port)
-    cleanup.append(pub)
-    subscribed(serve, pub)
+    pub = publisher(serve, broker, cleanup)
     publishing = Background(pub.publish, messages, deadline_s=120)
     stored_before = 0
     per_process = []
@@ -303,14 +295,9 @@ def test_f_spool_full_holds_acks_and_survives_sigkill(tmp_path, broker, influxd,
     once influxd is back, the spool left on disk and the held messages all reach the store."""
     n, limit = 15_000, 1024 * 1024
     spool_dir = tmp_path / "node" / "spool"
-    serve = Serve(tmp_path / "node", broker.port, influxd.url, ingest={"spool_max_bytes": limit})
-    ids = device_ids(DEVICES)
-    register_devices(serve.state_db, ids)
-    messages = stream(ids, n, now_ms() - 3_600_000)
+    serve, messages = node(tmp_path, broker, influxd.url, n, ingest={"spool_max_bytes": limit})
     cleanup.append(serve.start())
-    pub = Publisher(broker.port)
-    cleanup.append(pub)
-    subscribed(serve, pub)
+    pub = publisher(serve, broker, cleanup)
     t0 = time.monotonic()
     influxd.stop()
     report = pub.publish(messages, deadline_s=120)  # the broker holds what the consumer does not ack
@@ -349,19 +336,14 @@ def test_g_state_db_refusing_writes_is_retried_not_dropped(tmp_path, broker, cle
     and every good reading is stored once."""
     n, every = 6_000, 10  # one message in ten is out of range (quarantined)
     db = tmp_path / "node" / "readings.duckdb"
-    serve = Serve(tmp_path / "node", broker.port, f"duckdb:///{db}")
-    ids = device_ids(DEVICES)
-    register_devices(serve.state_db, ids)
-    messages = stream(ids, n, now_ms() - 3_600_000)
+    serve, messages = node(tmp_path, broker, f"duckdb:///{db}", n)
     bad = 0
     for i in range(0, n, every):
         topic, payload = messages[i]
         messages[i] = (topic, payload.replace(b'"laeq_db": ', b'"laeq_db": 900'))  # above 140 dB
         bad += 1
     cleanup.append(serve.start())
-    pub = Publisher(broker.port)
-    cleanup.append(pub)
-    subscribed(serve, pub)
+    pub = publisher(serve, broker, cleanup)
     con = sqlite3.connect(serve.state_db, timeout=30)
     con.execute("CREATE TRIGGER fault_refuse BEFORE INSERT ON quarantine "
                 "BEGIN SELECT RAISE(ABORT, 'fault test: the state DB refuses writes'); END")
