@@ -64,8 +64,11 @@ def _node(tmp_path, store, **kw):
     return p, alerts, woken, state
 
 
-def _leak(i: int, ma: float, ts: int = NOW) -> tuple[str, bytes]:
-    return f"city/lighting/l-{i}/telemetry", json.dumps({"ts": ts, "metrics": {"leakage_ma": ma}}).encode()
+def _send(p: Pipeline, i: int, ma: float = 5.0, ts: int = NOW, acks: list[int] | None = None) -> None:
+    """Cabinet l-{i} reports ``ma`` of leakage current at ``ts``; its ack appends ``i`` to ``acks``."""
+    payload = json.dumps({"ts": ts, "metrics": {"leakage_ma": ma}}).encode()
+    p.submit(f"city/lighting/l-{i}/telemetry", payload,
+             ack=None if acks is None else (lambda: acks.append(i)), received_ms=NOW)
 
 
 def test_rules_run_while_the_store_write_before_is_in_progress(tmp_path):
@@ -74,12 +77,10 @@ def test_rules_run_while_the_store_write_before_is_in_progress(tmp_path):
     acks: list[int] = []
     p.start()
     try:
-        topic, payload = _leak(0, 5.0)  # ordinary reading: its batch goes to the (blocked) store
-        p.submit(topic, payload, ack=lambda: acks.append(0), received_ms=NOW)
+        _send(p, 0, acks=acks)  # ordinary reading: its batch goes to the (blocked) store
         assert store.writing.wait(10)
         woken.clear()
-        topic, payload = _leak(1, 45.0)  # an alarm (lighting.leakage > 30 mA, immediate)
-        p.submit(topic, payload, ack=lambda: acks.append(1), received_ms=NOW)
+        _send(p, 1, 45.0, acks=acks)  # an alarm (lighting.leakage > 30 mA, immediate)
         # the alarm's rules ran and committed while the first batch's write is still held
         assert woken.wait(10)
         assert [(a.rule, a.device_id) for a in alerts.open_alerts()] == [("lighting.leakage", "l-1")]
@@ -99,12 +100,10 @@ def test_batches_that_waited_for_the_store_are_written_as_one(tmp_path):
     acks: list[int] = []
     p.start()
     try:
-        topic, payload = _leak(0, 5.0, NOW)
-        p.submit(topic, payload, ack=lambda: acks.append(0), received_ms=NOW)
+        _send(p, 0, acks=acks)
         assert store.writing.wait(10)
         for k in range(1, 6):  # five more batches (linger 1 ms) while the first write is held
-            topic, payload = _leak(k, 5.0, NOW + k)
-            p.submit(topic, payload, ack=lambda k=k: acks.append(k), received_ms=NOW)
+            _send(p, k, ts=NOW + k, acks=acks)
             time.sleep(0.02)
         assert wait_for(lambda: p.pending_messages() == 0, 5)  # all evaluated, waiting for the store
         store.gate.set()
@@ -122,12 +121,10 @@ def test_merged_writes_are_bounded_by_batch_readings(tmp_path):
     p, _, _, _ = _node(tmp_path, store, max_batch_readings=2)
     p.start()
     try:
-        topic, payload = _leak(0, 5.0, NOW)
-        p.submit(topic, payload, received_ms=NOW)
+        _send(p, 0)
         assert store.writing.wait(10)
         for k in range(1, 6):
-            topic, payload = _leak(k, 5.0, NOW + k)
-            p.submit(topic, payload, received_ms=NOW)
+            _send(p, k, ts=NOW + k)
             time.sleep(0.02)
         assert wait_for(lambda: p.pending_messages() == 0, 5)
         store.gate.set()
@@ -144,8 +141,7 @@ def test_last_seen_is_written_at_most_every_interval_and_at_flush(tmp_path):
     p, _, _, state = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"), seen_interval_ms=60_000)
     reader = Registry(connect(state))
     for k in range(3):
-        topic, payload = _leak(k, 5.0, NOW + k)
-        p.submit(topic, payload, received_ms=NOW)
+        _send(p, k, ts=NOW + k)
         p.flush()  # flush writes them (tests, shutdown)
         assert reader.last_seen_map()[f"l-{k}"] == NOW + k
     calls = []
@@ -154,8 +150,7 @@ def test_last_seen_is_written_at_most_every_interval_and_at_flush(tmp_path):
     p.start()
     try:
         for k in range(3, 6):
-            topic, payload = _leak(k, 5.0, NOW + k)
-            p.submit(topic, payload, received_ms=NOW)
+            _send(p, k, ts=NOW + k)
         assert wait_for(lambda: p.store.count() == 6, 10)
         time.sleep(0.3)
         assert calls == []  # within the interval: not yet
@@ -251,8 +246,7 @@ def test_last_seen_goes_in_chunks_so_the_write_lock_is_held_briefly(tmp_path, mo
     real = p.registry.mark_seen
     p.registry.mark_seen = lambda seen: (calls.append(sorted(seen)), real(seen))
     for k in range(5):
-        topic, payload = _leak(k, 5.0, NOW + k)
-        p.submit(topic, payload, received_ms=NOW)
+        _send(p, k, ts=NOW + k)
     p.flush()
     assert calls == [["l-0", "l-1"], ["l-2", "l-3"], ["l-4"]]
     assert Registry(connect(state)).last_seen_map() == {f"l-{k}": NOW + k for k in range(5)}
