@@ -56,9 +56,6 @@ from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
 DEVICES = 50
 
 
-PROFILE_GIL = False  # set by --profile-gil
-
-
 @dataclass
 class Result:
     case: str
@@ -93,7 +90,8 @@ def payloads(case: str, n: int, dev: int, t0: int, rng: np.random.Generator) -> 
     return lines, 1
 
 
-def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profile: Path | None = None) -> Result:
+def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profile: Path | None = None,
+             profile_gil: bool = False) -> Result:
     work.mkdir(parents=True)
     broker = Mosquitto(work / "mosquitto", persistence=False).start()
     try:
@@ -156,7 +154,7 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
 
         if profile is not None:  # sampled profile of every thread (slows the run: not for figures)
             profile.mkdir(parents=True, exist_ok=True)
-            mode = "--gil" if PROFILE_GIL else "--idle"  # --gil: only the thread holding the GIL
+            mode = "--gil" if profile_gil else "--idle"  # --gil: only the thread holding the GIL
             serves = [["py-spy", "record", "--threads", mode, "-r", "250", "--format", "raw", "-o",
                        str(profile / f"{case}-{i}.txt"), "--"] + serve for i, serve in enumerate(serves)]
         running = [subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -286,8 +284,6 @@ def main() -> None:
     ap.add_argument("--profile-gil", action="store_true",
                     help="with --profile: sample only the thread holding the GIL (what the interpreter spends)")
     args = ap.parse_args()
-    global PROFILE_GIL
-    PROFILE_GIL = args.profile_gil
     cases = args.cases.split(",")
     work = Path(tempfile.mkdtemp(prefix="citywatch-bench-"))
     influx = Influxd(work / "influxd").start() if any(c.startswith("influxdb") for c in cases) else None
@@ -295,7 +291,7 @@ def main() -> None:
     try:
         for case in cases:
             n = args.windows if case == "waveform" else args.messages
-            res = run_case(case, n, work / case, influx, args.profile)
+            res = run_case(case, n, work / case, influx, args.profile, args.profile_gil)
             results.append(res)
             if res.stored != res.readings:
                 print(f"!! {case}: store holds {res.stored} readings, expected {res.readings}")
