@@ -14,8 +14,9 @@ Guarantees:
 Alert states: ``pending`` (condition true, waiting for ``for``; never notified; kept only in
 the engine's stream state, so the frequent pending-then-dropped case costs no alert rows; its id
 is the one the alert gets if it fires), ``firing``, ``acknowledged`` (still open, an operator
-took it), ``resolved``. The ``alerts`` table holds the alerts that fired. ``silenced`` is a flag: the alert is recorded, and its
-notices carry ``silenced=True`` so dispatch does not send them on.
+took it), ``resolved``. The ``alerts`` table holds the alerts that fired. ``silenced`` is a
+flag: the alert is recorded, and its notices carry ``silenced=True`` so dispatch does not send
+them on.
 """
 
 from __future__ import annotations

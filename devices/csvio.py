@@ -243,7 +243,8 @@ _DEVICE_PARSERS: dict[str, Callable[[str], Any]] = {
     "device_id": _stripped, "kind": _stripped, "district": _stripped,
     "lat": _number, "lon": _number,
     # free text is kept verbatim (spaces may be meaningful), so export -> import is lossless
-    "asset_id": str, "asset_name": str, "responsible_unit": str, "status": _stripped, "installed_at": _date, "attrs": _attrs,
+    "asset_id": str, "asset_name": str, "responsible_unit": str, "status": _stripped,
+    "installed_at": _date, "attrs": _attrs,
 }
 
 

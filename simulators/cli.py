@@ -95,15 +95,16 @@ def build_fleet(*, kinds: list[str], devices: int | None, scale: float | None, f
 @app.command()
 def simulate(
     kinds: Annotated[str, typer.Option("--kinds", help="comma-separated kinds")] = ",".join(KINDS),
-    devices: Annotated[int | None, typer.Option("--devices", min=1,
-                                                   help="devices per kind (bridges: whole bridges of 8 sensors)")] = None,
+    devices: Annotated[int | None, typer.Option(
+        "--devices", min=1, help="devices per kind (bridges: whole bridges of 8 sensors)")] = None,
     fleet: Annotated[Path | None, typer.Option("--fleet", help="registry CSV (devices.csv) to simulate")] = None,
-    scale: Annotated[float | None, typer.Option("--scale", min=0.0,
-                                                   help="fraction of the Wuhan figures (1.0 = 500,000 gas meters)")] = None,
+    scale: Annotated[float | None, typer.Option(
+        "--scale", min=0.0, help="fraction of the Wuhan figures (1.0 = 500,000 gas meters)")] = None,
     scenario: Annotated[list[str] | None, typer.Option(
         "--scenario", help="NAME or NAME@WHEN,key=value,... (repeatable); --list-scenarios shows them")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    start: Annotated[str | None, typer.Option("--start", help="simulated start (epoch ms or ISO 8601); default now")] = None,
+    start: Annotated[str | None, typer.Option(
+        "--start", help="simulated start (epoch ms or ISO 8601); default now")] = None,
     duration: Annotated[str, typer.Option("--duration", help="simulated duration, e.g. 90s, 2h, 1d")] = "1h",
     speed: SpeedOpt = "1",
     broker: BrokerOpt = None,

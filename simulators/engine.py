@@ -2,8 +2,9 @@
 
 :class:`Simulation` is pure: no I/O, no clock. It advances simulated time in windows of a
 minute aligned to the minute (models with finer steps, the bridges' seconds, step inside the
-window), asks each kind's model for the messages of the window, and yields them ordered by simulated time (ties keep the kinds' order
-of ``devices.catalogue.KINDS``, then each model's own order). Guarantees:
+window), asks each kind's model for the messages of the window, and yields them ordered by
+simulated time (ties keep the kinds' order of ``devices.catalogue.KINDS``, then each model's own
+order). Guarantees:
 
 - Same fleet (same order), seed, start, scenarios and options: the same messages, byte for
   byte, in the same order, however ``messages()`` is called (one call or many slices).

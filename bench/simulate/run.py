@@ -147,10 +147,12 @@ def main() -> None:
     print("\n| measurement | messages/s | readings/s | vs mosquitto_pub | note |")
     print("| --- | ---: | ---: | ---: | --- |")
     for what, mps, rps, note in rows:
-        ratio = f"{float(mps.replace(',', '')) / base:.2f}x" if base and ("publish" in what.lower() or "Publisher" in what) else ""
+        publishes = "publish" in what.lower() or "Publisher" in what
+        ratio = f"{float(mps.replace(',', '')) / base:.2f}x" if base and publishes else ""
         print(f"| {what} | {mps} | {rps} | {ratio} | {note} |")
+    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     print(f"\ncommand: python bench/simulate/run.py{' --quick' if args.quick else ''}; "
-          f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, Python {sys.version.split()[0]}")
+          f"{cores} cores, Python {sys.version.split()[0]}")
 
 
 if __name__ == "__main__":

@@ -76,8 +76,8 @@ from ingest.stores.duckdb import run_breaks
 log = logging.getLogger(__name__)
 
 LINES_PER_BODY = 5_000
-_CLUSTER_GAP_MS = 60_000
-_BEYOND_RETENTION = re.compile(r"partial write: points beyond retention policy dropped=(\d+)")  # timestamps further apart than this are looked up separately
+_CLUSTER_GAP_MS = 60_000  # timestamps further apart than this are looked up separately
+_BEYOND_RETENTION = re.compile(r"partial write: points beyond retention policy dropped=(\d+)")
 
 _MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -409,7 +409,8 @@ def encode_lines(batch: Readings, series_keys: dict | None = None) -> list[str]:
     tag_break = run_breaks(batch.kind, batch.device_id, batch.district, batch.asset_id)
     starts = np.flatnonzero(tag_break)
     prefixes = []
-    for key in zip(*(c[starts].tolist() for c in (batch.kind, batch.device_id, batch.district, batch.asset_id)), strict=False):
+    tag_cols = (batch.kind, batch.device_id, batch.district, batch.asset_id)
+    for key in zip(*(c[starts].tolist() for c in tag_cols), strict=False):
         p = cache.get(key)
         if p is None:
             p = cache[key] = _series_key(*key)
@@ -428,7 +429,8 @@ def encode_lines(batch: Readings, series_keys: dict | None = None) -> list[str]:
     tss = ts.tolist()
     if len(bounds) == n + 1:  # one reading per line (waveforms)
         return [f"{prefixes[p]} {f} {t}" for p, f, t in zip(prefix_of_row, pairs, tss, strict=False)]
-    return [f"{prefixes[prefix_of_row[a]]} {','.join(pairs[a:b])} {tss[a]}" for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [f"{prefixes[prefix_of_row[a]]} {','.join(pairs[a:b])} {tss[a]}"
+            for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def _series_key(kind: str, device_id: str, district: str, asset_id: str) -> str:

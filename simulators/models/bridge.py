@@ -279,7 +279,8 @@ class BridgeModel(Model):
         tsec = (t_ms - self.start_ms) / 1000.0
         b = self.bridge[idx]
         amp = (self.ambient[b] * (1 + load[b] / 50.0) * np.sqrt(2.0 / 6.0))[:, None, None]
-        sig = (amp * np.sin(2 * np.pi * self.acc_f[:, :, None] * tsec[:, None, :] + self.acc_phi[:, :, None])).sum(axis=1)
+        phase = 2 * np.pi * self.acc_f[:, :, None] * tsec[:, None, :] + self.acc_phi[:, :, None]
+        sig = (amp * np.sin(phase)).sum(axis=1)
         sig += rng.normal(0, 0.001, sig.shape)
         if len(self.v_t):
             # every (accelerometer, vehicle on its bridge) pair at once

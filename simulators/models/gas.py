@@ -8,7 +8,8 @@ flow(H) x 1 h, up to rounding). By default each meter sends them once a day as o
 its last 24 hourly readings at its own random minute (``mode="daily"``); ``mode="hourly"`` sends
 each hourly reading at a random offset within the next hour. The last reading of a packet also
 carries the valve state, battery voltage (lithium 3.6 V or 4xAA 6.0 V by the meter's
-``attrs.battery``, draining slowly; a few meters have old batteries near their warning level), NB-IoT signal strength (a per-meter level, -135..-65 dBm) and temperature.
+``attrs.battery``, draining slowly; a few meters have old batteries near their warning level),
+NB-IoT signal strength (a per-meter level, -135..-65 dBm) and temperature.
 
 Alarms are sent at once, as real meters do: an over-flow burst reports every 30 s and closes the
 valve after 3 minutes (events ``valve_closed``/``valve_opened``), a strong magnet sends

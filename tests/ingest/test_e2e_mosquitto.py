@@ -105,7 +105,8 @@ def test_simulated_fleet_through_mosquitto(tmp_path, own_broker):
         for (dev, metric), points in series.items():
             got = node.store.query(Query(dev, metric, now - 86_400_000, until + 60_000, limit=10**6))
             if got != sorted(points):
-                missing.append((dev, metric, len(got), len(points), sorted(set(points) - set(got))[:3], sorted(set(got) - set(points))[:3]))
+                missing.append((dev, metric, len(got), len(points), sorted(set(points) - set(got))[:3],
+                                sorted(set(got) - set(points))[:3]))
         assert not missing, (missing[:5], len(missing))
 
         # derived registry state: commissioned and last seen from traffic

@@ -94,8 +94,8 @@ def test_record_then_replay_reproduces_messages_and_order(mosquitto, small_fleet
     path = tmp_path / "traffic.cwrec"
     stop = threading.Event()
     result = {}
-    rec = threading.Thread(target=lambda: result.setdefault("n", record(mosquitto.url, path, topics=["city/+/+/telemetry"],
-                                                                          count=len(msgs), stop=stop)))
+    rec = threading.Thread(target=lambda: result.setdefault(
+        "n", record(mosquitto.url, path, topics=["city/+/+/telemetry"], count=len(msgs), stop=stop)))
     rec.start()
     time.sleep(0.5)  # let the recorder subscribe
     run(mosquitto.url, Simulation(fleet, seed=4, start_ms=START), duration_ms=1_200_000, speed=None)
@@ -128,7 +128,8 @@ def test_replay_keeps_the_recorded_timing_scaled_by_speed(mosquitto, tmp_path):
 
 def test_shift_to_now_moves_every_timestamp_and_nothing_else():
     p = b'{"seq":3,"readings":[{"ts":1000,"metrics":{"volume_m3":1.500}},{"ts": 2000,"metrics":{"x":1}}]}'
-    assert shift_ts(p, 500) == b'{"seq":3,"readings":[{"ts":1500,"metrics":{"volume_m3":1.500}},{"ts": 2500,"metrics":{"x":1}}]}'
+    assert shift_ts(p, 500) == \
+        b'{"seq":3,"readings":[{"ts":1500,"metrics":{"volume_m3":1.500}},{"ts": 2500,"metrics":{"x":1}}]}'
     assert shift_ts(b'{"ts":"2026-11-29T16:00:00.123+08:00","metrics":{}}', 3_600_000) == \
         b'{"ts":"2026-11-29T17:00:00.123+08:00","metrics":{}}'
     assert shift_ts(b"online", 5) == b"online" and shift_ts(b"\xffnot json", 5) == b"\xffnot json"

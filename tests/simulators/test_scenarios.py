@@ -89,7 +89,8 @@ def test_strain_overload_holds_over_1_2_design_for_10_s(bridges):
     assert longest_run(data[(dev, "strain_ue")], lambda v: v >= 1.2 * design) >= 10_000
     for d in bridges:
         if d.attrs.get("sensor") == "strain" and d.device_id != dev:
-            assert longest_run(data[(d.device_id, "strain_ue")], lambda v, lim=0.8 * d.attrs["design_strain_ue"]: v >= lim) < 0
+            near_design = 0.8 * d.attrs["design_strain_ue"]
+            assert longest_run(data[(d.device_id, "strain_ue")], lambda v, lim=near_design: v >= lim) < 0
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,8 @@ def test_dust_storm_takes_hourly_pm10_over_200(city):
         if d.kind != "noise":
             continue
         pts = np.array(data[(d.device_id, "pm10_ugm3")])
-        hourly = [pts[(pts[:, 0] >= h) & (pts[:, 0] < h + HOUR), 1].mean() for h in range(START, START + 14 * HOUR, HOUR)]
+        hourly = [pts[(pts[:, 0] >= h) & (pts[:, 0] < h + HOUR), 1].mean()
+                  for h in range(START, START + 14 * HOUR, HOUR)]
         assert (max(hourly) > 200) == (d.device_id == dev), (d.device_id, max(hourly))
 
 
