@@ -34,7 +34,7 @@ from typing import Any
 from devices.catalogue import CATALOGUE, KINDS
 from devices.errors import InvalidDevice, RegistryError
 from devices.model import DEVICE_ID_RE, STATUSES, Device, RolloutTarget
-from devices.sqlite import connect, write_transaction
+from devices.sqlite import connect, execute_values, write_transaction
 
 __all__ = ["Registry", "online", "device_problems", "rollout_problems", "attrs_json"]
 
@@ -95,12 +95,15 @@ ON CONFLICT (device_id) DO UPDATE SET
 # ?1 = event time (ms), ?2 = device_id. Two statements, each skipping the rows it would not
 # change: last_seen moves forward on most batches, commissioned_at is set once (the second
 # statement then finds nothing to do, so its index is rarely touched).
+# (ts, device_id) rows, one statement per chunk (devices.sqlite.execute_values)
 _MARK_LAST_SEEN = """
-UPDATE devices SET last_seen = ?1 WHERE device_id = ?2 AND (last_seen IS NULL OR last_seen < ?1)
+UPDATE devices SET last_seen = v.column1 FROM (VALUES {values}) AS v
+ WHERE devices.device_id = v.column2 AND (devices.last_seen IS NULL OR devices.last_seen < v.column1)
 """
 _MARK_COMMISSIONED = """
-UPDATE devices SET commissioned_at = ?1
- WHERE device_id = ?2 AND (commissioned_at IS NULL OR commissioned_at > ?1)
+UPDATE devices SET commissioned_at = v.column1 FROM (VALUES {values}) AS v
+ WHERE devices.device_id = v.column2
+   AND (devices.commissioned_at IS NULL OR devices.commissioned_at > v.column1)
 """
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -404,8 +407,8 @@ class Registry:
         # in key order: consecutive updates then touch the same B-tree pages
         args = sorted(((int(ts), device_id) for device_id, ts in seen.items()), key=lambda a: a[1])
         with self._tx() as conn:
-            conn.executemany(_MARK_LAST_SEEN, args)
-            conn.executemany(_MARK_COMMISSIONED, args)
+            execute_values(conn, _MARK_LAST_SEEN, args)
+            execute_values(conn, _MARK_COMMISSIONED, args)
 
     def last_seen_map(self) -> dict[str, int]:
         """``device_id -> last_seen`` (ms) of every commissioned device not retired (absence rules)."""

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from devices.sqlite import write_transaction
+from devices.sqlite import execute_values, write_transaction
 from ingest.model import Event
 
 _SCHEMA = """
@@ -37,7 +37,7 @@ class EventLog:
             return 0
         with write_transaction(self._conn) as c:
             before = c.total_changes
-            c.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", rows)
+            execute_values(c, "INSERT OR IGNORE INTO events VALUES {values}", rows)
             added = c.total_changes - before
         return added
 

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from devices.sqlite import write_transaction
+from devices.sqlite import execute_values, write_transaction
 from ingest.model import Rejection
 
 MAX_KEPT_PAYLOAD = 4096
@@ -45,9 +45,9 @@ class Quarantine:
         if not rows:
             return 0
         with write_transaction(self._conn) as c:
-            c.executemany(
-                "INSERT INTO quarantine (received_at, topic, device_id, kind, code, reason, size, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            execute_values(
+                c, "INSERT INTO quarantine (received_at, topic, device_id, kind, code, reason, size, payload)"
+                " VALUES {values}", rows)
         return len(rows)
 
     def recent(self, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
