@@ -27,6 +27,7 @@ from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import ConsumerOptions, MqttConsumer
 from ingest.pipeline import Pipeline
+from ingest.priority import Gate
 from ingest.quarantine import Quarantine
 from ingest.spool import Spool
 from ingest.stores.base import open_store
@@ -99,8 +100,10 @@ class Node:
 
         s = self.settings
         base_url = s.api.public_url or f"http://{s.api.listen}"
+        # the dispatcher and the rules stage hold it, the intake and the write stage step aside
+        self.gate = Gate(max_wait_s=s.ingest.priority_wait_ms / 1000)
         self.dispatcher = Dispatcher(self.state_path, s.dispatch_config(), public_url=base_url,
-                                     metrics=DispatchMetrics(self.metrics_registry))
+                                     metrics=DispatchMetrics(self.metrics_registry), gate=self.gate)
         engine_conn = connect(self.state_path)
         self.outbox = self.dispatcher.make_outbox(engine_conn)
         self.alerts = AlertState(engine_conn, tz=s.timezone, base_url=base_url,
@@ -141,6 +144,7 @@ class Node:
             after_rules=self.dispatcher.wake if evaluates else None,
             max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
             max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
+            write_linger_ms=s.ingest.write_linger_ms, gate=self.gate,
         )
         self.pipeline.start()
         topics = list(s.mqtt.topics)

@@ -140,6 +140,12 @@ class IngestSettings(_Section):
     batch_readings: int = Field(100_000, ge=1)
     batch_messages: int = Field(20_000, ge=1)
     linger_ms: float = Field(5.0, ge=0)
+    # the store write gathers evaluated batches this long (fewer, larger writes; see
+    # ingest/pipeline.py Pipeline._linger_for_write)
+    write_linger_ms: float = Field(150.0, ge=0, le=10_000)
+    # how long the intake and the write stage step aside, at most, while an alert is on its
+    # way (ingest/priority.py); 0 turns that off
+    priority_wait_ms: float = Field(10.0, ge=0, le=1000)
     max_pending_readings: int = Field(1_000_000, ge=1)
     spool_dir: str = f"{DEFAULT_DATA_DIR}/spool"
     spool_max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)

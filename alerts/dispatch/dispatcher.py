@@ -42,7 +42,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from devices.sqlite import connect, write_transaction
 
@@ -55,6 +55,32 @@ from .webhook import Notifier, WebhookNotifier
 log = logging.getLogger("citywatch.dispatch")
 
 PRUNE_EVERY_S = 3600.0  # how often delivered/cancelled rows past the retention are deleted
+HOLD_MAX_S = 0.1  # the longest a wake-up holds the priority gate (see Dispatcher, ``gate``)
+
+
+class PriorityGate(Protocol):
+    """What the dispatcher needs of a priority gate (ingest/priority.py's ``Gate``)."""
+
+    def enter(self) -> None: ...
+    def leave(self) -> None: ...
+
+
+class _Hold:
+    """The gate holds of the wake-ups one scan answered: left when the attempts that scan
+    started have all been answered, or after ``HOLD_MAX_S``, whichever comes first."""
+
+    def __init__(self, gate: PriorityGate, holds: int, attempts: int) -> None:
+        self.gate, self.holds, self.attempts = gate, holds, attempts
+
+    def attempted(self) -> None:
+        self.attempts -= 1
+        if self.attempts <= 0:
+            self.release()
+
+    def release(self) -> None:
+        holds, self.holds = self.holds, 0
+        for _ in range(holds):
+            self.gate.leave()
 
 
 class _DbThread:
@@ -117,7 +143,9 @@ class Dispatcher:
     deliveries per unit of a receiver's ``max_concurrency``; ``retention_s``: delivered and
     cancelled rows older than this are deleted (None keeps everything); ``metrics``: where the
     counters go (default: prometheus_client's registry); ``notifier_factory``: the notifier per
-    receiver (default :class:`WebhookNotifier`).
+    receiver (default :class:`WebhookNotifier`); ``gate``: a priority gate the dispatcher holds
+    from each :meth:`wake` until the attempts it started are answered (at most ``HOLD_MAX_S``),
+    so that the node's bulk threads step aside on an alert's path (ingest/priority.py).
     """
 
     def __init__(self, state_db_path: str | Path, config: DispatchConfig, *,
@@ -128,7 +156,8 @@ class Dispatcher:
                  drain_timeout_s: float = 5.0, queue_per_slot: int = 4,
                  retention_s: float | None = 30 * 86400.0,
                  metrics: DispatchMetrics | None = None, rng: random.Random | None = None,
-                 notifier_factory: Callable[[Receiver], Notifier] | None = None) -> None:
+                 notifier_factory: Callable[[Receiver], Notifier] | None = None,
+                 gate: PriorityGate | None = None) -> None:
         if not (0 < backoff_base_s <= backoff_cap_s):
             raise ValueError("backoff: need 0 < backoff_base_s <= backoff_cap_s")
         if (retry_horizon_s < 0 or poll_interval_s <= 0 or drain_timeout_s < 0 or queue_per_slot < 1
@@ -162,6 +191,10 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._thread_stop: asyncio.Event | None = None
         self._thread_error: BaseException | None = None
+        self._gate = gate
+        self._gate_lock = threading.Lock()
+        self._gate_holds = 0  # wake-ups holding the gate, not yet taken by a scan
+        self._holding: dict[str, _Hold] = {}  # delivery_id -> the hold its attempt answers
 
     # --- wiring ---------------------------------------------------------------------------
 
@@ -175,10 +208,25 @@ class Dispatcher:
         if loop is None or event is None:
             self._woken_early = True
             return
+        if self._gate is not None:
+            self._gate.enter()
+            with self._gate_lock:
+                self._gate_holds += 1
         try:
             loop.call_soon_threadsafe(event.set)
         except RuntimeError:  # the loop has just closed: nothing left to wake
-            pass
+            self._release_holds()
+
+    def _take_holds(self) -> int:
+        with self._gate_lock:
+            holds, self._gate_holds = self._gate_holds, 0
+        return holds
+
+    def _release_holds(self) -> None:
+        holds = self._take_holds()
+        if self._gate is not None:
+            for _ in range(holds):
+                self._gate.leave()
 
     def backoff(self, failed_attempts: int) -> float:
         """Seconds to wait after the ``failed_attempts``-th failed attempt (full jitter)."""
@@ -281,6 +329,7 @@ class Dispatcher:
         gauges_at = pruned_at = float("-inf")
         while not stop.is_set():
             self._wake.clear()
+            holds = self._take_holds()
             now = self._clock()
             wants = {n: (lane.capacity - len(lane.claimed), frozenset(lane.claimed))
                      for n, lane in lanes.items()
@@ -308,6 +357,15 @@ class Dispatcher:
                 lane = lanes[due.receiver]
                 lane.claimed.add(due.delivery_id)
                 lane.queue.put_nowait(due)
+            if holds:
+                assert self._gate is not None
+                hold = _Hold(self._gate, holds, len(batch))
+                if batch:
+                    for due in batch:
+                        self._holding[due.delivery_id] = hold
+                    asyncio.get_running_loop().call_later(HOLD_MAX_S, hold.release)
+                else:
+                    hold.release()
             if pending is not None:
                 gauges_at = time.monotonic()
                 for name in lanes:
@@ -342,6 +400,9 @@ class Dispatcher:
                 retryable, error = True, f"notifier error: {type(exc).__name__}: {exc}"
             finally:
                 lane.busy -= 1
+                hold = self._holding.pop(due.delivery_id, None)
+                if hold is not None:
+                    hold.attempted()
             self._settle(lane, due, attempted_at, self._clock(), retryable, error)
 
     def _settle(self, lane: _Lane, due: ob.Due, attempted_at: float, now: float, retryable: bool,
@@ -449,6 +510,10 @@ class Dispatcher:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
         self._outcomes = []
+        for hold in self._holding.values():
+            hold.release()
+        self._holding.clear()
+        self._release_holds()
         for lane in lanes.values():
             await lane.notifier.aclose()
         self._loop = None

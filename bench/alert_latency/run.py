@@ -27,7 +27,11 @@ starts) and ``http`` (-> the receiver has the request). Node figures (messages c
 batches, mean batch flush time) come from its ``/metrics``.
 
     python bench/alert_latency/run.py [--alerts 200] [--rate 10000] [--publishers 1]
-                                      [--linger-ms 5] [--warmup-s 5] [--profile] [--keep]
+                                      [--linger-ms MS] [--write-linger-ms MS] [--priority-wait-ms MS]
+                                      [--warmup-s 5] [--profile] [--keep]
+
+``--linger-ms``, ``--write-linger-ms``, ``--priority-wait-ms`` set the node's ``[ingest]`` keys of
+those names (default: the settings' defaults).
 
 ``--profile`` runs the node under ``probe.py`` (the same command with timers around each stage
 of a batch and of dispatch) and adds a table per phase of where the node's time goes.
@@ -277,7 +281,7 @@ def background(url: str, device_ids: list[str], rate: float, max_s: float, index
 class NodeProcess:
     """``citywatch serve --config FILE`` as a subprocess, its output in ``node.log``."""
 
-    def __init__(self, work: Path, broker_url: str, receiver_url: str, linger_ms: float,
+    def __init__(self, work: Path, broker_url: str, receiver_url: str, ingest: dict[str, float],
                  profile: bool = False) -> None:
         self.work = work
         self.profile_out = work / "probe.json" if profile else None
@@ -301,8 +305,7 @@ listen = "{self.api}"
 tokens = [{{ token = "{TOKEN}", role = "admin", name = "bench" }}]
 
 [ingest]
-linger_ms = {linger_ms}
-spool_dir = "{work}/spool"
+{"".join(f"{k} = {v}{chr(10)}" for k, v in ingest.items())}spool_dir = "{work}/spool"
 
 [[receivers]]
 name = "bench"
@@ -573,8 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alerts", type=int, default=200, help="alarms per phase (default 200)")
     p.add_argument("--rate", type=float, default=10_000, help="background messages/s (default 10,000)")
     p.add_argument("--publishers", type=int, default=1, help="background publisher processes (default 1)")
-    p.add_argument("--linger-ms", type=float, default=5.0,
-                   help="the node's [ingest] linger_ms (default 5, as in settings)")
+    for key in ("linger_ms", "write_linger_ms", "priority_wait_ms"):
+        p.add_argument("--" + key.replace("_", "-"), type=float, dest=key,
+                       help=f"the node's [ingest] {key} (default: the settings' default)")
     p.add_argument("--warmup-s", type=float, default=5.0, help="background traffic before the first alarm")
     p.add_argument("--seed", type=int, default=5, help="seed of the alarm intervals")
     p.add_argument("--profile", action="store_true",
@@ -596,7 +600,9 @@ def main(argv: list[str] | None = None) -> int:
 
     broker = Mosquitto(work / "mosquitto").start()
     receiver = Receiver().start()
-    node = NodeProcess(work, broker.url, receiver.url, args.linger_ms, profile=args.profile)
+    ingest = {k: v for k in ("linger_ms", "write_linger_ms", "priority_wait_ms")
+              if (v := getattr(args, k)) is not None}
+    node = NodeProcess(work, broker.url, receiver.url, ingest, profile=args.profile)
     alerter = None
     ok = False
     try:

@@ -47,6 +47,8 @@ def test_config_named_by_environment(tmp_path):
     ("[mqtt]\ntopics = ['city/#/x']\n", {}, "mqtt.topics: "),
     ("", {"CITYWATCH_MQTT_URLL": "x"}, "CITYWATCH_MQTT_URLL: unknown setting"),
     ("", {"CITYWATCH_INGEST_LINGER_MS": "soon"}, "ingest.linger_ms:"),
+    ("[ingest]\nwrite_linger_ms = -1\n", {}, "ingest.write_linger_ms:"),
+    ("[ingest]\npriority_wait_ms = 5000\n", {}, "ingest.priority_wait_ms:"),
     ("[[routes]]\nreceivers = ['nowhere']\n", {}, "routes[0].receivers: unknown receiver 'nowhere'"),
     ("[[receivers]]\nname = 'a'\nurl = 'ftp://x'\nsecret = 's'\n", {}, "receivers[0].url"),
     ("[mqtt\n", {}, "not valid TOML"),

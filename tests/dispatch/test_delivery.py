@@ -280,3 +280,28 @@ def test_old_delivered_rows_are_pruned_failed_ones_kept(harness, receivers, cloc
     h.dispatcher.start()  # prunes on its first pass, then hourly
     wait_for(lambda: h.rows(state="delivered") == [])
     assert [r["receiver"] for r in h.rows()] == ["bad"]
+
+
+def test_a_wake_holds_the_priority_gate_until_the_attempt_is_answered(harness, receivers):
+    from alerts.dispatch.dispatcher import HOLD_MAX_S
+    from ingest.priority import Gate
+
+    gate = Gate()
+    r = receivers()
+    h = harness([recv("jh", r)], [{"match": {}, "receivers": ["jh"]}], gate=gate)
+    h.dispatcher.start()
+    r.behaviour.delay_s = 0.3  # longer than HOLD_MAX_S
+    h.notify(make_notice(alert_id="a-1"))
+    assert gate.held  # from the wake-up on: the node's bulk threads step aside
+    wait_for(r.received)
+    assert wait_for(lambda: not gate.held, HOLD_MAX_S + 1)  # let go after HOLD_MAX_S ...
+    assert not h.rows(state="delivered")  # ... although the receiver has not answered yet
+    wait_for(lambda: h.rows(state="delivered"))
+    r.behaviour.delay_s = 0.0
+    h.notify(make_notice(alert_id="a-2"))
+    wait_for(lambda: len(h.rows(state="delivered")) == 2)
+    assert wait_for(lambda: not gate.held, 2)  # answered: let go
+    h.dispatcher.wake()  # nothing to send: the scan lets go at once
+    assert wait_for(lambda: not gate.held, 2)
+    h.dispatcher.stop(timeout=10)
+    assert not gate.held
