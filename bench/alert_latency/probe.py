@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import gc  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 _lock = threading.Lock()
@@ -91,6 +93,16 @@ def install() -> None:
         return p
 
     Pipeline._take = timed_take
+
+    gc_started: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:  # the collector holds the GIL throughout
+        if phase == "start":
+            gc_started[:] = [time.perf_counter()]
+        elif gc_started:
+            _record(f"gc: generation {info['generation']} collection", time.perf_counter() - gc_started[0])
+
+    gc.callbacks.append(on_gc)
     _timed(Pipeline, "submit", "decode (MQTT thread, per message)")
     _timed(Pipeline, "_write", "flush total (_write)")
     _timed(DuckDBStore, "write", "flush: store write (DuckDB)", cpu=True)
@@ -99,6 +111,7 @@ def install() -> None:
     _timed(Registry, "mark_seen", "flush: registry mark_seen", cpu=True)
     _timed(RuleEngine, "process", "rules stage: process + commit", cpu=True)
     _timed(Dispatcher, "wake", "rules stage: dispatcher wake")
+    _timed(RuleEngine, "tick", "rules tick: absence rules (engine lock)", cpu=True)
     _timed(Dispatcher, "_scan", "dispatch: outbox scan")
     _timed(WebhookNotifier, "send", "dispatch: webhook request", is_async=True)
 

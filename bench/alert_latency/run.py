@@ -598,7 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     alarm_ids = [d.device_id for d in lights]
     random.Random(args.seed).shuffle(alarm_ids)
 
-    broker = Mosquitto(work / "mosquitto").start()
+    # deploy/mosquitto.conf saves every 60 s; the tests' 1 s save (each stops the broker while it
+    # writes every queued message) measured loaded p99 169-177 ms against 97-137 ms with 60 s
+    broker = Mosquitto(work / "mosquitto", autosave_interval_s=60).start()
     receiver = Receiver().start()
     ingest = {k: v for k in ("linger_ms", "write_linger_ms", "priority_wait_ms")
               if (v := getattr(args, k)) is not None}
