@@ -3,25 +3,16 @@ write stage stepping aside while the rules stage works, and the write stage's li
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 import pytest
 
-from devices.model import Device
-from devices.registry import Registry
-from devices.sqlite import connect
-from ingest.events import EventLog
-from ingest.metrics import IngestMetrics
 from ingest.mqtt import wait_for
-from ingest.pipeline import Pipeline
 from ingest.priority import Gate
-from ingest.quarantine import Quarantine
 from ingest.stores.duckdb import DuckDBStore
 
-NOW = 1_764_403_200_000
-
+from .test_stages import NOW, GatedStore, _node, _send
 
 # -- the gate ------------------------------------------------------------------------------------
 
@@ -91,50 +82,21 @@ class BlockingRules:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.evaluating = threading.Event()
-        self.batches: list[int] = []
 
     def process(self, batch, events):
         self.evaluating.set()
         assert self.release.wait(20), "test never released the rules"
-        self.batches.append(len(batch))
-
-
-class CountingStore:
-    def __init__(self, inner: DuckDBStore) -> None:
-        self.inner = inner
-        self.writes: list[int] = []
-
-    def write(self, batch):
-        self.writes.append(len(batch))
-        return self.inner.write(batch)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
-def _pipeline(tmp_path, store=None, **kw) -> Pipeline:
-    state = tmp_path / "state.db"
-    Registry(connect(state)).upsert([Device(f"l-{i}", "lighting", "江汉区") for i in range(20)])
-    return Pipeline(store=store or DuckDBStore(tmp_path / "r.duckdb"), registry=Registry(connect(state)),
-                    quarantine=Quarantine(connect(state)), events=EventLog(connect(state)),
-                    metrics=IngestMetrics(), linger_ms=1, **kw)
-
-
-def _send(p: Pipeline, i: int, acks: list[int] | None = None) -> None:
-    payload = json.dumps({"ts": NOW + i, "metrics": {"leakage_ma": 5.0}}).encode()
-    p.submit(f"city/lighting/l-{i}/telemetry", payload,
-             ack=None if acks is None else (lambda: acks.append(i)), received_ms=NOW)
 
 
 def test_the_intake_steps_aside_while_the_rules_stage_evaluates(tmp_path):
     rules = BlockingRules()
-    p = _pipeline(tmp_path, rules=rules, gate=Gate(max_wait_s=10))
+    p, _, _, _ = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"), rules=rules, gate=Gate(max_wait_s=10))
     p.start()
     try:
         _send(p, 0)
         assert rules.evaluating.wait(10)
         submitted = threading.Event()
-        th = threading.Thread(target=lambda: (_send(p, 1), submitted.set()))
+        th = threading.Thread(target=lambda: (_send(p, 1, ts=NOW + 1), submitted.set()))
         th.start()
         assert not submitted.wait(0.3)  # the rules stage holds the gate: the intake waits
         rules.release.set()
@@ -148,35 +110,37 @@ def test_the_intake_steps_aside_while_the_rules_stage_evaluates(tmp_path):
 
 
 def test_the_write_stage_gathers_batches_for_write_linger(tmp_path):
-    store = CountingStore(DuckDBStore(tmp_path / "r.duckdb"))
-    p = _pipeline(tmp_path, store, write_linger_ms=1500)
+    store = GatedStore(DuckDBStore(tmp_path / "r.duckdb"))
+    store.gate.set()  # never held: it only records the writes
+    p, _, _, _ = _node(tmp_path, store, write_linger_ms=1500)
     acks: list[int] = []
     p.start()
     try:
         for i in range(4):  # four batches (linger 1 ms), evaluated one by one
-            _send(p, i, acks)
+            _send(p, i, ts=NOW + i, acks=acks)
             time.sleep(0.05)
         assert wait_for(lambda: p.pending_messages() == 0, 5)
         time.sleep(0.2)
-        assert store.writes == [] and acks == []  # still gathering: nothing written or acknowledged
+        assert store.batches == [] and acks == []  # still gathering: nothing written or acknowledged
         assert wait_for(lambda: len(acks) == 4, 10)
     finally:
         p.stop()
-    assert store.writes == [4] and acks == [0, 1, 2, 3]
+    assert store.batches == [4] and acks == [0, 1, 2, 3]
 
 
 def test_flush_and_stop_do_not_wait_for_the_write_linger(tmp_path):
-    store = CountingStore(DuckDBStore(tmp_path / "r.duckdb"))
-    p = _pipeline(tmp_path, store, write_linger_ms=10_000)
+    store = GatedStore(DuckDBStore(tmp_path / "r.duckdb"))
+    store.gate.set()  # never held: it only records the writes
+    p, _, _, _ = _node(tmp_path, store, write_linger_ms=10_000)
     acks: list[int] = []
     p.start()
     try:
-        _send(p, 0, acks)
+        _send(p, 0, acks=acks)
         assert wait_for(lambda: p.pending_messages() == 0, 5)
         start = time.monotonic()
         p.flush()
         assert time.monotonic() - start < 3 and acks == [0]
-        _send(p, 1, acks)
+        _send(p, 1, ts=NOW + 1, acks=acks)
     finally:
         start = time.monotonic()
         p.stop()

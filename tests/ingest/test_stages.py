@@ -56,10 +56,10 @@ def _node(tmp_path, store, **kw):
     devices = [Device(f"l-{i}", "lighting", "江汉区") for i in range(20)]
     Registry(connect(state)).upsert(devices)
     alerts = AlertState(connect(state), tz="Asia/Shanghai")
-    engine = RuleEngine(RulePack.load(), alerts, tz="Asia/Shanghai")
+    rules = kw.pop("rules", None) or RuleEngine(RulePack.load(), alerts, tz="Asia/Shanghai")
     woken = threading.Event()
     p = Pipeline(store=store, registry=Registry(connect(state)), quarantine=Quarantine(connect(state)),
-                 events=EventLog(connect(state)), metrics=IngestMetrics(), rules=engine,
+                 events=EventLog(connect(state)), metrics=IngestMetrics(), rules=rules,
                  after_rules=woken.set, linger_ms=1, **kw)
     return p, alerts, woken, state
 
