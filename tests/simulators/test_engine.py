@@ -88,7 +88,8 @@ from devices.fleet import sample_fleet
 from simulators.engine import Simulation
 fleet = sample_fleet(0, seed=7, min_per_kind=3)
 h = hashlib.sha256()
-for m in Simulation(fleet, seed=99, start_ms={start}, scenarios=["gas-over-flow@1m", "bad-payloads@2m"]).messages({until}):
+sim = Simulation(fleet, seed=99, start_ms={start}, scenarios=["gas-over-flow@1m", "bad-payloads@2m"])
+for m in sim.messages({until}):
     h.update(m.topic.encode() + b"\\0" + m.payload + bytes([m.qos, m.retain]) + m.sim_ts.to_bytes(8, "big"))
 print(h.hexdigest())
 """
