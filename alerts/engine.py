@@ -22,11 +22,25 @@ Guarantees:
 - All alert changes of one :meth:`process`/:meth:`tick` call commit in ONE SQLite transaction
   with the stream state; listeners run inside it. If anything raises, nothing is committed and
   the engine reloads its state from the database before re-raising.
-- Restart-safe: stream state (pending start per severity level, report counts, open alert,
-  window aggregates) and each device's previous value for ``change`` rules are restored from
+- Restart-safe: stream state (pending start per severity level, report counts, open alert),
+  window aggregates and each device's previous value for ``change`` rules are restored from
   the state DB, so a restart loses no pending duration and creates no duplicate alert. Not
   persisted: the latest value of ``and`` metrics (the same message usually carries them; after
   a restart the device's next reading of that metric re-establishes it).
+- Deferred mode (``deferred=True``, what a node runs): the window aggregates and previous values,
+  which change with nearly every reading, are not saved by each call but by :meth:`checkpoint`,
+  which the caller runs before it acknowledges the readings it passed (the ingest pipeline does,
+  before every acknowledgement). Everything else still commits with the call, but the commit
+  does not wait for the disk (``synchronous=NORMAL``: durable against a crash of the process at
+  once, against a crash of the machine at the checkpoint, whose fsync of the WAL covers every
+  commit before it). After a crash the engine resumes from what was saved, and the readings
+  evaluated after the last checkpoint were not acknowledged, so the broker redelivers them and
+  they are counted again, once: the same alerts as without the crash. The one difference a
+  machine crash (not a process crash) can make: a notice sent before the checkpoint may be
+  sent again for the redelivered reading (same alert id, new delivery id). It takes a
+  transaction per batch and the disk's latency off the alert path: under ordinary traffic a
+  batch changes every dust station's hourly mean and no alert (measured in
+  bench/alert_latency, docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -113,6 +127,11 @@ def _grow(a: np.ndarray, n: int, fill) -> np.ndarray:
 
 # --- stream state --------------------------------------------------------------------------------
 
+def _acc_row(rule_id: str, device_id: str, acc: list) -> tuple[str, str, int, float, int, int]:
+    bucket, total, n, last_ts = acc
+    return rule_id, device_id, bucket, total, n, last_ts
+
+
 @dataclass(slots=True)
 class _Stream:
     """State of one (rule, device) stream. ``since``/``count`` are per severity level: the ts
@@ -139,7 +158,7 @@ class _Stream:
     def to_row(self, rule: str) -> StreamRow:
         data = {"since": self.since, "count": self.count, "sev": self.sev, "alert": self.alert_id,
                 "started": self.started}
-        for k in ("acc", "match", "view"):
+        for k in ("match", "view"):  # acc: saved apart (rule_acc), see RuleEngine.checkpoint
             v = getattr(self, k)
             if v is not None:
                 data[k] = v
@@ -203,6 +222,7 @@ class _Call:
     def __init__(self) -> None:
         self.transitions: list[Transition] = []
         self.dirty: dict[tuple[str, int], tuple[_Runtime, _Stream]] = {}
+        self.acc: dict[tuple[str, int], tuple[_Runtime, _Stream]] = {}  # window aggregates changed
         self.dropped: set[tuple[str, int]] = set()  # streams to forget (rule id, slot)
         self.prev: list[tuple[str, str, int, float]] = []  # change rules: newest value per device
         self.reserved: set[str] = set()
@@ -291,10 +311,21 @@ class RuleEngine:
     def __init__(self, pack: RulePack | Sequence[Rule], state: AlertState, *,
                  attrs: AttrsFn = lambda kind: _NO_ATTRS, device_info: DeviceInfoFn = lambda d: None,
                  tz: str = "Asia/Shanghai", listeners: Iterable[NoticeListener] = (),
-                 attrs_recheck_s: float = 0.0) -> None:
+                 attrs_recheck_s: float = 0.0, deferred: bool = False) -> None:
         rules = pack.active if isinstance(pack, RulePack) else tuple(r for r in pack if r.enabled)
         self._lock = threading.Lock()
         self.state = state
+        self.deferred = deferred
+        # deferred mode: memories changed since the last checkpoint, and those it is saving
+        # ((rule id, device id) -> acc list, or -> (ts, value) for change rules)
+        self._unsaved_acc: dict[tuple[str, str], list] = {}
+        self._unsaved_prev: dict[tuple[str, str], tuple[int, float]] = {}
+        self._saving_acc: dict[tuple[str, str], list] = {}
+        self._saving_prev: dict[tuple[str, str], tuple[int, float]] = {}
+        self._checkpoint_lock = threading.Lock()  # one checkpoint at a time, saved in order
+        self._unsynced = False  # deferred mode: a commit since the last checkpoint's fsync
+        if deferred:
+            state.relax_commits()
         self.attrs = attrs
         self.attrs_recheck_s = attrs_recheck_s
         self._attrs_checked = -float("inf")
@@ -372,12 +403,35 @@ class RuleEngine:
                 st.last_ts = max(st.last_ts, a.fired_ms or a.started_ms)
                 rt.ensure(slot + 1)
                 rt.set_active(slot, True)
-        for rule_id, device_id, ts, value in self.state.load_prev():
+        self._restore_acc((rule, dev, [bucket, total, n, ts])
+                          for rule, dev, bucket, total, n, ts in self.state.load_acc())
+        self._restore_prev((rule_id, device_id, ts, value)
+                           for rule_id, device_id, ts, value in self.state.load_prev())
+
+    def _restore_acc(self, rows: Iterable[tuple[str, str, list]]) -> None:
+        for rule_id, device_id, acc in rows:
+            rt = self._by_id.get(rule_id)
+            if rt is not None:
+                slot = rt.slots[device_id]
+                rt.ensure(slot + 1)
+                rt.stream(slot).acc = acc
+
+    def _restore_prev(self, rows: Iterable[tuple[str, str, int, float]]) -> None:
+        for rule_id, device_id, ts, value in rows:
             rt = self._by_id.get(rule_id)
             if rt is not None:
                 slot = rt.slots[device_id]
                 rt.ensure(slot + 1)
                 rt.prev_val[slot], rt.prev_ts[slot] = value, ts
+
+    def _reload(self) -> None:
+        """Back to the state DB's state after a failed commit; in deferred mode the memories
+        not saved yet (by a checkpoint, or in the one being saved) are kept."""
+        acc = {**self._saving_acc, **self._unsaved_acc}
+        prev = {**self._saving_prev, **self._unsaved_prev}
+        self._load()
+        self._restore_acc((rule, dev, a) for (rule, dev), a in acc.items())
+        self._restore_prev((rule, dev, ts, value) for (rule, dev), (ts, value) in prev.items())
 
     # --- the one transition function ---------------------------------------------------------
 
@@ -543,24 +597,66 @@ class RuleEngine:
         }
 
     def _commit(self, call: _Call) -> list[Transition]:
-        if not call.transitions and not call.dirty and not call.prev:
-            for f in call.after_commit:
-                f()
-            return []
-        try:
-            with self.state.transaction():
-                self.state.apply(call.transitions, self._device)
-                gone = [(rid, self._by_id[rid].slots.ids[slot]) for rid, slot in call.dropped
-                        if (rid, slot) not in call.dirty]
-                self.state.save_streams((st.to_row(rt.rule.id) for rt, st in call.dirty.values()), gone)
-                self.state.save_prev(call.prev)
-        except BaseException:
-            log.exception("alert changes rolled back; reloading rule-engine state")
-            self._load()
-            raise
+        deferred = self.deferred
+        if call.transitions or call.dirty or call.dropped or (not deferred and (call.acc or call.prev)):
+            try:
+                with self.state.transaction():
+                    self.state.apply(call.transitions, self._device)
+                    gone = [(rid, self._by_id[rid].slots.ids[slot]) for rid, slot in call.dropped
+                            if (rid, slot) not in call.dirty]
+                    self.state.save_streams((st.to_row(rt.rule.id) for rt, st in call.dirty.values()), gone)
+                    if not deferred:
+                        self.state.save_acc(_acc_row(rt.rule.id, st.device_id, st.acc)
+                                            for rt, st in call.acc.values())
+                        self.state.save_prev(call.prev)
+            except BaseException:
+                log.exception("alert changes rolled back; reloading rule-engine state")
+                self._reload()
+                raise
+            self._unsynced = deferred
+        if deferred:
+            for rt, st in call.acc.values():
+                self._unsaved_acc[(rt.rule.id, st.device_id)] = st.acc
+            for rule_id, device_id, ts, value in call.prev:
+                self._unsaved_prev[(rule_id, device_id)] = (ts, value)
         for f in call.after_commit:
             f()
         return call.transitions
+
+    def checkpoint(self) -> int:
+        """Deferred mode: save the window aggregates and previous values changed since the last
+        checkpoint and make every commit so far durable (one fsync). Returns the rows saved
+        (without deferred mode there is never anything to do).
+
+        Call it before acknowledging the readings passed to :meth:`process`. It holds the
+        engine only to take the changes, not while it writes, so the rules go on meanwhile.
+        On failure the changes stay for the next checkpoint.
+        """
+        with self._checkpoint_lock:
+            with self._lock:
+                if not self._unsaved_acc and not self._unsaved_prev and not self._unsynced:
+                    return 0
+                acc, self._unsaved_acc = self._unsaved_acc, {}
+                prev, self._unsaved_prev = self._unsaved_prev, {}
+                self._saving_acc, self._saving_prev = acc, prev
+                self._unsynced = False
+            try:
+                if acc or prev:
+                    with self.state.transaction():
+                        self.state.save_acc(_acc_row(rule, dev, a) for (rule, dev), a in acc.items())
+                        self.state.save_prev((rule, dev, ts, value) for (rule, dev), (ts, value) in prev.items())
+                self.state.sync()  # outside the state's lock: the rules commit meanwhile
+            except BaseException:
+                with self._lock:
+                    # newer changes made meanwhile win over these
+                    self._unsaved_acc = {**acc, **self._unsaved_acc}
+                    self._unsaved_prev = {**prev, **self._unsaved_prev}
+                    self._unsynced = True
+                raise
+            finally:
+                with self._lock:
+                    self._saving_acc, self._saving_prev = {}, {}
+            return len(acc) + len(prev)
 
     # --- readings ---------------------------------------------------------------------------
 
@@ -805,8 +901,9 @@ class RuleEngine:
                 out_t.append((acc[0] + 1) * w - int(off[j]))
                 out_v.append(acc[1] / acc[2])
                 acc = None
+            # a new list each time (never changed in place): a checkpoint may hold the old one
             st.acc = [bucket, x, 1, t] if acc is None else [bucket, acc[1] + x, acc[2] + 1, t]
-            call.touch(rt, slot, st)
+            call.acc[(rt.rule.id, slot)] = (rt, st)
         if not out_i:
             return None
         return (idx[np.array(out_i)], np.array(out_s, np.int64), np.array(out_t, np.int64),

@@ -7,9 +7,12 @@ Guarantees:
 - Every change of one engine call (or one :meth:`AlertState.ack`) commits in ONE transaction
   (:meth:`AlertState.transaction`); notice listeners run inside it, so an outbox row a listener
   writes commits or rolls back with the alert change. A listener that raises rolls back all.
-- The engine's stream state (pending start per level, last evaluated ts, window aggregates)
-  is saved in the same transaction as the alerts it produced, so after a crash or a restart the
-  engine resumes exactly where the last committed call left it.
+- The engine's stream state (pending start per level, last evaluated ts) is saved in the same
+  transaction as the alerts it produced, so after a crash or a restart the engine resumes
+  exactly where the last committed call left it. Its per-reading memories (window aggregates in
+  ``rule_acc``, the previous value of ``change`` rules in ``rule_prev``) are saved either in
+  that transaction too or, by an engine in deferred mode, at its checkpoints, which the ingest
+  pipeline takes before it acknowledges the readings (alerts/engine.py).
 
 Alert states: ``pending`` (condition true, waiting for ``for``; never notified; kept only in
 the engine's stream state, so the frequent pending-then-dropped case costs no alert rows; its id
@@ -38,7 +41,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from devices.catalogue import KINDS, SEVERITIES
-from devices.sqlite import execute_values, write_transaction
+from devices.sqlite import execute_values, relax, sync_wal, write_transaction
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
 from .notice import AlertNotice, NoticeListener
@@ -102,6 +105,15 @@ CREATE TABLE IF NOT EXISTS rule_streams (
     state TEXT NOT NULL,
     last_ts INTEGER NOT NULL,
     data TEXT NOT NULL,
+    PRIMARY KEY (rule, device_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rule_acc (
+    rule TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    sum REAL NOT NULL,
+    n INTEGER NOT NULL,
+    last_ts INTEGER NOT NULL,
     PRIMARY KEY (rule, device_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rule_prev (
@@ -322,6 +334,15 @@ class AlertState:
                 finally:
                     self._in_tx = 0
 
+    def relax_commits(self) -> None:
+        """Commits stop waiting for the disk; :meth:`sync` makes them durable (devices.sqlite)."""
+        with self._lock:
+            relax(self.conn)
+
+    def sync(self) -> None:
+        """Every commit so far is durable when this returns (an fsync of the state DB's WAL)."""
+        sync_wal(self.conn)
+
     def _require_tx(self) -> None:
         if self._in_tx != threading.get_ident():
             raise AlertsError("alert changes must be applied inside AlertState.transaction()")
@@ -433,6 +454,22 @@ class AlertState:
                 self.conn, "INSERT INTO rule_streams (rule, device_id, state, last_ts, data) VALUES {values}"
                 " ON CONFLICT (rule, device_id) DO UPDATE SET state = excluded.state,"
                 " last_ts = excluded.last_ts, data = excluded.data", rows)
+
+    @_locked
+    def load_acc(self) -> list[tuple[str, str, int, float, int, int]]:
+        """``(rule, device_id, bucket, sum, n, last_ts)``: each window aggregate in progress."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT rule, device_id, bucket, sum, n, last_ts FROM rule_acc")]
+
+    def save_acc(self, rows: Iterable[tuple[str, str, int, float, int, int]]) -> None:
+        """Upsert ``(rule, device_id, bucket, sum, n, last_ts)`` rows (inside :meth:`transaction`)."""
+        self._require_tx()
+        rows = list(rows)
+        if rows:
+            execute_values(
+                self.conn, "INSERT INTO rule_acc (rule, device_id, bucket, sum, n, last_ts) VALUES {values}"
+                " ON CONFLICT (rule, device_id) DO UPDATE SET bucket = excluded.bucket, sum = excluded.sum,"
+                " n = excluded.n, last_ts = excluded.last_ts", rows)
 
     @_locked
     def load_prev(self) -> list[tuple[str, str, int, float]]:

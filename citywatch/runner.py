@@ -118,7 +118,8 @@ class Node:
                     "lat": d.lat, "lon": d.lon, "responsible_unit": d.responsible_unit}
 
         self.engine = RuleEngine(RulePack.load(s.rules.files), self.alerts, attrs=rules_registry.attrs_snapshot,
-                                 device_info=device_info, tz=s.timezone, attrs_recheck_s=1.0)
+                                 device_info=device_info, tz=s.timezone, attrs_recheck_s=1.0,
+                                 deferred=True)  # the pipeline checkpoints before acknowledging
         # The API acknowledges from its own threads: its own connection, the same listeners.
         api_conn = connect(self.state_path)
         self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
@@ -175,6 +176,7 @@ class Node:
                 # (the broker may still be handing over a backlog): count from the start.
                 last_seen = {d: max(ts, self.started_ms) for d, ts in conn_registry.last_seen_map().items()}
                 if self.engine.tick(self.clock(), last_seen):
+                    self.engine.checkpoint()  # its commit durable (deferred mode) before it is sent
                     self.dispatcher.wake()
             except Exception:
                 log.exception("absence-rule tick failed")

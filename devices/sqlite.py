@@ -2,7 +2,10 @@
 
 Every component opens its own connection with :func:`connect`; WAL mode lets readers (the
 API) run beside one writer, ``synchronous=FULL`` makes a commit durable when it returns
-(what at-least-once delivery relies on before it acknowledges a message).
+(what at-least-once delivery relies on before it acknowledges a message). A connection whose
+commits are on a latency path may ask for ``synchronous=NORMAL`` instead (:func:`relax`: a
+commit then survives a crash of the process, not yet of the machine) and make them durable
+later, together, with :func:`sync_wal` before anything relies on them (group commit).
 
 Writers: SQLite lets one connection write at a time and makes the others wait by polling
 (sleeps of 1, 2, 5, 10, 15, 20, 25 ... ms). Within one process the writers (the rule engine,
@@ -29,6 +32,7 @@ class Connection(sqlite3.Connection):
     """A state-DB connection that carries the write lock of its database file."""
 
     write_lock: threading.RLock
+    path: str  # the database file (":memory:" for none)
 
 
 def _write_lock_for(path: str | Path) -> threading.RLock:
@@ -80,6 +84,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> Connection:
         str(path), timeout=30.0, isolation_level=None, check_same_thread=False, factory=Connection,
     )
     conn.write_lock = _write_lock_for(path)
+    conn.path = str(path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -88,6 +93,33 @@ def connect(path: str | Path, *, readonly: bool = False) -> Connection:
         conn.execute("PRAGMA query_only=ON")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def relax(conn: sqlite3.Connection) -> None:
+    """Commits on ``conn`` stop waiting for the disk (``synchronous=NORMAL``): each is safe
+    against a crash of the process at once, against a crash of the machine after the next
+    :func:`sync_wal` (or SQLite's next checkpoint of the WAL into the database)."""
+    conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def sync_wal(conn: sqlite3.Connection) -> None:
+    """Make every commit so far to ``conn``'s database durable: fsync its write-ahead log.
+
+    In WAL mode a commit appends to the ``-wal`` file, so one fsync of it covers all commits
+    before, from every connection (what a ``synchronous=FULL`` commit does for its own). No WAL
+    file: everything is in the database file, which SQLite syncs when it checkpoints the WAL
+    into it. Raises OSError if the disk refuses."""
+    path = getattr(conn, "path", ":memory:")
+    if path == ":memory:":
+        return
+    try:
+        fd = os.open(f"{path}-wal", os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # Rows per statement of execute_values: well under SQLite's limit of 32,766 parameters.

@@ -3,7 +3,8 @@
 Per batch, in order: the rule engine (its alert changes and outbox rows commit in one state-DB
 transaction, then ``after_rules`` wakes the dispatcher, so an alert does not wait for the store
 write), the readings to the store (or fsync'd to the spool while the store is down), rejections
-to the quarantine, events to the event log, and only then the acknowledgements. Last-seen
+to the quarantine, events to the event log, the rule engine's checkpoint (the memories it
+saves apart from its commits) and only then the acknowledgements. Last-seen
 times go to the registry at most once a second (see ``_note_seen``).
 
 Delivery guarantee (device-protocol.md "Delivery"): a message is acknowledged only after all
@@ -61,6 +62,10 @@ class RegistryView(Protocol):
 
 class RuleSink(Protocol):
     def process(self, batch: Readings, events: Sequence[Event]) -> Any: ...
+
+    def checkpoint(self) -> Any:
+        """Make durable what :meth:`process` changed and left uncommitted (called before the
+        readings passed to it are acknowledged; alerts.engine.RuleEngine, deferred mode)."""
 
 
 class SpoolLike(Protocol):
@@ -539,6 +544,12 @@ class Pipeline:
                 for e in p.events:
                     self.metrics.events.labels(e.kind).inc()
             p.steps_done = 3
+        if p.steps_done < 4:
+            if self.rules is not None:
+                # the rule engine's per-reading memories (window means, previous values) that its
+                # commits left to this moment: saved before the readings are acknowledged
+                self.rules.checkpoint()
+            p.steps_done = 4
         self._note_seen(p.seen)  # idempotent: repeated by a retry
         for ack in p.acks:
             ack()

@@ -38,8 +38,9 @@ class Harness:
     """An engine on a state DB (a file when ``path`` is given, so it can be reopened)."""
 
     def __init__(self, path: Path | str = ":memory:", *, attrs: Mapping[str, Mapping[str, Any]] | None = None,
-                 pack: RulePack | None = None, listeners=()) -> None:
+                 pack: RulePack | None = None, listeners=(), deferred: bool = False) -> None:
         self.path = path
+        self.deferred = deferred
         self.attrs_by_device = dict(attrs or {})
         self.pack = pack or PACK
         self.notices: list = []
@@ -49,7 +50,7 @@ class Harness:
         self.engine = RuleEngine(
             self.pack, self.state, attrs=lambda kind: self._attrs_obj,
             device_info=self.device_info,
-            listeners=[lambda conn, n: self.notices.append(n), *listeners],
+            listeners=[lambda conn, n: self.notices.append(n), *listeners], deferred=deferred,
         )
 
     def set_attrs(self, device: str, attrs: Mapping[str, Any]) -> None:
@@ -81,7 +82,7 @@ class Harness:
     def reopen(self) -> Harness:
         """A new engine on the same DB file (a restart)."""
         self.conn.close()
-        h = Harness(self.path, attrs=self.attrs_by_device, pack=self.pack)
+        h = Harness(self.path, attrs=self.attrs_by_device, pack=self.pack, deferred=self.deferred)
         return h
 
 

@@ -1,10 +1,13 @@
-"""devices.sqlite.execute_values: one statement per chunk of rows instead of one step per row."""
+"""devices.sqlite: execute_values (one statement per chunk of rows instead of one step per
+row) and group commit (relax, sync_wal)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from devices.sqlite import VALUES_ROWS, connect, execute_values
+from devices.sqlite import VALUES_ROWS, connect, execute_values, relax, sync_wal
 
 
 def test_execute_values_inserts_updates_and_deletes_in_chunks(tmp_path):
@@ -29,3 +32,28 @@ def test_execute_values_inserts_updates_and_deletes_in_chunks(tmp_path):
     assert execute_values(conn, "DELETE FROM t WHERE k IN (VALUES {values})", []) == 0
     with pytest.raises(ValueError, match="every row needs 2 values"):
         execute_values(conn, "INSERT INTO t (k, v) VALUES {values}", [("a", 1), ("b",)])
+
+
+def test_a_relaxed_connection_commits_without_fsync_and_sync_wal_makes_it_durable(tmp_path, monkeypatch):
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    path = tmp_path / "s.db"
+    conn = connect(path)
+    sync_wal(conn)  # no WAL file yet: nothing to sync, no error
+    assert synced == []
+    relax(conn)
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL (FULL is 2)
+    conn.execute("CREATE TABLE t (k INTEGER)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    sync_wal(conn)
+    assert synced == [f"{path}-wal"]
+    # what was committed is in the WAL that was synced, and another connection reads it
+    assert connect(path).execute("SELECT k FROM t").fetchall()[0][0] == 1
+    sync_wal(connect(":memory:"))  # nothing on disk: a no-op
+    assert len(synced) == 1

@@ -87,6 +87,9 @@ class BlockingRules:
         self.evaluating.set()
         assert self.release.wait(20), "test never released the rules"
 
+    def checkpoint(self):
+        pass
+
 
 def test_the_intake_steps_aside_while_the_rules_stage_evaluates(tmp_path):
     rules = BlockingRules()

@@ -250,3 +250,41 @@ def test_last_seen_goes_in_chunks_so_the_write_lock_is_held_briefly(tmp_path, mo
     p.flush()
     assert calls == [["l-0", "l-1"], ["l-2", "l-3"], ["l-4"]]
     assert Registry(connect(state)).last_seen_map() == {f"l-{k}": NOW + k for k in range(5)}
+
+
+def test_a_message_is_acknowledged_after_the_rule_engines_checkpoint(tmp_path):
+    """A node's engine saves window aggregates at checkpoints (alerts/engine.py, deferred mode):
+    when a message is acknowledged, what it added to its station's hourly mean is durable, and
+    a checkpoint the state DB refuses holds the acknowledgement back until it succeeds."""
+    state = tmp_path / "state.db"
+    Registry(connect(state)).upsert([Device("n-1", "noise", "江汉区")])
+    engine = RuleEngine(RulePack.load(), AlertState(connect(state)), tz="Asia/Shanghai", deferred=True)
+    p, _, _, _ = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"), rules=engine)
+    acked: list[tuple[int, int]] = []  # (message, readings in the saved mean when it was acknowledged)
+
+    def saved() -> int:
+        with sqlite3.connect(state) as c:
+            row = c.execute("SELECT n FROM rule_acc WHERE device_id = 'n-1'").fetchone()
+        return row[0] if row else 0
+
+    def send(i: int) -> None:
+        payload = json.dumps({"ts": NOW + i * 1000, "metrics": {"pm10_ugm3": 100.0}}).encode()
+        p.submit("city/noise/n-1/telemetry", payload, ack=lambda: acked.append((i, saved())), received_ms=NOW)
+
+    p.start()
+    try:
+        for i in range(3):
+            send(i)
+            assert wait_for(lambda n=i + 1: len(acked) == n, 10)
+        with sqlite3.connect(state) as c:
+            c.execute("CREATE TRIGGER refuse BEFORE INSERT ON rule_acc"
+                      " BEGIN SELECT RAISE(ABORT, 'full'); END")
+        send(3)
+        time.sleep(0.5)  # stored, evaluated, the checkpoint retried with backoff: not acknowledged
+        assert len(acked) == 3 and p.store.count() == 4
+        with sqlite3.connect(state) as c:
+            c.execute("DROP TRIGGER refuse")
+        assert wait_for(lambda: len(acked) == 4, 10)
+    finally:
+        p.stop()
+    assert acked == [(0, 1), (1, 2), (2, 3), (3, 4)]
