@@ -8,9 +8,14 @@ any wait), the rule engine and the dispatcher's wake-up (rules stage), then in t
 the registry's ``mark_seen``, once a second); in the dispatcher the outbox scan and each
 webhook request. The rule engine, the store write and ``mark_seen`` also record their
 thread's CPU time: wall minus CPU is time spent waiting.
-Durations go to ``OUT.json`` on SIGUSR1 (then start afresh) and at exit: per stage calls,
-total, p50, p99, max in ms (``messages per batch`` in messages). Nothing
-else changes, so the figures describe the real node plus the small cost of the timers.
+It also traces each alarm (a lighting cabinet's message) through the node: when the MQTT
+thread hands it over, when the rules stage takes its batch, when the rule engine call that
+evaluates it starts and ends (``trace``); run.py adds the outbox rows' times and the webhook's
+arrival and prints the slowest alarms step by step.
+Figures go to ``OUT.json`` on SIGUSR1 (then start afresh) and at exit: ``stages`` (per stage
+calls, total, p50, p99, max in ms; ``messages per batch`` in messages) and ``alarms`` (device
+-> step -> unix time). Nothing else changes, so the figures describe the real node plus the
+small cost of the timers.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ import numpy as np  # noqa: E402
 
 _lock = threading.Lock()
 _times: dict[str, list[float]] = {}
+# the alarms' path through the node: lighting device id -> {step: unix time} (see trace())
+_trace: dict[str, dict[str, float]] = {}
+ALARM_KIND = "lighting"  # run.py's alarms come from lighting cabinets, the background from noise
 
 
 def _record(stage: str, seconds: float) -> None:
@@ -70,6 +78,51 @@ def _timed(cls: type, name: str, stage: str, is_async: bool = False, cpu: bool =
             finally:
                 _record(stage, time.perf_counter() - t0)
     setattr(cls, name, wrapper)
+
+
+def _mark(devices, step: str) -> None:
+    """Record the first time each alarm device reached ``step`` (unix time, the bench's clock)."""
+    now = time.time()
+    with _lock:
+        for dev in devices:
+            _trace.setdefault(dev, {}).setdefault(step, now)
+
+
+def _alarm_devices(batch) -> list[str]:
+    if not len(batch):
+        return []
+    return np.unique(batch.device_id[batch.kind == ALARM_KIND]).tolist()
+
+
+def trace() -> None:
+    """Time stamps along each alarm's path: ``received`` (the MQTT thread hands its message to
+    the pipeline), ``taken`` (the rules stage takes its batch), ``rules_start``/``rules_end``
+    (the rule engine call evaluating it, commit included; the outbox row is written inside)."""
+    from alerts.engine import RuleEngine
+    from ingest.pipeline import Pipeline
+
+    submit, take, process = Pipeline.submit, Pipeline._take, RuleEngine.process
+
+    def traced_submit(self, topic, *args, **kwargs):
+        if f"/{ALARM_KIND}/" in topic:
+            _mark([topic.split("/")[2]], "received")
+        return submit(self, topic, *args, **kwargs)
+
+    def traced_take(self):
+        p = take(self)
+        if p.messages:
+            _mark([d for d in p.seen if d.startswith("light")], "taken")
+        return p
+
+    def traced_process(self, batch, *args, **kwargs):
+        devices = _alarm_devices(batch)
+        _mark(devices, "rules_start")
+        try:
+            return process(self, batch, *args, **kwargs)
+        finally:
+            _mark(devices, "rules_end")
+
+    Pipeline.submit, Pipeline._take, RuleEngine.process = traced_submit, traced_take, traced_process
 
 
 def install() -> None:
@@ -114,19 +167,23 @@ def install() -> None:
     _timed(RuleEngine, "tick", "rules tick: absence rules (engine lock)", cpu=True)
     _timed(Dispatcher, "_scan", "dispatch: outbox scan")
     _timed(WebhookNotifier, "send", "dispatch: webhook request", is_async=True)
+    trace()  # innermost: its times exclude the timers' own cost
 
 
 def dump(path: Path) -> None:
     """Write the figures so far to ``path`` and start afresh (one file per phase)."""
-    out = {}
+    out: dict = {}
     with _lock:
         items = {k: np.asarray(v) for k, v in _times.items()}
         _times.clear()
+        alarms = dict(_trace)
+        _trace.clear()
     for stage, a in sorted(items.items()):
         scale = 1.0 if stage == "messages per batch" else 1000.0
-        out[stage] = {"calls": int(len(a)), "total_ms": float(a.sum() * 1000.0),
+        out[stage] = {"calls": int(len(a)), "total_ms": float(a.sum() * scale),
                       "p50": float(np.percentile(a, 50) * scale), "p99": float(np.percentile(a, 99) * scale),
                       "max": float(a.max() * scale)}
+    out = {"stages": out, "alarms": alarms}
     path.write_text(json.dumps(out, indent=1, ensure_ascii=False), encoding="utf-8")
 
 

@@ -411,6 +411,9 @@ class Phase:
     other_notices: int = 0  # webhooks that were not the alarms' firing notices
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
     stages: dict = field(default_factory=dict)  # --profile: probe.py's stage timings
+    trace: dict = field(default_factory=dict)  # --profile: device -> {step: unix time} (probe.trace)
+    outbox: dict = field(default_factory=dict)  # device -> (notice row written, first attempt)
+    arrivals: dict = field(default_factory=dict)  # device -> its firing webhook's arrival (unix s)
     latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     split_ms: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -468,7 +471,8 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodePr
         ph.background_s = max(ph.background_s, secs)
         ph.background_backlog = max(ph.background_backlog, backlog)
     m1 = node.scrape()
-    ph.stages = node.stage_times()
+    probed = node.stage_times()
+    ph.stages, ph.trace = probed.get("stages", {}), probed.get("alarms", {})
     ph.wall_s = time.monotonic() - t0
     ph.consumed = m1["messages"] - m0["messages"]
     ph.flushes = m1["flushes"] - m0["flushes"]
@@ -490,6 +494,8 @@ def split(ph: Phase, receiver: Receiver, state_path: Path) -> None:
     finally:
         conn.close()
     outbox = {dev: (created, first) for dev, created, first in rows}
+    ph.outbox = outbox
+    ph.arrivals = {dev: receiver.arrivals[dev] for dev in ph.sent if dev in receiver.arrivals}
     lat, ingest, pickup, http = [], [], [], []
     for dev, t_pub in ph.sent.items():
         t_arr = receiver.arrivals.get(dev)
@@ -511,6 +517,30 @@ def split(ph: Phase, receiver: Receiver, state_path: Path) -> None:
 
 def pct(a: np.ndarray, q: float) -> float:
     return float(np.percentile(a, q)) if len(a) else float("nan")
+
+
+TRACE_STEPS = (("received", "node received"), ("taken", "batch taken"), ("rules_start", "rules start"),
+               ("created", "notice written"), ("rules_end", "rules end"), ("first", "first attempt"),
+               ("arrived", "arrival"))
+
+
+def slowest_alarms(ph: Phase, n: int = 8) -> None:
+    """The slowest alarms of a phase, step by step (ms since the step before)."""
+    print()
+    print(f"Slowest alarms, phase {ph.name} (ms since the step before; probe.py's trace, outbox rows):")
+    print()
+    print("| total | " + " | ".join(label for _, label in TRACE_STEPS) + " |")
+    print("| ---: | " + " | ".join("---:" for _ in TRACE_STEPS) + " |")
+    slowest = sorted(ph.arrivals, key=lambda d: ph.arrivals[d] - ph.sent[d], reverse=True)
+    for dev in slowest[:n]:
+        created, first = ph.outbox.get(dev, (None, None))
+        steps = {**ph.trace.get(dev, {}), "created": created, "first": first, "arrived": ph.arrivals[dev]}
+        prev, cells = ph.sent[dev], []
+        for key, _ in TRACE_STEPS:
+            t = steps.get(key)
+            cells.append("" if t is None else f"{(t - prev) * 1000:.1f}")
+            prev = prev if t is None else t
+        print(f"| {(ph.arrivals[dev] - ph.sent[dev]) * 1000:.1f} | " + " | ".join(cells) + " |")
 
 
 def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
@@ -547,6 +577,9 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
             for stage, st in ph.stages.items():
                 print(f"| {stage} | {st['calls']:,} | {st['total_ms']:,.0f} | {st['p50']:.2f} | "
                       f"{st['p99']:.2f} | {st['max']:.2f} |")
+    for ph in phases:
+        if ph.trace and ph.background_target:
+            slowest_alarms(ph)
     loaded = [ph for ph in phases if ph.background_target > 0]
     ok = all(len(ph.latency_ms) == len(ph.sent) and pct(ph.latency_ms, 99) < TARGET_P99_MS for ph in loaded)
     print()
