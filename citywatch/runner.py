@@ -13,7 +13,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -194,7 +194,8 @@ class Node:
             broker_connected=lambda: self.consumer is not None and self.consumer.connected.is_set(),
             tokens=s.api.tokens, listen=s.api.listen,
         )
-        state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake)
+        # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)
+        state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake, after_calls=("ack", "add_silence"))
         state.outbox = _Serialized(self.api_outbox)
         app = create_app(state)
         config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning",
@@ -242,13 +243,15 @@ class Node:
 class _Serialized:
     """Calls into ``target`` one at a time: the API's threads share its SQLite connection.
 
-    ``after`` runs after each call (the dispatcher's wake-up after an acknowledgement).
+    ``after`` runs after each call of a method named in ``after_calls`` (the dispatcher's
+    wake-up after an acknowledgement: it holds the priority gate briefly, so not after reads).
     """
 
-    def __init__(self, target, after: Callable[[], None] | None = None):
+    def __init__(self, target, after: Callable[[], None] | None = None, after_calls: Iterable[str] = ()):
         self._target = target
         self._lock = threading.Lock()
         self._after = after
+        self._after_calls = frozenset(after_calls)
 
     def __getattr__(self, name: str):
         attr = getattr(self._target, name)
@@ -258,7 +261,7 @@ class _Serialized:
         def call(*args, **kwargs):
             with self._lock:
                 result = attr(*args, **kwargs)
-            if self._after is not None:
+            if self._after is not None and name in self._after_calls:
                 self._after()
             return result
 
