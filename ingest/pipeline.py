@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,7 +61,8 @@ class RegistryView(Protocol):
 
 
 class RuleSink(Protocol):
-    def process(self, batch: Readings, events: Sequence[Event]) -> Any: ...
+    def process(self, batch: Readings, events: Sequence[Event]) -> Sized:
+        """Evaluate and commit; returns the alert changes (``after_rules`` runs if any)."""
 
     def checkpoint(self) -> Any:
         """Make durable what :meth:`process` changed and left uncommitted (called before the
@@ -385,15 +386,18 @@ class Pipeline:
         if p.rules_done:
             return
         batch = p.batch
+        changed = False
         if self.rules is not None and (len(batch) or p.events):
             try:
-                self.rules.process(batch, p.events)
+                changed = len(self.rules.process(batch, p.events)) > 0
             except Exception:
                 # a rule bug (or a state DB that refuses the commit) must not hold the stream back
                 log.exception("rule evaluation failed for a batch of %d readings", len(batch))
                 self.metrics.rule_errors.inc()
         p.rules_done = True
-        if self.after_rules is not None:
+        # only a batch that changed an alert can have queued a notice: each wake-up costs an
+        # outbox scan and holds the priority gate (under load ~90 batches/s, nearly all without)
+        if changed and self.after_rules is not None:
             try:
                 self.after_rules()
             except Exception:

@@ -94,6 +94,21 @@ def test_rules_run_while_the_store_write_before_is_in_progress(tmp_path):
     assert store.inner.count() == 2
 
 
+def test_the_dispatcher_is_woken_only_by_a_batch_that_changed_an_alert(tmp_path):
+    p, alerts, woken, _ = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"))
+    acks: list[int] = []
+    p.start()
+    try:
+        _send(p, 0, acks=acks)  # ordinary reading: nothing to send
+        assert wait_for(lambda: acks == [0], 10)
+        assert not woken.is_set()
+        _send(p, 1, 45.0, acks=acks)  # an alarm
+        assert woken.wait(10)
+        assert [a.device_id for a in alerts.open_alerts()] == ["l-1"]
+    finally:
+        p.stop()
+
+
 def test_batches_that_waited_for_the_store_are_written_as_one(tmp_path):
     store = GatedStore(DuckDBStore(tmp_path / "r.duckdb"))
     p, _, _, _ = _node(tmp_path, store)
