@@ -162,6 +162,11 @@ class Node:
         self.consumer.start(wait_s=20)
         if evaluates:
             self._spawn(self._tick_loop, "citywatch-rules-tick")
+        # What start-up built after _tune_gc (the API app, its imports, the registry snapshot,
+        # the rule state) lives as long as the process: frozen too. Otherwise the first young
+        # collection, under load, walked all of it: 86,707 objects, 49-87 ms holding the GIL
+        # (bench/alert_latency --profile).
+        gc.freeze()
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
