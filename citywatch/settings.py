@@ -139,7 +139,7 @@ class ApiSettings(_Section):
 class IngestSettings(_Section):
     batch_readings: int = Field(100_000, ge=1)
     batch_messages: int = Field(20_000, ge=1)
-    linger_ms: float = Field(5.0, ge=0)
+    linger_ms: float = Field(2.0, ge=0)
     # the store write gathers evaluated batches this long (fewer, larger writes; see
     # ingest/pipeline.py Pipeline._linger_for_write)
     write_linger_ms: float = Field(150.0, ge=0, le=10_000)

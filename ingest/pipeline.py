@@ -551,7 +551,9 @@ class Pipeline:
         if p.steps_done < 4:
             if self.rules is not None:
                 # the rule engine's per-reading memories (window means, previous values) that its
-                # commits left to this moment: saved before the readings are acknowledged
+                # commits left to this moment: saved before the readings are acknowledged. It
+                # takes the state DB's write lock, which an alert's commit waits for: after it.
+                self.gate.pause()
                 self.rules.checkpoint()
             p.steps_done = 4
         self._note_seen(p.seen)  # idempotent: repeated by a retry
