@@ -181,7 +181,7 @@ class Node:
                 # (the broker may still be handing over a backlog): count from the start.
                 last_seen = {d: max(ts, self.started_ms) for d, ts in conn_registry.last_seen_map().items()}
                 if self.engine.tick(self.clock(), last_seen):
-                    self.engine.checkpoint()  # its commit durable (deferred mode) before it is sent
+                    self.engine.checkpoint()  # deferred mode: its commit durable now, not at the next batch
                     self.dispatcher.wake()
             except Exception:
                 log.exception("absence-rule tick failed")
