@@ -23,7 +23,7 @@ bridge-0001-s1,bridge,武昌区,30.549412,114.287913,BR-0001,武汉长江大桥,
 toilet-jianghan-0001,toilet,江汉区,,,WC-1,"江汉路步行街公厕, 北口",江汉区城管执法局,,,
 gas-jianghan-000001,gas_meter,江汉区,30.6,114.27,4201030000001,"新华路""幸福""小区
 3栋502室",武汉市燃气集团,planned,2026/3/2,
-"""
+"""  # noqa: E501 (a CSV row is one line: splitting it would change the data)
 
 
 def write(tmp_path, text: str, name: str = "devices.csv", bom: bool = False):
@@ -44,7 +44,8 @@ def test_import_good_file(registry, tmp_path):
     assert b.attrs == {"sensor": "strain", "design_strain_ue": 450, "span": 3}
     assert (b.lat, b.lon, b.installed_at) == (30.549412, 114.287913, "2026-03-02")
     t = registry.get("toilet-jianghan-0001")
-    assert (t.asset_name, t.status, t.lat, t.attrs, t.installed_at) == ("江汉路步行街公厕, 北口", "installed", None, {}, None)
+    assert (t.asset_name, t.status, t.lat, t.attrs, t.installed_at) == (
+        "江汉路步行街公厕, 北口", "installed", None, {}, None)
     g = registry.get("gas-jianghan-000001")
     assert g.asset_name == '新华路"幸福"小区\n3栋502室'  # quoted newline and quotes
     assert (g.status, g.installed_at) == ("planned", "2026-03-02")  # spreadsheet date normalised
@@ -103,7 +104,8 @@ def test_header_errors():
 
 
 def test_every_bad_row_reported_and_message_format():
-    text = f"{HEADER}\nb-1,bridg,江汉区,,,,,,,,\nb-2,noise,江汉区,x,y,,,,,,\nok,noise,江汉区,,,,,,,,\nb-1,noise,,,,,,,,,\n"
+    text = (f"{HEADER}\nb-1,bridg,江汉区,,,,,,,,\nb-2,noise,江汉区,x,y,,,,,,\n"
+            "ok,noise,江汉区,,,,,,,,\nb-1,noise,,,,,,,,,\n")
     with pytest.raises(CsvError) as e:
         parse_devices(text, "devices.csv")
     assert [(p.line, p.column) for p in e.value.errors] == [
@@ -149,7 +151,8 @@ def test_export_import_lossless(registry, tmp_path):
     fleet = sample_fleet(0.002, seed=7)
     extra = [
         Device("odd-1", "noise", "江汉区", 0.1 + 0.2, -179.99999999999997, " 带空格 ", '引号"和,逗号\n换行',
-               "江汉区城管执法局", "retired", "2024-02-29", {"名称": "测试", "nested": {"b": [1, 2.5, None]}, "a": True}),
+               "江汉区城管执法局", "retired", "2024-02-29",
+               {"名称": "测试", "nested": {"b": [1, 2.5, None]}, "a": True}),
         Device("odd-2", "fume", "东湖风景区", 1e-05, 1e-07, status="planned"),
     ]
     registry.upsert(fleet + extra)
