@@ -28,10 +28,12 @@ batches, mean batch flush time) come from its ``/metrics``.
 
     python bench/alert_latency/run.py [--alerts 200] [--rate 10000] [--publishers 1]
                                       [--linger-ms MS] [--write-linger-ms MS] [--priority-wait-ms MS]
-                                      [--warmup-s 5] [--profile] [--keep]
+                                      [--warmup-s 5] [--phases quiet,loaded] [--profile] [--keep]
 
 ``--linger-ms``, ``--write-linger-ms``, ``--priority-wait-ms`` set the node's ``[ingest]`` keys of
-those names (default: the settings' defaults).
+those names (default: the settings' defaults). ``--phases loaded`` runs only the loaded phase.
+Each phase also reports how busy the whole box was and the hypervisor's steal time
+(``/proc/stat``): on a shared VM the tail follows it.
 
 ``--profile`` runs the node under ``probe.py`` (the same command with timers around each stage
 of a batch and of dispatch) and adds a table per phase of where the node's time goes.
@@ -410,12 +412,26 @@ class Phase:
     cpu_s: float = 0.0  # CPU seconds of the node process during the phase
     other_notices: int = 0  # webhooks that were not the alarms' firing notices
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    box_busy: float = float("nan")  # % of all CPUs busy during the phase (/proc/stat), any process
+    box_steal: float = float("nan")  # % of all CPUs the hypervisor took (steal time)
     stages: dict = field(default_factory=dict)  # --profile: probe.py's stage timings
     trace: dict = field(default_factory=dict)  # --profile: device -> {step: unix time} (probe.trace)
     outbox: dict = field(default_factory=dict)  # device -> (notice row written, first attempt)
     arrivals: dict = field(default_factory=dict)  # device -> its firing webhook's arrival (unix s)
     latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     split_ms: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def cpu_times() -> tuple[int, int, int] | None:
+    """(busy, steal, total) jiffies of all CPUs since boot (Linux /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    # guest time is already inside user; steal is time this VM wanted and did not get
+    return user + nice + system + irq + softirq, steal, user + nice + system + idle + iowait + irq + softirq + steal
 
 
 def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodeProcess, alarm_ids: list[str],
@@ -444,6 +460,7 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodePr
     node.stage_times()  # start the probe's figures afresh
     other0 = receiver.other
     m0 = node.scrape()
+    c0 = cpu_times()
     t0 = time.monotonic()
     if procs:
         go.set()
@@ -474,6 +491,10 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, node: NodePr
     probed = node.stage_times()
     ph.stages, ph.trace = probed.get("stages", {}), probed.get("alarms", {})
     ph.wall_s = time.monotonic() - t0
+    c1 = cpu_times()
+    if c0 is not None and c1 is not None and c1[2] > c0[2]:
+        total = c1[2] - c0[2]
+        ph.box_busy, ph.box_steal = 100 * (c1[0] - c0[0]) / total, 100 * (c1[1] - c0[1]) / total
     ph.consumed = m1["messages"] - m0["messages"]
     ph.flushes = m1["flushes"] - m0["flushes"]
     ph.flush_s = m1["flush_s"] - m0["flush_s"]
@@ -546,8 +567,9 @@ def slowest_alarms(ph: Phase, n: int = 8) -> None:
 def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
     print()
     print("| phase | background target msg/s | published msg/s | consumed msg/s | alerts | "
-          "p50 ms | p95 ms | p99 ms | max ms | batches/s | mean flush ms | node CPU % | load avg 1m |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "p50 ms | p95 ms | p99 ms | max ms | batches/s | mean flush ms | node CPU % | box CPU % | steal % | "
+          "load avg 1m |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for ph in phases:
         lat = ph.latency_ms
         pub_rate = ph.background_sent / ph.background_s if ph.background_s else 0.0
@@ -556,7 +578,8 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
         print(f"| {ph.name} | {ph.background_target:,.0f} | {pub_rate:,.0f} | "
               f"{ph.consumed / ph.wall_s:,.0f} | {len(lat)}/{len(ph.sent)} | {pct(lat, 50):.1f} | "
               f"{pct(lat, 95):.1f} | {pct(lat, 99):.1f} | {worst:.1f} | {ph.flushes / ph.wall_s:.1f} | "
-              f"{flush_ms:.1f} | {100 * ph.cpu_s / ph.wall_s:.0f} | {ph.load[0]:.2f} |")
+              f"{flush_ms:.1f} | {100 * ph.cpu_s / ph.wall_s:.0f} | {ph.box_busy:.0f} | {ph.box_steal:.1f} | "
+              f"{ph.load[0]:.2f} |")
     print()
     print("Where the time goes (ms; ingest = publish -> notice in the outbox, pickup = -> first attempt, "
           "http = -> arrival):")
@@ -612,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("linger_ms", "write_linger_ms", "priority_wait_ms"):
         p.add_argument("--" + key.replace("_", "-"), type=float, dest=key,
                        help=f"the node's [ingest] {key} (default: the settings' default)")
+    p.add_argument("--phases", default="quiet,loaded",
+                   help="which phases to run, in order (default quiet,loaded)")
     p.add_argument("--warmup-s", type=float, default=5.0, help="background traffic before the first alarm")
     p.add_argument("--seed", type=int, default=5, help="seed of the alarm intervals")
     p.add_argument("--profile", action="store_true",
@@ -620,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.alerts < 1 or args.rate < 0 or args.publishers < 1:
         p.error("need --alerts >= 1, --rate >= 0, --publishers >= 1")
+    wanted = [x.strip() for x in args.phases.split(",") if x.strip()]
+    if not wanted or set(wanted) - {"quiet", "loaded"} or len(set(wanted)) != len(wanted):
+        p.error("--phases: a comma-separated list of quiet and loaded, each at most once")
     command = "python bench/alert_latency/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
     work = Path(tempfile.mkdtemp(prefix="citywatch-latency-"))
@@ -650,8 +678,9 @@ def main(argv: list[str] | None = None) -> int:
                       background_ids=[d.device_id for d in noise], publishers=args.publishers,
                       warmup_s=args.warmup_s)
         phases = []
-        for name, ids, rate in (("quiet", alarm_ids[:args.alerts], 0.0),
-                                ("loaded", alarm_ids[args.alerts:], args.rate)):
+        plan = {"quiet": (alarm_ids[:args.alerts], 0.0), "loaded": (alarm_ids[args.alerts:], args.rate)}
+        for name in wanted:
+            ids, rate = plan[name]
             print(f"phase {name}: {len(ids)} alarms, background {rate:,.0f} msg/s ...", file=sys.stderr)
             phases.append(run_phase(name, alarm_ids=ids, rate=rate, **common))
             if node.proc.poll() is not None:
