@@ -351,6 +351,8 @@ class RuleEngine:
         self._codes = _Codes({m: -1 for k in CATALOGUE.values() for m in k.metrics})
         self._codes.update({m: i for i, m in enumerate(used)})
         self._ncodes = len(used)
+        self._used = used  # code -> metric
+        self._offsets: dict[int, int] = {}  # minute (epoch ms // 60,000) -> UTC offset ms
         # per-device parameters: (kind, Param) -> float array by slot (NaN: not resolved yet)
         self._params: dict[tuple[str, Param], np.ndarray] = {}
         self._attrs_seen: dict[str, Any] = {}
@@ -574,8 +576,17 @@ class RuleEngine:
         return vals
 
     def _offset_ms(self, ms: int) -> int:
-        off = datetime.fromtimestamp(ms / 1000, self.tz).utcoffset()
-        return int(off.total_seconds() * 1000) if off else 0
+        """The zone's UTC offset at ``ms``, remembered per minute: every batch asks for the
+        same few minutes, and zones change their offsets on whole minutes (tzdata since 1972)."""
+        minute = ms // 60_000
+        got = self._offsets.get(minute)
+        if got is None:
+            off = datetime.fromtimestamp(ms / 1000, self.tz).utcoffset()
+            got = int(off.total_seconds() * 1000) if off else 0
+            if len(self._offsets) >= 4096:
+                self._offsets.clear()
+            self._offsets[minute] = got
+        return got
 
     def _local(self, ts: np.ndarray) -> np.ndarray:
         """Local wall-clock ms (epoch ms shifted by the zone's offset at each ts)."""
@@ -682,9 +693,8 @@ class RuleEngine:
             codes = np.fromiter(map(self._codes.__getitem__, batch.metric), np.int64, len(batch))
             present = np.bincount(codes + 1, minlength=self._ncodes + 1)
             groups: dict[str, np.ndarray] = {}
-            for m, c in self._codes.items():
-                if c >= 0 and present[c + 1]:
-                    groups[m] = np.nonzero(codes == c)[0]
+            for c in np.flatnonzero(present[1:]).tolist():  # the metrics some rule reads, present
+                groups[self._used[c]] = np.flatnonzero(codes == c)
             slot_of = self._device_slots(batch, codes)
             cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -704,6 +714,8 @@ class RuleEngine:
                 return got
 
             for rt in self._metric_rts:
+                if rt.rule.metric not in groups:
+                    continue  # most rules read metrics this batch does not carry
                 idx, slots = rows(rt.rule.kind, rt.rule.metric)
                 if len(idx):
                     self._eval_metric(call, rt, batch, idx, slots, rows)
@@ -886,9 +898,10 @@ class RuleEngine:
         off = local - ts
         o = np.lexsort((ts, slots))
         out_i, out_s, out_t, out_v = [], [], [], []
+        streams, stream, key, saved = rt.streams, rt.stream, rt.rule.id, call.acc
         for j, slot, t, lt, x in zip(o.tolist(), slots[o].tolist(), ts[o].tolist(),
                                      local[o].tolist(), v[o].tolist(), strict=False):
-            st = rt.stream(slot)
+            st = streams.get(slot) or stream(slot)
             acc = st.acc
             if acc is not None and t <= acc[3]:
                 continue  # seen already
@@ -903,7 +916,7 @@ class RuleEngine:
                 acc = None
             # a new list each time (never changed in place): a checkpoint may hold the old one
             st.acc = [bucket, x, 1, t] if acc is None else [bucket, acc[1] + x, acc[2] + 1, t]
-            call.acc[(rt.rule.id, slot)] = (rt, st)
+            saved[(key, slot)] = (rt, st)
         if not out_i:
             return None
         return (idx[np.array(out_i)], np.array(out_s, np.int64), np.array(out_t, np.int64),
