@@ -54,6 +54,20 @@ class _SeriesMessage(msgspec.Struct):
 
 
 _series_json = msgspec.json.Decoder(_SeriesMessage)
+
+
+class _FlatMessage(msgspec.Struct, forbid_unknown_fields=True):
+    """The common telemetry message, ``{"ts": <epoch ms>, "metrics": {name: number}}``, typed:
+    msgspec checks the shape and that every value is a number (not a bool, a string or null)
+    while it parses. Anything else (other keys, an RFC 3339 ts, a bad value) goes through the
+    generic path, which names the problem."""
+
+    ts: int
+    metrics: dict[str, float]
+    seq: Any = msgspec.UNSET  # device-protocol.md: optional, not used by the platform
+
+
+_flat_json = msgspec.json.Decoder(_FlatMessage)
 _EVENT_TYPE_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 # device_id -> (kind, district, asset_id)
@@ -171,6 +185,26 @@ class Decoder:
             result.events.append(Event(t.device_id, t.kind, now, text, {}, district, asset_id))
             return
 
+        if t.channel == "telemetry" and b'"metrics"' in payload:
+            try:
+                flat = _flat_json.decode(payload)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                flat = None  # not this shape, or bad: the paths below take it and say what is wrong
+            if flat is not None and flat.metrics:
+                ts = self._check_ts(flat.ts, now)
+                metrics = flat.metrics
+                ranges = self._ranges[kind.name]
+                for name, value in metrics.items():
+                    r = ranges.get(name)
+                    if r is None or not r[0] <= value <= r[1]:
+                        self._metrics(metrics, kind)  # raises, naming the metric and the problem
+                out.add_message(t.device_id, t.kind, ts, tuple(metrics), tuple(metrics.values()),
+                                district, asset_id)
+                result.readings += len(metrics)
+                if ts > result.seen.get(t.device_id, 0):
+                    result.seen[t.device_id] = ts
+                return
+
         if t.channel == "telemetry" and b'"series"' in payload and b'"readings"' not in payload:
             try:
                 msg = _series_json.decode(payload)
@@ -230,8 +264,10 @@ class Decoder:
     @staticmethod
     def _add_rows(out: ReadingsBuilder, result: Sink, t: Topic, ts: int,
                   rows: list[tuple[str, float]], district: str, asset_id: str) -> None:
-        for name, value in rows:
-            out.add(t.device_id, t.kind, name, ts, value, district, asset_id)
+        if not rows:
+            return
+        names, values = zip(*rows, strict=True)
+        out.add_message(t.device_id, t.kind, ts, names, values, district, asset_id)
         result.readings += len(rows)
         if ts > result.seen.get(t.device_id, 0):
             result.seen[t.device_id] = ts

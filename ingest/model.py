@@ -14,8 +14,9 @@ Columns:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -107,17 +108,21 @@ class Readings:
 class ReadingsBuilder:
     """Appends readings per message and builds one :class:`Readings` batch.
 
-    Three ways in: :meth:`add` one reading (a metric of a single-reading message),
-    :meth:`add_series` many samples of one metric with their timestamps, and :meth:`add_window`
-    a waveform window (samples at a fixed interval from a start time, whose timestamps are made
-    in :meth:`build` for the whole batch at once).
+    Four ways in: :meth:`add_message` the metrics of one message at one ts (the common
+    telemetry message), :meth:`add` one reading, :meth:`add_series` many samples of one metric
+    with their timestamps, and :meth:`add_window` a waveform window (samples at a fixed interval
+    from a start time, whose timestamps are made in :meth:`build` for the whole batch at once).
+    A message's readings are consecutive rows of the batch, in the order given, and share one
+    device id object (the rule engine and the stores look a device up once per run of rows).
     """
 
-    __slots__ = ("_rows", "_series_tags", "_series_ts", "_series_values", "_win_tags", "_win_ts",
+    __slots__ = ("_msgs", "_series_tags", "_series_ts", "_series_values", "_win_tags", "_win_ts",
                  "_win_interval", "_win_values", "_n")
 
     def __init__(self) -> None:
-        self._rows: list[tuple] = []
+        # one tuple per message: (device_id, kind, ts, district, asset_id, metrics, values),
+        # expanded into columns once in build() (a tuple per message, not one per reading)
+        self._msgs: list[tuple] = []
         # series are kept as (tags, ts array, value array) and expanded once in build(): the
         # per-row string columns of a waveform are made by one np.repeat, not per message
         self._series_tags: list[tuple[str, str, str, str, str]] = []
@@ -134,8 +139,30 @@ class ReadingsBuilder:
 
     def add(self, device_id: str, kind: str, metric: str, ts: int, value: float,
             district: str = "", asset_id: str = "") -> None:
-        self._rows.append((device_id, kind, metric, ts, value, district, asset_id))
+        self._msgs.append((device_id, kind, ts, district, asset_id, (metric,), (value,)))
         self._n += 1
+
+    def add_message(self, device_id: str, kind: str, ts: int, metrics: Sequence[str],
+                    values: Sequence[float], district: str = "", asset_id: str = "") -> None:
+        """Readings ``metrics[i] = values[i]``, all at ``ts`` (the sequences are kept, not copied)."""
+        n = len(metrics)
+        if len(values) != n:
+            raise ValueError(f"message of {device_id}: {n} metrics, {len(values)} values")
+        if n:
+            self._msgs.append((device_id, kind, ts, district, asset_id, metrics, values))
+            self._n += n
+
+    def extend(self, other: ReadingsBuilder) -> None:
+        """Append everything ``other`` holds, after what this one holds (``other`` is left as is)."""
+        self._msgs.extend(other._msgs)
+        self._series_tags.extend(other._series_tags)
+        self._series_ts.extend(other._series_ts)
+        self._series_values.extend(other._series_values)
+        self._win_tags.extend(other._win_tags)
+        self._win_ts.extend(other._win_ts)
+        self._win_interval.extend(other._win_interval)
+        self._win_values.extend(other._win_values)
+        self._n += other._n
 
     def add_series(self, device_id: str, kind: str, metric: str, ts: np.ndarray,
                    value: np.ndarray, district: str = "", asset_id: str = "") -> None:
@@ -169,8 +196,8 @@ class ReadingsBuilder:
 
     def build(self) -> Readings:
         parts = []
-        if self._rows:
-            parts.append(Readings.from_rows(self._rows))
+        if self._msgs:
+            parts.append(self._expand_messages(self._msgs))
         if self._series_tags:
             lengths = np.fromiter((len(t) for t in self._series_ts), np.int64, len(self._series_ts))
             parts.append(self._expand(self._series_tags, lengths, np.concatenate(self._series_ts),
@@ -181,6 +208,24 @@ class ReadingsBuilder:
                                       lengths)
             parts.append(self._expand(self._win_tags, lengths, times, np.concatenate(self._win_values)))
         return Readings.concat(parts)
+
+    @staticmethod
+    def _expand_messages(msgs: list[tuple]) -> Readings:
+        dev, kind, ts, district, asset, metrics, values = zip(*msgs, strict=True)
+        counts = np.fromiter(map(len, metrics), np.int64, len(msgs))
+        total = int(counts.sum())
+
+        def repeated(col: tuple) -> np.ndarray:
+            a = np.empty(len(col), dtype=object)
+            a[:] = col
+            return np.repeat(a, counts)
+
+        metric = np.empty(total, dtype=object)
+        metric[:] = list(chain.from_iterable(metrics))
+        return Readings(repeated(dev), repeated(kind), metric,
+                        np.repeat(np.fromiter(ts, np.int64, len(ts)), counts),
+                        np.fromiter(chain.from_iterable(values), np.float64, total),
+                        repeated(district), repeated(asset))
 
     @staticmethod
     def _expand(tags_list: list[tuple], lengths: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Readings:

@@ -173,3 +173,41 @@ def test_series_typed_and_generic_paths_agree(monkeypatch, code, topic, payload)
     assert typed[0].seen == generic[0].seen
     for col in ("device_id", "metric", "ts", "value"):
         assert list(getattr(typed[1], col)) == list(getattr(generic[1], col))
+
+
+FLAT_CASES = [
+    {"ts": NOW, "metrics": {"laeq_db": 63, "lmax_db": 71.8}},
+    {"ts": NOW, "seq": 9, "metrics": {"pm10_ugm3": 88}},
+    {"ts": NOW, "fw": "1.2", "metrics": {"laeq_db": 50}},  # an extra key: the generic path
+    {"ts": float(NOW), "metrics": {"laeq_db": 50}},
+    {"ts": "2025-11-29T16:00:00.123+08:00", "metrics": {"laeq_db": 50}},
+    {"ts": NOW, "metrics": {}},
+    {"ts": NOW, "metrics": {"laeq_db": True}},
+    {"ts": NOW, "metrics": {"laeq_db": "63"}},
+    {"ts": NOW, "metrics": {"laeq_db": None}},
+    {"ts": NOW, "metrics": {"laeq_db": 63, "volume_m3": 1}},
+    {"ts": NOW, "metrics": {"laeq_db": 63, "lmax_db": 999}},
+    {"ts": True, "metrics": {"laeq_db": 63}},
+    {"ts": NOW + 3_600_000, "metrics": {"laeq_db": 63}},
+    {"metrics": {"laeq_db": 63}},
+    {"ts": NOW, "metrics": {"laeq_db": 63}, "readings": [{"ts": NOW, "metrics": {"laeq_db": 1}}]},
+]
+
+
+@pytest.mark.parametrize("payload", FLAT_CASES, ids=[json.dumps(c)[:60] for c in FLAT_CASES])
+def test_typed_fast_path_decodes_exactly_like_the_generic_path(payload, monkeypatch):
+    """`{"ts", "metrics"}` messages take a typed msgspec decode; the result (readings, their
+    order and types, rejections and their reasons) is the generic path's."""
+    fast_d, fast_r = decode("city/noise/noise-1/telemetry", payload)
+
+    class Refuse:
+        def decode(self, raw):
+            raise msgspec.DecodeError("forced onto the generic path")
+
+    monkeypatch.setattr(decode_module, "_flat_json", Refuse())
+    slow_d, slow_r = decode("city/noise/noise-1/telemetry", payload)
+    assert [x.reason for x in fast_d.rejections] == [x.reason for x in slow_d.rejections]
+    assert (fast_d.readings, fast_d.seen) == (slow_d.readings, slow_d.seen)
+    assert list(fast_r.metric) == list(slow_r.metric) and list(fast_r.ts) == list(slow_r.ts)
+    assert fast_r.value.dtype == slow_r.value.dtype and list(fast_r.value) == list(slow_r.value)
+    assert list(fast_r.device_id) == list(slow_r.device_id) and list(fast_r.district) == list(slow_r.district)
