@@ -151,11 +151,15 @@ class Node:
         topics = list(s.mqtt.topics)
         if s.mqtt.shared_group:
             topics = [f"$share/{s.mqtt.shared_group}/{t}" for t in topics]
-        consumer_class = WireConsumer if s.mqtt.client == "wire" else MqttConsumer
-        self.consumer = consumer_class(self.broker_url, self.pipeline.submit, ConsumerOptions(
+        options = ConsumerOptions(
             client_id=s.mqtt.client_id, topics=topics, qos=s.mqtt.qos, protocol=self.mqtt_protocol,
             username=s.mqtt.username, password=s.mqtt.password, receive_maximum=s.mqtt.receive_maximum,
-        ))
+        )
+        if s.mqtt.client == "wire":  # what one read of the socket held, decoded in one call
+            self.consumer = WireConsumer(self.broker_url, self.pipeline.submit, options,
+                                         on_batch=self.pipeline.submit_many)
+        else:
+            self.consumer = MqttConsumer(self.broker_url, self.pipeline.submit, options)
         # The API first: its start-up (imports, uvicorn) then does not compete with the backlog a
         # resumed session delivers the moment the consumer connects.
         self._start_api()

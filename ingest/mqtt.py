@@ -32,6 +32,8 @@ from paho.mqtt.properties import Properties
 log = logging.getLogger("citywatch.mqtt")
 
 OnMessage = Callable[[str, bytes, "Callable[[], None] | None"], None]
+# messages received together, in order: [(topic, payload, ack or None)] (ingest/wire.py)
+OnBatch = Callable[[list[tuple[str, bytes, "Callable[[], None] | None"]]], None]
 
 
 class MqttError(Exception):

@@ -214,6 +214,15 @@ class Pipeline:
     def submit(self, topic: str, payload: bytes, ack: Ack | None = None,
                received_ms: int | None = None) -> None:
         """Decode one message into the current batch; ``ack`` is called once it is durable."""
+        self.submit_many([(topic, payload, ack)], received_ms)
+
+    def submit_many(self, messages: Sequence[tuple[str, bytes, Ack | None]],
+                    received_ms: int | None = None) -> None:
+        """:meth:`submit` for messages received together (what one read of the socket held), in
+        order: the priority gate, the clock and the batch's lock once for all of them, and the
+        decoding outside the lock, so that the rules stage never waits for it."""
+        if not messages:
+            return
         self.gate.pause()
         now_ms = received_ms if received_ms is not None else int(self.clock() * 1000)
         with self._cond:
@@ -221,26 +230,47 @@ class Pipeline:
                    and not self._stop):
                 self._cond.wait(0.5)  # backpressure: the MQTT socket stops being read
             if self._stop:
-                return  # stopping: not taken, not acknowledged; the broker redelivers it later
-            p = self._pending
-            before = p.readings
+                return  # stopping: not taken, not acknowledged; the broker redelivers them later
+        started = time.monotonic()
+        q = _Pending()  # decoded here, then added to the pending batch in one step
+        decode_into = self.decoder.decode_into
+        per_kind, channels, acks = q.per_kind, q.channels, q.acks
+        for topic, payload, ack in messages:
+            before = q.readings
             try:
-                self.decoder.decode_into(topic, payload, now_ms, p.builder, p)
+                decode_into(topic, payload, now_ms, q.builder, q)
             except Exception as e:  # a decoder bug must not stop the consumer: quarantine it
                 log.exception("decoding %s failed", topic)
-                p.rejections.append(Rejection(topic, payload, now_ms, f"internal: {type(e).__name__}: {e}"))
-            if p.readings != before:
+                q.rejections.append(Rejection(topic, payload, now_ms, f"internal: {type(e).__name__}: {e}"))
+            if q.readings != before:
                 kind = topic.split("/", 2)[1]
-                p.per_kind[kind] = p.per_kind.get(kind, 0) + p.readings - before
+                per_kind[kind] = per_kind.get(kind, 0) + q.readings - before
             # counted per batch (a prometheus counter takes a lock per inc: hot-path work)
             channel = topic.rsplit("/", 1)[-1]
-            p.channels[channel] = p.channels.get(channel, 0) + 1
+            channels[channel] = channels.get(channel, 0) + 1
             if ack is not None:
-                p.acks.append(ack)
+                acks.append(ack)
+        with self._cond:
+            if self._stop:
+                return
+            p = self._pending
+            p.builder.extend(q.builder)
+            p.readings += q.readings
+            p.events.extend(q.events)
+            p.rejections.extend(q.rejections)
+            seen = p.seen
+            for dev, ts in q.seen.items():
+                if ts > seen.get(dev, 0):
+                    seen[dev] = ts
+            for k, n in per_kind.items():
+                p.per_kind[k] = p.per_kind.get(k, 0) + n
+            for c, n in channels.items():
+                p.channels[c] = p.channels.get(c, 0) + n
+            p.acks.extend(acks)
             if p.messages == 0:
-                p.first_at = time.monotonic()
+                p.first_at = started
                 self._cond.notify_all()  # an idle rules stage starts the linger timer now, not at its next poll
-            p.messages += 1
+            p.messages += len(messages)
             if p.readings >= self.max_batch_readings or p.messages >= self.max_batch_messages:
                 self._cond.notify_all()
 

@@ -45,10 +45,11 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from ingest.mqtt import BrokerAddress, ConsumerOptions, MqttError, OnMessage
+from ingest.mqtt import BrokerAddress, ConsumerOptions, MqttError, OnBatch, OnMessage
 
 log = logging.getLogger("citywatch.mqtt.wire")
 
@@ -196,10 +197,13 @@ class WireConsumer:
     """MQTT 3.1.1/5 consumer: one I/O thread, QoS 0/1, persistent session, manual acks.
 
     Drop-in replacement for :class:`ingest.mqtt.MqttConsumer`; ``on_message`` runs on the I/O
-    thread, in receive order.
+    thread, in receive order. With ``on_batch``, that is called instead, once per read of the
+    socket (at most ``FLUSH_EVERY`` messages), with the list of ``(topic, payload, ack)`` it held
+    (the ingest pipeline's ``submit_many``: its per-call costs paid once per read, not per message).
     """
 
-    def __init__(self, url: str, on_message: OnMessage, options: ConsumerOptions | None = None):
+    def __init__(self, url: str, on_message: OnMessage, options: ConsumerOptions | None = None, *,
+                 on_batch: OnBatch | None = None):
         self.address = BrokerAddress.parse(url)
         self.options = o = options or ConsumerOptions()
         if o.qos not in (0, 1):
@@ -213,6 +217,7 @@ class WireConsumer:
         if not 0 <= o.keepalive_s <= 65535:
             raise ValueError(f"keepalive_s must be within 0..65535, got {o.keepalive_s}")
         self._on_message = on_message
+        self._on_batch = on_batch
         self._user = o.username or self.address.username
         self._password = (o.password or self.address.password) if self._user else ""
         self._connect_packet = self._build_connect()
@@ -475,65 +480,86 @@ class WireConsumer:
         partial = functools.partial
         generation = self._generation
         since_flush = 0
-        while True:
-            if n - pos < 2:
-                return pos, 0
-            b0 = data[pos]
-            b = data[pos + 1]
-            if b < 0x80:
-                length, h = b, pos + 2
-            else:
-                length, shift, h = b & 0x7F, 7, pos + 2
-                while True:
-                    if h >= n:
-                        return pos, 0
-                    b = data[h]
-                    h += 1
-                    length |= (b & 0x7F) << shift
-                    if b < 0x80:
-                        break
-                    shift += 7
-                    if shift > 21:
-                        raise ProtocolError("malformed remaining length")
-            end = h + length
-            if end > n:
-                return pos, end - pos
-            if b0 >> 4 == PUBLISH:
-                qos = (b0 >> 1) & 3
-                if length < 2 or not self._connacked:
-                    raise ProtocolError("PUBLISH too short" if length < 2 else "PUBLISH before CONNACK")
-                j = h + 2 + ((data[h] << 8) | data[h + 1])
-                try:
-                    topic = data[h + 2:j].decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ProtocolError("PUBLISH topic is not UTF-8") from None
-                if qos:
-                    if qos != 1:
-                        raise ProtocolError(f"PUBLISH at QoS {qos}, subscribed at most at 1")
-                    pid = (data[j] << 8) | data[j + 1] if j + 2 <= end else 0
-                    if not pid:
-                        raise ProtocolError("PUBLISH without a packet id")
-                    j += 2
-                if v5:
-                    if j < end and data[j] < 0x80:
-                        j += 1 + data[j]
+        batch: list[tuple[str, bytes, Callable[[], None] | None]] | None = (
+            [] if self._on_batch is not None else None)
+        try:
+            while True:
+                if n - pos < 2:
+                    return pos, 0
+                b0 = data[pos]
+                b = data[pos + 1]
+                if b < 0x80:
+                    length, h = b, pos + 2
+                else:
+                    length, shift, h = b & 0x7F, 7, pos + 2
+                    while True:
+                        if h >= n:
+                            return pos, 0
+                        b = data[h]
+                        h += 1
+                        length |= (b & 0x7F) << shift
+                        if b < 0x80:
+                            break
+                        shift += 7
+                        if shift > 21:
+                            raise ProtocolError("malformed remaining length")
+                end = h + length
+                if end > n:
+                    return pos, end - pos
+                if b0 >> 4 == PUBLISH:
+                    qos = (b0 >> 1) & 3
+                    if length < 2 or not self._connacked:
+                        raise ProtocolError("PUBLISH too short" if length < 2 else "PUBLISH before CONNACK")
+                    j = h + 2 + ((data[h] << 8) | data[h + 1])
+                    try:
+                        topic = data[h + 2:j].decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ProtocolError("PUBLISH topic is not UTF-8") from None
+                    if qos:
+                        if qos != 1:
+                            raise ProtocolError(f"PUBLISH at QoS {qos}, subscribed at most at 1")
+                        pid = (data[j] << 8) | data[j + 1] if j + 2 <= end else 0
+                        if not pid:
+                            raise ProtocolError("PUBLISH without a packet id")
+                        j += 2
+                    if v5:
+                        if j < end and data[j] < 0x80:
+                            j += 1 + data[j]
+                        else:
+                            _, j = _properties(data, j, end)
+                    if j > end or not topic:
+                        raise ProtocolError("malformed PUBLISH")
+                    payload = data[j:end]
+                    if batch is not None:
+                        batch.append((topic, payload, partial(ack, generation, pid) if qos else None))
                     else:
-                        _, j = _properties(data, j, end)
-                if j > end or not topic:
-                    raise ProtocolError("malformed PUBLISH")
-                payload = data[j:end]
-                try:
-                    on_message(topic, payload, partial(ack, generation, pid) if qos else None)
-                except Exception:  # one bad message must not stop the loop; it stays unacknowledged
-                    log.exception("handling a message on %s failed; payload %r", topic, payload[:200])
-                since_flush += 1
-                if since_flush >= FLUSH_EVERY:
-                    since_flush = 0
-                    self._flush_acks(sock)
-            else:
-                self._control(b0, data, h, end, sock)
-                generation = self._generation
-            pos = end
+                        try:
+                            on_message(topic, payload, partial(ack, generation, pid) if qos else None)
+                        except Exception:  # one bad message must not stop the loop; it stays unacknowledged
+                            log.exception("handling a message on %s failed; payload %r", topic, payload[:200])
+                    since_flush += 1
+                    if since_flush >= FLUSH_EVERY:
+                        since_flush = 0
+                        if batch:
+                            self._deliver(batch)
+                        self._flush_acks(sock)
+                else:
+                    if batch:
+                        self._deliver(batch)  # in order: what came before a control packet first
+                    self._control(b0, data, h, end, sock)
+                    generation = self._generation
+                pos = end
+        finally:
+            if batch:
+                self._deliver(batch)  # what was parsed before a return or an error
+
+    def _deliver(self, batch: list) -> None:
+        """Hand the messages parsed so far to ``on_batch`` (and empty the list)."""
+        try:
+            self._on_batch(batch)
+        except Exception:  # they stay unacknowledged; the loop goes on
+            log.exception("handling %d messages (first on %s) failed", len(batch), batch[0][0])
+        batch.clear()
 
     def _control(self, b0: int, data: bytes, h: int, end: int, sock: socket.socket) -> None:
         """Every packet but PUBLISH."""

@@ -163,19 +163,31 @@ def topic() -> str:
     return f"wiretest/{uuid.uuid4().hex[:8]}"
 
 
-def started(url: str, on_message, opts: ConsumerOptions) -> WireConsumer:
-    c = WireConsumer(url, on_message, opts)
+def started(url: str, on_message, opts: ConsumerOptions, batched: bool = False) -> WireConsumer:
+    """A started consumer; ``batched``: through ``on_batch`` (lists of messages), as a node runs it."""
+    if batched:
+        def on_batch(items):
+            for t, p, a in items:
+                on_message(t, p, a)
+        c = WireConsumer(url, _unused, opts, on_batch=on_batch)
+    else:
+        c = WireConsumer(url, on_message, opts)
     c.start(5)
     assert c.subscribed.wait(5)
     return c
 
 
+def _unused(topic, payload, ack):
+    raise AssertionError("on_message called although on_batch was given")
+
+
 # -- tests ---------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("batched", [False, True], ids=["on_message", "on_batch"])
 @pytest.mark.parametrize("protocol", [4, 5])
-def test_qos1_topics_and_payloads_intact(mosquitto, topic, protocol):
+def test_qos1_topics_and_payloads_intact(mosquitto, topic, protocol, batched):
     got = Received(ack_now=True)
-    c = started(mosquitto.url, got, options(protocol, f"{topic}/#"))
+    c = started(mosquitto.url, got, options(protocol, f"{topic}/#"), batched)
     try:
         big = bytes(range(256)) * 800  # 200 KiB, every byte value
         msgs = [(f"{topic}/武汉/江汉区/noise-001", "噪声 ünïcode".encode(), 1),
@@ -204,13 +216,14 @@ def test_qos0(mosquitto, topic, protocol):
         c.stop()
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["on_message", "on_batch"])
 @pytest.mark.parametrize("protocol", [4, 5])
-def test_unacked_redelivered_acked_not_in_ack_order(mosquitto, relay, topic, protocol):
+def test_unacked_redelivered_acked_not_in_ack_order(mosquitto, relay, topic, protocol, batched):
     """Acks from another thread, skipping odd messages: a new client with the same id gets
     exactly the unacknowledged messages again, in order; once acked, nothing more."""
     got = Received()
     opts = options(protocol, f"{topic}/#")
-    c = started(relay.url, got, opts)
+    c = started(relay.url, got, opts, batched)
     try:
         publish(mosquitto.port, [(f"{topic}/m", str(i).encode(), 1) for i in range(20)])
         assert wait_for(lambda: len(got) == 20, 5)
@@ -385,6 +398,57 @@ def test_on_message_exception_is_logged_and_loop_goes_on(mosquitto, topic, caplo
         assert wait_for(lambda: again.payloads == [b"bad"], 5)
     finally:
         c2.stop()
+
+
+def test_on_batch_gets_what_one_read_held_and_a_failed_batch_stays_unacknowledged(mosquitto, topic, caplog):
+    """A burst arrives in lists of several messages, in order; a list whose handler raises is
+    logged and none of its messages is acknowledged (redelivered to the next session)."""
+    calls: list[list[bytes]] = []
+    fail = threading.Event()
+    fail.set()
+
+    def on_batch(items):
+        if fail.is_set():
+            fail.clear()
+            raise RuntimeError("boom")
+        calls.append([p for _, p, _ in items])
+        for _, _, ack in items:
+            ack()
+
+    opts = options(4, f"{topic}/#")
+    c = WireConsumer(mosquitto.url, _unused, opts, on_batch=on_batch)
+    c.start(5)
+    try:
+        assert c.subscribed.wait(5)
+        publish(mosquitto.port, [(f"{topic}/m", b"first", 1)])
+        assert wait_for(lambda: not fail.is_set(), 5)
+        burst = [str(i).encode() for i in range(2000)]
+        sender = paho_client(mosquitto.port)
+        for p in burst:
+            sender.publish(f"{topic}/m", p, qos=0)
+        assert wait_for(lambda: sum(map(len, calls)) >= len(burst), 10)
+        sender.disconnect()
+        sender.loop_stop()
+    finally:
+        c.stop()
+    assert [p for call in calls for p in call] == burst
+    assert max(map(len, calls)) > 1  # several messages per call under a burst
+    assert any("boom" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+    again = Received(ack_now=True)
+    c2 = started(mosquitto.url, again, opts)
+    try:
+        assert wait_for(lambda: again.payloads == [b"first"], 5)
+    finally:
+        c2.stop()
+
+
+def paho_client(port: int):
+    import paho.mqtt.client as paho
+
+    cl = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311)
+    cl.connect("127.0.0.1", port)
+    cl.loop_start()
+    return cl
 
 
 def test_start_fails_with_a_clear_error_when_nothing_listens():
