@@ -48,9 +48,13 @@ def test_parse_url_rejects(url: str, why: str) -> None:
 
 
 def test_settings_from_the_url(tmp_path) -> None:
-    store = open_store(f"duckdb:///{tmp_path}/r.duckdb?memory_limit=64MB&threads=1")
+    store = open_store(f"duckdb:///{tmp_path}/r.duckdb?memory_limit=64MB&threads=2")
     assert store._con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone() \
-        == ("61.0 MiB", 1)
+        == ("61.0 MiB", 2)
+    store.close()
+    store = open_store(f"duckdb:///{tmp_path}/r.duckdb")  # the defaults: 128 MB, one thread
+    assert store._con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone() \
+        == ("122.0 MiB", 1)
     store.close()
     with pytest.raises(ValueError, match="memory_limit"):
         open_store(f"duckdb:///{tmp_path}/r.duckdb?memory_limit=lots")
