@@ -13,8 +13,9 @@ committed to the state DB, its rule consequences committed. Acknowledgements go 
 order messages were received. A crash at any point before an acknowledgement makes the
 broker redeliver; the stores are idempotent, so a redelivered message is stored once.
 
-Threads: :meth:`submit` runs on the MQTT client's network thread and only decodes and
-appends (cheap). Two stage threads follow, each taking one batch at a time, in order:
+Threads: :meth:`submit` (paho, per message) and :meth:`submit_many` (the wire consumer, per
+read of its socket) run on the MQTT client's network thread and only decode and append (cheap;
+the decoding outside the batch's lock). Two stage threads follow, each taking one batch at a time, in order:
 the rules stage takes the pending batch once it is due (``linger_ms`` after its first
 message, or full), evaluates it and passes it on; the write stage makes the evaluated batches
 durable and acknowledges them, merging those that waited into one write (up to

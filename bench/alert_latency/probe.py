@@ -2,7 +2,7 @@
 
 Runs the ordinary command line (``python bench/alert_latency/probe.py OUT.json serve --config
 FILE``) after wrapping, at class level, the calls one batch goes through: decoding on the
-MQTT thread (``Pipeline.submit``), the batch's age when the rules stage takes it (linger plus
+MQTT thread (``Pipeline.submit_many``, which ``submit`` calls too), the batch's age when the rules stage takes it (linger plus
 any wait), the rule engine and the dispatcher's wake-up (rules stage), then in the write stage
 ``Pipeline._write``: the store write, quarantine, device events and the acknowledgements (and
 the registry's ``mark_seen``, once a second); in the dispatcher the outbox scan and each
@@ -101,12 +101,11 @@ def trace() -> None:
     from alerts.engine import RuleEngine
     from ingest.pipeline import Pipeline
 
-    submit, take, process = Pipeline.submit, Pipeline._take, RuleEngine.process
+    submit_many, take, process = Pipeline.submit_many, Pipeline._take, RuleEngine.process
 
-    def traced_submit(self, topic, *args, **kwargs):
-        if f"/{ALARM_KIND}/" in topic:
-            _mark([topic.split("/")[2]], "received")
-        return submit(self, topic, *args, **kwargs)
+    def traced_submit_many(self, messages, *args, **kwargs):
+        _mark([t.split("/")[2] for t, _, _ in messages if f"/{ALARM_KIND}/" in t], "received")
+        return submit_many(self, messages, *args, **kwargs)
 
     def traced_take(self):
         p = take(self)
@@ -122,7 +121,7 @@ def trace() -> None:
         finally:
             _mark(devices, "rules_end")
 
-    Pipeline.submit, Pipeline._take, RuleEngine.process = traced_submit, traced_take, traced_process
+    Pipeline.submit_many, Pipeline._take, RuleEngine.process = traced_submit_many, traced_take, traced_process
 
 
 def install() -> None:
@@ -156,7 +155,7 @@ def install() -> None:
             _record(f"gc: generation {info['generation']} collection", time.perf_counter() - gc_started[0])
 
     gc.callbacks.append(on_gc)
-    _timed(Pipeline, "submit", "decode (MQTT thread, per message)")
+    _timed(Pipeline, "submit_many", "decode (MQTT thread, per socket read)")
     _timed(Pipeline, "_write", "flush total (_write)")
     _timed(DuckDBStore, "write", "flush: store write (DuckDB)", cpu=True)
     _timed(Quarantine, "add", "flush: quarantine")
