@@ -191,10 +191,14 @@ FLAT_CASES = [
     {"ts": NOW + 3_600_000, "metrics": {"laeq_db": 63}},
     {"metrics": {"laeq_db": 63}},
     {"ts": NOW, "metrics": {"laeq_db": 63}, "readings": [{"ts": NOW, "metrics": {"laeq_db": 1}}]},
+    {"ts": NOW, "metrics": {"laeq_db": 123456789012345678901234567890}},
+    b'{"ts": %d, "metrics": {"laeq_db": 1e999}}' % NOW,
+    b'{"ts": %d, "metrics": {"laeq_db": 50, "laeq_db": 60}}' % NOW,
 ]
 
 
-@pytest.mark.parametrize("payload", FLAT_CASES, ids=[json.dumps(c)[:60] for c in FLAT_CASES])
+@pytest.mark.parametrize("payload", FLAT_CASES,
+                         ids=[(c.decode() if isinstance(c, bytes) else json.dumps(c))[:60] for c in FLAT_CASES])
 def test_typed_fast_path_decodes_exactly_like_the_generic_path(payload, monkeypatch):
     """`{"ts", "metrics"}` messages take a typed msgspec decode; the result (readings, their
     order and types, rejections and their reasons) is the generic path's."""
