@@ -2,12 +2,12 @@
 
 Runs the ordinary command line (``python bench/alert_latency/probe.py OUT.json serve --config
 FILE``) after wrapping, at class level, the calls one batch goes through: decoding on the
-MQTT thread (``Pipeline.submit_many``, which ``submit`` calls too), the batch's age when the rules stage takes it (linger plus
-any wait), the rule engine and the dispatcher's wake-up (rules stage), then in the write stage
-``Pipeline._write``: the store write, quarantine, device events and the acknowledgements (and
-the registry's ``mark_seen``, once a second); in the dispatcher the outbox scan and each
-webhook request. The rule engine, the store write and ``mark_seen`` also record their
-thread's CPU time: wall minus CPU is time spent waiting.
+MQTT thread (``Pipeline.submit_many``, which ``submit`` calls too), the batch's age when the
+rules stage takes it (linger plus any wait), the rule engine and the dispatcher's wake-up
+(rules stage), then in the write stage ``Pipeline._write``: the store write, quarantine,
+device events and the acknowledgements (and the registry's ``mark_seen``, once a second); in
+the dispatcher the outbox scan and each webhook request. The rule engine, the store write and
+``mark_seen`` also record their thread's CPU time: wall minus CPU is time spent waiting.
 It also traces each alarm (a lighting cabinet's message) through the node: when the MQTT
 thread hands it over, when the rules stage takes its batch, when the rule engine call that
 evaluates it starts and ends (``trace``); run.py adds the outbox rows' times and the webhook's

@@ -620,8 +620,8 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
         if ph.other_notices:
             print(f"{ph.name}: {ph.other_notices} other notice(s) arrived "
                   "(the background should raise none).")
-    print(f"target p99 < {TARGET_P99_MS:g} ms at {args.rate:,.0f} msg/s background: "
-          f"{'met' if ok else 'MISSED'}; "
+    verdict = ("met" if ok else "MISSED") if loaded else "not measured (no loaded phase)"
+    print(f"target p99 < {TARGET_P99_MS:g} ms at {args.rate:,.0f} msg/s background: {verdict}; "
           f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs.")
     print(f"reproduce: {command}")
     return ok
