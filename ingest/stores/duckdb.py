@@ -83,8 +83,8 @@ _SID = "(SELECT sid FROM series WHERE device_id = $d AND metric = $m)"
 
 
 DEFAULT_MEMORY_LIMIT = "128MB"  # keeps a consumer near 300 MB RSS; see __init__
-# One thread: DuckDB's default (one per core) spends its extra workers waiting for the writer's
-# small statements; measured, a write of 1,500 messages (4,500 readings) took 19.5 ms of CPU
+# One thread: with DuckDB's default (one per core) each of the writer's small statements cost
+# more CPU; measured on 2 cores, a write of 1,500 messages (4,500 readings) took 19.5 ms of CPU
 # with 2 threads and 12.8 ms with 1, every statement cheaper. ``?threads=N`` for long scans.
 DEFAULT_THREADS = 1
 _OPTIONS = ("memory_limit", "threads")
