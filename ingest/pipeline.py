@@ -98,21 +98,31 @@ class _Pending:
     steps_done: int = 0
     rules_done: bool = False  # the rule engine has seen this batch
 
+    def absorb(self, other: _Pending) -> None:
+        """Add what ``other`` carries (readings not built yet, events, rejections, last-seen
+        times, counts, acknowledgements) after what this one carries."""
+        self.builder.extend(other.builder)
+        self.readings += other.readings
+        self.events.extend(other.events)
+        self.rejections.extend(other.rejections)
+        seen = self.seen
+        for dev, ts in other.seen.items():
+            if ts > seen.get(dev, 0):
+                seen[dev] = ts
+        for k, n in other.per_kind.items():
+            self.per_kind[k] = self.per_kind.get(k, 0) + n
+        for c, n in other.channels.items():
+            self.channels[c] = self.channels.get(c, 0) + n
+        self.acks.extend(other.acks)
+        self.messages += other.messages
+
 
 def _merge(parts: list[_Pending]) -> _Pending:
     """Evaluated batches as one, in order (the write stage's catch-up)."""
     m = _Pending(messages=0, first_at=min(p.first_at for p in parts), rules_done=True)
     m.batch = Readings.concat([p.batch for p in parts])
     for p in parts:
-        m.events.extend(p.events)
-        m.rejections.extend(p.rejections)
-        for dev, ts in p.seen.items():
-            if ts > m.seen.get(dev, 0):
-                m.seen[dev] = ts
-        for k, n in p.per_kind.items():
-            m.per_kind[k] = m.per_kind.get(k, 0) + n
-        m.acks.extend(p.acks)
-        m.messages += p.messages
+        m.absorb(p)
     return m
 
 
@@ -233,7 +243,7 @@ class Pipeline:
             if self._stop:
                 return  # stopping: not taken, not acknowledged; the broker redelivers them later
         started = time.monotonic()
-        q = _Pending()  # decoded here, then added to the pending batch in one step
+        q = _Pending(messages=len(messages))  # decoded here, then added to the pending batch in one step
         decode_into = self.decoder.decode_into
         per_kind, channels, acks = q.per_kind, q.channels, q.acks
         for topic, payload, ack in messages:
@@ -255,23 +265,10 @@ class Pipeline:
             if self._stop:
                 return
             p = self._pending
-            p.builder.extend(q.builder)
-            p.readings += q.readings
-            p.events.extend(q.events)
-            p.rejections.extend(q.rejections)
-            seen = p.seen
-            for dev, ts in q.seen.items():
-                if ts > seen.get(dev, 0):
-                    seen[dev] = ts
-            for k, n in per_kind.items():
-                p.per_kind[k] = p.per_kind.get(k, 0) + n
-            for c, n in channels.items():
-                p.channels[c] = p.channels.get(c, 0) + n
-            p.acks.extend(acks)
             if p.messages == 0:
                 p.first_at = started
                 self._cond.notify_all()  # an idle rules stage starts the linger timer now, not at its next poll
-            p.messages += len(messages)
+            p.absorb(q)
             if p.readings >= self.max_batch_readings or p.messages >= self.max_batch_messages:
                 self._cond.notify_all()
 

@@ -530,11 +530,12 @@ class WireConsumer:
                     if j > end or not topic:
                         raise ProtocolError("malformed PUBLISH")
                     payload = data[j:end]
+                    acker = partial(ack, generation, pid) if qos else None
                     if batch is not None:
-                        batch.append((topic, payload, partial(ack, generation, pid) if qos else None))
+                        batch.append((topic, payload, acker))
                     else:
                         try:
-                            on_message(topic, payload, partial(ack, generation, pid) if qos else None)
+                            on_message(topic, payload, acker)
                         except Exception:  # one bad message must not stop the loop; it stays unacknowledged
                             log.exception("handling a message on %s failed; payload %r", topic, payload[:200])
                     since_flush += 1
