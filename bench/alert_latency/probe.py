@@ -110,7 +110,7 @@ def trace() -> None:
     def traced_take(self):
         p = take(self)
         if p.messages:
-            _mark([d for d in p.seen if d.startswith("light")], "taken")
+            _mark([d for d in p.seen if d in _trace], "taken")  # the alarms traced at "received"
         return p
 
     def traced_process(self, batch, *args, **kwargs):

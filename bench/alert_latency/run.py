@@ -46,6 +46,7 @@ figures: other processes on a shared box inflate them.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import multiprocessing as mp
 import os
@@ -438,10 +439,51 @@ class Phase:
     box_steal: float = float("nan")  # % of all CPUs the hypervisor took (steal time)
     stages: dict = field(default_factory=dict)  # --profile: probe.py's stage timings
     trace: dict = field(default_factory=dict)  # --profile: device -> {step: unix time} (probe.trace)
+    stolen_ms: dict = field(default_factory=dict)  # device -> CPU ms the hypervisor took during its flight
     outbox: dict = field(default_factory=dict)  # device -> (notice row written, first attempt)
     arrivals: dict = field(default_factory=dict)  # device -> its firing webhook's arrival (unix s)
     latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     split_ms: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class StealSampler:
+    """The hypervisor's steal time, sampled every ``interval_s`` from ``/proc/stat`` in a thread,
+    so that each alarm's flight can be matched with the CPU time the host took from this VM
+    meanwhile (:meth:`stolen_ms`). Counters are in clock ticks (``SC_CLK_TCK``, 10 ms on Linux):
+    the match is coarse, a window widened to the samples around it."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.ms_per_tick = 1000.0 / os.sysconf("SC_CLK_TCK")
+        self.times: list[float] = []
+        self.steal: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-steal", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            c = cpu_times()
+            if c is None:
+                return
+            self.times.append(time.time())
+            self.steal.append(c[1])
+
+    def start(self) -> StealSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def stolen_ms(self, t0: float, t1: float) -> float:
+        """CPU milliseconds (all CPUs) the hypervisor took between the last sample at or before
+        ``t0`` and the first at or after ``t1``; NaN when the samples do not cover the span."""
+        i0 = bisect.bisect_right(self.times, t0) - 1
+        i1 = bisect.bisect_left(self.times, t1)
+        if i0 < 0 or i1 >= len(self.times):
+            return float("nan")
+        return (self.steal[i1] - self.steal[i0]) * self.ms_per_tick
 
 
 def cpu_times() -> tuple[int, int, int] | None:
@@ -508,6 +550,7 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, nodes: list[
     node.stage_times()  # start the probe's figures afresh
     other0 = receiver.other
     m0 = scrape(nodes)
+    steal = StealSampler().start()
     c0 = cpu_times()
     b0 = process_cpu_s(broker_pid)
     t0 = time.monotonic()
@@ -542,6 +585,8 @@ def run_phase(name: str, *, alerter: Publisher, receiver: Receiver, nodes: list[
     ph.stages, ph.trace = probed.get("stages", {}), probed.get("alarms", {})
     ph.wall_s = time.monotonic() - t0
     c1 = cpu_times()
+    steal.stop()
+    ph.stolen_ms = {dev: steal.stolen_ms(t, receiver.arrivals.get(dev, t)) for dev, t in ph.sent.items()}
     b1 = process_cpu_s(broker_pid)
     ph.broker_cpu_s = b1 - b0
     if c0 is not None and c1 is not None and c1[2] > c0[2]:
@@ -618,6 +663,25 @@ def slowest_alarms(ph: Phase, n: int = 8) -> None:
         print(f"| {(ph.arrivals[dev] - ph.sent[dev]) * 1000:.1f} | " + " | ".join(cells) + " |")
 
 
+def steal_report(ph: Phase) -> None:
+    """The alarms whose flight the hypervisor took CPU time from this VM during, apart from the
+    others (the match is coarse: /proc/stat counts 10 ms ticks), and the slowest alarms with it."""
+    lat = {dev: (ph.arrivals[dev] - ph.sent[dev]) * 1000.0 for dev in ph.arrivals}
+    stolen = {dev: ph.stolen_ms.get(dev, float("nan")) for dev in lat}
+    known = [dev for dev in lat if stolen[dev] == stolen[dev]]
+    if not known:
+        return
+    hit = np.asarray([lat[d] for d in known if stolen[d] > 0])
+    clear = np.asarray([lat[d] for d in known if stolen[d] == 0])
+    print()
+    print(f"{ph.name}: hypervisor steal during the flight of {len(hit)} of {len(known)} alarms "
+          f"(p50 {pct(hit, 50):.1f}, p99 {pct(hit, 99):.1f} ms); the {len(clear)} others: "
+          f"p50 {pct(clear, 50):.1f}, p99 {pct(clear, 99):.1f} ms.")
+    worst = sorted(known, key=lat.get, reverse=True)[:8]
+    print(f"{ph.name}: slowest alarms, ms (CPU ms stolen around each): "
+          + ", ".join(f"{lat[d]:.1f} ({stolen[d]:.0f})" for d in worst) + ".")
+
+
 def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
     print()
     print("| phase | background target msg/s | published msg/s | consumed msg/s | alerts | "
@@ -646,6 +710,8 @@ def report(phases: list[Phase], args: argparse.Namespace, command: str) -> bool:
         s = ph.split_ms
         print(f"| {ph.name} | " + " | ".join(f"{pct(s[k], 50):.1f} | {pct(s[k], 99):.1f}"
                                              for k in ("ingest", "pickup", "http")) + " |")
+    for ph in phases:
+        steal_report(ph)
     for ph in phases:
         if ph.stages:
             print()
