@@ -28,12 +28,15 @@ batches, mean batch flush time) come from its ``/metrics``.
 
     python bench/alert_latency/run.py [--alerts 200] [--rate 10000] [--publishers 1]
                                       [--linger-ms MS] [--write-linger-ms MS] [--priority-wait-ms MS]
-                                      [--warmup-s 5] [--phases quiet,loaded] [--profile] [--keep]
+                                      [--warmup-s 5] [--phases quiet,loaded] [--topology all|split]
+                                      [--publish-tick-ms 0] [--profile] [--keep]
 
 ``--linger-ms``, ``--write-linger-ms``, ``--priority-wait-ms`` set the node's ``[ingest]`` keys of
 those names (default: the settings' defaults). ``--phases loaded`` runs only the loaded phase.
-Each phase also reports how busy the whole box was and the hypervisor's steal time
-(``/proc/stat``): on a shared VM the tail follows it.
+Each phase also reports the broker's and the background publishers' CPU, how busy the whole box
+was and the hypervisor's steal time (``/proc/stat``), and matches each alarm with the steal
+during its flight: on a shared VM the tail follows it. ``--topology split`` runs a ``role =
+"rules"`` node beside a ``role = "ingest"`` node instead of one ``role = "all"`` node.
 
 ``--profile`` runs the node under ``probe.py`` (the same command with timers around each stage
 of a batch and of dispatch) and adds a table per phase of where the node's time goes.
