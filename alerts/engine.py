@@ -634,6 +634,34 @@ class RuleEngine:
             f()
         return call.transitions
 
+    def retire_removed_rules(self, now_ms: int) -> list[Transition]:
+        """Resolve at ``now_ms`` the open alerts of rules this engine does not run (removed from
+        the rule files, or disabled), each with a ``resolved`` notice, and delete those rules'
+        stream, window and previous-value rows. Returns the transitions.
+
+        Nothing would ever evaluate such an alert again: left open, it would stay on the board
+        and unresolved at the dispatch centre for good. Call it once at start, with the machine
+        clock (there is no reading to take the time from).
+        """
+        with self._lock:
+            gone = [a for a in self.state.open_alerts() if a.rule not in self._by_id]
+            transitions = [
+                Transition(a.rule, a.device_id, a.kind, a.id, "firing", "resolved",
+                           max(now_ms, a.fired_ms or a.started_ms), a.severity, a.summary, a.metric,
+                           None, a.threshold, a.started_ms, district=a.district)
+                for a in gone]
+            devices = {a.id: a.device for a in gone}
+            with self.state.transaction():
+                self.state.apply(transitions, lambda t: devices[t.alert_id])
+                deleted = self.state.forget_rules(self._by_id)
+            self._unsynced = self._unsynced or (self.deferred and bool(transitions or deleted))
+            for a in gone:
+                log.warning("alert %s (%s on %s) resolved: its rule is no longer loaded", a.id, a.rule,
+                            a.device_id)
+            if deleted:
+                log.info("deleted %d rows of engine state of rules no longer loaded", deleted)
+            return transitions
+
     def checkpoint(self) -> int:
         """Deferred mode: save the window aggregates and previous values changed since the last
         checkpoint and make every commit so far durable (one fsync). Returns the rows saved

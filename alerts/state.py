@@ -486,6 +486,16 @@ class AlertState:
                 " ON CONFLICT (rule, device_id) DO UPDATE SET ts = excluded.ts, value = excluded.value",
                 rows)
 
+    def forget_rules(self, keep: Iterable[str]) -> int:
+        """Delete the engine state (streams, window aggregates, previous values) of every rule
+        not in ``keep`` (inside :meth:`transaction`); returns the rows deleted."""
+        self._require_tx()
+        keep = sorted(set(keep))
+        marks = ",".join("?" * len(keep))
+        where = f"WHERE rule NOT IN ({marks})" if keep else ""
+        return sum(self.conn.execute(f"DELETE FROM {table} {where}", keep).rowcount
+                   for table in ("rule_streams", "rule_acc", "rule_prev"))
+
     # --- operator side ------------------------------------------------------------------------
 
     def ack(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert:

@@ -137,6 +137,10 @@ class Node:
         if evaluates:
             self.dispatcher.start()
             self._dispatching = True
+            # alerts of rules since removed or disabled: nothing evaluates them any more
+            if self.engine.retire_removed_rules(self.clock()):
+                self.engine.checkpoint()
+                self.dispatcher.wake()
         self.pipeline = Pipeline(
             store=self.store if records else None, registry=self.registry,
             quarantine=self.quarantine if records else None, events=self.events if records else None,

@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from alerts.errors import AlertNotFound, AlertsError, InvalidSilence
+from alerts.rules import RulePack
 
 from .helpers import H, Harness, M, S, at, batch, deliveries, notice_keys, series, signature
 
@@ -247,3 +248,39 @@ def test_one_state_shared_by_the_engine_and_api_threads():
     th.join()
     assert errors == []
     assert h.state.count_alerts("resolved") == 100
+
+
+def test_alerts_of_rules_switched_off_are_resolved_at_start_and_their_state_deleted(tmp_path):
+    h = Harness(tmp_path / "s.db")
+    t0 = at("2026-11-29 12:00:00")
+    h.feed(series("lighting-0001", "lighting", "leakage_ma", t0, M, [45]))
+    h.feed(series("lighting-0002", "lighting", "door_open", t0, M, [1, 1]))
+    h.feed(series("lighting-0003", "lighting", "lamps_failed", t0, M, [2]))
+    h.feed(series("gas_meter-0001", "gas_meter", "volume_m3", t0, H, [100.0, 100.5]))
+    [door] = h.alerts("lighting.door_open")
+    h.state.ack(door.id, "duty-officer-wang", t0 + 5 * M)
+    off = tmp_path / "off.yaml"
+    off.write_text("version: 1\nrules:\n"
+                   + "".join(f"  - id: {r}\n    enabled: false\n"
+                             for r in ("lighting.leakage", "lighting.door_open", "gas.volume_backwards")),
+                   encoding="utf-8")
+    h.conn.close()
+    h = Harness(tmp_path / "s.db", pack=RulePack.load([off]))  # restart with the rules off
+
+    def rows(table: str, rule: str) -> int:
+        return h.conn.execute(f"SELECT count(*) FROM {table} WHERE rule = ?", (rule,)).fetchone()[0]
+
+    assert rows("rule_streams", "lighting.leakage") == 1 and rows("rule_prev", "gas.volume_backwards") == 1
+    got = h.engine.retire_removed_rules(t0 + 10 * M)
+    assert sorted(t.rule for t in got) == ["lighting.door_open", "lighting.leakage"]
+    for rule in ("lighting.leakage", "lighting.door_open"):
+        [a] = h.alerts(rule)
+        assert (a.state, a.ended_ms, a.history[-1].change) == ("resolved", t0 + 10 * M, "resolved")
+    assert sorted((n.status, n.alert["rule"]) for n in h.notices) == [
+        ("resolved", "lighting.door_open"), ("resolved", "lighting.leakage")]
+    assert [a.state for a in h.alerts("lighting.lamp_fault")] == ["firing"]  # still loaded: untouched
+    assert rows("rule_streams", "lighting.leakage") == 0 and rows("rule_streams", "lighting.door_open") == 0
+    assert rows("rule_prev", "gas.volume_backwards") == 0 and rows("rule_streams", "lighting.lamp_fault") == 1
+    assert h.engine.retire_removed_rules(t0 + 11 * M) == []  # once is enough
+    h.feed(series("lighting-0001", "lighting", "leakage_ma", t0 + 12 * M, M, [50]))
+    assert [a.state for a in h.alerts("lighting.leakage")] == ["resolved"]  # the rule is off
