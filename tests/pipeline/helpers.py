@@ -112,7 +112,8 @@ def settle(node: Node, readings: int, timeout_s: float = 60.0) -> None:
     assert wait_for(lambda: stored() >= readings, timeout_s), (node.totals(), readings)
 
 
-def make_node(root: Path, broker_url: str, client_id: str, *, tick_s: float = 10.0) -> Node:
+def make_node(root: Path, broker_url: str, client_id: str, *, tick_s: float = 10.0,
+              rule_files: Sequence[Path] = ()) -> Node:
     """A citywatch node on ``broker_url`` with its state DB, DuckDB store and spool under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     s = load_settings(env={}, timezone=TZ,
@@ -120,6 +121,6 @@ def make_node(root: Path, broker_url: str, client_id: str, *, tick_s: float = 10
                       store={"url": f"duckdb:///{root}/readings.duckdb"},
                       state={"url": f"sqlite:///{root}/state.db"},
                       api={"listen": f"127.0.0.1:{free_port()}"},
-                      rules={"tick_s": tick_s},
+                      rules={"tick_s": tick_s, "files": [str(f) for f in rule_files]},
                       ingest={"spool_dir": str(root / "spool")})
     return Node(s)

@@ -83,6 +83,45 @@ def test_node_restart_mid_pending_and_mid_firing(tmp_path, mosquitto):
     assert after == expected
 
 
+@pytest.mark.integration
+def test_a_rule_switched_off_resolves_its_open_alerts_at_the_next_start(tmp_path, mosquitto):
+    fleet = sample_fleet(0, seed=31, kinds=["lighting"], min_per_kind=2)
+    now = int(time.time() * 1000)
+    msgs = [(f"city/lighting/{d.device_id}/telemetry", b'{"ts":%d,"metrics":{"leakage_ma":45.0,"lamps_failed":2}}'
+             % now) for d in fleet[:2]]
+    node = make_node(tmp_path, mosquitto.url, "switch-off")
+    node.open()
+    node.registry.upsert(fleet)
+    node.start()
+    try:
+        pub = Publisher(mosquitto.url, client_id="switch-off-pub")
+        try:
+            for topic, payload in msgs:
+                pub.publish(topic, payload, 1)
+        finally:
+            pub.close()
+        settle(node, 4)
+    finally:
+        node.stop()
+    before = {(a.rule, a.device_id): a for a in all_alerts(node.alerts)}
+    assert {a.state for a in before.values()} == {"firing"} and len(before) == 4, before
+
+    off = tmp_path / "off.yaml"
+    off.write_text("version: 1\nrules:\n  - id: lighting.leakage\n    enabled: false\n", encoding="utf-8")
+    node = make_node(tmp_path, mosquitto.url, "switch-off", rule_files=[off])
+    node.open()
+    node.start()
+    node.stop()
+    after = {(a.rule, a.device_id): a for a in all_alerts(node.alerts)}
+    for (rule, dev), a in after.items():
+        assert a.id == before[(rule, dev)].id
+        if rule == "lighting.leakage":
+            assert a.state == "resolved" and a.ended_ms >= now
+            assert node.alerts.get(a.id).history[-1].change == "resolved"
+        else:
+            assert a.state == "firing"  # lighting.lamp_fault: still loaded, untouched
+
+
 def test_ingest_restart_mid_day_long_window(tmp_path):
     """Simulated days through Pipeline.submit: gas.micro_flow's 24 h window (and the 4 h of
     gas.continuous_flow, firing by then) survive a restart 12 h in."""
