@@ -18,6 +18,7 @@ import pytest
 
 from devices.fleet import sample_fleet
 from simulators.engine import Simulation
+from simulators.message import Message
 from simulators.mqtt import Publisher
 from simulators.timeutil import parse_time_ms
 
@@ -87,19 +88,15 @@ def test_node_restart_mid_pending_and_mid_firing(tmp_path, mosquitto):
 def test_a_rule_switched_off_resolves_its_open_alerts_at_the_next_start(tmp_path, mosquitto):
     fleet = sample_fleet(0, seed=31, kinds=["lighting"], min_per_kind=2)
     now = int(time.time() * 1000)
-    msgs = [(f"city/lighting/{d.device_id}/telemetry", b'{"ts":%d,"metrics":{"leakage_ma":45.0,"lamps_failed":2}}'
-             % now) for d in fleet[:2]]
+    msgs = [Message(f"city/lighting/{d.device_id}/telemetry",
+                    b'{"ts":%d,"metrics":{"leakage_ma":45.0,"lamps_failed":2}}' % now, 1, False, now)
+            for d in fleet[:2]]
     node = make_node(tmp_path, mosquitto.url, "switch-off")
     node.open()
     node.registry.upsert(fleet)
     node.start()
     try:
-        pub = Publisher(mosquitto.url, client_id="switch-off-pub")
-        try:
-            for topic, payload in msgs:
-                pub.publish(topic, payload, 1)
-        finally:
-            pub.close()
+        _publish(mosquitto.url, msgs, "switch-off-pub")
         settle(node, 4)
     finally:
         node.stop()
