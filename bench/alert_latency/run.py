@@ -671,7 +671,7 @@ def steal_report(ph: Phase) -> None:
     others (the match is coarse: /proc/stat counts 10 ms ticks), and the slowest alarms with it."""
     lat = {dev: (ph.arrivals[dev] - ph.sent[dev]) * 1000.0 for dev in ph.arrivals}
     stolen = {dev: ph.stolen_ms.get(dev, float("nan")) for dev in lat}
-    known = [dev for dev in lat if stolen[dev] == stolen[dev]]
+    known = [dev for dev in lat if not np.isnan(stolen[dev])]
     if not known:
         return
     hit = np.asarray([lat[d] for d in known if stolen[d] > 0])
