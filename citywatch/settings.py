@@ -149,6 +149,19 @@ class IngestSettings(_Section):
     max_pending_readings: int = Field(1_000_000, ge=1)
     spool_dir: str = f"{DEFAULT_DATA_DIR}/spool"
     spool_max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
+    # the quarantine's bounds (ingest/quarantine.py): entries older than this are deleted, and
+    # the oldest while the kept payloads are over quarantine_max_mb; one source (device) has at
+    # most quarantine_per_device_per_minute entries kept whole a minute, the rest are counted
+    quarantine_max_age_days: float = Field(30.0, gt=0, le=3650)
+    quarantine_max_mb: float = Field(1024.0, gt=0)
+    quarantine_per_device_per_minute: int = Field(60, ge=1)
+
+    def quarantine_retention(self):
+        from ingest.quarantine import Retention
+
+        return Retention(max_age_ms=int(self.quarantine_max_age_days * 86_400_000),
+                         max_bytes=int(self.quarantine_max_mb * 1024 * 1024),
+                         per_source_per_minute=self.quarantine_per_device_per_minute)
 
 
 class UpSettings(_Section):
