@@ -85,7 +85,7 @@ class Node:
         self.state_path = parse_url(s.state.url)
         self.store = open_store(s.store.url)
         self.registry = Registry(connect(self.state_path))
-        self.quarantine = Quarantine(connect(self.state_path))
+        self.quarantine = Quarantine(connect(self.state_path), s.ingest.quarantine_retention())
         self.events = EventLog(connect(self.state_path))
         self.spool = Spool(Path(s.ingest.spool_dir), s.ingest.spool_max_bytes)
         self.ingest_metrics = IngestMetrics(self.metrics_registry)
@@ -205,6 +205,7 @@ class Node:
             events_ro=_Serialized(EventLog(connect(self.state_path))),
             metrics_registry=self.metrics_registry,
             broker_connected=lambda: self.consumer is not None and self.consumer.connected.is_set(),
+            ack_status=lambda: self.pipeline.ack_status() if hasattr(self, "pipeline") else None,
             tokens=s.api.tokens, listen=s.api.listen,
         )
         # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)

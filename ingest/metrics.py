@@ -33,4 +33,6 @@ class IngestMetrics:
                               registry=r)
         self.flush_seconds = Histogram("citywatch_ingest_flush_seconds", "time to make one batch durable",
                                        registry=r)
+        self.refused = Counter("citywatch_ingest_refused", "items a store or the state DB refused on their own, "
+                               "set aside so that the rest of their batch was written", ["by"], registry=r)
         self.rule_errors = Counter("citywatch_rules_errors", "batches the rule engine failed on", registry=r)

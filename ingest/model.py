@@ -97,7 +97,13 @@ class Readings:
             float(self.value[i]), str(self.district[i]), str(self.asset_id[i]),
         )
 
-    def take(self, index: np.ndarray) -> Readings:
+    def __getitem__(self, rows: slice) -> Readings:
+        """The rows of a slice, as a batch."""
+        if not isinstance(rows, slice):
+            raise TypeError("Readings take a slice; use row(i) for one reading")
+        return self.take(rows)
+
+    def take(self, index: np.ndarray | slice) -> Readings:
         """The rows selected by a boolean mask or an index array."""
         return Readings(*(getattr(self, c)[index] for c in COLUMNS))
 

@@ -32,7 +32,9 @@ additionally sends at most ``receive_maximum`` unacknowledged messages.
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -43,16 +45,24 @@ from typing import Any, Protocol
 from ingest.decode import Decoder
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
-from ingest.model import Event, Readings, ReadingsBuilder, Rejection
+from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
 from ingest.priority import Gate
 from ingest.quarantine import Quarantine
-from ingest.stores.base import Store, StoreRejected, StoreUnavailable
+from ingest.stores.base import Store, StoreRejected, StoreUnavailable, count_kinds
 
 log = logging.getLogger("citywatch.ingest")
 
 Ack = Callable[[], None]
 
 SEEN_CHUNK = 256  # devices per last-seen transaction (see Pipeline._note_seen)
+
+# Errors that a write raises because of what it was given, not because the store or the state
+# DB is unavailable: the same rows would be refused again, so retrying the batch cannot help.
+# The write stage then splits the batch and sets aside only the rows refused on their own
+# (Pipeline._isolate). StoreUnavailable, sqlite3.OperationalError (locked, disk full, I/O) and
+# the like are not here: those are retried, with the acknowledgements withheld.
+CONTENT_ERRORS = (StoreRejected, ValueError, OverflowError, TypeError, RecursionError,
+                  sqlite3.InterfaceError, sqlite3.DataError, sqlite3.IntegrityError)
 
 
 class RegistryView(Protocol):
@@ -204,6 +214,8 @@ class Pipeline:
         # last-seen times not yet written to the registry (write stage; see _note_seen)
         self._seen: dict[str, int] = {}
         self._seen_written = time.monotonic()
+        # (since, why, messages) while acknowledgements are withheld (see ack_status)
+        self._withheld: tuple[float, str, int] | None = None
         self._pending = _Pending()
         # Batches the rules have evaluated, oldest first, waiting for the recording stage.
         self._ruled: deque[_Pending] = deque()
@@ -472,7 +484,9 @@ class Pipeline:
                         self._write_until_done(p)
                     finally:
                         self._done(p)
+                    self._maintain_quarantine()
                     continue
+                self._maintain_quarantine()
                 try:
                     self._note_seen({})  # idle: the last-seen times of the last batches
                 except Exception:
@@ -488,7 +502,21 @@ class Pipeline:
                         self._note_seen({}, force=True)
                     except Exception:
                         log.exception("writing the last-seen times at stop failed")
+                    if self.quarantine is not None:
+                        try:
+                            self.quarantine.flush_limits()
+                        except Exception:
+                            log.exception("writing the quarantine's rate-limit counts at stop failed")
                 return
+
+    def _maintain_quarantine(self) -> None:
+        """The quarantine's retention and rate-limit counts (at most once a minute: its own clock)."""
+        if self.quarantine is None:
+            return
+        try:
+            self.quarantine.maintain(int(self.clock() * 1000))
+        except Exception:
+            log.exception("quarantine retention failed; tried again in a minute")
 
     def _linger_for_write(self) -> None:
         """(Holding ``_cond``.) Let evaluated batches gather into one store write until the oldest
@@ -532,23 +560,42 @@ class Pipeline:
         an unacknowledged message (only after a reconnect), and with MQTT 5 each one keeps a
         slot of ``receive_maximum``: dropped acknowledgements would lose the batch's quarantine
         entries and events until a restart, and enough of them stall the consumer. Retrying
-        resumes at the failed step; meanwhile ``submit`` applies backpressure.
+        resumes at the failed step; meanwhile ``submit`` applies backpressure and
+        :meth:`ack_status` says why the acknowledgements wait. What a write refuses because of
+        a message's content is set aside by the step itself (:meth:`_isolate`), so only an
+        unavailable store or state DB can keep a batch here.
         """
         delay = 0.1
         while True:
             try:
                 self._write(p)
                 return
-            except Exception:
+            except Exception as e:
                 if self._stop or self._flush_waiting:
                     # shutting down (or a flush() waits): do not hold it up; give up on this batch
                     log.exception("writing a batch of %d messages failed while stopping; they stay "
                                   "unacknowledged (redelivered at the next connection)", p.messages)
+                    self._withheld = None
                     return
+                self._hold(f"writing a batch failed: {type(e).__name__}: {e}", p.messages)
                 log.exception("writing a batch of %d messages failed; retrying in %.1f s (not acknowledged "
                               "meanwhile)", p.messages, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _hold(self, reason: str, messages: int) -> None:
+        """Note that the acknowledgements of ``messages`` are withheld, and why (:meth:`ack_status`)."""
+        since = self._withheld[0] if self._withheld is not None else time.monotonic()
+        self._withheld = (since, reason[:500], messages)
+
+    def ack_status(self) -> dict[str, Any] | None:
+        """None while acknowledgements flow; else why they are withheld, for how long, for how
+        many messages (``/api/v1/health`` reports it as degraded)."""
+        w = self._withheld
+        if w is None:
+            return None
+        since, reason, messages = w
+        return {"reason": reason, "for_s": round(time.monotonic() - since, 1), "messages": messages}
 
     def _write(self, p: _Pending) -> None:
         """Make ``p`` durable, then acknowledge it. Resumable: a step that raised is repeated by
@@ -562,17 +609,28 @@ class Pipeline:
         # ingest nodes of the shared subscription record them
         if p.steps_done < 1:
             if len(batch) and self.store is not None:
-                self._store_durably(batch, p.per_kind)
+                refused_rows: list[Rejection] = []  # added once the step is done: a retry starts afresh
+                self._isolate(batch, lambda part: self._store_durably(part, count_kinds(part.kind)),
+                              lambda i, e: refused_rows.append(self._refused_reading(batch.row(i), e)),
+                              "store")
+                p.rejections.extend(refused_rows)
             p.steps_done = 1
         if p.steps_done < 2:
             if p.rejections and self.quarantine is not None:
-                self.quarantine.add(p.rejections)
+                self._isolate(p.rejections, self.quarantine.add,
+                              lambda i, e: log.error("the quarantine refused an entry for %r (%s: %s); "
+                                                     "dropped", p.rejections[i].topic[:200], type(e).__name__, e),
+                              "quarantine")
                 for r in p.rejections:
                     self.metrics.quarantined.labels(r.reason.split(":", 1)[0]).inc()
             p.steps_done = 2
         if p.steps_done < 3:
             if p.events and self.events is not None:
-                self.events.add(p.events)
+                refused: list[Rejection] = []
+                self._isolate(p.events, self.events.add,
+                              lambda i, e: refused.append(self._refused_event(p.events[i], e)), "event log")
+                if refused and self.quarantine is not None:
+                    self.quarantine.add(refused)
                 for e in p.events:
                     self.metrics.events.labels(e.kind).inc()
             p.steps_done = 3
@@ -584,10 +642,51 @@ class Pipeline:
                 self.gate.pause()
                 self.rules.checkpoint()
             p.steps_done = 4
-        self._note_seen(p.seen)  # idempotent: repeated by a retry
+        try:
+            self._note_seen(p.seen)
+        except Exception:  # presence, not durability: the acknowledgements do not wait for it
+            log.exception("writing last-seen times failed; kept for the next attempt")
         for ack in p.acks:
             ack()
+        self._withheld = None
         self.metrics.flush_seconds.observe(time.perf_counter() - t0)
+
+    def _isolate(self, items, write: Callable[[Any], Any], refused: Callable[[int, Exception], None],
+                 what: str) -> None:
+        """``write(items)``; if it raises one of CONTENT_ERRORS, write the halves, and so on down
+        to single items: an item refused on its own goes to ``refused(index, error)``, all the
+        others are written. One bad message can then never hold back the ones behind it. Other
+        errors (unavailable store, locked database) propagate: the batch is retried."""
+        def go(lo: int, hi: int) -> None:
+            try:
+                write(items[lo:hi])
+                return
+            except CONTENT_ERRORS as e:
+                if hi - lo == 1:
+                    self.metrics.refused.labels(what).inc()
+                    refused(lo, e)
+                    return
+                if (lo, hi) == (0, len(items)):
+                    log.error("the %s refused a batch of %d (%s: %s); writing it in parts to find what it "
+                              "refuses", what, len(items), type(e).__name__, e)
+            mid = (lo + hi) // 2
+            go(lo, mid)
+            go(mid, hi)
+
+        go(0, len(items))
+
+    def _refused_reading(self, r: Reading, e: Exception) -> Rejection:
+        payload = json.dumps({"ts": r.ts, "metrics": {r.metric: r.value}}).encode()
+        return Rejection(f"city/{r.kind}/{r.device_id}/telemetry", payload, int(self.clock() * 1000),
+                         f"store_refused: the store refused this reading: {type(e).__name__}: {e}"[:1000],
+                         r.device_id, r.kind)
+
+    def _refused_event(self, ev: Event, e: Exception) -> Rejection:
+        payload = json.dumps({"ts": ev.ts, "type": ev.type, "detail": ev.detail}, default=str,
+                             ensure_ascii=False).encode("utf-8", "backslashreplace")
+        return Rejection(f"city/{ev.kind}/{ev.device_id}/event", payload, int(self.clock() * 1000),
+                         f"state_refused: the event log refused this event: {type(e).__name__}: {e}"[:1000],
+                         ev.device_id, ev.kind)
 
     def _note_seen(self, seen: dict[str, int], force: bool = False) -> None:
         """Record last-seen times, writing them to the registry at most every
@@ -597,7 +696,9 @@ class Pipeline:
         minutes), not the readings: acknowledgements do not wait for them. A write per batch
         held the state DB's write lock ~10 times a second under load, delaying the rule
         engine's commits (the alert path); a crash now loses at most the last
-        ``seen_interval_ms`` of them, which each device's next message restores.
+        ``seen_interval_ms`` of them, which each device's next message restores. A time the
+        registry refuses (it cannot be, after the decoder's checks) is dropped with an error
+        log, so that it cannot stop every other device's presence.
         """
         mine = self._seen
         for dev, ts in seen.items():
@@ -609,14 +710,20 @@ class Pipeline:
             # ~20 ms under load, a chunk ~5
             items = list(mine.items())
             for i in range(0, len(items), SEEN_CHUNK):
-                chunk = dict(items[i:i + SEEN_CHUNK])
-                self.registry.mark_seen(chunk)  # on failure the rest stay here for the next write
-                for dev in chunk:
+                chunk = items[i:i + SEEN_CHUNK]
+                # on another failure the rest stay here for the next write
+                self._isolate(chunk, lambda part: self.registry.mark_seen(dict(part)),
+                              lambda j, e, chunk=chunk: log.error(
+                                  "the registry refused the last-seen time %r of %r (%s); dropped",
+                                  chunk[j][1], chunk[j][0], e), "registry")
+                for dev, _ in chunk:
                     del mine[dev]
             self._seen_written = time.monotonic()
 
     def _store_durably(self, batch: Readings, per_kind: dict[str, int]) -> None:
-        """Write ``batch`` (``per_kind``: its readings per kind) to the store, or the spool."""
+        """Write ``batch`` (``per_kind``: its readings per kind) to the store, or to the spool while
+        the store is unavailable. What the store refuses (:class:`StoreRejected`) is raised, for
+        :meth:`_isolate` to find the readings it refuses."""
         delay = 0.1
         while True:
             spool = self.spool
@@ -626,25 +733,19 @@ class Pipeline:
                 if spool is not None and spool.depth()[0]:
                     raise StoreUnavailable("spool not yet drained")
                 new = self.store.write(batch)
-            except StoreRejected as e:
-                # data the store will always refuse (e.g. a tag InfluxDB cannot carry): retrying
-                # cannot help; the spool keeps it on disk and its drain sets it aside in corrupt/
-                if spool is None:
-                    raise
-                log.error("the store refused a batch of %d readings (%s); kept in the spool's corrupt/",
-                          len(batch), e)
-                spool.append(batch)
-                self._count(self.metrics.spooled, per_kind)
-                return
             except StoreUnavailable as e:
+                if self._stop or self._flush_waiting:
+                    raise  # stopping: the batch stays unacknowledged (_write_until_done)
                 if spool is None:
                     log.warning("store unavailable (%s); retrying in %.1f s", e, delay)
+                    self._hold(f"store unavailable: {e}", self._inflight_messages)
                 elif not spool.full():
                     spool.append(batch)
                     self._count(self.metrics.spooled, per_kind)
                     return
                 else:
                     log.warning("store unavailable and spool full: holding acknowledgements")
+                    self._hold(f"store unavailable and the spool full: {e}", self._inflight_messages)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from tests.support.influxd import Influxd
 from tests.support.mosquitto import Mosquitto
 
 
@@ -15,6 +16,13 @@ def mosquitto(tmp_path_factory):
     broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory):
+    server = Influxd(tmp_path_factory.mktemp("influxd")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures of the store tests: one influxd for the session, a fresh store per test."""
+"""Fixtures of the store tests: a fresh store per test (influxd: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import itertools
 import pytest
 
 from ingest.stores.base import Store, open_store
-from tests.support.influxd import Influxd
 
 _db_numbers = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def influxd(tmp_path_factory):
-    server = Influxd(tmp_path_factory.mktemp("influxd")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["duckdb", "influxdb"])

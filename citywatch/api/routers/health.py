@@ -15,8 +15,14 @@ def health(svc: Services) -> dict:
         "store": bool(svc.store.ping()),
         "state": _state_ok(svc),
     }
+    # acknowledgements withheld (a store or state DB failing): the broker is holding the city's
+    # messages, whatever the connections above say
+    withheld = svc.ack_status() if getattr(svc, "ack_status", None) else None
+    checks["acks"] = withheld is None
     spool = getattr(svc, "spool", None)
     body = {"status": "ok" if all(checks.values()) else "degraded", "checks": checks}
+    if withheld is not None:
+        body["acks_withheld"] = withheld
     if spool is not None:
         batches, size = spool.depth()
         body["spool"] = {"batches": batches, "bytes": size}
