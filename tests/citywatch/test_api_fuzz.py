@@ -4,13 +4,16 @@ invalid) parameters and bodies, with and without a valid token, against the app
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
 from .api_support import DEVICE, TOKENS, make_node
 
-MAX_EXAMPLES = 25  # per operation and token: the two runs take ~25 s on a shared 2-core machine
+# per operation and token: the two runs take ~25 s on a shared 2-core machine; more for a deeper run
+MAX_EXAMPLES = int(os.environ.get("CITYWATCH_FUZZ_EXAMPLES", "25"))
 
 pytestmark = pytest.mark.slow
 
