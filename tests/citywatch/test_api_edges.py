@@ -12,6 +12,8 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 
+from citywatch.settings import ConfigError, load_settings
+
 from .api_support import DEVICE, NOW, TOKENS, Served, make_node
 
 MB = 1 << 20
@@ -258,3 +260,12 @@ def test_an_event_detail_nested_300_deep_does_not_break_the_device_page(client):
     assert deep == "(nested deeper than 16 levels: not shown)"
     assert "undecodable" in events[NOW - 2000]["detail"]  # 5,000 deep: past what the parser takes
     assert events[NOW - 3000]["detail"] == {"reason": "watchdog"}
+
+
+@pytest.mark.parametrize("api, key", [({"max_body_bytes": 10}, "api.max_body_bytes"),
+                                      ({"max_silence": "forever"}, "api.max_silence"),
+                                      ({"max_silence": "0s"}, "api.max_silence"),
+                                      ({"max_silence": "100000d"}, "api.max_silence")])
+def test_bad_caps_are_refused_naming_the_key(api, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_settings(env={}, api=api)
