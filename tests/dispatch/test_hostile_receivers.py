@@ -94,8 +94,9 @@ class HostileReceiver:
         if mode == "ok":
             conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
             return True
-        if mode == "endless":
-            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+        if mode in ("endless", "endless-200"):
+            status = b"200 OK" if mode == "endless-200" else b"503 Service Unavailable"
+            conn.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n")
             chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
             while not self._stop.is_set():
@@ -138,6 +139,15 @@ def test_an_endless_error_body_is_read_up_to_the_cap_and_the_connection_closed()
     assert retryable and error.startswith("HTTP 503: xxxx")
     assert len(error) < 300 and took < 1.0
     assert MAX_RESPONSE_BYTES <= 8192
+
+
+def test_a_2xx_with_an_endless_body_is_a_success_at_once():
+    r = HostileReceiver("endless-200")
+    try:
+        retryable, error, took = _send(r)
+    finally:
+        r.close()
+    assert error is None and took < 1.0
 
 
 def test_a_trickling_receiver_is_cut_off_at_the_timeout_not_per_read():
