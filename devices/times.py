@@ -30,7 +30,7 @@ def parse_time_ms(value: object) -> int:
         raise ValueError(f"expected epoch milliseconds or RFC 3339, got {len(text)} characters")
     if _EPOCH_MS.fullmatch(text):
         return check_range(int(text))
-    if text[-1:] in "zZ":
+    if text[-1:] in ("z", "Z"):
         text = text[:-1] + "+00:00"
     try:
         dt = datetime.fromisoformat(text)
