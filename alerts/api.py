@@ -7,29 +7,48 @@ Handlers use ``request.app.state.alerts`` (an :class:`~alerts.state.AlertState`)
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+
+from devices import durations, times
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
-from .state import ALERT_STATES, AlertState
+from .state import ALERT_STATES, SILENCE_MATCHERS, AlertState
 
 router = APIRouter(tags=["alerts"])
 
+# The longest silence; the application may set ``app.state.max_silence_ms`` ([api] max_silence).
+MAX_SILENCE_MS = 90 * 86_400_000
+
+
+def _storable(text: str) -> str:
+    """JSON may carry lone surrogates (``\\ud800``), which the state DB cannot store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate)") from None
+    return text
+
+
+Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(_storable)]
+Text = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_storable)]
+Time = int | Annotated[str, StringConstraints(max_length=times.MAX_TEXT)]
+
 
 class AckBody(BaseModel):
-    by: str | None = Field(None, description="who acknowledges (ignored when authenticated)")
-    note: str = ""
+    by: Name | None = Field(None, description="who acknowledges (ignored when authenticated)")
+    note: Text = ""
 
 
 class SilenceBody(BaseModel):
-    matchers: dict[str, str] = Field(..., description="any of rule, kind, district, device, severity")
-    start: int | str | None = Field(None, description="epoch ms or RFC 3339; default now")
-    end: int | str = Field(..., description="epoch ms or RFC 3339")
-    reason: str
-    by: str | None = None
+    matchers: dict[Name, Name] = Field(..., max_length=len(SILENCE_MATCHERS),
+                                       description="any of rule, kind, district, device, severity")
+    start: Time | None = Field(None, description="epoch ms or RFC 3339; default now")
+    end: Time = Field(..., description="epoch ms or RFC 3339; at most 90 days after start by default")
+    reason: Text
+    by: Name | None = None
 
 
 def _state(request: Request) -> AlertState:
@@ -43,18 +62,10 @@ def _who(request: Request, by: str | None) -> str:
 
 
 def _ms(value: int | str, field: str) -> int:
-    if isinstance(value, int):
-        return value
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(422, f"{field}: expected epoch milliseconds or RFC 3339, got {value!r}") from None
-    if dt.tzinfo is None:
-        raise HTTPException(422, f"{field}: RFC 3339 time needs an offset (e.g. +08:00), got {value!r}")
-    return int(dt.timestamp() * 1000)
+        return times.parse_time_ms(value)
+    except ValueError as e:
+        raise HTTPException(422, f"{field}: {e}") from None
 
 
 @router.get("/api/v1/alerts")
@@ -62,7 +73,8 @@ def list_alerts(
     request: Request,
     state: Annotated[str | None, Query(description="pending, firing, acknowledged or resolved")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[cp]?[0-9]{1,18}$",
+                                        description="`next` of the previous page")] = None,
 ) -> dict[str, Any]:
     """Alerts, newest first: ``{"items": [...], "total": N, "next": cursor-or-null}``."""
     if state is not None and state not in ALERT_STATES:
@@ -105,9 +117,13 @@ def add_silence(request: Request, body: SilenceBody) -> dict[str, Any]:
     st = _state(request)
     now = int(request.app.state.now())
     start = now if body.start is None else _ms(body.start, "start")
+    end = _ms(body.end, "end")
+    longest = int(getattr(request.app.state, "max_silence_ms", MAX_SILENCE_MS))
+    if end - start > longest:
+        raise HTTPException(422, f"end: a silence lasts at most {durations.format_duration(longest)} "
+                                 "([api] max_silence); set a new one when it ends")
     try:
-        s = st.add_silence(body.matchers, start, _ms(body.end, "end"), body.reason,
-                           _who(request, body.by), now_ms=now)
+        s = st.add_silence(body.matchers, start, end, body.reason, _who(request, body.by), now_ms=now)
     except InvalidSilence as e:
         raise HTTPException(422, str(e)) from None
     return s.to_api(st.tz)

@@ -194,7 +194,8 @@ class Node:
             except Exception:
                 log.exception("absence-rule tick failed")
 
-    def _start_api(self) -> None:
+    def api_app(self):
+        """The API application over this node's services (after :meth:`open`; not yet served)."""
         from citywatch.api.app import create_app
 
         s = self.settings
@@ -211,8 +212,11 @@ class Node:
         # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)
         state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake, after_calls=("ack", "add_silence"))
         state.outbox = _Serialized(self.api_outbox)
-        app = create_app(state)
-        config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning",
+        return create_app(state)
+
+    def _start_api(self) -> None:
+        s = self.settings
+        config = uvicorn.Config(self.api_app(), host=s.api.host, port=s.api.port, log_level="warning",
                                 access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
         self._spawn(self.server.run, "citywatch-api")

@@ -105,6 +105,17 @@ class ApiSettings(_Section):
     listen: str = "127.0.0.1:8080"
     public_url: str = ""  # base of alert links in webhooks; default http://{listen}
     tokens: list[dict[str, str]] = Field(default_factory=list)  # {token, role, name}
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1 << 30)  # a larger request body: 413
+    max_silence: str = "90d"  # the longest silence an operator may set
+
+    @field_validator("max_silence")
+    @classmethod
+    def _max_silence(cls, v: str) -> str:
+        from devices.durations import parse_duration_ms
+
+        if parse_duration_ms(v) <= 0 or parse_duration_ms(v) > 3650 * 86_400_000:
+            raise ValueError(f"expected a duration from 1s to 3650d, got {v!r}")
+        return v
 
     @field_validator("tokens")
     @classmethod

@@ -19,10 +19,13 @@ def parse_duration_ms(value: object) -> int:
     if isinstance(value, bool):
         raise _bad(value)
     if isinstance(value, (int, float)):
-        seconds = float(value)
-        if not math.isfinite(seconds) or seconds < 0:
+        try:
+            ms = float(value) * 1000
+        except OverflowError:  # an int too large for a float
+            raise _bad(value) from None
+        if not math.isfinite(ms) or ms < 0:
             raise _bad(value)
-        return int(round(seconds * 1000))
+        return int(round(ms))
     if not isinstance(value, str):
         raise _bad(value)
     text = value.strip().lower()
@@ -36,7 +39,7 @@ def parse_duration_ms(value: object) -> int:
             break
         total += float(m.group(1)) * UNIT_MS[m.group(2)]
         pos = m.end()
-    if not text or pos != len(text):
+    if not text or pos != len(text) or not math.isfinite(total):
         raise _bad(value)
     return int(round(total))
 

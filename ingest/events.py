@@ -45,4 +45,12 @@ class EventLog:
         cur = self._conn.execute(
             "SELECT ts, type, detail FROM events WHERE device_id = ? AND ts >= ? AND ts < ?"
             " ORDER BY ts DESC LIMIT ?", (device_id, start, end, limit))
-        return [{"ts": ts, "type": t, "detail": json.loads(d)} for ts, t, d in cur]
+        return [{"ts": ts, "type": t, "detail": _detail(d)} for ts, t, d in cur]
+
+
+def _detail(text: str) -> Any:
+    """A stored detail; one an older version stored too deep to decode is shown as a note."""
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError):
+        return {"undecodable": f"{len(text)} characters of JSON nested too deep or malformed"}

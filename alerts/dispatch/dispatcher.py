@@ -54,6 +54,7 @@ from .webhook import Notifier, WebhookNotifier
 
 log = logging.getLogger("citywatch.dispatch")
 
+NOTIFIER_GRACE_S = 2.0  # past a receiver's timeout, an attempt is cut off by the dispatcher itself
 PRUNE_EVERY_S = 3600.0  # how often delivered/cancelled rows past the retention are deleted
 HOLD_MAX_S = 0.1  # the longest a wake-up holds the priority gate (see Dispatcher, ``gate``)
 
@@ -394,7 +395,13 @@ class Dispatcher:
             lane.busy += 1
             attempted_at = self._clock()
             try:
-                retryable, error = await lane.notifier.send(due.delivery_id, due.body)
+                # the notifier keeps to the receiver's timeout; this bounds a notifier that does not
+                async with asyncio.timeout(lane.receiver.timeout_s + NOTIFIER_GRACE_S):
+                    retryable, error = await lane.notifier.send(due.delivery_id, due.body)
+            except TimeoutError:
+                log.error("dispatch: notifier of %s overran its %g s timeout", lane.receiver.name,
+                          lane.receiver.timeout_s)
+                retryable, error = True, f"no answer within {lane.receiver.timeout_s:g} s"
             except Exception as exc:  # a notifier answers failures; this is a bug, logged
                 log.exception("dispatch: notifier of %s raised", lane.receiver.name)
                 retryable, error = True, f"notifier error: {type(exc).__name__}: {exc}"

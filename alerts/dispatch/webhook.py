@@ -4,10 +4,16 @@ A notifier answers ``(retryable, error)``: ``error`` is None on success (any 2xx
 ``retryable`` says whether another attempt can help. Connection errors, timeouts, 5xx, 408 and
 429 (and any non-2xx status outside 4xx) are retryable; other 4xx answers are not — the receiver
 rejected this body, and sending it again will not change its mind.
+
+What a receiver can make the node hold is bounded: an attempt ends ``timeout_s`` after it
+started whatever the receiver does (httpx's own timeout is per read, so a receiver trickling
+bytes could hold a lane for ever), and of the answer's body at most :data:`MAX_RESPONSE_BYTES`
+are read (for the error text), the rest is never read: the connection is closed instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import socket
@@ -20,6 +26,8 @@ import httpx
 from .config import Receiver
 
 RETRYABLE_4XX = frozenset({408, 429})
+MAX_RESPONSE_BYTES = 4096  # of an answer's body read at most: enough for an error text
+ERROR_TEXT_CHARS = 200
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -61,7 +69,8 @@ class WebhookNotifier:
             # and the receiver's delayed ACK add ~40 ms to every request on a kept-alive connection
             transport=httpx.AsyncHTTPTransport(
                 limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]),
-            headers={"User-Agent": user_agent, **receiver.headers},
+            # identity: the body is read raw (a few KiB at most), never inflated
+            headers={"User-Agent": user_agent, **receiver.headers, "Accept-Encoding": "identity"},
             follow_redirects=False,
             trust_env=False,  # a dispatch centre's URL must not silently go through a proxy
         )
@@ -77,18 +86,45 @@ class WebhookNotifier:
 
     async def send(self, delivery_id: str, body: bytes) -> tuple[bool, str | None]:
         timestamp = int(self._clock())
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
+        request = self._client.build_request("POST", self.receiver.url, content=body,
+                                             headers=self.headers(delivery_id, body, timestamp))
         try:
-            resp = await self._client.post(self.receiver.url, content=body,
-                                           headers=self.headers(delivery_id, body, timestamp))
-        except httpx.TimeoutException:
+            async with asyncio.timeout_at(deadline):
+                resp = await self._client.send(request, stream=True)
+        except (TimeoutError, httpx.TimeoutException):
             return True, f"timed out after {self._timeout_s:g} s"
         except httpx.HTTPError as exc:
             return True, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        try:
+            head = await _read_head(resp, deadline)
+        finally:
+            await resp.aclose()  # a body not read to its end closes the connection
         if 200 <= resp.status_code < 300:
             return False, None
-        text = resp.text[:200].strip()
+        text = head.decode("utf-8", "replace")[:ERROR_TEXT_CHARS].strip()
         error = f"HTTP {resp.status_code}" + (f": {text}" if text else "")
         return is_retryable_status(resp.status_code), error
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+async def _read_head(resp: httpx.Response, deadline: float) -> bytes:
+    """At most :data:`MAX_RESPONSE_BYTES` of the body, read before ``deadline``.
+
+    The status has already decided the outcome; the body is only the error text, so a body
+    that breaks off, trickles past the deadline or never ends gives what arrived until then.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout_at(deadline):
+            async for chunk in resp.aiter_raw():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_RESPONSE_BYTES:
+                    break
+    except (TimeoutError, httpx.HTTPError):
+        pass
+    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
