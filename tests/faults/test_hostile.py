@@ -57,6 +57,7 @@ def _accounted(q: Quarantine) -> tuple[Counter, int]:
     return codes, sum(codes.values())
 
 
+@pytest.mark.timeout(600)
 def test_hostile_flood_does_not_stop_the_city(tmp_path, mosquitto) -> None:
     noise = [f"hz-nz-{i:03d}" for i in range(200)]
     bridges = [f"hz-br-{i}" for i in range(5)]
@@ -88,17 +89,21 @@ def test_hostile_flood_does_not_stop_the_city(tmp_path, mosquitto) -> None:
             m = serve.metrics()
             done = int(m.get("citywatch_ingest_readings_stored_total", 0)
                        + m.get("citywatch_ingest_readings_duplicate_total", 0)
-                       + m.get("citywatch_ingest_quarantined_total", 0))
+                       + m.get("citywatch_ingest_quarantined_total", 0)
+                       + m.get("citywatch_ingest_events_total", 0))
             progress.append(done)
             h = httpx.get(f"{serve.base}/api/v1/health", timeout=5).json()
             if "acks_withheld" in h or not h["checks"].get("broker", False):
                 health_bad.append(h)
             if done >= expected_done:
                 break
+            if not publishing.is_alive() and len(progress) > 5 and progress[-5] == done:
+                break  # published, and nothing more done for 8 s: the assertions below say what is missing
             time.sleep(2.0)
         report = publishing.result(60)
         peak = sampler.stop()
-        assert progress[-1] >= expected_done, f"only {progress[-1]} of {expected_done} done: {serve.tail()}"
+        assert progress[-1] >= expected_done, (f"only {progress[-1]} of {expected_done} done ({progress}): "
+                                               f"{serve.metrics()}")
         stalls = [i for i in range(1, len(progress)) if progress[i] == progress[i - 1] < expected_done]
         assert not stalls, f"no progress between samples {stalls} of {progress}"
         assert not health_bad, health_bad[:3]

@@ -102,8 +102,8 @@ def _hostile_builders(rng: random.Random, now_ms: int, noise: list[str], bridges
 
 _METACHAR_IDS = [
     "a,b=c", "x y", "x';DROP TABLE devices;--", 'q"uote', "back\\slash", "semi;colon", "设备一",
-    "-leading-dash", "." * 3, "x" * 65, "tab\there", "new\nline", "a=b", "percent%s",
-]
+    "-leading-dash", "." * 3, "x" * 65, "brace{x}", "colon:x", "a=b", "percent%s",
+]  # (no control characters: Mosquitto refuses such a topic as a malformed packet, and disconnects)
 _BAD_TOPICS = [
     "city/{id}/telemetry", "city/noise/{id}/telemetry/extra", "city/noise/{id}/metrics", "city//{id}/telemetry",
     "city/NOISE/{id}/telemetry", "city/volcano/{id}/telemetry", "city/noise/{id}", "city/noise/../telemetry",
