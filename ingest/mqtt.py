@@ -17,7 +17,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -31,13 +33,59 @@ from paho.mqtt.properties import Properties
 
 log = logging.getLogger("citywatch.mqtt")
 
+# on_message(topic, payload, ack or None); called with ``retained=True`` for a message the broker
+# sent because it was retained (MQTT retain flag) if the callable accepts that keyword
 OnMessage = Callable[[str, bytes, "Callable[[], None] | None"], None]
-# messages received together, in order: [(topic, payload, ack or None)] (ingest/wire.py)
-OnBatch = Callable[[list[tuple[str, bytes, "Callable[[], None] | None"]]], None]
+# messages received together, in order: [(topic, payload, ack or None)] (ingest/wire.py); a
+# retained message is a 4-tuple (topic, payload, ack, True)
+OnBatch = Callable[[list[tuple]], None]
+
+# The Maximum Packet Size the consumer announces in its MQTT 5 CONNECT. The decoder quarantines
+# payloads over ingest.decode.MAX_PAYLOAD (256 KiB) as ``too_large``, so somewhat larger ones
+# must still reach it. deploy/mosquitto.conf refuses packets over ``max_packet_size 300000``
+# from publishers; a PUBLISH the broker forwards to us is at most a few bytes longer (the MQTT 5
+# property length, a subscription identifier). A broker discards, for this client only and
+# silently, a message over the announced size: so the announced size is the broker's limit plus
+# a margin, never less. It also bounds what one packet can make this client buffer.
+MAX_PACKET_SIZE = 300_000 + 4096
 
 
 class MqttError(Exception):
     pass
+
+
+class SubscriptionRefused(MqttError):
+    """The broker refused a subscription, granted it below the requested QoS, or allows less
+    than that QoS at all (CONNACK Maximum QoS): at-least-once delivery cannot be kept."""
+
+
+def accepts_retained(fn: Callable) -> bool:
+    """Whether ``fn`` takes a ``retained`` keyword (checked once, not per message)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "retained" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """TLS for ``mqtts://``: ``ca_file`` is trusted instead of the system store, ``cert_file`` +
+    ``key_file`` is the client certificate, ``server_name`` the name sent (SNI) and verified
+    instead of the URL's host (when connecting by IP address). All empty: the system store."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+
+    def context(self) -> ssl.SSLContext:
+        """A client context (certificate and host name verified); ssl.SSLError or OSError
+        naming the file if one cannot be loaded."""
+        ctx = ssl.create_default_context(cafile=self.ca_file or None)
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file or None)
+        return ctx
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +123,7 @@ class ConsumerOptions:
     receive_maximum: int = 20_000
     session_expiry_s: int = 7 * 86400
     keepalive_s: int = 30
+    tls: TlsOptions = field(default_factory=TlsOptions)  # used with mqtts:// only
 
 
 class MqttConsumer:
