@@ -15,8 +15,13 @@ def health(svc: Services) -> dict:
         "store": bool(svc.store.ping()),
         "state": _state_ok(svc),
     }
+    broker = svc.broker_status() if hasattr(svc, "broker_status") else None
+    if broker and broker["problem"]:  # the consumer failed closed (e.g. its subscription refused)
+        checks["broker"] = False
     spool = getattr(svc, "spool", None)
     body = {"status": "ok" if all(checks.values()) else "degraded", "checks": checks}
+    if broker:
+        body["broker"] = broker
     if spool is not None:
         batches, size = spool.depth()
         body["spool"] = {"batches": batches, "bytes": size}
