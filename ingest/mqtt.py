@@ -175,6 +175,7 @@ class MqttConsumer:
         self._had_session = False
         self._first_done = threading.Event()
         self._first_error: MqttError | None = None
+        self._got_publish = False  # a message arrived (a resumed session's backlog, before the SUBACK)
         proto = MQTTProtocolVersion.MQTTv5 if o.protocol == 5 else MQTTProtocolVersion.MQTTv311
         self._client = c = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -215,11 +216,17 @@ class MqttConsumer:
         # SUBACK, which then waits behind it)
         if not wait_s:
             return
-        if not self._first_done.wait(wait_s) and not self.connected.is_set():
-            self.stop()
-            why = f": {self.last_error}" if self.last_error else ""
-            raise MqttError(f"could not connect to {self.address.host}:{self.address.port} "
-                            f"within {wait_s:.0f} s{why}")
+        deadline = time.monotonic() + wait_s
+        while not self._first_done.wait(0.02):
+            if self.connected.is_set() and self._got_publish:
+                return  # a backlog is being delivered; its SUBACK comes after it
+            if time.monotonic() >= deadline:
+                if self.connected.is_set():
+                    return
+                self.stop()
+                why = f": {self.last_error}" if self.last_error else ""
+                raise MqttError(f"could not connect to {self.address.host}:{self.address.port} "
+                                f"within {wait_s:.0f} s{why}")
         if self._first_error is not None:
             self.stop()
             raise self._first_error
@@ -322,6 +329,7 @@ class MqttConsumer:
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
 
     def _message(self, client, userdata, msg: paho.MQTTMessage) -> None:
+        self._got_publish = True
         ack = None
         if msg.qos > 0:
             with self._lock:

@@ -360,29 +360,39 @@ class WireConsumer:
         with self._ack_lock:
             if generation != self._generation:
                 return  # an older connection's message: its redelivered copy gets acked instead
-            nxt = self._next_seq
-            if seq != nxt:
-                if seq > nxt:
-                    if pid is not None:
-                        self._early[seq] = pid
-                    else:
-                        self._early.setdefault(seq, None)
-                return  # seq < nxt: acknowledged (or passed over) already
-            if pid is not None:
+            if seq == self._next_seq and not self._early and pid is not None:  # in order: the usual case
                 self._acks.append(pid)
-            nxt += 1
-            early = self._early
-            while early and nxt in early:
-                held = early.pop(nxt)
-                if held is not None:
-                    self._acks.append(held)
-                nxt += 1
-            self._next_seq = nxt
+                self._next_seq = seq + 1
+            elif not self._ack_in_order(seq, pid):
+                return
             if self._ack_signalled:
                 return
             self._ack_signalled = True
         if threading.get_ident() != self._io_ident:
             self._send_wake.set()  # the I/O thread flushes after its current chunk anyway
+
+    def _ack_in_order(self, seq: int, pid: int | None) -> bool:
+        """Under _ack_lock: record an ack that is out of order or passes a message over; True if
+        PUBACKs were queued."""
+        nxt = self._next_seq
+        if seq != nxt:
+            if seq > nxt:
+                if pid is not None:
+                    self._early[seq] = pid
+                else:
+                    self._early.setdefault(seq, None)
+            return False  # held back; or seq < nxt: acknowledged (or passed over) already
+        if pid is not None:
+            self._acks.append(pid)
+        nxt += 1
+        early = self._early
+        while nxt in early:
+            held = early.pop(nxt)
+            if held is not None:
+                self._acks.append(held)
+            nxt += 1
+        self._next_seq = nxt
+        return True
 
     def _pass_over(self, items) -> None:
         """The handler of these messages failed: they stay unacknowledged (redelivered after the
@@ -590,7 +600,10 @@ class WireConsumer:
                     self._close_gracefully(sock)
                     return
                 timeout = self._tick(connect_deadline)
-                if not (tls and sock.pending()):
+                if tls:
+                    with write_lock:
+                        pending = sock.pending()
+                if not (tls and pending):
                     readable, _, _ = select.select([sock, self._wake_r], [], [], timeout)
                     if self._wake_r in readable:
                         try:
