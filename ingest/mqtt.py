@@ -13,6 +13,10 @@
 - Backpressure: with MQTT 5 the consumer announces ``receive_maximum``, the most
   unacknowledged QoS 1 messages the broker may send it. With 3.1.1 the broker's own limit
   applies (Mosquitto: ``max_inflight_messages``).
+- PUBACKs in receive order (MQTT 4.6), failing closed on a refused or downgraded subscription
+  (:class:`SubscriptionRefused`), a lost session reported, :data:`MAX_PACKET_SIZE` announced,
+  the retain flag passed on, TLS options (:class:`TlsOptions`): as ``ingest/wire.py`` (the
+  default client) describes; keep-alive while ``on_message`` blocks is the wire client's only.
 """
 
 from __future__ import annotations

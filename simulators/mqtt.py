@@ -247,8 +247,13 @@ def _connect_manual(url: str | BrokerURL, client_id: str | None, timeout_s: floa
         raise BrokerError(f"cannot connect to the MQTT broker at {b}: {e}") from None
     deadline = time.monotonic() + timeout_s
     while not result:
-        if time.monotonic() > deadline or client.loop(0.1) != paho.MQTT_ERR_SUCCESS:
+        if time.monotonic() > deadline:
             raise BrokerError(f"the MQTT broker at {b} did not answer CONNECT within {timeout_s:g} s")
+        rc = client.loop(0.1)
+        if rc != paho.MQTT_ERR_SUCCESS:
+            hint = " (TLS: does the broker require a client certificate, [mqtt] cert_file?)" if b.tls else ""
+            raise BrokerError(f"the MQTT broker at {b} closed the connection before answering CONNECT: "
+                              f"{paho.error_string(rc)}{hint}")
     if result[0].is_failure:
         raise BrokerError(f"the MQTT broker at {b} refused the connection: {result[0]}")
     return client

@@ -244,3 +244,44 @@ def test_settings_refuse_bad_tls_files(pki, tmp_path, case, key, message):
     with pytest.raises(ConfigError) as e:
         settings_with(tmp_path, url=url, **kw)
     assert f"{key}: " in str(e.value) and message in str(e.value)
+
+
+def test_simulate_and_replay_commands_use_the_config_tls_keys(pki, mtls_broker, tmp_path):
+    """``citywatch simulate``/``replay --config``: the [mqtt] url and TLS keys of the config."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from citywatch.cli import app
+    from simulators.record import Writer
+
+    cl = pki["client"]
+    cfg = tmp_path / "citywatch.toml"
+    cfg.write_text(f'[mqtt]\nurl = "mqtts://127.0.0.1:{mtls_broker.tls_port}"\nca_file = "{pki["ca"].cert}"\n'
+                   f'cert_file = "{cl.cert}"\nkey_file = "{cl.key}"\nserver_name = "{SERVER_NAME}"\n')
+    got = Received()
+    c = consumer("wire", mtls_broker.tls_url, "city", TlsOptions(ca_file=pki["ca"].cert, cert_file=cl.cert,
+                                                                  key_file=cl.key), got)
+    c.start(5)
+    try:
+        assert c.subscribed.wait(5)
+        start = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 3600))
+        r = CliRunner().invoke(app, ["simulate", "--kinds", "noise", "--devices", "3", "--duration", "10m",
+                                     "--start", start, "--speed", "max", "--config", str(cfg)])
+        assert r.exit_code == 0, r.output
+        assert wait_for(lambda: len(got.payloads) > 0, 5)
+        n = len(got.payloads)
+        rec = tmp_path / "r.cwrec"
+        w = Writer(rec)
+        w.write(int(time.time() * 1000), "city/noise/x/status", b"online", 1, False)
+        w.close()
+        r = CliRunner().invoke(app, ["replay", str(rec), "--speed", "max", "--config", str(cfg)])
+        assert r.exit_code == 0, r.output
+        assert wait_for(lambda: len(got.payloads) == n + 1 and got.payloads[-1] == b"online", 5)
+    finally:
+        c.stop()
+    bad = tmp_path / "bad.toml"  # without the client certificate the broker refuses the simulator
+    bad.write_text(f'[mqtt]\nurl = "mqtts://localhost:{mtls_broker.tls_port}"\nca_file = "{pki["ca"].cert}"\n')
+    r = CliRunner().invoke(app, ["simulate", "--kinds", "noise", "--devices", "1", "--duration", "1m",
+                                 "--speed", "max", "--config", str(bad)])
+    assert r.exit_code == 2 and "closed the connection before answering CONNECT" in r.output, r.output
