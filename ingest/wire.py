@@ -458,10 +458,10 @@ class WireConsumer:
             sock = self._sock
             now = time.monotonic()
             if sock is not None and now - self._last_send >= ka:
+                if not self._ping_sent:  # before the send: its PINGRESP may be read before sendall returns
+                    self._ping_sent = now
                 sock.sendall(_PINGREQ)
                 self._last_send = now
-                if not self._ping_sent:
-                    self._ping_sent = now
 
     def _broken(self, sock: socket.socket | None, e: OSError) -> None:
         """A write failed: the connection cannot be kept. Clear ``connected`` now (the I/O
