@@ -153,7 +153,9 @@ class MqttConsumer:
     docstring): PUBACKs in receive order, fail closed on a refused or downgraded subscription,
     session loss an error, Maximum Packet Size announced, retained messages told apart, TLS
     options. Unlike the wire client, paho sends keep-alives from the thread that runs
-    ``on_message``: while that blocks for 1.5 keep-alives, the broker drops the connection."""
+    ``on_message``: while that blocks for 1.5 keep-alives, the broker drops the connection. A
+    watchdog thread then clears ``connected`` (so /health tells), and paho reconnects once
+    delivery resumes (the unacknowledged messages are redelivered)."""
 
     def __init__(self, url: str, on_message: OnMessage, options: ConsumerOptions | None = None, *,
                  metrics=None):
@@ -180,6 +182,8 @@ class MqttConsumer:
         self._first_done = threading.Event()
         self._first_error: MqttError | None = None
         self._got_publish = False  # a message arrived (a resumed session's backlog, before the SUBACK)
+        self._delivering_since = 0.0  # monotonic time on_message was entered, 0 when not in it
+        self._stopping = threading.Event()
         proto = MQTTProtocolVersion.MQTTv5 if o.protocol == 5 else MQTTProtocolVersion.MQTTv311
         self._client = c = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -216,6 +220,8 @@ class MqttConsumer:
         else:
             self._client.connect_async(self.address.host, self.address.port, o.keepalive_s)
         self._client.loop_start()
+        if o.keepalive_s:
+            threading.Thread(target=self._watch_delivery, name="mqtt-paho-watchdog", daemon=True).start()
         # Wait for the SUBACK, or a CONNACK (a resumed session may deliver a backlog before the
         # SUBACK, which then waits behind it)
         if not wait_s:
@@ -242,6 +248,7 @@ class MqttConsumer:
         queued before it go out first. paho's ``loop_stop`` alone may end the network thread
         with them still queued, and the broker would redeliver messages already stored.
         """
+        self._stopping.set()
         was_connected = self.connected.is_set()
         self._closed.clear()
         self._client.disconnect()
@@ -332,8 +339,29 @@ class MqttConsumer:
         if reason_code.value != 0:
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
 
+    def _watch_delivery(self) -> None:
+        """Clear ``connected`` when on_message has blocked for 1.5 keep-alives: paho sent no
+        PINGREQ meanwhile and the broker has dropped (or is about to drop) the connection."""
+        limit = 1.5 * self.options.keepalive_s
+        while not self._stopping.wait(min(1.0, limit / 3)):
+            since = self._delivering_since
+            if since and time.monotonic() - since > limit and self.connected.is_set():
+                self.connected.clear()
+                self.last_error = f"delivery blocked for over {limit:g} s (1.5 keep-alives): no keep-alive sent"
+                log.warning("MQTT %s; the broker drops the connection, paho reconnects when delivery resumes",
+                            self.last_error)
+
     def _message(self, client, userdata, msg: paho.MQTTMessage) -> None:
         self._got_publish = True
+        self._delivering_since = time.monotonic()
+        try:
+            self._deliver(msg)
+        finally:
+            self._delivering_since = 0.0
+            if not self.connected.is_set() and client.is_connected() and self.subscribed.is_set():
+                self.connected.set()  # the watchdog cleared it, but the broker kept the connection
+
+    def _deliver(self, msg: paho.MQTTMessage) -> None:
         ack = None
         if msg.qos > 0:
             with self._lock:

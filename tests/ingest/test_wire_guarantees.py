@@ -352,3 +352,39 @@ def test_a_retained_message_to_an_on_message_without_the_keyword(mosquitto, topi
             c.stop()
     finally:
         publish(mosquitto.port, [(f"{topic}/kept", b"", 1)], retain=True)
+
+
+def test_paho_clears_connected_while_delivery_blocks_and_loses_nothing(mosquitto, topic):
+    """paho sends no keep-alive while on_message blocks: after 1.5 keep-alives ``connected``
+    clears (the broker drops the connection); afterwards paho reconnects and the message,
+    unacknowledged, comes again and is acknowledged."""
+    seen: list[bytes] = []
+    block = threading.Event()
+
+    def on_message(t, p, ack):
+        seen.append(p)
+        if len(seen) == 1:
+            block.set()
+            time.sleep(6)
+            return  # not acknowledged: its connection is gone by now
+        ack()
+
+    o = opts(5, f"{topic}/#", keepalive_s=2)
+    c = MqttConsumer(mosquitto.url, on_message, o)
+    c.start(5)
+    try:
+        assert c.subscribed.wait(5)
+        publish(mosquitto.port, [(f"{topic}/m", b"slow", 1)])
+        assert block.wait(5)
+        assert wait_for(lambda: not c.connected.is_set(), 5)  # while still blocked
+        assert wait_for(lambda: seen == [b"slow", b"slow"] and c.connected.is_set(), 15)
+    finally:
+        c.stop()
+    again = Received(ack_now=True)
+    c2 = MqttConsumer(mosquitto.url, again, o)
+    c2.start(5)
+    try:
+        time.sleep(0.5)
+        assert again.payloads == []
+    finally:
+        c2.stop()
