@@ -388,3 +388,27 @@ def test_paho_clears_connected_while_delivery_blocks_and_loses_nothing(mosquitto
         assert again.payloads == []
     finally:
         c2.stop()
+
+
+def test_paho_pubacks_go_out_in_receive_order(mosquitto, topic):
+    """MQTT 4.6 with the paho client too: acks called 3, 1, 2, 0, ... go out as 0, 1, 2, 3, ..."""
+    relay = Relay(mosquitto.port)
+    got = Received()
+    c = MqttConsumer(relay.url, got, opts(4, f"{topic}/#"))
+    c.start(5)
+    try:
+        assert c.subscribed.wait(5)
+        publish(mosquitto.port, [(f"{topic}/m", str(i).encode(), 1) for i in range(10)])
+        assert wait_for(lambda: len(got) == 10, 5)
+        pids = [ack.args[2] for _, _, ack in got.items]  # (generation, seq, packet id, qos)
+        for i in (3, 1, 2):
+            got.items[i][2]()
+        time.sleep(0.3)
+        assert relay.pubacks() == []
+        for i in (0, 9, 8, 4, 5, 6, 7):
+            got.items[i][2]()
+        assert wait_for(lambda: len(relay.pubacks()) == 10, 5)
+        assert relay.pubacks() == pids
+    finally:
+        c.stop()
+        relay.close()
