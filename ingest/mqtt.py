@@ -100,11 +100,27 @@ class TlsOptions:
         return ctx
 
 
+class _ReportingSSLSocket(ssl.SSLSocket):
+    """Hands a failed handshake (e.g. a certificate that does not verify) to the context's
+    ``on_handshake_error`` before raising it: paho swallows it and retries in silence."""
+
+    def do_handshake(self, *args, **kwargs):
+        try:
+            return super().do_handshake(*args, **kwargs)
+        except ssl.SSLError as e:
+            report = getattr(self.context, "on_handshake_error", None)
+            if report is not None:
+                report(e)
+            raise
+
+
 class _ServerNameContext(ssl.SSLContext):
     """Sends and verifies ``server_name`` instead of the host name it is given (paho passes the
     host it connects to, an IP address when the broker is reached by address)."""
 
     server_name = ""
+    on_handshake_error: Callable[[ssl.SSLError], None] | None = None
+    sslsocket_class = _ReportingSSLSocket
 
     def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):
         return super().wrap_socket(sock, *args, server_hostname=self.server_name or server_hostname, **kwargs)
@@ -196,7 +212,9 @@ class MqttConsumer:
         if user:
             c.username_pw_set(user, o.password or self.address.password)
         if self.address.tls:
-            c.tls_set_context(o.tls.context())
+            ctx = o.tls.context()
+            ctx.on_handshake_error = self._tls_failed
+            c.tls_set_context(ctx)
         c.max_inflight_messages_set(100)
         c.max_queued_messages_set(0)
         c.reconnect_delay_set(0.2, 5)
@@ -320,6 +338,10 @@ class MqttConsumer:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP socket (under a TLS one)
             except OSError:
                 pass
+
+    def _tls_failed(self, e: ssl.SSLError) -> None:
+        self.last_error = f"TLS with {self.address.host}:{self.address.port} failed: {e}"
+        log.error("MQTT %s", self.last_error)
 
     def _new_generation(self) -> None:
         """Under _lock: acks of the connection so far are void from now on."""
