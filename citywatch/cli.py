@@ -195,6 +195,8 @@ def _mount_domain_commands() -> None:
     from simulators.cli import app as sim_app
 
     simulators.cli.broker_from_config = lambda config: settings(config).mqtt.url
+    simulators.cli.tls_from_config = lambda config: settings(config).mqtt.model_dump(
+        include={"ca_file", "cert_file", "key_file", "server_name"})
 
     app.add_typer(rules_app, name="rules", help="Rule files: check them.")
     for cmd in sim_app.registered_commands:

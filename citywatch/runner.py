@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -158,12 +159,14 @@ class Node:
         options = ConsumerOptions(
             client_id=s.mqtt.client_id, topics=topics, qos=s.mqtt.qos, protocol=self.mqtt_protocol,
             username=s.mqtt.username, password=s.mqtt.password, receive_maximum=s.mqtt.receive_maximum,
+            tls=s.mqtt.tls_options(),
         )
         if s.mqtt.client == "wire":  # what one read of the socket held, decoded in one call
             self.consumer = WireConsumer(self.broker_url, self.pipeline.submit, options,
-                                         on_batch=self.pipeline.submit_many)
+                                         on_batch=self.pipeline.submit_many, metrics=self.ingest_metrics)
         else:
-            self.consumer = MqttConsumer(self.broker_url, self.pipeline.submit, options)
+            self.consumer = MqttConsumer(self.broker_url, self.pipeline.submit, options,
+                                         metrics=self.ingest_metrics)
         # The API first: its start-up (imports, uvicorn) then does not compete with the backlog a
         # resumed session delivers the moment the consumer connects.
         self._start_api()
@@ -194,6 +197,14 @@ class Node:
             except Exception:
                 log.exception("absence-rule tick failed")
 
+    def _broker_status(self) -> dict:
+        """The consumer's fail-closed problem and latest lost session, for /health."""
+        c = self.consumer
+        lost = getattr(c, "session_lost_at", None)
+        return {"problem": getattr(c, "problem", ""),
+                "session_lost_at": None if lost is None else
+                datetime.fromtimestamp(lost, UTC).isoformat(timespec="seconds")}
+
     def api_app(self):
         """The API application over this node's services (after :meth:`open`; not yet served)."""
         from citywatch.api.app import create_app
@@ -207,6 +218,7 @@ class Node:
             metrics_registry=self.metrics_registry,
             broker_connected=lambda: self.consumer is not None and self.consumer.connected.is_set(),
             ack_status=lambda: self.pipeline.ack_status() if hasattr(self, "pipeline") else None,
+            broker_status=self._broker_status,
             tokens=s.api.tokens, listen=s.api.listen,
         )
         # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)

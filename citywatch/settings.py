@@ -43,6 +43,59 @@ class MqttSettings(_Section):
     # The consumer's MQTT client: "wire" (ingest/wire.py, stdlib sockets, coalesced PUBACKs) or
     # "paho" (paho-mqtt 2.x). The measured reason for the default is in docs/PERFORMANCE.md.
     client: Literal["wire", "paho"] = "wire"
+    # TLS (mqtts:// only; none set: the system CA store): trust ca_file instead, present
+    # cert_file + key_file as the client certificate, verify server_name instead of the URL's host
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = Field("", validate_default=True)
+    server_name: str = ""
+
+    @field_validator("ca_file", "cert_file", "key_file", "server_name")
+    @classmethod
+    def _tls_needs_mqtts(cls, v: str, info) -> str:
+        url = info.data.get("url", "")
+        if v and not url.startswith("mqtts://"):
+            raise ValueError(f"TLS settings need an mqtts:// url, got {url!r}")
+        if v and info.field_name != "server_name" and not Path(v).is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, v: str) -> str:
+        if v:
+            import ssl
+
+            try:
+                ssl.create_default_context(cafile=v)
+            except (ssl.SSLError, OSError, ValueError) as e:
+                raise ValueError(f"{v} holds no usable CA certificate (PEM): {e}") from None
+        return v
+
+    @field_validator("key_file")
+    @classmethod
+    def _key(cls, v: str, info) -> str:
+        cert = info.data.get("cert_file", "")
+        if "cert_file" not in info.data:
+            return v  # cert_file itself was refused
+        if cert and not v:
+            raise ValueError("cert_file is set: its private key file is needed too")
+        if v and not cert:
+            raise ValueError("a key without cert_file (the client certificate)")
+        if v:
+            import ssl
+
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, v)
+            except (ssl.SSLError, OSError, ValueError) as e:
+                raise ValueError(f"{v} is not the private key of cert_file {cert} (PEM): {e}") from None
+        return v
+
+    def tls_options(self):
+        """The consumer's :class:`ingest.mqtt.TlsOptions`."""
+        from ingest.mqtt import TlsOptions
+
+        return TlsOptions(self.ca_file, self.cert_file, self.key_file, self.server_name)
 
     @field_validator("url")
     @classmethod

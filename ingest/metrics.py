@@ -35,4 +35,13 @@ class IngestMetrics:
                                        registry=r)
         self.refused = Counter("citywatch_ingest_refused", "items a store or the state DB refused on their own, "
                                "set aside so that the rest of their batch was written", ["by"], registry=r)
+        self.mqtt_refused = Counter("citywatch_mqtt_subscription_refused",
+                                    "MQTT connections closed because the broker refused the subscription, "
+                                    "granted it below QoS 1 or allows less than QoS 1", registry=r)
+        self.mqtt_session_lost = Counter("citywatch_mqtt_session_lost",
+                                         "MQTT reconnects that found the consumer's persistent session gone",
+                                         registry=r)
+        self.retained = Counter("citywatch_ingest_retained", "retained messages the broker re-sent, "
+                                "by what was done with them (pipeline: retained status is state, not an event)",
+                                ["outcome"], registry=r)
         self.rule_errors = Counter("citywatch_rules_errors", "batches the rule engine failed on", registry=r)

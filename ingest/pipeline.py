@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ingest.decode import Decoder
+from ingest.decode import Decoded, Decoder
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
@@ -235,15 +235,16 @@ class Pipeline:
     # -- intake (MQTT thread) ------------------------------------------------------------------
 
     def submit(self, topic: str, payload: bytes, ack: Ack | None = None,
-               received_ms: int | None = None) -> None:
-        """Decode one message into the current batch; ``ack`` is called once it is durable."""
-        self.submit_many([(topic, payload, ack)], received_ms)
+               received_ms: int | None = None, *, retained: bool = False) -> None:
+        """Decode one message into the current batch; ``ack`` is called once it is durable.
+        ``retained``: the broker re-sent it because it is retained (see :meth:`_retained`)."""
+        self.submit_many([(topic, payload, ack, True) if retained else (topic, payload, ack)], received_ms)
 
-    def submit_many(self, messages: Sequence[tuple[str, bytes, Ack | None]],
-                    received_ms: int | None = None) -> None:
+    def submit_many(self, messages: Sequence[tuple], received_ms: int | None = None) -> None:
         """:meth:`submit` for messages received together (what one read of the socket held), in
         order: the priority gate, the clock and the batch's lock once for all of them, and the
-        decoding outside the lock, so that the rules stage never waits for it."""
+        decoding outside the lock, so that the rules stage never waits for it. Each message is
+        ``(topic, payload, ack)``, or ``(topic, payload, ack, retained)``."""
         if not messages:
             return
         self.gate.pause()
@@ -258,7 +259,14 @@ class Pipeline:
         q = _Pending(messages=len(messages))  # decoded here, then added to the pending batch in one step
         decode_into = self.decoder.decode_into
         per_kind, channels, acks = q.per_kind, q.channels, q.acks
-        for topic, payload, ack in messages:
+        for msg in messages:
+            if len(msg) == 3:
+                topic, payload, ack = msg
+            else:
+                topic, payload, ack, retained = msg
+                if retained:
+                    self._retained(topic, payload, ack, now_ms, q)
+                    continue
             before = q.readings
             try:
                 decode_into(topic, payload, now_ms, q.builder, q)
@@ -283,6 +291,42 @@ class Pipeline:
             p.absorb(q)
             if p.readings >= self.max_batch_readings or p.messages >= self.max_batch_messages:
                 self._cond.notify_all()
+
+    def _retained(self, topic: str, payload: bytes, ack: Ack | None, now_ms: int, q: _Pending) -> None:
+        """A message the broker sent because it is retained: a copy of one published earlier,
+        re-sent on every (re)subscription. It is state, not news: a ``status`` is not recorded
+        as a new event, nor is an ``event``; the readings it carries are stored (the stores
+        drop them as duplicates if they are there already) and raise last-seen only to their
+        own times; if it is rejected it is not quarantined again (every message published since
+        the consumer's first subscription reached it live, and was quarantined then). Counted
+        in ``citywatch_ingest_retained_total{outcome}`` (status, event, readings, rejected)."""
+        channel = topic.rsplit("/", 1)[-1]
+        q.channels[channel] = q.channels.get(channel, 0) + 1
+        if ack is not None:
+            q.acks.append(ack)
+        counter = self.metrics.retained
+        if channel == "status":
+            counter.labels("status").inc()
+            return
+        scratch = Decoded()
+        try:
+            self.decoder.decode_into(topic, payload, now_ms, q.builder, scratch)
+        except Exception:  # a decoder bug: not quarantined either (see above)
+            log.exception("decoding the retained message on %s failed", topic)
+            counter.labels("rejected").inc()
+            return
+        if scratch.rejections:
+            counter.labels("rejected").inc()
+        elif scratch.events:
+            counter.labels("event").inc()
+        if scratch.readings:
+            counter.labels("readings").inc()
+            q.readings += scratch.readings
+            kind = topic.split("/", 2)[1]
+            q.per_kind[kind] = q.per_kind.get(kind, 0) + scratch.readings
+            for dev, ts in scratch.seen.items():
+                if ts > q.seen.get(dev, 0):
+                    q.seen[dev] = ts
 
     # -- lifecycle -----------------------------------------------------------------------------
 

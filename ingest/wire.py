@@ -8,15 +8,35 @@
   Expiry Interval (5), so the broker queues QoS 1 messages while the consumer is away and
   redelivers the unacknowledged ones after a reconnect.
 - Manual acknowledgement: a QoS 1 message comes with an ``ack`` callable, callable from any
-  thread, at most once; its PUBACK is sent only then. Acks are queued under a lock and the I/O
-  thread sends every pending PUBACK in one ``sendall`` (after each chunk of received packets, or
-  woken by a socketpair written at most once per batch of acks, not once per ack). PUBACKs go
-  out in the order the acks were called.
+  thread, at most once; its PUBACK is sent only then. PUBACKs go out in the order the PUBLISHes
+  were received (MQTT 3.1.1 4.6, MQTT 5 4.6), whatever the order of the ``ack`` calls: an ack
+  that comes before an earlier message's is held until that one is acked (or its handler
+  failed: then it is passed over, never acknowledged on this connection, and redelivered after
+  the next reconnect). Acks are queued under a lock; every pending PUBACK goes out in one
+  ``sendall``, from the I/O thread after each chunk of received packets, or from the sender
+  thread, woken at most once per batch of acks, not once per ack.
+- Keep-alive and acknowledgements do not depend on delivery: while ``on_message``/``on_batch``
+  blocks (the pipeline's backpressure), the I/O thread does not read the socket (TCP
+  backpressure), but the sender thread still sends the acks called meanwhile and a PINGREQ
+  every keep-alive, so the broker keeps the connection. Socket writes are serialised by a lock
+  (and so are TLS reads, an SSL object being unsafe to use from two threads at once). If a write
+  fails, ``connected`` is cleared at once and the connection is closed and made again.
 - Acknowledgements belong to a connection: an ``ack`` from an older connection (generation
   counter) is dropped, never sent, because after a reconnect the broker redelivers every
   unacknowledged message and may reuse their packet ids for new ones.
 - Backpressure: with MQTT 5 the CONNECT carries ``receive_maximum``; while ``on_message`` blocks,
   the socket is not read (TCP backpressure).
+- Fails closed: a SUBACK refusing any filter (0x80, or an MQTT 5 reason >= 0x80), granting less
+  than the requested QoS, or a CONNACK Maximum QoS below it is an error (:class:`SubscriptionRefused`):
+  logged, counted, kept in ``problem`` (for /health), the connection closed and made again with
+  backoff, ``subscribed`` clear; ``start()`` raises it if the first connection ends that way.
+- Session loss is an error: a CONNACK with session present = 0 after this consumer had a session
+  (a subscription acknowledged earlier, with a session that outlives the connection) means the
+  broker dropped what it queued for us; logged at ERROR, counted, ``session_lost_at`` set.
+- Maximum Packet Size (MQTT 5): :data:`ingest.mqtt.MAX_PACKET_SIZE` is announced; a longer packet
+  from the broker is a protocol error (the connection is closed and made again).
+- Retained messages are told apart: ``on_batch`` gets ``(topic, payload, ack, True)`` for a
+  PUBLISH with the retain flag, ``on_message`` gets ``retained=True`` if it takes that keyword.
 - Reconnects by itself with backoff (0.2 s doubling to 5 s; back to 0.2 s after a connection
   that lasted 5 s) after a drop, a broker restart, a refused CONNECT or a missed PINGRESP;
   resubscribes on every connection; ``connected`` is clear while down. A malformed packet
@@ -26,8 +46,10 @@
 
 Supported: MQTT 3.1.1 and 5, QoS 0 and 1 subscriptions (the broker never sends a higher QoS than
 subscribed; a QoS 2 PUBLISH is treated as a protocol error), shared subscriptions (``$share/g/f``
-is just a filter), mqtts:// (system CA bundle, hostname checked). Not supported: QoS 2, MQTT 5
-enhanced authentication, topic aliases (none are announced, so the broker sends none).
+is just a filter), mqtts:// (the system CA store, or ``ConsumerOptions.tls``: a CA file, a
+client certificate and key, the server name to verify; host name always checked). Not
+supported: QoS 2, MQTT 5 enhanced authentication, topic aliases (none are announced, so the
+broker sends none).
 
 Why it exists (measured in bench/mqtt_client/README.md): paho-mqtt spends several ``recv`` calls,
 a Properties object (v5) and, with manual acknowledgement, a socketpair wake-up per message,
@@ -45,11 +67,19 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 
-from ingest.mqtt import BrokerAddress, ConsumerOptions, MqttError, OnBatch, OnMessage
+from ingest.mqtt import (
+    MAX_PACKET_SIZE,
+    BrokerAddress,
+    ConsumerOptions,
+    MqttError,
+    OnBatch,
+    OnMessage,
+    SubscriptionRefused,
+    accepts_retained,
+)
 
 log = logging.getLogger("citywatch.mqtt.wire")
 
@@ -60,6 +90,9 @@ BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
 CONNECT_TIMEOUT_S = 10.0  # TCP/TLS connect, then CONNACK
 STABLE_S = 5.0  # a connection that lasted this long resets the backoff
 FLUSH_EVERY = 1024  # packets parsed between two PUBACK flushes inside one chunk
+# A packet over MAX_PACKET_SIZE is always incomplete in the data of one recv (CHUNK is smaller),
+# so _parse checks the size only where it waits for the rest of a packet: no per-packet cost.
+assert CHUNK < MAX_PACKET_SIZE
 
 # packet types (high nibble of the fixed header)
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
@@ -96,7 +129,7 @@ _PROPERTY_TYPES = {
     0x23: _TWO, 0x24: _BYTE, 0x25: _BYTE, 0x26: _PAIR, 0x27: _FOUR, 0x28: _BYTE, 0x29: _BYTE,
     0x2A: _BYTE,
 }
-_SERVER_KEEP_ALIVE, _REASON_STRING = 0x13, 0x1F
+_SERVER_KEEP_ALIVE, _REASON_STRING, _MAXIMUM_QOS = 0x13, 0x1F, 0x24
 
 
 class ProtocolError(MqttError):
@@ -194,16 +227,19 @@ def _pubacks(pids: list[int]) -> bytes:
 
 
 class WireConsumer:
-    """MQTT 3.1.1/5 consumer: one I/O thread, QoS 0/1, persistent session, manual acks.
+    """MQTT 3.1.1/5 consumer: one I/O thread and one sender thread, QoS 0/1, persistent session,
+    manual acks.
 
     Drop-in replacement for :class:`ingest.mqtt.MqttConsumer`; ``on_message`` runs on the I/O
     thread, in receive order. With ``on_batch``, that is called instead, once per read of the
     socket (at most ``FLUSH_EVERY`` messages), with the list of ``(topic, payload, ack)`` it held
-    (the ingest pipeline's ``submit_many``: its per-call costs paid once per read, not per message).
+    (``(topic, payload, ack, True)`` for a retained message; the ingest pipeline's
+    ``submit_many``: its per-call costs paid once per read, not per message). ``metrics`` (an
+    :class:`ingest.metrics.IngestMetrics`) counts refused subscriptions and lost sessions.
     """
 
     def __init__(self, url: str, on_message: OnMessage, options: ConsumerOptions | None = None, *,
-                 on_batch: OnBatch | None = None):
+                 on_batch: OnBatch | None = None, metrics=None):
         self.address = BrokerAddress.parse(url)
         self.options = o = options or ConsumerOptions()
         if o.qos not in (0, 1):
@@ -217,70 +253,155 @@ class WireConsumer:
         if not 0 <= o.keepalive_s <= 65535:
             raise ValueError(f"keepalive_s must be within 0..65535, got {o.keepalive_s}")
         self._on_message = on_message
+        self._on_message_retained = accepts_retained(on_message)
         self._on_batch = on_batch
+        self._metrics = metrics
         self._user = o.username or self.address.username
         self._password = (o.password or self.address.password) if self._user else ""
         self._connect_packet = self._build_connect()
         self._subscribe_packet = self._build_subscribe()
+        self._tls_context = o.tls.context() if self.address.tls else None
+        self._server_name = o.tls.server_name or self.address.host
 
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.last_error = ""  # the latest reason the connection failed or was refused
+        self.problem = ""  # why the consumer cannot receive as it must (fail closed); "" once subscribed
+        self.session_lost_at: float | None = None  # wall-clock time of the latest lost session
+        # a session the broker keeps for us once a subscription was acknowledged (3.1.1: always;
+        # 5: with a session expiry): a later CONNACK without it means the broker lost it
+        self._session_outlives = o.protocol == 4 or o.session_expiry_s > 0
+        self._had_session = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        self._first_done = threading.Event()  # the first connection subscribed, or ended refused
+        self._first_error: MqttError | None = None
+        self._got_publish = False  # a PUBLISH arrived on this connection (a backlog before the SUBACK)
         self._io_ident = 0
         self._connacked = False  # of the current connection (I/O thread only)
         self._connacked_at = 0.0
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r, self._wake_w = socket.socketpair()  # wakes the I/O thread's select on stop
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        # ack queue, guarded by _ack_lock: packet ids of the current generation, in ack order
+        # Socket writes (and TLS reads) under _write_lock; _sock is the current connection's
+        # socket once CONNACKed, None otherwise: what the sender thread writes to.
+        self._write_lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._current: socket.socket | None = None  # the connection being made or run (I/O thread)
+        self._send_wake = threading.Event()
+        self._keepalive = o.keepalive_s
+        self._last_send = 0.0
+        self._ping_sent = 0.0
+        # ack queue, guarded by _ack_lock, of the current generation: _acks holds the packet ids
+        # ready to go out (receive order); _next_seq is the receive number of the next message
+        # to acknowledge; _early holds acks (seq -> pid, or None: passed over) that came first
         self._ack_lock = threading.Lock()
         self._generation = 0
         self._acks: list[int] = []
+        self._next_seq = 0
+        self._early: dict[int, int | None] = {}
+        self._rx_seq = 0  # receive number of the next QoS 1 PUBLISH (I/O thread)
         self._ack_signalled = False  # a wake-up is on its way (or the I/O thread will flush anyway)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self, wait_s: float | None = 10.0) -> None:
-        """Start the I/O thread; with ``wait_s``, wait that long for a CONNACK (not the SUBACK:
-        a resumed session may deliver its backlog first) or stop and raise MqttError."""
+        """Start the I/O and sender threads; with ``wait_s``, wait that long for the first
+        connection's SUBACK (or for a CONNACK followed by messages: a resumed session may
+        deliver its backlog before the SUBACK) or stop and raise MqttError
+        (:class:`SubscriptionRefused` when the broker refused the subscription)."""
         if self._thread is not None:
             raise MqttError("WireConsumer already started")
         self._thread = threading.Thread(target=self._run, name="mqtt-wire", daemon=True)
+        self._sender = threading.Thread(target=self._send_loop, name="mqtt-wire-sender", daemon=True)
         self._thread.start()
-        if wait_s and not self.connected.wait(wait_s):
+        self._sender.start()
+        if not wait_s:
+            return
+        deadline = time.monotonic() + wait_s
+        while not self._first_done.wait(0.02):
+            if self.connected.is_set() and self._got_publish:
+                return  # a backlog is being delivered; its SUBACK comes after it
+            if time.monotonic() >= deadline:
+                if self.connected.is_set():
+                    return
+                self.stop()
+                why = f": {self.last_error}" if self.last_error else ""
+                raise MqttError(f"could not connect to {self.address.host}:{self.address.port} "
+                                f"within {wait_s:.0f} s{why}")
+        if self._first_error is not None:
             self.stop()
-            why = f": {self.last_error}" if self.last_error else ""
-            raise MqttError(f"could not connect to {self.address.host}:{self.address.port} "
-                            f"within {wait_s:.0f} s{why}")
+            raise self._first_error
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Send the acks already called, DISCONNECT (the session keeps what was not
-        acknowledged) and end the I/O thread (waits up to ``timeout_s``)."""
+        acknowledged) and end the threads (waits up to ``timeout_s``)."""
         self._stopping.set()
         self._wake()
+        self._send_wake.set()
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout_s)
             if t.is_alive():
                 log.warning("MQTT I/O thread did not end within %.0f s (on_message blocked?)", timeout_s)
+        if self._sender is not None and self._sender is not threading.current_thread():
+            self._sender.join(timeout_s)
         if t is None or not t.is_alive():
             self._wake_r.close()
             self._wake_w.close()
 
     # -- acknowledgements (any thread) -----------------------------------------------------------
 
-    def _ack(self, generation: int, pid: int) -> None:
+    def _ack(self, generation: int, seq: int, pid: int | None) -> None:
+        """Acknowledge the ``seq``-th QoS 1 message of connection ``generation`` (packet id
+        ``pid``; None: pass it over unacknowledged). Its PUBACK is queued once every earlier
+        message of the connection is acknowledged or passed over (receive order)."""
         with self._ack_lock:
             if generation != self._generation:
                 return  # an older connection's message: its redelivered copy gets acked instead
-            self._acks.append(pid)
+            if seq == self._next_seq and not self._early and pid is not None:  # in order: the usual case
+                self._acks.append(pid)
+                self._next_seq = seq + 1
+            elif not self._ack_in_order(seq, pid):
+                return
             if self._ack_signalled:
                 return
             self._ack_signalled = True
         if threading.get_ident() != self._io_ident:
-            self._wake()  # the I/O thread flushes after its current chunk anyway
+            self._send_wake.set()  # the I/O thread flushes after its current chunk anyway
+
+    def _ack_in_order(self, seq: int, pid: int | None) -> bool:
+        """Under _ack_lock: record an ack that is out of order or passes a message over; True if
+        PUBACKs were queued."""
+        nxt = self._next_seq
+        if seq != nxt:
+            if seq > nxt:
+                if pid is not None:
+                    self._early[seq] = pid
+                else:
+                    self._early.setdefault(seq, None)
+            return False  # held back; or seq < nxt: acknowledged (or passed over) already
+        if pid is not None:
+            self._acks.append(pid)
+        nxt += 1
+        early = self._early
+        while nxt in early:
+            held = early.pop(nxt)
+            if held is not None:
+                self._acks.append(held)
+            nxt += 1
+        self._next_seq = nxt
+        return True
+
+    def _pass_over(self, items) -> None:
+        """The handler of these messages failed: they stay unacknowledged (redelivered after the
+        next reconnect) without holding back the PUBACKs of the messages after them."""
+        for item in items:
+            acker = item[2]
+            if acker is not None:
+                generation, seq, _ = acker.args
+                self._ack(generation, seq, None)
 
     def _wake(self) -> None:
         try:
@@ -288,20 +409,76 @@ class WireConsumer:
         except (BlockingIOError, OSError):
             pass  # full (a wake-up is pending anyway) or closed (stopped)
 
-    def _flush_acks(self, sock: socket.socket) -> None:
-        with self._ack_lock:
-            pids, self._acks = self._acks, []
-            self._ack_signalled = False
-        if pids:
-            sock.sendall(_pubacks(pids))
-            self._last_send = time.monotonic()
+    def _flush_acks(self) -> None:
+        """Send every queued PUBACK (I/O or sender thread); OSError if the socket fails."""
+        with self._write_lock:
+            with self._ack_lock:
+                pids, self._acks = self._acks, []
+                self._ack_signalled = False
+            sock = self._sock
+            if pids and sock is not None:
+                sock.sendall(_pubacks(pids))
+                self._last_send = time.monotonic()
 
     def _new_generation(self) -> int:
         with self._ack_lock:
             self._generation += 1
             self._acks = []
+            self._early = {}
+            self._next_seq = 0
+            self._rx_seq = 0
             self._ack_signalled = False
             return self._generation
+
+    # -- sender thread: acks called while the I/O thread is busy, keep-alive ----------------------
+
+    def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            timeout = None
+            if self._sock is not None and self._keepalive:
+                timeout = max(self._last_send + self._keepalive - time.monotonic(), 0.0)
+            self._send_wake.wait(timeout)
+            self._send_wake.clear()
+            if self._stopping.is_set():
+                return  # the I/O thread sends the last acks and the DISCONNECT
+            sock = self._sock
+            try:
+                self._flush_acks()
+                self._keepalive_tick()
+            except OSError as e:
+                self._broken(sock, e)
+            except Exception:  # a bug here must not end keep-alive: log, go on
+                log.exception("MQTT sender thread failed")
+
+    def _keepalive_tick(self) -> None:
+        ka = self._keepalive
+        if not ka:
+            return
+        with self._write_lock:
+            sock = self._sock
+            now = time.monotonic()
+            if sock is not None and now - self._last_send >= ka:
+                if not self._ping_sent:  # before the send: its PINGRESP may be read before sendall returns
+                    self._ping_sent = now
+                sock.sendall(_PINGREQ)
+                self._last_send = now
+
+    def _broken(self, sock: socket.socket | None, e: OSError) -> None:
+        """A write failed: the connection cannot be kept. Clear ``connected`` now (the I/O
+        thread may be blocked in delivery) and shut the socket so that the I/O thread's next
+        read ends the connection and it reconnects."""
+        with self._write_lock:
+            if sock is None or sock is not self._sock:
+                return  # that connection is over already
+            self._sock = None
+        self.connected.clear()
+        self.last_error = f"sending to the broker failed: {e or type(e).__name__}"
+        log.warning("MQTT connection to %s:%d cannot be kept (%s); reconnecting",
+                    self.address.host, self.address.port, self.last_error)
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP socket (under a TLS one)
+        except OSError:
+            pass
 
     # -- packets we send -------------------------------------------------------------------------
 
@@ -315,7 +492,8 @@ class WireConsumer:
         body = _utf8("MQTT") + bytes((o.protocol, flags)) + _U16.pack(o.keepalive_s)
         if o.protocol == 5:
             props = (b"\x11" + _U32.pack(min(max(o.session_expiry_s, 0), 0xFFFFFFFF))
-                     + b"\x21" + _U16.pack(min(max(o.receive_maximum, 1), 65535)))
+                     + b"\x21" + _U16.pack(min(max(o.receive_maximum, 1), 65535))
+                     + b"\x27" + _U32.pack(MAX_PACKET_SIZE))
             body += _varint(len(props)) + props
         body += _utf8(o.client_id)
         if self._user:
@@ -341,13 +519,26 @@ class WireConsumer:
         while not self._stopping.is_set():
             sock = None
             self._connacked = False
+            self._got_publish = False
+            failure: MqttError | None = None
             try:
                 sock = self._open()
                 self._session(sock)
+            except SubscriptionRefused as e:
+                failure = e
+                self.last_error = self.problem = str(e)
+                if self._metrics is not None:
+                    self._metrics.mqtt_refused.inc()
+                log.error("MQTT broker %s:%d: %s; closing the connection and retrying",
+                          self.address.host, self.address.port, e)
             except ProtocolError as e:
                 self.last_error = str(e)
                 log.error("MQTT protocol error from %s:%d, closing the connection: %s",
                           self.address.host, self.address.port, e)
+            except ssl.SSLError as e:  # before OSError: certificate problems are errors, not drops
+                self.last_error = f"TLS with {self.address.host}:{self.address.port} failed: {e}"
+                failure = MqttError(self.last_error)
+                log.error("MQTT %s", self.last_error)
             except (_Closed, OSError) as e:
                 self.last_error = str(e) or type(e).__name__
                 if not self._stopping.is_set():
@@ -356,11 +547,16 @@ class WireConsumer:
             except Exception:  # a bug here must not end ingest: log, reconnect
                 log.exception("MQTT I/O thread failed; reconnecting")
             finally:
+                with self._write_lock:
+                    self._sock = None
                 self.connected.clear()
                 self.subscribed.clear()
                 self._new_generation()  # acks of that connection are void from now on
                 if sock is not None:
                     sock.close()
+            if failure is not None and not self._first_done.is_set():
+                self._first_error = failure
+                self._first_done.set()
             if self._connacked and time.monotonic() - self._connacked_at >= STABLE_S:
                 delay = BACKOFF_MIN_S  # a connection that had lasted: retry soon
             # else (refused, or dropped at once, e.g. two consumers sharing a client id taking
@@ -374,8 +570,8 @@ class WireConsumer:
         sock = socket.create_connection((a.host, a.port), timeout=CONNECT_TIMEOUT_S)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if a.tls:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=a.host)
+            if self._tls_context is not None:
+                sock = self._tls_context.wrap_socket(sock, server_hostname=self._server_name)
             sock.sendall(self._connect_packet)
         except BaseException:
             sock.close()
@@ -384,23 +580,30 @@ class WireConsumer:
 
     def _session(self, sock: socket.socket) -> None:
         """Run one connection until it ends (returns on stop, raises otherwise)."""
-        self._sock_tls = isinstance(sock, ssl.SSLSocket)
+        tls = isinstance(sock, ssl.SSLSocket)
+        self._current = sock
         self._keepalive = self.options.keepalive_s
         self._last_send = now = time.monotonic()
         self._ping_sent = 0.0
         connect_deadline = now + CONNECT_TIMEOUT_S
+        write_lock = self._write_lock
         parts: list[bytes] = []
         have = need = 0  # bytes buffered; bytes needed before parsing is worthwhile
         try:
             while True:
                 if self._stopping.is_set():
                     if self._connacked:
-                        self._flush_acks(sock)
-                        sock.sendall(_DISCONNECT)
+                        self._flush_acks()
+                        with write_lock:
+                            self._sock = None  # the sender writes nothing after the DISCONNECT
+                            sock.sendall(_DISCONNECT)
                     self._close_gracefully(sock)
                     return
-                timeout = self._tick(sock, connect_deadline)
-                if not (self._sock_tls and sock.pending()):
+                timeout = self._tick(connect_deadline)
+                if tls:
+                    with write_lock:
+                        pending = sock.pending()
+                if not (tls and pending):
                     readable, _, _ = select.select([sock, self._wake_r], [], [], timeout)
                     if self._wake_r in readable:
                         try:
@@ -409,10 +612,12 @@ class WireConsumer:
                         except BlockingIOError:
                             pass
                     if sock not in readable:
-                        if self._connacked:
-                            self._flush_acks(sock)
                         continue
-                chunk = sock.recv(CHUNK)
+                if tls:
+                    with write_lock:
+                        chunk = sock.recv(CHUNK)
+                else:
+                    chunk = sock.recv(CHUNK)
                 if not chunk:
                     raise _Closed("connection closed by the broker")
                 self._ping_sent = 0.0  # the broker is alive
@@ -421,12 +626,16 @@ class WireConsumer:
                 if have < need:
                     continue
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
-                pos, need = self._parse(data, sock)
+                pos, need = self._parse(data)
                 rest = data[pos:]
                 parts = [rest] if rest else []
                 have = len(rest)
+                if self._ping_sent:
+                    # sent (by the sender thread) while delivery blocked: its PINGRESP may wait
+                    # unread in the socket; give it a keep-alive from now
+                    self._ping_sent = time.monotonic()
                 if self._connacked:
-                    self._flush_acks(sock)
+                    self._flush_acks()
         except TimeoutError:
             raise _Closed(f"socket send or receive timed out ({CONNECT_TIMEOUT_S:.0f} s)") from None
 
@@ -447,8 +656,9 @@ class WireConsumer:
         except OSError:
             pass
 
-    def _tick(self, sock: socket.socket, connect_deadline: float) -> float | None:
-        """Keepalive and CONNACK deadlines; returns the select timeout until the next one."""
+    def _tick(self, connect_deadline: float) -> float | None:
+        """CONNACK and PINGRESP deadlines (the sender thread sends the PINGREQs); returns the
+        select timeout until the next check."""
         now = time.monotonic()
         if not self._connacked:
             if now >= connect_deadline:
@@ -457,19 +667,14 @@ class WireConsumer:
         ka = self._keepalive
         if not ka:
             return None
-        if self._ping_sent and now - self._ping_sent >= ka:
+        ping_sent = self._ping_sent
+        if not ping_sent:
+            return ka
+        if now - ping_sent >= ka:
             raise _Closed(f"no PINGRESP within {ka} s")
-        if now - self._last_send >= ka:
-            sock.sendall(_PINGREQ)
-            self._last_send = now
-            if not self._ping_sent:
-                self._ping_sent = now
-        next_at = self._last_send + ka
-        if self._ping_sent:
-            next_at = min(next_at, self._ping_sent + ka)
-        return max(next_at - now, 0.0)
+        return ping_sent + ka - now
 
-    def _parse(self, data: bytes, sock: socket.socket) -> tuple[int, int]:
+    def _parse(self, data: bytes) -> tuple[int, int]:
         """Handle every complete packet in ``data``; returns (bytes consumed, bytes the next
         packet needs from there, or 0 if unknown yet)."""
         n = len(data)
@@ -479,9 +684,9 @@ class WireConsumer:
         ack = self._ack
         partial = functools.partial
         generation = self._generation
+        seq = self._rx_seq
         since_flush = 0
-        batch: list[tuple[str, bytes, Callable[[], None] | None]] | None = (
-            [] if self._on_batch is not None else None)
+        batch: list[tuple] | None = [] if self._on_batch is not None else None
         try:
             while True:
                 if n - pos < 2:
@@ -505,6 +710,9 @@ class WireConsumer:
                             raise ProtocolError("malformed remaining length")
                 end = h + length
                 if end > n:
+                    if end - pos > MAX_PACKET_SIZE:
+                        raise ProtocolError(f"packet of {end - pos} bytes is over the Maximum Packet "
+                                            f"Size of {MAX_PACKET_SIZE}")
                     return pos, end - pos
                 if b0 >> 4 == PUBLISH:
                     qos = (b0 >> 1) & 3
@@ -530,39 +738,55 @@ class WireConsumer:
                     if j > end or not topic:
                         raise ProtocolError("malformed PUBLISH")
                     payload = data[j:end]
-                    acker = partial(ack, generation, pid) if qos else None
+                    if qos:
+                        acker = partial(ack, generation, seq, pid)
+                        seq += 1
+                    else:
+                        acker = None
                     if batch is not None:
-                        batch.append((topic, payload, acker))
+                        batch.append((topic, payload, acker) if not b0 & 1 else (topic, payload, acker, True))
                     else:
                         try:
-                            on_message(topic, payload, acker)
+                            if b0 & 1 and self._on_message_retained:
+                                on_message(topic, payload, acker, retained=True)
+                            else:
+                                on_message(topic, payload, acker)
                         except Exception:  # one bad message must not stop the loop; it stays unacknowledged
                             log.exception("handling a message on %s failed; payload %r", topic, payload[:200])
+                            if acker is not None:
+                                ack(generation, seq - 1, None)
                     since_flush += 1
                     if since_flush >= FLUSH_EVERY:
                         since_flush = 0
                         if batch:
                             self._deliver(batch)
-                        self._flush_acks(sock)
+                        self._flush_acks()
                 else:
                     if batch:
                         self._deliver(batch)  # in order: what came before a control packet first
-                    self._control(b0, data, h, end, sock)
+                    self._rx_seq = seq
+                    self._control(b0, data, h, end)
                     generation = self._generation
+                    seq = self._rx_seq
                 pos = end
         finally:
+            if seq != self._rx_seq:
+                self._rx_seq = seq
+                self._got_publish = True
             if batch:
                 self._deliver(batch)  # what was parsed before a return or an error
 
     def _deliver(self, batch: list) -> None:
         """Hand the messages parsed so far to ``on_batch`` (and empty the list)."""
+        self._got_publish = True
         try:
             self._on_batch(batch)
         except Exception:  # they stay unacknowledged; the loop goes on
             log.exception("handling %d messages (first on %s) failed", len(batch), batch[0][0])
+            self._pass_over(batch)
         batch.clear()
 
-    def _control(self, b0: int, data: bytes, h: int, end: int, sock: socket.socket) -> None:
+    def _control(self, b0: int, data: bytes, h: int, end: int) -> None:
         """Every packet but PUBLISH."""
         kind = b0 >> 4
         o = self.options
@@ -571,22 +795,9 @@ class WireConsumer:
         if kind == PINGRESP:
             self._ping_sent = 0.0
         elif kind == SUBACK:
-            if end - h < 3:
-                raise ProtocolError("SUBACK too short")
-            i = h + 2
-            if o.protocol == 5:
-                _, i = _properties(data, i, end)
-            codes = data[i:end]
-            if len(codes) != len(o.topics):
-                raise ProtocolError(f"SUBACK has {len(codes)} codes for {len(o.topics)} topics")
-            for topic, code in zip(o.topics, codes, strict=True):
-                if code >= 0x80:
-                    log.error("subscription to %r refused: %s", topic, _reason(code, 5))
-                elif code < o.qos:
-                    log.warning("subscription to %r granted at QoS %d only", topic, code)
-            self.subscribed.set()
+            self._suback(data, h, end)
         elif kind == CONNACK:
-            self._connack(data, h, end, sock)
+            self._connack(data, h, end)
         elif kind == DISCONNECT:
             code = data[h] if end > h else 0
             props = _properties(data, h + 1, end)[0] if o.protocol == 5 and end > h + 1 else {}
@@ -597,7 +808,31 @@ class WireConsumer:
         else:
             raise ProtocolError(f"unknown or client-only packet type {kind}")
 
-    def _connack(self, data: bytes, h: int, end: int, sock: socket.socket) -> None:
+    def _suback(self, data: bytes, h: int, end: int) -> None:
+        """Every filter granted at the requested QoS, or SubscriptionRefused (fail closed: a
+        refused filter receives nothing, a QoS 0 grant ends at-least-once delivery)."""
+        o = self.options
+        if end - h < 3:
+            raise ProtocolError("SUBACK too short")
+        i = h + 2
+        props: dict[int, object] = {}
+        if o.protocol == 5:
+            props, i = _properties(data, i, end)
+        codes = data[i:end]
+        if len(codes) != len(o.topics):
+            raise ProtocolError(f"SUBACK has {len(codes)} codes for {len(o.topics)} topics")
+        for topic, code in zip(o.topics, codes, strict=True):
+            if code >= 0x80:
+                raise SubscriptionRefused(f"subscription to {topic!r} refused: {_reason(code, 5, props)}")
+            if code < o.qos:
+                raise SubscriptionRefused(f"subscription to {topic!r} granted at QoS {code}, "
+                                          f"not the QoS {o.qos} at-least-once delivery needs")
+        self.problem = ""
+        self._had_session = self._session_outlives
+        self.subscribed.set()
+        self._first_done.set()
+
+    def _connack(self, data: bytes, h: int, end: int) -> None:
         o = self.options
         if self._connacked:
             raise ProtocolError("second CONNACK")
@@ -610,14 +845,29 @@ class WireConsumer:
             log.error("MQTT broker %s:%d refused the connection: %s; retrying",
                       self.address.host, self.address.port, _reason(code, o.protocol, props))
             raise _Closed(self.last_error)
+        max_qos = props.get(_MAXIMUM_QOS, 2)
+        if max_qos < o.qos:
+            raise SubscriptionRefused(f"the broker allows QoS {max_qos} at most (CONNACK Maximum QoS), "
+                                      f"not the QoS {o.qos} at-least-once delivery needs")
         if _SERVER_KEEP_ALIVE in props:  # the broker's keepalive overrides ours (MQTT 5 3.2.2.3.14)
             self._keepalive = int(props[_SERVER_KEEP_ALIVE])
         self._new_generation()
         self._connacked = True
         self._connacked_at = time.monotonic()
         self.last_error = ""
-        sock.sendall(self._subscribe_packet)
-        self._last_send = time.monotonic()
-        log.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
-                 bool(session_present))
+        if not session_present and self._had_session:
+            self.session_lost_at = time.time()
+            if self._metrics is not None:
+                self._metrics.mqtt_session_lost.inc()
+            log.error("MQTT broker %s:%d no longer has the session of %r (session present = 0): the "
+                      "messages it had queued for this consumer, and those unacknowledged, are lost",
+                      self.address.host, self.address.port, o.client_id)
+        else:
+            log.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
+                     bool(session_present))
+        with self._write_lock:
+            sock = self._sock = self._current
+            sock.sendall(self._subscribe_packet)
+            self._last_send = time.monotonic()
+        self._send_wake.set()  # the sender's keep-alive timer starts now
         self.connected.set()

@@ -16,7 +16,7 @@ import typer
 from devices.catalogue import KINDS
 
 from .errors import SimulatorError
-from .mqtt import DEFAULT_BROKER
+from .mqtt import DEFAULT_BROKER, BrokerURL
 from .timeutil import parse_duration_ms, parse_time_ms
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -31,14 +31,20 @@ SpeedOpt = Annotated[str, typer.Option("--speed", help="simulated seconds per re
 # Set by the composition layer (citywatch.cli) to read ``[mqtt] url`` from a config file and
 # the environment; alone (``python -m simulators.cli``) the default broker is used.
 broker_from_config: Callable[[Path | None], str] | None = None
+# Likewise ``[mqtt]`` ca_file, cert_file, key_file, server_name, as a dict: used with an mqtts:// broker.
+tls_from_config: Callable[[Path | None], dict[str, str]] | None = None
 
 
-def _broker(explicit: str | None, config: Path | None) -> str:
-    if explicit:
-        return explicit
-    if broker_from_config is not None:
-        return broker_from_config(config)
-    return DEFAULT_BROKER
+def _broker(explicit: str | None, config: Path | None) -> str | BrokerURL:
+    url = explicit or (broker_from_config(config) if broker_from_config is not None else DEFAULT_BROKER)
+    tls = tls_from_config(config) if tls_from_config is not None else {}
+    if not any(tls.values()):
+        return url
+    try:
+        b = BrokerURL.parse(url)
+        return b.with_tls(**tls) if b.tls else url
+    except SimulatorError as e:
+        _fail(str(e))
 
 
 def _fail(msg: str) -> None:

@@ -8,7 +8,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -21,16 +21,25 @@ DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
 @dataclass(frozen=True, slots=True)
 class BrokerURL:
-    """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://`` (TLS, 8883)."""
+    """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://`` (TLS, 8883), with the TLS
+    options of ``[mqtt]`` (:meth:`with_tls`): ``ca_file`` trusted instead of the system store,
+    ``cert_file`` + ``key_file`` as client certificate, ``server_name`` verified instead of
+    ``host``. Wherever the simulators take a broker URL string they take a BrokerURL too."""
 
     host: str
     port: int
     tls: bool = False
     username: str | None = None
     password: str | None = None
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
 
     @classmethod
-    def parse(cls, url: str) -> BrokerURL:
+    def parse(cls, url: str | BrokerURL) -> BrokerURL:
+        if isinstance(url, BrokerURL):
+            return url
         u = urlsplit(url)
         if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
             raise BrokerError(f"bad broker URL {url!r}: use mqtt://host:port or mqtts://host:port")
@@ -41,8 +50,39 @@ class BrokerURL:
         return cls(u.hostname, port, u.scheme == "mqtts",
                    unquote(u.username) if u.username else None, unquote(u.password) if u.password else None)
 
+    def with_tls(self, ca_file: str = "", cert_file: str = "", key_file: str = "",
+                 server_name: str = "") -> BrokerURL:
+        if (ca_file or cert_file or key_file or server_name) and not self.tls:
+            raise BrokerError(f"TLS options given for {self}: use an mqtts:// URL")
+        return replace(self, ca_file=ca_file, cert_file=cert_file, key_file=key_file, server_name=server_name)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The client TLS context (certificate and host name verified); BrokerError naming the
+        file that cannot be loaded."""
+        ctx = _ServerNameContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.server_name = self.server_name
+        try:
+            if self.ca_file:
+                ctx.load_verify_locations(cafile=self.ca_file)
+            else:
+                ctx.load_default_certs()
+            if self.cert_file:
+                ctx.load_cert_chain(self.cert_file, self.key_file or None)
+        except (OSError, ssl.SSLError) as e:
+            raise BrokerError(f"TLS files for {self} cannot be loaded: {e}") from None
+        return ctx
+
     def __str__(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+class _ServerNameContext(ssl.SSLContext):
+    """Sends and verifies ``server_name`` (if set) instead of the host paho connects to."""
+
+    server_name = ""
+
+    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):
+        return super().wrap_socket(sock, *args, server_hostname=self.server_name or server_hostname, **kwargs)
 
 
 def _new_client(b: BrokerURL, client_id: str | None) -> paho.Client:
@@ -52,11 +92,11 @@ def _new_client(b: BrokerURL, client_id: str | None) -> paho.Client:
     if b.username:
         client.username_pw_set(b.username, b.password)
     if b.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set_context(b.tls_context())
     return client
 
 
-def connect(url: str, client_id: str | None, *, timeout_s: float = 10.0,
+def connect(url: str | BrokerURL, client_id: str | None, *, timeout_s: float = 10.0,
             on_message: Callable | None = None, on_publish: Callable | None = None,
             max_inflight: int = 20) -> paho.Client:
     """A connected client with its network loop running; BrokerError if the broker cannot be
@@ -103,9 +143,9 @@ class Publisher:
     BrokerError when that fails for ``timeout_s``. Not thread-safe: one publisher per thread.
     """
 
-    def __init__(self, url: str, *, client_id: str | None = None, max_inflight: int = 1000,
+    def __init__(self, url: str | BrokerURL, *, client_id: str | None = None, max_inflight: int = 1000,
                  timeout_s: float = 10.0) -> None:
-        self.url = url
+        self.url = str(url)
         self.timeout_s = timeout_s
         self._max = max_inflight
         self._inflight = 0
@@ -192,7 +232,7 @@ class Publisher:
             self._client.loop(0.1)
 
 
-def _connect_manual(url: str, client_id: str | None, timeout_s: float, on_publish: Callable,
+def _connect_manual(url: str | BrokerURL, client_id: str | None, timeout_s: float, on_publish: Callable,
                     max_inflight: int) -> paho.Client:
     b = BrokerURL.parse(url)
     client = _new_client(b, client_id)
@@ -207,8 +247,13 @@ def _connect_manual(url: str, client_id: str | None, timeout_s: float, on_publis
         raise BrokerError(f"cannot connect to the MQTT broker at {b}: {e}") from None
     deadline = time.monotonic() + timeout_s
     while not result:
-        if time.monotonic() > deadline or client.loop(0.1) != paho.MQTT_ERR_SUCCESS:
+        if time.monotonic() > deadline:
             raise BrokerError(f"the MQTT broker at {b} did not answer CONNECT within {timeout_s:g} s")
+        rc = client.loop(0.1)
+        if rc != paho.MQTT_ERR_SUCCESS:
+            hint = " (TLS: does the broker require a client certificate, [mqtt] cert_file?)" if b.tls else ""
+            raise BrokerError(f"the MQTT broker at {b} closed the connection before answering CONNECT: "
+                              f"{paho.error_string(rc)}{hint}")
     if result[0].is_failure:
         raise BrokerError(f"the MQTT broker at {b} refused the connection: {result[0]}")
     return client

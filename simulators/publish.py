@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from devices.model import Device
 
 from .engine import Simulation
-from .mqtt import Pacer, Publisher
+from .mqtt import BrokerURL, Pacer, Publisher
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class PublishStats:
                             max(self.elapsed_s, other.elapsed_s), max(self.sim_ms, other.sim_ms))
 
 
-def run(broker_url: str, sim: Simulation, *, duration_ms: int, speed: float | None,
+def run(broker_url: str | BrokerURL, sim: Simulation, *, duration_ms: int, speed: float | None,
         stop: threading.Event | None = None, progress: bool = False, client_id: str | None = None,
         max_inflight: int = 1000) -> PublishStats:
     """Publish ``duration_ms`` of simulated time from where ``sim`` stands, at ``speed``
@@ -94,7 +94,7 @@ def _worker(args) -> PublishStats:
                client_id=f"{client_id}-{i}" if client_id else None)
 
 
-def run_parallel(broker_url: str, fleet: Sequence[Device], *, processes: int, seed: int, start_ms: int,
+def run_parallel(broker_url: str | BrokerURL, fleet: Sequence[Device], *, processes: int, seed: int, start_ms: int,
                  scenarios: Sequence[str] = (), duration_ms: int, speed: float | None,
                  stop: threading.Event | None = None, client_id: str | None = None,
                  gas_mode: str = "daily") -> PublishStats:

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from .errors import RecordingError
-from .mqtt import Pacer, Publisher, connect
+from .mqtt import BrokerURL, Pacer, Publisher, connect
 from .publish import _Progress
 
 MAGIC = b"CWREC1\n"
@@ -98,7 +98,7 @@ def read(path: str | Path) -> Iterator[Recording]:
             yield Recording(ms, topic.decode(), payload, qos, bool(retain))
 
 
-def record(broker_url: str, out_path: str | Path, *, topics: Sequence[str] = ("city/#",),
+def record(broker_url: str | BrokerURL, out_path: str | Path, *, topics: Sequence[str] = ("city/#",),
            duration_s: float | None = None, count: int | None = None, stop: threading.Event | None = None,
            progress: bool = False, client_id: str | None = None,
            clock: Callable[[], float] = time.time) -> int:
@@ -157,7 +157,7 @@ def shift_ts(payload: bytes, offset_ms: int) -> bytes:
     return _TS_STR.sub(iso, out)
 
 
-def replay(broker_url: str, path: str | Path, *, speed: float | None, shift_to_now: bool = False,
+def replay(broker_url: str | BrokerURL, path: str | Path, *, speed: float | None, shift_to_now: bool = False,
            progress: bool = False, stop: threading.Event | None = None, client_id: str | None = None,
            clock: Callable[[], float] = time.time) -> int:
     """Publish a recording again, in order, with its original QoS and retain flags and its

@@ -15,12 +15,17 @@ def health(svc: Services) -> dict:
         "store": bool(svc.store.ping()),
         "state": _state_ok(svc),
     }
+    broker = svc.broker_status() if hasattr(svc, "broker_status") else None
+    if broker and broker["problem"]:  # the consumer failed closed (e.g. its subscription refused)
+        checks["broker"] = False
     # acknowledgements withheld (a store or state DB failing): the broker is holding the city's
     # messages, whatever the connections above say
     withheld = svc.ack_status() if getattr(svc, "ack_status", None) else None
     checks["acks"] = withheld is None
     spool = getattr(svc, "spool", None)
     body = {"status": "ok" if all(checks.values()) else "degraded", "checks": checks}
+    if broker:
+        body["broker"] = broker
     if withheld is not None:
         body["acks_withheld"] = withheld
     if spool is not None:
