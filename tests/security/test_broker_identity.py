@@ -1,0 +1,277 @@
+"""Device identity against a real Mosquitto loaded with what `devices credentials` wrote.
+
+The broker runs as deploy/mosquitto.conf does: no anonymous clients, the generated passwd and
+acl, ``use_username_as_clientid true``. The consumer is citywatch's own (ingest/wire.py).
+"Never arrives" is shown with a marker: the forged message is followed by one that is allowed
+and arrives; the broker handles one client's messages in order, so the forged one would have
+come first.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import threading
+import uuid
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from devices.credentials import generate
+from devices.model import Device
+from devices.registry import Registry
+from ingest.mqtt import ConsumerOptions, wait_for
+from ingest.wire import WireConsumer
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+NOW = 1_764_403_200_000
+CONSUMER, CONSUMER_CLIENT_ID = "citywatch", "citywatch-ingest"
+ACCEPTED, NOT_AUTHORISED = 0, 5  # MQTT 3.1.1 CONNACK return codes
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def _utf8(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack(">H", len(b)) + b
+
+
+def connack(port: int, client_id: str, username: str | None = None, password: str | None = None) -> int:
+    """Send one MQTT 3.1.1 CONNECT (clean session false) and return the CONNACK's code; then
+    drop the connection (no DISCONNECT). Independent of any MQTT library."""
+    flags = (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    body = _utf8("MQTT") + bytes((4, flags)) + struct.pack(">H", 30) + _utf8(client_id)
+    body += (_utf8(username) if username is not None else b"") + (_utf8(password) if password is not None else b"")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(bytes((0x10, len(body))) + body)
+        got = b""
+        while len(got) < 4:
+            chunk = s.recv(4 - len(got))
+            if not chunk:
+                raise ConnectionError(f"closed before CONNACK (got {got!r})")
+            got += chunk
+    assert got[0] == 0x20, got
+    return got[3]
+
+
+class Client:
+    """A paho MQTT 5 client with a username; records what it receives."""
+
+    def __init__(self, port: int, username: str, password: str, client_id: str = ""):
+        self.received: list[tuple[str, bytes]] = []
+        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or username,
+                             protocol=MQTTProtocolVersion.MQTTv5)
+        self.c.username_pw_set(username, password)
+        self.c.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
+        connected, self.dropped = threading.Event(), threading.Event()
+        self.c.on_connect = lambda c, u, flags, rc, props: connected.set() if not rc.is_failure else None
+        self.c.on_disconnect = lambda c, u, flags, rc, props: self.dropped.set()
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        assert connected.wait(10), f"{username} could not connect"
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """QoS 1, waits for the PUBACK (the broker has routed it by then)."""
+        info = self.c.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+        assert info.is_published()
+
+    def attempt(self, topic: str, payload: bytes) -> None:
+        """A QoS 1 publish the broker may refuse: wait for its PUBACK (Mosquitto's is 0x87,
+        not authorised) or for the broker to close the connection, which Mosquitto 2.0.11 did
+        here after some refused publishes; either way it has handled the PUBLISH by then."""
+        info = self.c.publish(topic, payload, qos=1)
+        assert wait_for(lambda: info.is_published() or self.dropped.is_set(), 10)
+
+    def subscribe(self, topic: str) -> list:
+        codes: list = []
+        done = threading.Event()
+        self.c.on_subscribe = lambda c, u, mid, rcs, props: (codes.extend(rcs), done.set())
+        self.c.subscribe(topic, qos=1)
+        assert done.wait(10)
+        return codes
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+class Received:
+    def __init__(self):
+        self.items: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, topic: str, payload: bytes, ack) -> None:
+        with self.lock:
+            self.items.append((topic, bytes(payload)))
+        if ack is not None:
+            ack()
+
+    def tagged(self, tag: bytes) -> list[tuple[str, bytes]]:
+        with self.lock:
+            return [(t, p) for t, p in self.items if p.startswith(tag)]
+
+    def wait(self, tag: bytes, payload: bytes, timeout: float = 10) -> list[tuple[str, bytes]]:
+        """Wait for ``tag + payload``; return everything tagged ``tag`` received by then."""
+        assert wait_for(lambda: any(p == tag + payload for _, p in self.tagged(tag)), timeout), \
+            f"{tag + payload!r} never arrived: {self.tagged(tag)}"
+        return self.tagged(tag)
+
+
+# -- the broker ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Registry, generated credentials, a Mosquitto loaded with them, and citywatch's consumer."""
+    tmp = tmp_path_factory.mktemp("identity")
+    reg = Registry.open(tmp / "state.db")
+    reg.upsert([Device("bridge-a", "bridge", "武昌区"), Device("noise-b", "noise", "江汉区"),
+                Device("noise-c", "noise", "江汉区"), Device("toilet-r", "toilet", "江岸区")])
+    first = generate(reg, tmp / "issue-1", now_ms=NOW, all_new=True, consumers=[CONSUMER, "citywatch-rules"])
+    pw = {i.username: i.password for i in first.issued}
+    reg.upsert([Device("toilet-r", "toilet", "江岸区", status="retired")])
+    installed = generate(reg, tmp / "issue-2", now_ms=NOW, consumers=[CONSUMER])
+    assert installed.revoked == 1 and installed.issued == []
+    etc = tmp / "etc"
+    etc.mkdir()
+    shutil.copy(installed.passwd, etc / "passwd")  # as an operator installs them
+    shutil.copy(installed.acl, etc / "acl")
+    broker = Mosquitto(tmp / "broker", password_file=etc / "passwd", acl_file=etc / "acl",
+                       listener_conf="use_username_as_clientid true").start()
+    received = Received()
+    consumer = WireConsumer(broker.url, received, ConsumerOptions(
+        client_id=CONSUMER_CLIENT_ID, topics=["city/#"], username=CONSUMER, password=pw[CONSUMER]))
+    consumer.start()
+    assert wait_for(consumer.subscribed.is_set, 10)
+    yield {"reg": reg, "tmp": tmp, "etc": etc, "broker": broker, "pw": pw, "received": received,
+           "consumer": consumer}
+    consumer.stop()
+    broker.stop()
+    reg.close()
+
+
+@pytest.fixture
+def tag() -> bytes:
+    return uuid.uuid4().hex[:12].encode() + b":"
+
+
+# -- the tests -----------------------------------------------------------------------------------
+
+def test_a_device_publishes_only_below_its_own_kind_and_id(world, tag):
+    port, pw, received = world["broker"].port, world["pw"], world["received"]
+    own = Client(port, "bridge-a", pw["bridge-a"])
+    own.publish("city/bridge/bridge-a/telemetry", tag + b"own")
+    own.close()
+    for topic in ("city/noise/noise-b/telemetry",  # as another device
+                  "city/bridge/noise-b/telemetry",  # as another device of its own kind
+                  "city/noise/bridge-a/telemetry",  # as another kind
+                  "city/bridge/bridge-a2/telemetry",  # an id it is a prefix of
+                  "city/bridge/telemetry"):  # not below a device id
+        a = Client(port, "bridge-a", pw["bridge-a"])  # a new connection each: the broker may drop it
+        a.attempt(topic, tag + b"forged " + topic.encode())
+        a.close()
+    a = Client(port, "bridge-a", pw["bridge-a"])
+    try:
+        a.publish("city/bridge/bridge-a/status", tag + b"marker")
+        got = received.wait(tag, b"marker")
+    finally:
+        a.close()
+    assert got == [("city/bridge/bridge-a/telemetry", tag + b"own"), ("city/bridge/bridge-a/status", tag + b"marker")]
+
+
+def test_a_consumer_account_publishes_nothing(world, tag):
+    port, pw, received = world["broker"].port, world["pw"], world["received"]
+    rules = Client(port, "citywatch-rules", pw["citywatch-rules"])
+    b = Client(port, "noise-b", pw["noise-b"])
+    try:
+        rules.attempt("city/noise/noise-b/telemetry", tag + b"forged by a consumer")
+        b.publish("city/noise/noise-b/telemetry", tag + b"marker")
+        got = received.wait(tag, b"marker")
+    finally:
+        rules.close()
+        b.close()
+    assert got == [("city/noise/noise-b/telemetry", tag + b"marker")]
+
+
+def test_a_device_reads_nothing(world, tag):
+    port, pw, received = world["broker"].port, world["pw"], world["received"]
+    a = Client(port, "bridge-a", pw["bridge-a"])
+    b = Client(port, "noise-b", pw["noise-b"])
+    try:
+        # Mosquitto 2.0.11 grants the SUBSCRIBE and applies the ACL to each message delivered
+        codes = [a.subscribe(t) for t in ("city/#", "#", "city/noise/noise-b/#", "$share/citywatch/city/#")]
+        b.publish("city/noise/noise-b/telemetry", tag + b"b's reading")
+        received.wait(tag, b"b's reading")  # the broker has routed it to every subscriber
+        a.publish("city/bridge/bridge-a/telemetry", tag + b"a's own")  # A's PUBACK comes after anything routed to A
+        received.wait(tag, b"a's own")
+    finally:
+        a.close()
+        b.close()
+    assert a.received == [], codes
+
+
+def test_nobody_takes_the_consumers_session(world, tag):
+    """Device A connects 100 times each with the consumer's configured client id, with its
+    broker-side client id (its username), and with its username but a wrong password, and once
+    without a username, while device B publishes 300 messages: the consumer stays connected
+    on its one connection and gets each of the 300 exactly once."""
+    broker, pw, received = world["broker"], world["pw"], world["received"]
+    n = 300
+    b = Client(broker.port, "noise-b", pw["noise-b"])
+    sent = threading.Event()
+
+    def publish_b():
+        for i in range(n):
+            b.publish("city/noise/noise-b/telemetry", tag + b"%d" % i)
+        sent.set()
+
+    t = threading.Thread(target=publish_b)
+    t.start()
+    codes = {"configured id": [], "username as id": [], "wrong password": [], "no username": []}
+    try:
+        for _ in range(100):
+            codes["configured id"].append(connack(broker.port, CONSUMER_CLIENT_ID, "bridge-a", pw["bridge-a"]))
+            codes["username as id"].append(connack(broker.port, CONSUMER, "bridge-a", pw["bridge-a"]))
+            codes["wrong password"].append(connack(broker.port, CONSUMER, CONSUMER, pw["bridge-a"]))
+        codes["no username"].append(connack(broker.port, CONSUMER))
+    finally:
+        t.join(60)
+        b.publish("city/noise/noise-b/telemetry", tag + b"marker")
+        got = received.wait(tag, b"marker", timeout=30)
+        b.close()
+    assert sent.is_set()
+    assert codes == {"configured id": [ACCEPTED] * 100, "username as id": [ACCEPTED] * 100,
+                     "wrong password": [NOT_AUTHORISED] * 100, "no username": [NOT_AUTHORISED]}
+    payloads = [p for _, p in got]
+    assert payloads == [tag + b"%d" % i for i in range(n)] + [tag + b"marker"]  # each once, in order
+    assert world["consumer"].connected.is_set()
+    log = world["broker"].log.read_text()
+    assert log.count(f" as {CONSUMER} (") == 1, "the consumer was reconnected"
+    assert f"Client {CONSUMER} already connected" not in log
+
+
+def test_a_retired_device_and_a_wrong_password_are_refused(world):
+    port, pw = world["broker"].port, world["pw"]
+    assert connack(port, "toilet-r", "toilet-r", pw["toilet-r"]) == NOT_AUTHORISED  # had a secret, retired
+    assert connack(port, "bridge-a", "bridge-a", pw["noise-b"]) == NOT_AUTHORISED
+    assert connack(port, "bridge-a", "bridge-a", pw["bridge-a"] + "x") == NOT_AUTHORISED
+    assert connack(port, "bridge-a", "bridge-a") == NOT_AUTHORISED  # no password
+    assert connack(port, "bridge-a", "bridge-a", pw["bridge-a"]) == ACCEPTED
+
+
+def test_rotation_takes_effect_on_reload(world):
+    broker, pw, reg, tmp, etc = world["broker"], world["pw"], world["reg"], world["tmp"], world["etc"]
+    old = pw["noise-c"]
+    assert connack(broker.port, "noise-c", "noise-c", old) == ACCEPTED
+    out = generate(reg, tmp / "rotate", now_ms=NOW + 1, device_ids=["noise-c"], rotate=True, consumers=[CONSUMER])
+    new = {i.username: i.password for i in out.issued}["noise-c"]
+    shutil.copy(out.passwd, etc / "passwd")
+    shutil.copy(out.acl, etc / "acl")
+    broker.reload()
+    assert wait_for(lambda: connack(broker.port, "noise-c", "noise-c", old) == NOT_AUTHORISED, 10, 0.1)
+    assert connack(broker.port, "noise-c", "noise-c", new) == ACCEPTED
+    assert connack(broker.port, "bridge-a", "bridge-a", pw["bridge-a"]) == ACCEPTED  # the others unchanged
