@@ -193,6 +193,7 @@ def devices_credentials(
     rotate_consumer: Annotated[bool, typer.Option("--rotate-consumer", help="New secrets for the consumers.")] = False,
     shared_group: Annotated[str, typer.Option(
         "--shared-group", help="Shared-subscription group in the ACL ([mqtt] shared_group, else citywatch).")] = "",
+    emqx: Annotated[bool, typer.Option("--emqx", help="Also emqx-users.csv and emqx-acl.conf for EMQX.")] = False,
 ) -> None:
     """Per-device MQTT secrets (shown once in credentials.csv, stored hashed) and Mosquitto's passwd and acl."""
     from devices.credentials import CredentialsError, generate
@@ -207,7 +208,7 @@ def devices_credentials(
                          rotate=rotate, consumers=names,
                          consumer_password=s.mqtt.password if s.mqtt.username in names else "",
                          rotate_consumers=rotate_consumer,
-                         shared_group=shared_group or s.mqtt.shared_group or "citywatch")
+                         shared_group=shared_group or s.mqtt.shared_group or "citywatch", emqx=emqx)
         finally:
             reg.close()
     except CredentialsError as e:

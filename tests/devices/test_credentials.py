@@ -5,6 +5,7 @@ What Mosquitto itself makes of the files is in tests/security/test_broker_identi
 
 from __future__ import annotations
 
+import base64
 import csv
 import shutil
 import sqlite3
@@ -83,6 +84,8 @@ def test_own_hash_format():
     assert verify("pw", h) and not verify("pW", h)
     assert mosquitto_hash("pw", salt=salt) == h  # the salt is all that varies
     assert mosquitto_hash("pw") != mosquitto_hash("pw")
+    own_salt = base64.b64decode(mosquitto_hash("pw").split("$")[3])
+    assert len(own_salt) == 12 and own_salt.decode("ascii").isprintable()  # text: EMQX takes it too
 
 
 @pytest.mark.parametrize("bad", ["", "plain", "$7$x$AA==$AA==", "$7$0$AA==$AA==", "$7$101$!!$AA==", "$5$a$b"])
@@ -227,3 +230,36 @@ def test_cli(tmp_path):
     r = runner.invoke(app, ["devices", "credentials", "--out", str(out), "--devices", "noise-1,noise-9",
                             "--config", str(cfg)])
     assert r.exit_code == 1 and "not in the registry: noise-9" in r.output
+
+
+# --- EMQX -----------------------------------------------------------------------------------------
+
+def emqx_check(password: str, salt: str, password_hash: str) -> bool:
+    """What EMQX's built-in database does with pbkdf2/sha512/101/64: PBKDF2 over the salt as
+    text, compared in hex (emqx_authn_password_hashing, emqx_passwd)."""
+    import hashlib
+    return hashlib.pbkdf2_hmac("sha512", password.encode(), salt.encode(), 101, 64).hex() == password_hash.lower()
+
+
+def test_emqx_files_from_the_same_hashes(fleet, tmp_path):
+    out = generate(fleet, tmp_path, now_ms=NOW, all_new=True, emqx=True)
+    secrets_ = {r["username"]: r["password"] for r in read_csv(out.csv)} | {
+        r["username"]: r["password"] for r in read_csv(out.consumer_csv)}
+    users = read_csv(tmp_path / "emqx-users.csv")
+    assert [u["user_id"] for u in users] == ["citywatch", "bridge-0001-s1", "gas-0001", "noise-0001"]
+    for u in users:
+        assert len(u["salt"]) == 12 and u["is_superuser"] == "false"
+        assert emqx_check(secrets_[u["user_id"]], u["salt"], u["password_hash"])
+        assert not emqx_check(secrets_[u["user_id"]] + "x", u["salt"], u["password_hash"])
+    assert (tmp_path / "emqx-acl.conf").read_text().splitlines()[2:] == [
+        '{allow, {user, "citywatch"}, subscribe, ["city/#", "$share/citywatch/city/#"]}.',
+        '{allow, {user, "bridge-0001-s1"}, publish, ["city/bridge/bridge-0001-s1/#"]}.',
+        '{allow, {user, "gas-0001"}, publish, ["city/gas_meter/gas-0001/#"]}.',
+        '{allow, {user, "noise-0001"}, publish, ["city/noise/noise-0001/#"]}.',
+        "{deny, all}."]
+
+
+def test_emqx_refuses_a_binary_salt():
+    from devices.credentials import emqx_user
+    with pytest.raises(ValueError, match="not text"):
+        emqx_user("alice", mosquitto_hash("pw", salt=bytes(range(200, 212))))  # as mosquitto_passwd's may be
