@@ -189,10 +189,12 @@ def devices_credentials(
     all_new: Annotated[bool, typer.Option("--all-new", help="Every registered device without a secret.")] = False,
     rotate: Annotated[bool, typer.Option("--rotate", help="Replace the secrets of the --devices named.")] = False,
     consumer: Annotated[list[str] | None, typer.Option(
-        "--consumer", help="Consumer account(s) (default: [mqtt] username, else citywatch); repeatable.")] = None,
+        "--consumer", help="Consumer account(s) (default: mqtt.username, else citywatch); repeatable.")] = None,
     rotate_consumer: Annotated[bool, typer.Option("--rotate-consumer", help="New secrets for the consumers.")] = False,
     shared_group: Annotated[str, typer.Option(
-        "--shared-group", help="Shared-subscription group in the ACL ([mqtt] shared_group, else citywatch).")] = "",
+        "--shared-group", help="Shared-subscription group in the ACL (mqtt.shared_group, else citywatch).")] = "",
+    acl_by_id: Annotated[bool, typer.Option(
+        "--acl-by-id", help="One ACL pattern city/+/%u/# for all devices (large fleets; docs/SECURITY.md).")] = False,
     emqx: Annotated[bool, typer.Option("--emqx", help="Also emqx-users.csv and emqx-acl.conf for EMQX.")] = False,
 ) -> None:
     """Per-device MQTT secrets (shown once in credentials.csv, stored hashed) and Mosquitto's passwd and acl."""
@@ -208,7 +210,8 @@ def devices_credentials(
                          rotate=rotate, consumers=names,
                          consumer_password=s.mqtt.password if s.mqtt.username in names else "",
                          rotate_consumers=rotate_consumer,
-                         shared_group=shared_group or s.mqtt.shared_group or "citywatch", emqx=emqx)
+                         shared_group=shared_group or s.mqtt.shared_group or "citywatch",
+                         acl_by_id_only=acl_by_id, emqx=emqx)
         finally:
             reg.close()
     except CredentialsError as e:

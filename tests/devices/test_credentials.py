@@ -263,3 +263,11 @@ def test_emqx_refuses_a_binary_salt():
     from devices.credentials import emqx_user
     with pytest.raises(ValueError, match="not text"):
         emqx_user("alice", mosquitto_hash("pw", salt=bytes(range(200, 212))))  # as mosquitto_passwd's may be
+
+
+def test_acl_by_id_only_is_one_pattern(fleet, tmp_path):
+    out = generate(fleet, tmp_path, now_ms=NOW, all_new=True, acl_by_id_only=True)
+    acl = [line for line in out.acl.read_text().splitlines() if line and not line.startswith("#")]
+    assert acl == ["user citywatch", "topic read city/#", "topic read $share/citywatch/city/#",
+                   "pattern write city/+/%u/#"]
+    assert len(out.passwd.read_text().splitlines()) == 4  # the accounts are the same

@@ -182,3 +182,30 @@ def test_rotation_takes_effect_on_reload(world):
     assert wait_for(lambda: connack(broker.port, "noise-c", "noise-c", old) == NOT_AUTHORISED, 10, 0.1)
     assert connack(broker.port, "noise-c", "noise-c", new) == ACCEPTED
     assert connack(broker.port, "bridge-a", "bridge-a", pw["bridge-a"]) == ACCEPTED  # the others unchanged
+
+
+def test_acl_by_id_only(world, tag, tmp_path):
+    """--acl-by-id: one pattern for all devices. A device still cannot publish under another
+    device's id; under another kind with its own id the broker lets it through (the decoder
+    rejects it: not its registered kind)."""
+    out = generate(world["reg"], tmp_path / "by-id", now_ms=NOW, consumers=[CONSUMER], acl_by_id_only=True)
+    broker = Mosquitto(tmp_path / "broker", password_file=out.passwd, acl_file=out.acl,
+                       listener_conf="use_username_as_clientid true").start()
+    pw = world["pw"]
+    try:
+        watcher = Client(broker.port, "citywatch-rules", pw["citywatch-rules"])
+        assert watcher.subscribe("city/#")
+        for topic in ("city/noise/noise-b/telemetry", "city/bridge/noise-b/telemetry"):
+            a = Client(broker.port, "bridge-a", pw["bridge-a"])
+            a.attempt(topic, tag + b"forged")
+            a.close()
+        a = Client(broker.port, "bridge-a", pw["bridge-a"])
+        a.publish("city/noise/bridge-a/telemetry", tag + b"own id, another kind")
+        a.publish("city/bridge/bridge-a/telemetry", tag + b"marker")
+        a.close()
+        assert wait_for(lambda: any(p == tag + b"marker" for _, p in watcher.received), 10)
+        watcher.close()
+        assert watcher.received == [("city/noise/bridge-a/telemetry", tag + b"own id, another kind"),
+                                    ("city/bridge/bridge-a/telemetry", tag + b"marker")]
+    finally:
+        broker.stop()
