@@ -209,3 +209,41 @@ def test_acl_by_id_only(world, tag, tmp_path):
                                     ("city/bridge/bridge-a/telemetry", tag + b"marker")]
     finally:
         broker.stop()
+
+
+def test_shared_subscription_nodes_each_with_an_account(world, tag):
+    """Two ingest nodes sharing one subscription, each with its own account (as
+    use_username_as_clientid requires): both stay connected and the group gets every message
+    once."""
+    broker, pw, reg, tmp, etc = world["broker"], world["pw"], world["reg"], world["tmp"], world["etc"]
+    out = generate(reg, tmp / "nodes", now_ms=NOW, consumers=["ingest-1", "ingest-2"], shared_group="citywatch")
+    node_pw = {i.username: i.password for i in out.issued}
+    shutil.copy(out.passwd, etc / "passwd")
+    shutil.copy(out.acl, etc / "acl")
+    broker.reload()
+    assert wait_for(lambda: connack(broker.port, "probe", "ingest-1", node_pw["ingest-1"]) == ACCEPTED, 10, 0.1)
+    before = broker.log.read_text()
+    got = {name: Received() for name in node_pw}
+    nodes = [WireConsumer(broker.url, got[name], ConsumerOptions(
+        client_id="citywatch-ingest", topics=["$share/citywatch/city/#"], username=name, password=node_pw[name]))
+        for name in node_pw]
+    n = 200
+    try:
+        for node in nodes:
+            node.start()
+            assert wait_for(node.subscribed.is_set, 10)
+        b = Client(broker.port, "noise-b", pw["noise-b"])
+        for i in range(n):
+            b.publish("city/noise/noise-b/telemetry", tag + b"%d" % i)
+        b.close()
+        expected = {tag + b"%d" % i for i in range(n)}
+        assert wait_for(lambda: sum(len(r.tagged(tag)) for r in got.values()) >= n, 20)
+        each = {name: [p for _, p in r.tagged(tag)] for name, r in got.items()}
+        assert sorted(each["ingest-1"] + each["ingest-2"]) == sorted(expected)  # each message once
+        assert each["ingest-1"] and each["ingest-2"]
+        assert all(node.connected.is_set() for node in nodes)
+    finally:
+        for node in nodes:
+            node.stop()
+    log = broker.log.read_text()[len(before):]
+    assert log.count(" as ingest-1 (") == 1 and log.count(" as ingest-2 (") == 1  # one connection each
