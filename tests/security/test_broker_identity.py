@@ -48,7 +48,7 @@ def world(tmp_path_factory):
     shutil.copy(installed.passwd, etc / "passwd")  # as an operator installs them
     shutil.copy(installed.acl, etc / "acl")
     broker = Mosquitto(tmp / "broker", password_file=etc / "passwd", acl_file=etc / "acl",
-                       listener_conf="use_username_as_clientid true").start()
+                       listener_conf="use_username_as_clientid true", extra_conf="log_type all\n").start()
     received = Received()
     consumer = WireConsumer(broker.url, received, ConsumerOptions(
         client_id=CONSUMER_CLIENT_ID, topics=["city/#"], username=CONSUMER, password=pw[CONSUMER]))
@@ -211,18 +211,16 @@ def test_acl_by_id_only(world, tag, tmp_path):
         broker.stop()
 
 
-def test_shared_subscription_nodes_each_with_an_account(world, tag):
+def test_shared_subscription_nodes_each_with_an_account(world, tag, tmp_path):
     """Two ingest nodes sharing one subscription, each with its own account (as
     use_username_as_clientid requires): both stay connected and the group gets every message
-    once."""
-    broker, pw, reg, tmp, etc = world["broker"], world["pw"], world["reg"], world["tmp"], world["etc"]
-    out = generate(reg, tmp / "nodes", now_ms=NOW, consumers=["ingest-1", "ingest-2"], shared_group="citywatch")
+    once. (A broker of its own: on the module's broker, after the tests above and a SIGHUP,
+    Mosquitto 2.0.11 crashed at the first publish; docs/SECURITY.md.)"""
+    pw, reg = world["pw"], world["reg"]
+    out = generate(reg, tmp_path / "nodes", now_ms=NOW, consumers=["ingest-1", "ingest-2"], shared_group="citywatch")
     node_pw = {i.username: i.password for i in out.issued}
-    shutil.copy(out.passwd, etc / "passwd")
-    shutil.copy(out.acl, etc / "acl")
-    broker.reload()
-    assert wait_for(lambda: connack(broker.port, "probe", "ingest-1", node_pw["ingest-1"]) == ACCEPTED, 10, 0.1)
-    before = broker.log.read_text()
+    broker = Mosquitto(tmp_path / "broker", password_file=out.passwd, acl_file=out.acl,
+                       listener_conf="use_username_as_clientid true").start()
     got = {name: Received() for name in node_pw}
     nodes = [WireConsumer(broker.url, got[name], ConsumerOptions(
         client_id="citywatch-ingest", topics=["$share/citywatch/city/#"], username=name, password=node_pw[name]))
@@ -245,5 +243,37 @@ def test_shared_subscription_nodes_each_with_an_account(world, tag):
     finally:
         for node in nodes:
             node.stop()
-    log = broker.log.read_text()[len(before):]
+        broker.stop()
+    log = broker.log.read_text()
     assert log.count(" as ingest-1 (") == 1 and log.count(" as ingest-2 (") == 1  # one connection each
+
+
+@pytest.mark.xfail(strict=True, reason="Mosquitto 2.0.11's acl_file does not check SUBSCRIBE: a device that joins "
+                   "the consumers' shared group is handed its share, which the ACL then refuses to deliver")
+def test_a_device_in_the_consumers_shared_group_takes_nothing(world, tag, tmp_path):
+    pw, reg = world["pw"], world["reg"]
+    out = generate(reg, tmp_path / "out", now_ms=NOW, consumers=["ingest-1"])
+    node_pw = {i.username: i.password for i in out.issued}
+    broker = Mosquitto(tmp_path / "broker", password_file=out.passwd, acl_file=out.acl,
+                       listener_conf="use_username_as_clientid true").start()
+    received = Received()
+    node = WireConsumer(broker.url, received, ConsumerOptions(
+        client_id="citywatch-ingest", topics=["$share/citywatch/city/#"], username="ingest-1",
+        password=node_pw["ingest-1"]))
+    n = 20
+    try:
+        node.start()
+        assert wait_for(node.subscribed.is_set, 10)
+        a = Client(broker.port, "bridge-a", pw["bridge-a"])
+        a.subscribe("$share/citywatch/city/#")
+        b = Client(broker.port, "noise-b", pw["noise-b"])
+        for i in range(n):
+            b.publish("city/noise/noise-b/telemetry", tag + b"%d" % i)
+        b.close()
+        wait_for(lambda: len(received.tagged(tag)) >= n, 3)
+        assert a.received == []
+        a.close()
+        assert len(received.tagged(tag)) == n  # measured: 10 of 20, the device's turns are lost
+    finally:
+        node.stop()
+        broker.stop()

@@ -126,7 +126,7 @@ def test_require_certificate(deployed):
     during the handshake; with one (docs/SECURITY.md step 3), its password is still checked."""
     certs, pw = deployed["certs"], deployed["pw"]
     strict = deployed["start"](require_certificate=True)
-    with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):
+    with pytest.raises(ssl.SSLError):  # the certificate_required alert, or EOF if the broker closes first
         connack(strict.tls_port, "bridge-a", "bridge-a", pw["bridge-a"], tls=tls_context(certs / "ca.crt"))
     with_cert = tls_context(certs / "ca.crt", certs / "client.crt", certs / "client.key")
     assert connack(strict.tls_port, "bridge-a", "bridge-a", pw["bridge-a"], tls=with_cert) == ACCEPTED
