@@ -230,6 +230,9 @@ def devices_credentials(
         out.print(f"revoked the secrets of {o.revoked} retired or unregistered devices", highlight=False)
     out.print(f"wrote {o.passwd} and {o.acl}: {o.devices} devices, consumers {', '.join(o.consumers)}; "
               "install them for Mosquitto and send it SIGHUP (docs/SECURITY.md)", highlight=False)
+    if o.devices > 20_000 and not acl_by_id:
+        err.print(f"warning: Mosquitto 2.0.11 loads {o.devices} per-device ACL entries in quadratic time, serving "
+                  "nobody meanwhile (40,000: 9 s); consider --acl-by-id (docs/SECURITY.md)", highlight=False)
 
 
 @rollout_app.command("import")
