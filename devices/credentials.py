@@ -45,7 +45,8 @@ __all__ = [
 
 # mosquitto_passwd 2.0's own figures. The iteration count is low for a KDF, but what it protects
 # is a 192-bit random secret (no dictionary to try), and Mosquitto pays it on every CONNECT in its
-# one thread: a reconnect storm of 100,000 devices at 101 iterations costs it about 10 s of CPU.
+# one thread: at 101 iterations one check took 0.14 ms here (hashlib, the same OpenSSL), so a
+# reconnect storm of 100,000 devices costs about 14 s of the broker's CPU, ten times that at 1,010.
 ITERATIONS = 101
 SALT_BYTES = 12
 HASH_BYTES = 64
