@@ -181,6 +181,60 @@ def devices_export(file: Path, config: ConfigOpt = None) -> None:
     _csv(export_devices, file, config, "exported {n} devices to {file}")
 
 
+@devices_app.command("credentials")
+def devices_credentials(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for credentials.csv, consumer.csv, passwd, acl.")],
+    config: ConfigOpt = None,
+    devices: Annotated[str, typer.Option("--devices", help="Comma-separated device ids to issue a secret to.")] = "",
+    all_new: Annotated[bool, typer.Option("--all-new", help="Every registered device without a secret.")] = False,
+    rotate: Annotated[bool, typer.Option("--rotate", help="Replace the secrets of the --devices named.")] = False,
+    consumer: Annotated[list[str] | None, typer.Option(
+        "--consumer", help="Consumer account(s) (default: mqtt.username, else citywatch); repeatable.")] = None,
+    rotate_consumer: Annotated[bool, typer.Option("--rotate-consumer", help="New secrets for the consumers.")] = False,
+    shared_group: Annotated[str, typer.Option(
+        "--shared-group", help="Shared-subscription group in the ACL (mqtt.shared_group, else citywatch).")] = "",
+    acl_by_id: Annotated[bool, typer.Option(
+        "--acl-by-id", help="One ACL pattern city/+/%u/# for all devices (large fleets; docs/SECURITY.md).")] = False,
+    emqx: Annotated[bool, typer.Option("--emqx", help="Also emqx-users.csv and emqx-acl.conf for EMQX.")] = False,
+) -> None:
+    """Per-device MQTT secrets (shown once in credentials.csv, stored hashed) and Mosquitto's passwd and acl."""
+    from devices.credentials import CredentialsError, generate
+
+    s = settings(config)
+    names = consumer or [s.mqtt.username or "citywatch"]
+    ids = [d.strip() for d in devices.split(",") if d.strip()]
+    try:
+        reg = _registry(s)
+        try:
+            o = generate(reg, out_dir, now_ms=int(time.time() * 1000), device_ids=ids, all_new=all_new,
+                         rotate=rotate, consumers=names,
+                         consumer_password=s.mqtt.password if s.mqtt.username in names else "",
+                         rotate_consumers=rotate_consumer,
+                         shared_group=shared_group or s.mqtt.shared_group or "citywatch",
+                         acl_by_id_only=acl_by_id, emqx=emqx)
+        finally:
+            reg.close()
+    except CredentialsError as e:
+        _fail(str(e))
+    issued = [i for i in o.issued if i.kind != "consumer"]
+    rotated = sum(i.rotated for i in issued)
+    out.print(f"issued {len(issued) - rotated} new and {rotated} rotated device secrets"
+              + (f" -> {o.csv} (shown once: hand it to the installers, then delete it)" if o.csv else ""),
+              highlight=False)
+    if o.consumer_csv:
+        out.print(f"consumer secret(s) -> {o.consumer_csv} (shown once: put it in [mqtt] password)", highlight=False)
+    if o.skipped:
+        out.print(f"skipped {len(o.skipped)} that already have a secret (--rotate to replace): "
+                  + ", ".join(o.skipped[:10]) + (" ..." if len(o.skipped) > 10 else ""), highlight=False)
+    if o.revoked:
+        out.print(f"revoked the secrets of {o.revoked} retired or unregistered devices", highlight=False)
+    out.print(f"wrote {o.passwd} and {o.acl}: {o.devices} devices, consumers {', '.join(o.consumers)}; "
+              "install them for Mosquitto and send it SIGHUP (docs/SECURITY.md)", highlight=False)
+    if o.devices > 20_000 and not acl_by_id:
+        err.print(f"warning: Mosquitto 2.0.11 loads {o.devices} per-device ACL entries in quadratic time, serving "
+                  "nobody meanwhile (40,000: 9 s); consider --acl-by-id (docs/SECURITY.md)", highlight=False)
+
+
 @rollout_app.command("import")
 def rollout_import(file: Path, config: ConfigOpt = None) -> None:
     """Import rollout.csv (programme targets per district)."""

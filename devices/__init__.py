@@ -2,7 +2,8 @@
 
 Modules: ``catalogue`` (kinds and metrics), ``model`` (Device, RolloutTarget), ``registry``
 (the Registry over SQLite), ``csvio`` (devices.csv / rollout.csv), ``fleet`` (sample Wuhan
-fleets), ``rollout`` (the rollout report), ``errors``.
+fleets), ``rollout`` (the rollout report), ``credentials`` (MQTT accounts from the registry:
+Mosquitto passwd and ACL), ``errors``.
 """
 
 from devices.csvio import (

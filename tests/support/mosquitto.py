@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,11 @@ class Mosquitto(ServerProcess):
     name = "mosquitto"
 
     def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True,
-                 autosave_interval_s: int = 1, tls: TlsListener | None = None):
+                 autosave_interval_s: int = 1, tls: TlsListener | None = None, *, password_file: Path | None = None,
+                 acl_file: Path | None = None, listener_conf: str = "", extra_conf: str = ""):
+        """Anonymous clients allowed unless ``password_file`` is given; ``listener_conf`` is
+        added to the listener's block (e.g. ``use_username_as_clientid true``), ``extra_conf``
+        at the end of the file (e.g. another listener)."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -41,10 +46,16 @@ class Mosquitto(ServerProcess):
         # consumer that falls behind a burst. Autosave every second by default, so that a test
         # killing the broker loses little; benchmarks pass deploy/mosquitto.conf's 60 s (each
         # save stops the broker's one thread while it writes every queued message).
+        auth = f"allow_anonymous {'false' if password_file else 'true'}\n"
+        if password_file:
+            auth += f"password_file {password_file}\n"
+        if acl_file:
+            auth += f"acl_file {acl_file}\n"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "user root\n"  # as root, stay root: the temp dir is not the mosquitto user's
-            "allow_anonymous true\n"
+            + (listener_conf.rstrip("\n") + "\n" if listener_conf else "")
+            + "user root\n"  # as root, stay root: the temp dir is not the mosquitto user's
+            + auth +
             f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {self.dir}/\n"
             f"autosave_interval {autosave_interval_s}\n"
@@ -53,6 +64,7 @@ class Mosquitto(ServerProcess):
             "max_inflight_messages 0\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            + extra_conf
         )
         if tls:
             with self.conf.open("a") as f:
@@ -76,6 +88,11 @@ class Mosquitto(ServerProcess):
     def start(self, timeout: float = 10.0) -> Mosquitto:
         self._start(timeout)
         return self
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto rereads its password and ACL files (connected clients stay)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGHUP)
 
     def restart(self) -> None:
         self.stop()
