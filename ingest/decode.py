@@ -16,6 +16,7 @@ device sent.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,12 +32,19 @@ from ingest.topic import Topic, TopicError
 MAX_PAYLOAD = 256 * 1024
 MAX_FUTURE_MS = 5 * 60 * 1000
 MAX_PAST_MS = 30 * 86400 * 1000
+# a series' interval_ms: at most the width of the ts window (no second sample could fall inside it)
+MAX_INTERVAL_MS = MAX_PAST_MS + MAX_FUTURE_MS
+MAX_DETAIL_DEPTH = 8  # an event's detail: nesting levels, the detail object itself being level 1
+MAX_DETAIL_BYTES = 4096  # an event's detail: its size as compact JSON
+MAX_REASON = 1000  # characters of a rejection reason (the rest is cut, marked with "...")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # Rejection codes, one per class of the contract's "Bad input" section (and the counters' labels).
 REJECTION_CODES = (
     "too_large", "bad_topic", "unknown_kind", "bad_device_id", "unregistered", "kind_mismatch",
     "bad_json", "bad_shape", "unknown_metric", "not_a_number", "not_finite", "out_of_range",
     "missing_ts", "bad_ts", "ts_future", "ts_past", "series_length", "bad_status", "bad_event",
+    "too_deep",
 )
 
 _json = msgspec.json.Decoder()
@@ -51,6 +59,8 @@ class _SeriesMessage(msgspec.Struct):
     interval_ms: Any = msgspec.UNSET
     series: dict[str, list[float]] = msgspec.UNSET
     metrics: Any = msgspec.UNSET
+    seq: Any = msgspec.UNSET
+    readings: Any = msgspec.UNSET  # (sent with series: the generic path rejects the message)
 
 
 _series_json = msgspec.json.Decoder(_SeriesMessage)
@@ -99,6 +109,22 @@ class Decoded:
     seen: dict[str, int] = field(default_factory=dict)
 
 
+def _show(value: Any) -> str:
+    """A number for a reason string, never raising: an integer past 20 digits is shown by its
+    digit count (``:g`` of an integer past float64's range raises, and so does ``str`` of one
+    past Python's digit limit)."""
+    if type(value) is int:
+        if -10**20 < value < 10**20:
+            return str(value)
+        if value.bit_length() > 14_000:
+            return f"{'-' if value < 0 else ''}(an integer of over 4,000 digits)"
+        text = str(abs(value))
+        return f"{'-' if value < 0 else ''}{text[:6]}... ({len(text)} digits)"
+    if type(value) is float:
+        return f"{value:g}"
+    return repr(value)[:64]
+
+
 def parse_ts(value: Any) -> int:
     """Milliseconds since the epoch from an integer or an RFC 3339 string with an offset."""
     if isinstance(value, bool):
@@ -112,12 +138,40 @@ def parse_ts(value: Any) -> int:
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
-        except ValueError:
-            raise _Bad("bad_ts", f"ts {value!r} is not RFC 3339") from None
-        if dt.tzinfo is None:
-            raise _Bad("bad_ts", f"ts {value!r} has no UTC offset")
-        return int(round(dt.timestamp() * 1000))
+            if dt.tzinfo is None:
+                raise _Bad("bad_ts", f"ts {value[:64]!r} has no UTC offset")
+            return int(round(dt.timestamp() * 1000))
+        except (ValueError, OverflowError):  # OverflowError: an offset taking it past year 1..9999
+            raise _Bad("bad_ts", f"ts {value[:64]!r} is not RFC 3339") from None
     raise _Bad("bad_ts", f"ts must be epoch milliseconds or RFC 3339, got {type(value).__name__}")
+
+
+def _check_seq(seq: Any) -> None:
+    """``seq``, when sent, is a per-device counter: an integer that fits int64, not negative."""
+    if seq is not msgspec.UNSET and (type(seq) is not int or not 0 <= seq <= _INT64_MAX):
+        raise _Bad("bad_shape", f"seq must be an integer 0..2^63-1 (a per-device counter), got {_show(seq)}")
+
+
+def _check_detail(detail: dict) -> None:
+    """An event's detail is stored in the state DB and rendered by the API: bounded in size and
+    depth, and every integer fits int64."""
+    try:
+        size = len(msgspec.json.encode(detail))
+    except RecursionError:
+        raise _Bad("bad_event", f"event detail nests deeper than {MAX_DETAIL_DEPTH} levels") from None
+    if size > MAX_DETAIL_BYTES:
+        raise _Bad("bad_event", f"event detail is {size} bytes as JSON, over the {MAX_DETAIL_BYTES} byte limit")
+    stack: list[tuple[Any, int]] = [(detail, 1)]
+    while stack:  # at most MAX_DETAIL_BYTES of JSON to walk
+        value, depth = stack.pop()
+        if depth > MAX_DETAIL_DEPTH:
+            raise _Bad("bad_event", f"event detail nests deeper than {MAX_DETAIL_DEPTH} levels")
+        for v in value.values() if type(value) is dict else value:
+            tv = type(v)
+            if tv is dict or tv is list:
+                stack.append((v, depth + 1))
+            elif tv is int and not _INT64_MIN <= v <= _INT64_MAX:
+                raise _Bad("bad_event", f"event detail holds {_show(v)}, which does not fit a 64-bit integer")
 
 
 class Decoder:
@@ -149,13 +203,20 @@ class Decoder:
             self._decode(topic, payload, received_ms, out, into)
         except _Bad as bad:
             into.rejections.append(self._reject(topic, payload, received_ms, bad))
+        except RecursionError:  # msgspec refuses JSON nested past the recursion limit with this
+            bad = _Bad("too_deep", "payload nests JSON arrays or objects deeper than the parser's limit "
+                       f"(about {sys.getrecursionlimit()} levels)")
+            into.rejections.append(self._reject(topic, payload, received_ms, bad))
 
     # -- internals -----------------------------------------------------------------------------
 
     @staticmethod
     def _reject(topic: str, payload: bytes, received_ms: int, bad: _Bad,
                 device_id: str = "", kind: str = "") -> Rejection:
-        return Rejection(topic, payload, received_ms, f"{bad.code}: {bad.message}", device_id, kind)
+        reason = f"{bad.code}: {bad.message}"
+        if len(reason) > MAX_REASON:
+            reason = reason[:MAX_REASON - 3] + "..."
+        return Rejection(topic, payload, received_ms, reason, device_id, kind)
 
     def _decode(self, topic: str, payload: bytes, now: int, out: ReadingsBuilder, result: Sink) -> None:
         if len(payload) > MAX_PAYLOAD:
@@ -191,6 +252,8 @@ class Decoder:
             except (msgspec.DecodeError, UnicodeDecodeError):
                 flat = None  # not this shape, or bad: the paths below take it and say what is wrong
             if flat is not None and flat.metrics:
+                if flat.seq is not msgspec.UNSET:
+                    _check_seq(flat.seq)
                 ts = self._check_ts(flat.ts, now)
                 metrics = flat.metrics
                 ranges = self._ranges[kind.name]
@@ -210,20 +273,25 @@ class Decoder:
                 msg = _series_json.decode(payload)
             except (msgspec.DecodeError, UnicodeDecodeError):
                 msg = None  # the generic path below says what is wrong
-            if msg is not None and msg.series is not msgspec.UNSET:
+            if msg is not None and msg.series is not msgspec.UNSET and msg.readings is msgspec.UNSET:
+                _check_seq(msg.seq)
                 if msg.ts is msgspec.UNSET:
                     raise _Bad("missing_ts", "ts is missing")
                 ts = self._check_ts(parse_ts(msg.ts), now)
                 metrics = msg.metrics if msg.metrics is not msgspec.UNSET else None
                 interval = msg.interval_ms if msg.interval_ms is not msgspec.UNSET else None
-                self._series(msg.series, interval, metrics, True, kind, t, ts, out, result, district, asset_id)
+                self._series(msg.series, interval, metrics, True, kind, t, ts, now, out, result, district,
+                             asset_id)
                 return
 
         try:
             obj = _json.decode(payload)
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
-            # JSON has no NaN/Infinity: a device that sends them (or 1e999) sent a non-finite number
-            if "out of range" in str(e) or b"NaN" in payload or b"Infinity" in payload:
+            # JSON has no NaN/Infinity: a device that sends them (or 1e999, or an integer of
+            # thousands of digits: "Number/Integer value out of range") sent a non-finite number
+            if "out of range" in str(e):
+                raise _Bad("not_finite", f"payload holds a number beyond float64's range ({e})") from None
+            if b"NaN" in payload or b"Infinity" in payload:
                 raise _Bad("not_finite", f"payload holds a number that is not finite ({e})") from None
             raise _Bad("bad_json", f"payload is not valid JSON ({e})") from None
         if not isinstance(obj, dict):
@@ -233,6 +301,12 @@ class Decoder:
             result.events.append(self._event(obj, t, now, district, asset_id))
             result.seen[t.device_id] = max(result.seen.get(t.device_id, 0), result.events[-1].ts)
             return
+
+        if "readings" in obj and ("series" in obj or "metrics" in obj):
+            # storing either part alone would be a silently trimmed version of what was sent
+            raise _Bad("bad_shape", "payload has readings and also "
+                       f"{'series' if 'series' in obj else 'metrics'}: send one shape per message")
+        _check_seq(obj.get("seq", msgspec.UNSET))
 
         if "readings" in obj:
             items = obj["readings"]
@@ -253,7 +327,7 @@ class Decoder:
 
         ts = self._ts(obj, now)
         if "series" in obj:
-            self._series(obj["series"], obj.get("interval_ms"), obj.get("metrics"), False, kind, t, ts, out,
+            self._series(obj["series"], obj.get("interval_ms"), obj.get("metrics"), False, kind, t, ts, now, out,
                          result, district, asset_id)
             return
         if "metrics" not in obj:
@@ -281,9 +355,11 @@ class Decoder:
     @staticmethod
     def _check_ts(ts: int, now: int) -> int:
         if ts > now + MAX_FUTURE_MS:
-            raise _Bad("ts_future", f"ts {ts} is {(ts - now) / 1000:.0f} s in the future (limit 300 s)")
+            raise _Bad("ts_future", f"ts {_show(ts)} is {_show((ts - now) // 1000)} s in the future (limit 300 s)")
         if ts < now - MAX_PAST_MS:
-            raise _Bad("ts_past", f"ts {ts} is {(now - ts) / 86400000:.1f} days in the past (limit 30 days)")
+            days = (now - ts) // 86_400_000
+            raise _Bad("ts_past", f"ts {_show(ts)} is {_show(days) if days > 10**9 else f'{(now - ts) / 86400000:.1f}'}"
+                       " days in the past (limit 30 days)")
         return ts
 
     def _metrics(self, metrics: Any, kind: Kind) -> list[tuple[str, float]]:
@@ -300,17 +376,18 @@ class Decoder:
                 raise _Bad("not_a_number", f"metric {name!r} is {tv.__name__}, not a number")
             if not r[0] <= value <= r[1]:
                 m = kind.metrics[name]
-                raise _Bad("out_of_range",
-                           f"metric {name!r} = {value:g} is outside its physical range {m.lo:g}..{m.hi:g} {m.unit}")
+                # (as a float, like the typed path shows it; an integer past float64's range by its length)
+                shown = f"{value:g}" if tv is float or -1e308 < value < 1e308 else _show(value)
+                raise _Bad("out_of_range", f"metric {name!r} = {shown} is outside its physical range "
+                           f"{m.lo:g}..{m.hi:g} {m.unit}")
             rows.append((name, float(value)))
         return rows
 
     def _series(self, series: Any, interval: Any, metrics: Any, typed: bool, kind: Kind, t: Topic, ts: int,
-                out: ReadingsBuilder, result: Sink, district: str, asset_id: str) -> None:
+                now: int, out: ReadingsBuilder, result: Sink, district: str, asset_id: str) -> None:
         """A ``series`` message; ``typed``: the sample lists are floats already (_SeriesMessage)."""
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
-            math.isfinite(interval) and interval > 0
-        ):
+        ti = type(interval)
+        if not ((ti is int or ti is float) and interval > 0):  # (not NaN: JSON has none; not a bool)
             raise _Bad("bad_shape", "a series needs interval_ms, a positive number")
         if not isinstance(series, dict) or not series:
             raise _Bad("bad_shape", "series must be a non-empty object of name -> array of numbers")
@@ -329,6 +406,9 @@ class Decoder:
                 try:  # strict: ints and floats only (no bools, no numeric strings)
                     values = msgspec.convert(values, list[float])
                 except msgspec.ValidationError as e:
+                    if "out of range" in str(e):  # an integer past float64's range
+                        raise _Bad("out_of_range", f"series {name!r} has a value outside its physical range "
+                                   f"{m.lo:g}..{m.hi:g} {m.unit} ({e})") from None
                     raise _Bad("not_a_number", f"series {name!r}: {e}") from None
             # (JSON cannot carry NaN or infinities: msgspec refused those before we got here)
             a = np.array(values, dtype=np.float64)
@@ -336,6 +416,15 @@ class Decoder:
                 raise _Bad("out_of_range",
                            f"series {name!r} has values outside its physical range {m.lo:g}..{m.hi:g} {m.unit}")
             arrays.append((name, a))
+        # Every sample inside the ts window: ts is, and the last sample is the latest. Judged on the
+        # exact product (an int, or a float that may be inf) before anything is turned into an int.
+        span = (length - 1) * interval
+        if span > now + MAX_FUTURE_MS - ts:
+            raise _Bad("ts_future", f"series sample {length - 1} is at ts + {_show(span)} ms, "
+                       f"{_show((ts - now + span) // 1000)} s in the future (limit 300 s)")
+        if interval > MAX_INTERVAL_MS:  # (only a one-sample series gets here with such an interval)
+            raise _Bad("bad_shape", f"interval_ms {_show(interval)} is over {MAX_INTERVAL_MS} ms, the width of "
+                       "the ts window (30 days + 5 minutes)")
         rows = self._metrics(metrics, kind) if metrics is not None else []
         interval = float(interval)
         for name, a in arrays:
@@ -353,8 +442,10 @@ class Decoder:
         ts = self._ts(obj, now)
         etype = obj.get("type")
         if not isinstance(etype, str) or not etype or len(etype) > 64 or not set(etype) <= _EVENT_TYPE_OK:
-            raise _Bad("bad_event", f"event type must be a short snake_case word, got {etype!r}")
+            raise _Bad("bad_event", f"event type must be a short snake_case word, got {_show(etype)}")
         detail = obj.get("detail", {})
         if not isinstance(detail, dict):
             raise _Bad("bad_event", "event detail must be an object")
+        if detail:
+            _check_detail(detail)
         return Event(t.device_id, t.kind, ts, etype, detail, district, asset_id)
