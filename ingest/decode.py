@@ -10,7 +10,30 @@ Granularity: a message whose topic, device or envelope is bad is rejected whole.
 ``readings`` batch each reading is judged on its own: the readings that pass are kept, each
 bad one is quarantined with its reason. A reading (or a ``series`` message) with any bad
 metric is rejected whole, so a stored reading is never a silently trimmed version of what the
-device sent.
+device sent; for the same reason a message that mixes shapes (``readings`` with ``series`` or with
+top-level ``metrics``) is rejected whole (``bad_shape``), not stored in part.
+
+Nothing a device sends can make the decoder raise, or let through a value that a store, the state
+DB or a reason string cannot hold (issue 14): every value that leaves it is range-checked first.
+
+- Times: every stored time is inside the ``ts`` window (``MAX_PAST_MS`` back, ``MAX_FUTURE_MS``
+  ahead of the received time), every sample of a ``series`` included: its last sample,
+  ``ts + (n - 1) * interval_ms``, is judged (``ts_future``) before any float is turned into an
+  int. ``interval_ms`` is a positive number of at most ``MAX_INTERVAL_MS``, the window's width,
+  beyond which no second sample could be inside it (``bad_shape``).
+- Numbers: a metric value is a float64 inside its catalogue range (``out_of_range``, also for an
+  integer too long for a float64); a number JSON cannot give as a float64 (``1e999``, an integer
+  of thousands of digits) is ``not_finite``; ``seq``, when sent, is an integer in 0..2^63-1
+  (``bad_shape``). Reason strings show an integer of more than 20 digits by its length, not in
+  full, and are cut at ``MAX_REASON`` characters.
+- Depth and size: the payload is at most ``MAX_PAYLOAD`` bytes (``too_large``, checked before
+  parsing); JSON nested deeper than the parser's recursion limit (msgspec raises RecursionError
+  at about 1,000 levels, less what the caller's stack already uses) is ``too_deep``, at no cost to
+  other messages; an event's ``detail`` nests at most ``MAX_DETAIL_DEPTH`` levels (the detail
+  object itself is level 1), is at most ``MAX_DETAIL_BYTES`` bytes as JSON and holds no integer
+  outside int64 (``bad_event``): it is stored in the state DB and rendered by the API.
+- Text: invalid UTF-8 anywhere in a JSON payload, and escaped lone surrogates, are ``bad_json``
+  (msgspec refuses both while parsing), so every string that leaves is storable UTF-8.
 """
 
 from __future__ import annotations
