@@ -43,7 +43,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import numpy as np
@@ -71,6 +71,10 @@ REJECTION_CODES = (
 )
 
 _json = msgspec.json.Decoder()
+_encode = msgspec.json.encode
+# ``seq``, when sent: a per-device counter, an integer in 0..2^63-1 (the typed paths check it while
+# parsing; a message they refuse goes through the generic path, which names the problem)
+_Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class _SeriesMessage(msgspec.Struct):
@@ -82,7 +86,7 @@ class _SeriesMessage(msgspec.Struct):
     interval_ms: Any = msgspec.UNSET
     series: dict[str, list[float]] = msgspec.UNSET
     metrics: Any = msgspec.UNSET
-    seq: Any = msgspec.UNSET
+    seq: _Seq = 0
     readings: Any = msgspec.UNSET  # (sent with series: the generic path rejects the message)
 
 
@@ -97,7 +101,7 @@ class _FlatMessage(msgspec.Struct, forbid_unknown_fields=True):
 
     ts: int
     metrics: dict[str, float]
-    seq: Any = msgspec.UNSET  # device-protocol.md: optional, not used by the platform
+    seq: _Seq = 0  # device-protocol.md: optional, not used by the platform; checked by msgspec
 
 
 _flat_json = msgspec.json.Decoder(_FlatMessage)
@@ -175,15 +179,28 @@ def _check_seq(seq: Any) -> None:
         raise _Bad("bad_shape", f"seq must be an integer 0..2^63-1 (a per-device counter), got {_show(seq)}")
 
 
-def _check_detail(detail: dict) -> None:
+def _check_detail(detail: dict, payload_size: int) -> None:
     """An event's detail is stored in the state DB and rendered by the API: bounded in size and
     depth, and every integer fits int64."""
-    try:
-        size = len(msgspec.json.encode(detail))
-    except RecursionError:
-        raise _Bad("bad_event", f"event detail nests deeper than {MAX_DETAIL_DEPTH} levels") from None
-    if size > MAX_DETAIL_BYTES:
-        raise _Bad("bad_event", f"event detail is {size} bytes as JSON, over the {MAX_DETAIL_BYTES} byte limit")
+    # Re-encoded, JSON grows at most 4.5 times (a float: "1e15" -> "1000000000000000.0"): the
+    # detail of a payload of at most an eighth of the limit needs no encoding to be judged.
+    if payload_size > MAX_DETAIL_BYTES // 8:
+        try:
+            size = len(_encode(detail))
+        except RecursionError:
+            raise _Bad("bad_event", f"event detail nests deeper than {MAX_DETAIL_DEPTH} levels") from None
+        if size > MAX_DETAIL_BYTES:
+            raise _Bad("bad_event", f"event detail is {size} bytes as JSON, over the {MAX_DETAIL_BYTES} byte limit")
+    nested = False
+    for v in detail.values():  # the common detail is flat: one pass, no stack
+        tv = type(v)
+        if tv is int:
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                raise _Bad("bad_event", f"event detail holds {_show(v)}, which does not fit a 64-bit integer")
+        elif tv is dict or tv is list:
+            nested = True
+    if not nested:
+        return
     stack: list[tuple[Any, int]] = [(detail, 1)]
     while stack:  # at most MAX_DETAIL_BYTES of JSON to walk
         value, depth = stack.pop()
@@ -275,8 +292,6 @@ class Decoder:
             except (msgspec.DecodeError, UnicodeDecodeError):
                 flat = None  # not this shape, or bad: the paths below take it and say what is wrong
             if flat is not None and flat.metrics:
-                if flat.seq is not msgspec.UNSET:
-                    _check_seq(flat.seq)
                 ts = self._check_ts(flat.ts, now)
                 metrics = flat.metrics
                 ranges = self._ranges[kind.name]
@@ -297,7 +312,6 @@ class Decoder:
             except (msgspec.DecodeError, UnicodeDecodeError):
                 msg = None  # the generic path below says what is wrong
             if msg is not None and msg.series is not msgspec.UNSET and msg.readings is msgspec.UNSET:
-                _check_seq(msg.seq)
                 if msg.ts is msgspec.UNSET:
                     raise _Bad("missing_ts", "ts is missing")
                 ts = self._check_ts(parse_ts(msg.ts), now)
@@ -321,7 +335,7 @@ class Decoder:
             raise _Bad("bad_json", f"payload is a JSON {type(obj).__name__}, not an object")
 
         if t.channel == "event":
-            result.events.append(self._event(obj, t, now, district, asset_id))
+            result.events.append(self._event(obj, t, now, district, asset_id, len(payload)))
             result.seen[t.device_id] = max(result.seen.get(t.device_id, 0), result.events[-1].ts)
             return
 
@@ -461,7 +475,7 @@ class Decoder:
         if last > result.seen.get(t.device_id, 0):
             result.seen[t.device_id] = last
 
-    def _event(self, obj: Mapping[str, Any], t: Topic, now: int, district: str, asset_id: str) -> Event:
+    def _event(self, obj: Mapping[str, Any], t: Topic, now: int, district: str, asset_id: str, size: int) -> Event:
         ts = self._ts(obj, now)
         etype = obj.get("type")
         if not isinstance(etype, str) or not etype or len(etype) > 64 or not set(etype) <= _EVENT_TYPE_OK:
@@ -470,5 +484,5 @@ class Decoder:
         if not isinstance(detail, dict):
             raise _Bad("bad_event", "event detail must be an object")
         if detail:
-            _check_detail(detail)
+            _check_detail(detail, size)
         return Event(t.device_id, t.kind, ts, etype, detail, district, asset_id)

@@ -418,6 +418,16 @@ def test_event_detail_is_bounded_in_depth_size_and_integers(detail, ok):
         assert "detail" in d.rejections[0].reason
 
 
+def test_a_small_event_is_judged_without_encoding_its_detail_and_still_fits():
+    """Payloads up to an eighth of the detail limit skip the re-encoding: floats written short
+    ("1e15") grow the most when re-encoded, 4.5 times; check_limits re-encodes what is kept."""
+    head = b'{"ts":%d,"type":"x","detail":{"a":[' % NOW
+    raw = head + b",".join([b"9e15"] * ((MAX_DETAIL_BYTES // 8 - len(head) - 3) // 5)) + b"]}}"
+    assert len(raw) <= MAX_DETAIL_BYTES // 8
+    d, _ = decode(EVENT, raw)
+    assert d.rejections == [] and len(msgspec.json.encode(d.events[0].detail)) > 3 * len(raw)  # and <= 4 KiB
+
+
 def test_event_ts_is_checked_like_telemetry():
     for ts, code in [(NOW + MAX_FUTURE_MS + 1, "ts_future"), (NOW - MAX_PAST_MS - 1, "ts_past"), (1e308, "ts_future")]:
         d, _ = decode("city/gas_meter/gas-1/event", json.dumps({"ts": ts, "type": "tamper"}).encode())
