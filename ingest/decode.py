@@ -457,8 +457,8 @@ class Decoder:
         # exact product (an int, or a float that may be inf) before anything is turned into an int.
         span = (length - 1) * interval
         if span > now + MAX_FUTURE_MS - ts:
-            raise _Bad("ts_future", f"series sample {length - 1} is at ts + {_show(span)} ms, "
-                       f"{_show((ts - now + span) // 1000)} s in the future (limit 300 s)")
+            raise _Bad("ts_future", f"series sample {length - 1} is at ts + {_show(span)} ms (interval_ms "
+                       f"{_show(interval)}), more than 300 s in the future")
         if interval > MAX_INTERVAL_MS:  # (only a one-sample series gets here with such an interval)
             raise _Bad("bad_shape", f"interval_ms {_show(interval)} is over {MAX_INTERVAL_MS} ms, the width of "
                        "the ts window (30 days + 5 minutes)")
