@@ -10,6 +10,7 @@ or quarantine entries whose reason names a rejection code other than ``internal`
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import string
 from collections.abc import Iterator
@@ -52,7 +53,8 @@ DEVICES = {
     "gas-1": ("gas_meter", "武昌区", "acct-9"),
     "L.0_x-9": ("lighting", "江汉区", ""),  # every character a device id may hold
 }
-HOSTILE = settings(max_examples=300, deadline=None, database=None,
+# 300 examples per property: seconds; DECODE_HOSTILE_EXAMPLES=20000 for a longer search
+HOSTILE = settings(max_examples=int(os.environ.get("DECODE_HOSTILE_EXAMPLES", "300")), deadline=None, database=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
