@@ -105,6 +105,21 @@ class _FlatMessage(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _flat_json = msgspec.json.Decoder(_FlatMessage)
+
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class _EventMessage(msgspec.Struct):
+    """An event, typed, with the common flat ``detail`` (name -> string, int64, float, bool or
+    null): msgspec checks it is flat and its integers fit while it parses. Anything it refuses
+    (a nested detail among others) goes through the generic path, which walks it."""
+
+    ts: Any = msgspec.UNSET
+    type: Any = None
+    detail: dict[str, str | _Int64 | float | bool | None] = msgspec.UNSET
+
+
+_event_json = msgspec.json.Decoder(_EventMessage)
 _EVENT_TYPE_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 # device_id -> (kind, district, asset_id)
@@ -179,9 +194,9 @@ def _check_seq(seq: Any) -> None:
         raise _Bad("bad_shape", f"seq must be an integer 0..2^63-1 (a per-device counter), got {_show(seq)}")
 
 
-def _check_detail(detail: dict, payload_size: int) -> None:
+def _check_detail(detail: dict, payload_size: int, flat: bool) -> None:
     """An event's detail is stored in the state DB and rendered by the API: bounded in size and
-    depth, and every integer fits int64."""
+    depth, and every integer fits int64 (``flat``: known to be flat with int64 integers)."""
     # Re-encoded, JSON grows at most 4.5 times (a float: "1e15" -> "1000000000000000.0"): the
     # detail of a payload of at most an eighth of the limit needs no encoding to be judged.
     if payload_size > MAX_DETAIL_BYTES // 8:
@@ -191,6 +206,8 @@ def _check_detail(detail: dict, payload_size: int) -> None:
             raise _Bad("bad_event", f"event detail nests deeper than {MAX_DETAIL_DEPTH} levels") from None
         if size > MAX_DETAIL_BYTES:
             raise _Bad("bad_event", f"event detail is {size} bytes as JSON, over the {MAX_DETAIL_BYTES} byte limit")
+    if flat:
+        return
     nested = False
     for v in detail.values():  # the common detail is flat: one pass, no stack
         tv = type(v)
@@ -286,6 +303,19 @@ class Decoder:
             result.events.append(Event(t.device_id, t.kind, now, text, {}, district, asset_id))
             return
 
+        if t.channel == "event":
+            try:
+                ev = _event_json.decode(payload)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                ev = None  # not this shape, or bad: the generic path takes it and says what is wrong
+            if ev is not None:
+                detail = ev.detail if ev.detail is not msgspec.UNSET else {}
+                e = self._event(ev.ts, ev.type, detail, True, len(payload), t, now, district, asset_id)
+                result.events.append(e)
+                if e.ts > result.seen.get(t.device_id, 0):
+                    result.seen[t.device_id] = e.ts
+                return
+
         if t.channel == "telemetry" and b'"metrics"' in payload:
             try:
                 flat = _flat_json.decode(payload)
@@ -335,7 +365,8 @@ class Decoder:
             raise _Bad("bad_json", f"payload is a JSON {type(obj).__name__}, not an object")
 
         if t.channel == "event":
-            result.events.append(self._event(obj, t, now, district, asset_id, len(payload)))
+            result.events.append(self._event(obj.get("ts", msgspec.UNSET), obj.get("type"), obj.get("detail", {}),
+                                             False, len(payload), t, now, district, asset_id))
             result.seen[t.device_id] = max(result.seen.get(t.device_id, 0), result.events[-1].ts)
             return
 
@@ -475,14 +506,16 @@ class Decoder:
         if last > result.seen.get(t.device_id, 0):
             result.seen[t.device_id] = last
 
-    def _event(self, obj: Mapping[str, Any], t: Topic, now: int, district: str, asset_id: str, size: int) -> Event:
-        ts = self._ts(obj, now)
-        etype = obj.get("type")
+    def _event(self, ts: Any, etype: Any, detail: Any, flat: bool, size: int, t: Topic, now: int, district: str,
+               asset_id: str) -> Event:
+        """An event; ``flat``: its detail is known to be flat with int64 integers (_EventMessage)."""
+        if ts is msgspec.UNSET:
+            raise _Bad("missing_ts", "ts is missing")
+        ts = self._check_ts(parse_ts(ts), now)
         if not isinstance(etype, str) or not etype or len(etype) > 64 or not set(etype) <= _EVENT_TYPE_OK:
             raise _Bad("bad_event", f"event type must be a short snake_case word, got {_show(etype)}")
-        detail = obj.get("detail", {})
         if not isinstance(detail, dict):
             raise _Bad("bad_event", "event detail must be an object")
         if detail:
-            _check_detail(detail, size)
+            _check_detail(detail, size, flat)
         return Event(t.device_id, t.kind, ts, etype, detail, district, asset_id)

@@ -120,12 +120,15 @@ def generic_only() -> Iterator[None]:
         def decode(self, raw):
             raise msgspec.DecodeError("forced onto the generic path")
 
-    saved = decode_module._flat_json, decode_module._series_json
-    decode_module._flat_json = decode_module._series_json = Refuse()
+    names = ("_flat_json", "_series_json", "_event_json")
+    saved = [getattr(decode_module, name) for name in names]
+    for name in names:
+        setattr(decode_module, name, Refuse())
     try:
         yield
     finally:
-        decode_module._flat_json, decode_module._series_json = saved
+        for name, decoder in zip(names, saved, strict=True):
+            setattr(decode_module, name, decoder)
 
 
 # -- strategies ----------------------------------------------------------------------------------
@@ -287,11 +290,16 @@ def test_every_series_sample_is_inside_the_window_or_the_series_is_rejected(ts, 
 
 
 @HOSTILE
-@given(detail=json_values, ts=ts_values)
-def test_an_event_detail_is_bounded_or_the_event_rejected(detail, ts):
-    d, _ = decode(EVENT, json.dumps({"ts": ts, "type": "valve_closed", "detail": detail}).encode())
-    if d.events:
-        assert d.events[0].detail == detail
+@given(detail=json_values, ts=ts_values, msg=event_messages)
+def test_an_event_detail_is_bounded_or_the_event_rejected_and_both_paths_agree(detail, ts, msg):
+    for raw in (json.dumps({"ts": ts, "type": "valve_closed", "detail": detail}).encode(), json.dumps(msg).encode()):
+        d, _ = decode(EVENT, raw)
+        if d.events:
+            assert d.events[0].detail == json.loads(raw).get("detail", {})
+        with generic_only():
+            g, _ = decode(EVENT, raw)
+        assert [x.reason for x in d.rejections] == [x.reason for x in g.rejections]
+        assert d.events == g.events and d.seen == g.seen
 
 
 # -- the cases of the issue, one by one ----------------------------------------------------------
