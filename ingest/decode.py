@@ -10,16 +10,40 @@ Granularity: a message whose topic, device or envelope is bad is rejected whole.
 ``readings`` batch each reading is judged on its own: the readings that pass are kept, each
 bad one is quarantined with its reason. A reading (or a ``series`` message) with any bad
 metric is rejected whole, so a stored reading is never a silently trimmed version of what the
-device sent.
+device sent; for the same reason a message that mixes shapes (``readings`` with ``series`` or with
+top-level ``metrics``) is rejected whole (``bad_shape``), not stored in part.
+
+Nothing a device sends can make the decoder raise, or let through a value that a store, the state
+DB or a reason string cannot hold (issue 14): every value that leaves it is range-checked first.
+
+- Times: every stored time is inside the ``ts`` window (``MAX_PAST_MS`` back, ``MAX_FUTURE_MS``
+  ahead of the received time), every sample of a ``series`` included: its last sample,
+  ``ts + (n - 1) * interval_ms``, is judged (``ts_future``) before any float is turned into an
+  int. ``interval_ms`` is a positive number of at most ``MAX_INTERVAL_MS``, the window's width,
+  beyond which no second sample could be inside it (``bad_shape``).
+- Numbers: a metric value is a float64 inside its catalogue range (``out_of_range``, also for an
+  integer too long for a float64); a number JSON cannot give as a float64 (``1e999``, an integer
+  of thousands of digits) is ``not_finite``; ``seq``, when sent, is an integer in 0..2^63-1
+  (``bad_shape``). Reason strings show an integer of more than 20 digits by its length, not in
+  full, and are cut at ``MAX_REASON`` characters.
+- Depth and size: the payload is at most ``MAX_PAYLOAD`` bytes (``too_large``, checked before
+  parsing); JSON nested deeper than the parser's recursion limit (msgspec raises RecursionError
+  at about 1,000 levels, less what the caller's stack already uses) is ``too_deep``, at no cost to
+  other messages; an event's ``detail`` nests at most ``MAX_DETAIL_DEPTH`` levels (the detail
+  object itself is level 1), is at most ``MAX_DETAIL_BYTES`` bytes as JSON and holds no integer
+  outside int64 (``bad_event``): it is stored in the state DB and rendered by the API.
+- Text: invalid UTF-8 anywhere in a JSON payload, and escaped lone surrogates, are ``bad_json``
+  (msgspec refuses both while parsing), so every string that leaves is storable UTF-8.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import numpy as np
@@ -31,15 +55,26 @@ from ingest.topic import Topic, TopicError
 MAX_PAYLOAD = 256 * 1024
 MAX_FUTURE_MS = 5 * 60 * 1000
 MAX_PAST_MS = 30 * 86400 * 1000
+# a series' interval_ms: at most the width of the ts window (no second sample could fall inside it)
+MAX_INTERVAL_MS = MAX_PAST_MS + MAX_FUTURE_MS
+MAX_DETAIL_DEPTH = 8  # an event's detail: nesting levels, the detail object itself being level 1
+MAX_DETAIL_BYTES = 4096  # an event's detail: its size as compact JSON
+MAX_REASON = 1000  # characters of a rejection reason (the rest is cut, marked with "...")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # Rejection codes, one per class of the contract's "Bad input" section (and the counters' labels).
 REJECTION_CODES = (
     "too_large", "bad_topic", "unknown_kind", "bad_device_id", "unregistered", "kind_mismatch",
     "bad_json", "bad_shape", "unknown_metric", "not_a_number", "not_finite", "out_of_range",
     "missing_ts", "bad_ts", "ts_future", "ts_past", "series_length", "bad_status", "bad_event",
+    "too_deep",
 )
 
 _json = msgspec.json.Decoder()
+_encode = msgspec.json.encode
+# ``seq``, when sent: a per-device counter, an integer in 0..2^63-1 (the typed paths check it while
+# parsing; a message they refuse goes through the generic path, which names the problem)
+_Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class _SeriesMessage(msgspec.Struct):
@@ -51,6 +86,8 @@ class _SeriesMessage(msgspec.Struct):
     interval_ms: Any = msgspec.UNSET
     series: dict[str, list[float]] = msgspec.UNSET
     metrics: Any = msgspec.UNSET
+    seq: _Seq = 0
+    readings: Any = msgspec.UNSET  # (sent with series: the generic path rejects the message)
 
 
 _series_json = msgspec.json.Decoder(_SeriesMessage)
@@ -64,10 +101,25 @@ class _FlatMessage(msgspec.Struct, forbid_unknown_fields=True):
 
     ts: int
     metrics: dict[str, float]
-    seq: Any = msgspec.UNSET  # device-protocol.md: optional, not used by the platform
+    seq: _Seq = 0  # device-protocol.md: optional, not used by the platform; checked by msgspec
 
 
 _flat_json = msgspec.json.Decoder(_FlatMessage)
+
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class _EventMessage(msgspec.Struct):
+    """An event, typed, with the common flat ``detail`` (name -> string, int64, float, bool or
+    null): msgspec checks it is flat and its integers fit while it parses. Anything it refuses
+    (a nested detail among others) goes through the generic path, which walks it."""
+
+    ts: Any = msgspec.UNSET
+    type: Any = None
+    detail: dict[str, str | _Int64 | float | bool | None] = msgspec.UNSET
+
+
+_event_json = msgspec.json.Decoder(_EventMessage)
 _EVENT_TYPE_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 # device_id -> (kind, district, asset_id)
@@ -99,6 +151,22 @@ class Decoded:
     seen: dict[str, int] = field(default_factory=dict)
 
 
+def _show(value: Any) -> str:
+    """A number for a reason string, never raising: an integer past 20 digits is shown by its
+    digit count (``:g`` of an integer past float64's range raises, and so does ``str`` of one
+    past Python's digit limit)."""
+    if type(value) is int:
+        if -10**20 < value < 10**20:
+            return str(value)
+        if value.bit_length() > 14_000:
+            return f"{'-' if value < 0 else ''}(an integer of over 4,000 digits)"
+        text = str(abs(value))
+        return f"{'-' if value < 0 else ''}{text[:6]}... ({len(text)} digits)"
+    if type(value) is float:
+        return f"{value:g}"
+    return repr(value)[:64]
+
+
 def parse_ts(value: Any) -> int:
     """Milliseconds since the epoch from an integer or an RFC 3339 string with an offset."""
     if isinstance(value, bool):
@@ -112,12 +180,55 @@ def parse_ts(value: Any) -> int:
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
-        except ValueError:
-            raise _Bad("bad_ts", f"ts {value!r} is not RFC 3339") from None
-        if dt.tzinfo is None:
-            raise _Bad("bad_ts", f"ts {value!r} has no UTC offset")
-        return int(round(dt.timestamp() * 1000))
+            if dt.tzinfo is None:
+                raise _Bad("bad_ts", f"ts {value[:64]!r} has no UTC offset")
+            return int(round(dt.timestamp() * 1000))
+        except (ValueError, OverflowError):  # OverflowError: an offset taking it past year 1..9999
+            raise _Bad("bad_ts", f"ts {value[:64]!r} is not RFC 3339") from None
     raise _Bad("bad_ts", f"ts must be epoch milliseconds or RFC 3339, got {type(value).__name__}")
+
+
+def _check_seq(seq: Any) -> None:
+    """``seq``, when sent, is a per-device counter: an integer that fits int64, not negative."""
+    if seq is not msgspec.UNSET and (type(seq) is not int or not 0 <= seq <= _INT64_MAX):
+        raise _Bad("bad_shape", f"seq must be an integer 0..2^63-1 (a per-device counter), got {_show(seq)}")
+
+
+def _check_detail(detail: dict, payload_size: int, flat: bool) -> None:
+    """An event's detail is stored in the state DB and rendered by the API: bounded in size and
+    depth, and every integer fits int64 (``flat``: known to be flat with int64 integers)."""
+    # Re-encoded, JSON grows at most 4.5 times (a float: "1e15" -> "1000000000000000.0"): the
+    # detail of a payload of at most an eighth of the limit needs no encoding to be judged.
+    if payload_size > MAX_DETAIL_BYTES // 8:
+        try:
+            size = len(_encode(detail))
+        except RecursionError:
+            raise _Bad("bad_event", f"event detail nests deeper than {MAX_DETAIL_DEPTH} levels") from None
+        if size > MAX_DETAIL_BYTES:
+            raise _Bad("bad_event", f"event detail is {size} bytes as JSON, over the {MAX_DETAIL_BYTES} byte limit")
+    if flat:
+        return
+    nested = False
+    for v in detail.values():  # the common detail is flat: one pass, no stack
+        tv = type(v)
+        if tv is int:
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                raise _Bad("bad_event", f"event detail holds {_show(v)}, which does not fit a 64-bit integer")
+        elif tv is dict or tv is list:
+            nested = True
+    if not nested:
+        return
+    stack: list[tuple[Any, int]] = [(detail, 1)]
+    while stack:  # at most MAX_DETAIL_BYTES of JSON to walk
+        value, depth = stack.pop()
+        if depth > MAX_DETAIL_DEPTH:
+            raise _Bad("bad_event", f"event detail nests deeper than {MAX_DETAIL_DEPTH} levels")
+        for v in value.values() if type(value) is dict else value:
+            tv = type(v)
+            if tv is dict or tv is list:
+                stack.append((v, depth + 1))
+            elif tv is int and not _INT64_MIN <= v <= _INT64_MAX:
+                raise _Bad("bad_event", f"event detail holds {_show(v)}, which does not fit a 64-bit integer")
 
 
 class Decoder:
@@ -149,13 +260,20 @@ class Decoder:
             self._decode(topic, payload, received_ms, out, into)
         except _Bad as bad:
             into.rejections.append(self._reject(topic, payload, received_ms, bad))
+        except RecursionError:  # msgspec refuses JSON nested past the recursion limit with this
+            bad = _Bad("too_deep", "payload nests JSON arrays or objects deeper than the parser's limit "
+                       f"(about {sys.getrecursionlimit()} levels)")
+            into.rejections.append(self._reject(topic, payload, received_ms, bad))
 
     # -- internals -----------------------------------------------------------------------------
 
     @staticmethod
     def _reject(topic: str, payload: bytes, received_ms: int, bad: _Bad,
                 device_id: str = "", kind: str = "") -> Rejection:
-        return Rejection(topic, payload, received_ms, f"{bad.code}: {bad.message}", device_id, kind)
+        reason = f"{bad.code}: {bad.message}"
+        if len(reason) > MAX_REASON:
+            reason = reason[:MAX_REASON - 3] + "..."
+        return Rejection(topic, payload, received_ms, reason, device_id, kind)
 
     def _decode(self, topic: str, payload: bytes, now: int, out: ReadingsBuilder, result: Sink) -> None:
         if len(payload) > MAX_PAYLOAD:
@@ -185,6 +303,19 @@ class Decoder:
             result.events.append(Event(t.device_id, t.kind, now, text, {}, district, asset_id))
             return
 
+        if t.channel == "event":
+            try:
+                ev = _event_json.decode(payload)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                ev = None  # not this shape, or bad: the generic path takes it and says what is wrong
+            if ev is not None:
+                detail = ev.detail if ev.detail is not msgspec.UNSET else {}
+                e = self._event(ev.ts, ev.type, detail, True, len(payload), t, now, district, asset_id)
+                result.events.append(e)
+                if e.ts > result.seen.get(t.device_id, 0):
+                    result.seen[t.device_id] = e.ts
+                return
+
         if t.channel == "telemetry" and b'"metrics"' in payload:
             try:
                 flat = _flat_json.decode(payload)
@@ -210,29 +341,40 @@ class Decoder:
                 msg = _series_json.decode(payload)
             except (msgspec.DecodeError, UnicodeDecodeError):
                 msg = None  # the generic path below says what is wrong
-            if msg is not None and msg.series is not msgspec.UNSET:
+            if msg is not None and msg.series is not msgspec.UNSET and msg.readings is msgspec.UNSET:
                 if msg.ts is msgspec.UNSET:
                     raise _Bad("missing_ts", "ts is missing")
                 ts = self._check_ts(parse_ts(msg.ts), now)
                 metrics = msg.metrics if msg.metrics is not msgspec.UNSET else None
                 interval = msg.interval_ms if msg.interval_ms is not msgspec.UNSET else None
-                self._series(msg.series, interval, metrics, True, kind, t, ts, out, result, district, asset_id)
+                self._series(msg.series, interval, metrics, True, kind, t, ts, now, out, result, district,
+                             asset_id)
                 return
 
         try:
             obj = _json.decode(payload)
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
-            # JSON has no NaN/Infinity: a device that sends them (or 1e999) sent a non-finite number
-            if "out of range" in str(e) or b"NaN" in payload or b"Infinity" in payload:
+            # JSON has no NaN/Infinity: a device that sends them (or 1e999, or an integer of
+            # thousands of digits: "Number/Integer value out of range") sent a non-finite number
+            if "out of range" in str(e):
+                raise _Bad("not_finite", f"payload holds a number beyond float64's range ({e})") from None
+            if b"NaN" in payload or b"Infinity" in payload:
                 raise _Bad("not_finite", f"payload holds a number that is not finite ({e})") from None
             raise _Bad("bad_json", f"payload is not valid JSON ({e})") from None
         if not isinstance(obj, dict):
             raise _Bad("bad_json", f"payload is a JSON {type(obj).__name__}, not an object")
 
         if t.channel == "event":
-            result.events.append(self._event(obj, t, now, district, asset_id))
+            result.events.append(self._event(obj.get("ts", msgspec.UNSET), obj.get("type"), obj.get("detail", {}),
+                                             False, len(payload), t, now, district, asset_id))
             result.seen[t.device_id] = max(result.seen.get(t.device_id, 0), result.events[-1].ts)
             return
+
+        if "readings" in obj and ("series" in obj or "metrics" in obj):
+            # storing either part alone would be a silently trimmed version of what was sent
+            raise _Bad("bad_shape", "payload has readings and also "
+                       f"{'series' if 'series' in obj else 'metrics'}: send one shape per message")
+        _check_seq(obj.get("seq", msgspec.UNSET))
 
         if "readings" in obj:
             items = obj["readings"]
@@ -253,7 +395,7 @@ class Decoder:
 
         ts = self._ts(obj, now)
         if "series" in obj:
-            self._series(obj["series"], obj.get("interval_ms"), obj.get("metrics"), False, kind, t, ts, out,
+            self._series(obj["series"], obj.get("interval_ms"), obj.get("metrics"), False, kind, t, ts, now, out,
                          result, district, asset_id)
             return
         if "metrics" not in obj:
@@ -281,9 +423,11 @@ class Decoder:
     @staticmethod
     def _check_ts(ts: int, now: int) -> int:
         if ts > now + MAX_FUTURE_MS:
-            raise _Bad("ts_future", f"ts {ts} is {(ts - now) / 1000:.0f} s in the future (limit 300 s)")
+            raise _Bad("ts_future", f"ts {_show(ts)} is {_show((ts - now) // 1000)} s in the future (limit 300 s)")
         if ts < now - MAX_PAST_MS:
-            raise _Bad("ts_past", f"ts {ts} is {(now - ts) / 86400000:.1f} days in the past (limit 30 days)")
+            days = (now - ts) // 86_400_000
+            raise _Bad("ts_past", f"ts {_show(ts)} is {_show(days) if days > 10**9 else f'{(now - ts) / 86400000:.1f}'}"
+                       " days in the past (limit 30 days)")
         return ts
 
     def _metrics(self, metrics: Any, kind: Kind) -> list[tuple[str, float]]:
@@ -300,17 +444,18 @@ class Decoder:
                 raise _Bad("not_a_number", f"metric {name!r} is {tv.__name__}, not a number")
             if not r[0] <= value <= r[1]:
                 m = kind.metrics[name]
-                raise _Bad("out_of_range",
-                           f"metric {name!r} = {value:g} is outside its physical range {m.lo:g}..{m.hi:g} {m.unit}")
+                # (as a float, like the typed path shows it; an integer past float64's range by its length)
+                shown = f"{value:g}" if tv is float or -1e308 < value < 1e308 else _show(value)
+                raise _Bad("out_of_range", f"metric {name!r} = {shown} is outside its physical range "
+                           f"{m.lo:g}..{m.hi:g} {m.unit}")
             rows.append((name, float(value)))
         return rows
 
     def _series(self, series: Any, interval: Any, metrics: Any, typed: bool, kind: Kind, t: Topic, ts: int,
-                out: ReadingsBuilder, result: Sink, district: str, asset_id: str) -> None:
+                now: int, out: ReadingsBuilder, result: Sink, district: str, asset_id: str) -> None:
         """A ``series`` message; ``typed``: the sample lists are floats already (_SeriesMessage)."""
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
-            math.isfinite(interval) and interval > 0
-        ):
+        ti = type(interval)
+        if not ((ti is int or ti is float) and interval > 0):  # (not NaN: JSON has none; not a bool)
             raise _Bad("bad_shape", "a series needs interval_ms, a positive number")
         if not isinstance(series, dict) or not series:
             raise _Bad("bad_shape", "series must be a non-empty object of name -> array of numbers")
@@ -329,6 +474,9 @@ class Decoder:
                 try:  # strict: ints and floats only (no bools, no numeric strings)
                     values = msgspec.convert(values, list[float])
                 except msgspec.ValidationError as e:
+                    if "out of range" in str(e):  # an integer past float64's range
+                        raise _Bad("out_of_range", f"series {name!r} has a value outside its physical range "
+                                   f"{m.lo:g}..{m.hi:g} {m.unit} ({e})") from None
                     raise _Bad("not_a_number", f"series {name!r}: {e}") from None
             # (JSON cannot carry NaN or infinities: msgspec refused those before we got here)
             a = np.array(values, dtype=np.float64)
@@ -336,6 +484,15 @@ class Decoder:
                 raise _Bad("out_of_range",
                            f"series {name!r} has values outside its physical range {m.lo:g}..{m.hi:g} {m.unit}")
             arrays.append((name, a))
+        # Every sample inside the ts window: ts is, and the last sample is the latest. Judged on the
+        # exact product (an int, or a float that may be inf) before anything is turned into an int.
+        span = (length - 1) * interval
+        if span > now + MAX_FUTURE_MS - ts:
+            raise _Bad("ts_future", f"series sample {length - 1} is at ts + {_show(span)} ms (interval_ms "
+                       f"{_show(interval)}), more than 300 s in the future")
+        if interval > MAX_INTERVAL_MS:  # (only a one-sample series gets here with such an interval)
+            raise _Bad("bad_shape", f"interval_ms {_show(interval)} is over {MAX_INTERVAL_MS} ms, the width of "
+                       "the ts window (30 days + 5 minutes)")
         rows = self._metrics(metrics, kind) if metrics is not None else []
         interval = float(interval)
         for name, a in arrays:
@@ -349,12 +506,16 @@ class Decoder:
         if last > result.seen.get(t.device_id, 0):
             result.seen[t.device_id] = last
 
-    def _event(self, obj: Mapping[str, Any], t: Topic, now: int, district: str, asset_id: str) -> Event:
-        ts = self._ts(obj, now)
-        etype = obj.get("type")
+    def _event(self, ts: Any, etype: Any, detail: Any, flat: bool, size: int, t: Topic, now: int, district: str,
+               asset_id: str) -> Event:
+        """An event; ``flat``: its detail is known to be flat with int64 integers (_EventMessage)."""
+        if ts is msgspec.UNSET:
+            raise _Bad("missing_ts", "ts is missing")
+        ts = self._check_ts(parse_ts(ts), now)
         if not isinstance(etype, str) or not etype or len(etype) > 64 or not set(etype) <= _EVENT_TYPE_OK:
-            raise _Bad("bad_event", f"event type must be a short snake_case word, got {etype!r}")
-        detail = obj.get("detail", {})
+            raise _Bad("bad_event", f"event type must be a short snake_case word, got {_show(etype)}")
         if not isinstance(detail, dict):
             raise _Bad("bad_event", "event detail must be an object")
+        if detail:
+            _check_detail(detail, size, flat)
         return Event(t.device_id, t.kind, ts, etype, detail, district, asset_id)
