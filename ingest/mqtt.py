@@ -240,24 +240,9 @@ class MqttConsumer:
         self._client.loop_start()
         if o.keepalive_s:
             threading.Thread(target=self._watch_delivery, name="mqtt-paho-watchdog", daemon=True).start()
-        # Wait for the SUBACK, or a CONNACK (a resumed session may deliver a backlog before the
-        # SUBACK, which then waits behind it)
         if not wait_s:
             return
-        deadline = time.monotonic() + wait_s
-        while not self._first_done.wait(0.02):
-            if self.connected.is_set() and self._got_publish:
-                return  # a backlog is being delivered; its SUBACK comes after it
-            if time.monotonic() >= deadline:
-                if self.connected.is_set():
-                    return
-                self.stop()
-                why = f": {self.last_error}" if self.last_error else ""
-                raise MqttError(f"could not connect to {self.address.host}:{self.address.port} "
-                                f"within {wait_s:.0f} s{why}")
-        if self._first_error is not None:
-            self.stop()
-            raise self._first_error
+        wait_first_connection(self, wait_s)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Disconnect (the persistent session keeps what was not acknowledged).
@@ -424,6 +409,28 @@ class MqttConsumer:
                     self._client.ack(held, qos)
                 nxt += 1
             self._next_seq = nxt
+
+
+def wait_first_connection(consumer, wait_s: float) -> None:
+    """Wait up to ``wait_s`` for a consumer's (:class:`MqttConsumer`, ``ingest.wire.WireConsumer``)
+    first SUBACK, or for a CONNACK followed by messages (a resumed session may deliver its
+    backlog before the SUBACK, which then waits behind it). Otherwise stop it and raise
+    :class:`MqttError`; the subscription's refusal (:class:`SubscriptionRefused`) or a TLS
+    failure, if that is what ended the first connection."""
+    deadline = time.monotonic() + wait_s
+    while not consumer._first_done.wait(0.02):
+        if consumer.connected.is_set() and consumer._got_publish:
+            return  # a backlog is being delivered; its SUBACK comes after it
+        if time.monotonic() >= deadline:
+            if consumer.connected.is_set():
+                return
+            consumer.stop()
+            why = f": {consumer.last_error}" if consumer.last_error else ""
+            raise MqttError(f"could not connect to {consumer.address.host}:{consumer.address.port} "
+                            f"within {wait_s:.0f} s{why}")
+    if consumer._first_error is not None:
+        consumer.stop()
+        raise consumer._first_error
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:

@@ -79,6 +79,7 @@ from ingest.mqtt import (
     OnMessage,
     SubscriptionRefused,
     accepts_retained,
+    wait_first_connection,
 )
 
 log = logging.getLogger("citywatch.mqtt.wire")
@@ -319,20 +320,7 @@ class WireConsumer:
         self._sender.start()
         if not wait_s:
             return
-        deadline = time.monotonic() + wait_s
-        while not self._first_done.wait(0.02):
-            if self.connected.is_set() and self._got_publish:
-                return  # a backlog is being delivered; its SUBACK comes after it
-            if time.monotonic() >= deadline:
-                if self.connected.is_set():
-                    return
-                self.stop()
-                why = f": {self.last_error}" if self.last_error else ""
-                raise MqttError(f"could not connect to {self.address.host}:{self.address.port} "
-                                f"within {wait_s:.0f} s{why}")
-        if self._first_error is not None:
-            self.stop()
-            raise self._first_error
+        wait_first_connection(self, wait_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Send the acks already called, DISCONNECT (the session keeps what was not
