@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 from ingest.decode import Decoded, Decoder
 from ingest.events import EventLog
+from ingest.lookup import DeviceLookup, RegistryView
 from ingest.metrics import IngestMetrics
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
 from ingest.priority import Gate
@@ -65,12 +66,6 @@ SEEN_CHUNK = 256  # devices per last-seen transaction (see Pipeline._note_seen)
 # acknowledgements withheld (tests/faults test_g).
 CONTENT_ERRORS = (StoreRejected, ValueError, OverflowError, TypeError, RecursionError,
                   sqlite3.InterfaceError, sqlite3.DataError)
-
-
-class RegistryView(Protocol):
-    def snapshot(self) -> dict[str, tuple[str, str, str]]: ...
-    def version(self) -> int: ...
-    def mark_seen(self, seen: dict[str, int]) -> None: ...
 
 
 class RuleSink(Protocol):
@@ -136,39 +131,6 @@ def _merge(parts: list[_Pending]) -> _Pending:
     for p in parts:
         m.absorb(p)
     return m
-
-
-class DeviceLookup:
-    """device_id -> (kind, district, asset_id), from a registry snapshot refreshed on change.
-
-    A miss re-reads the registry's version at most every ``recheck_s`` so that a device
-    registered a moment ago is accepted without a restart.
-    """
-
-    def __init__(self, registry: RegistryView, recheck_s: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic):
-        self._registry = registry
-        self._recheck_s = recheck_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._version = registry.version()
-        self._map = registry.snapshot()
-        self._checked = clock()
-
-    def __call__(self, device_id: str) -> tuple[str, str, str] | None:
-        hit = self._map.get(device_id)
-        if hit is not None:
-            return hit
-        now = self._clock()
-        if now - self._checked < self._recheck_s:
-            return None
-        with self._lock:
-            self._checked = now
-            v = self._registry.version()
-            if v != self._version:
-                self._map = self._registry.snapshot()
-                self._version = v
-        return self._map.get(device_id)
 
 
 class Pipeline:
