@@ -45,6 +45,7 @@ from typing import Any, Protocol
 from ingest.decode import Decoder
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
+from ingest.features import add_window_features
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
 from ingest.priority import Gate
 from ingest.quarantine import Quarantine
@@ -416,6 +417,7 @@ class Pipeline:
         (idempotent) and the store gets the readings.
         """
         if p.batch is None:
+            add_window_features(p.builder)  # derived readings of waveform windows (ingest/features.py)
             p.batch = p.builder.build()
             p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
             for k, c in p.per_kind.items():
