@@ -68,12 +68,14 @@ def window_features(values: np.ndarray, interval_ms: np.ndarray | float) -> np.n
     return np.column_stack((rms, peak, freq))
 
 
-def add_window_features(builder: ReadingsBuilder) -> int:
+def add_window_features(builder: ReadingsBuilder) -> dict[str, int]:
     """Append the derived readings of every ``accel_ms2`` window ``builder`` holds; returns the
-    windows described. Windows shorter than :data:`MIN_SAMPLES` are skipped."""
+    readings added per kind (the pipeline counts them as received, so that received = stored +
+    duplicates still holds). Windows shorter than :data:`MIN_SAMPLES` are skipped."""
     tags = builder._win_tags
+    added: dict[str, int] = {}
     if not tags:
-        return 0
+        return added
     picked: dict[int, list[int]] = {}
     values = builder._win_values
     for i, t in enumerate(tags):
@@ -81,15 +83,14 @@ def add_window_features(builder: ReadingsBuilder) -> int:
             n = len(values[i])
             if n >= MIN_SAMPLES:
                 picked.setdefault(n, []).append(i)
-    done = 0
     for rows in picked.values():
         feats = window_features(np.stack([values[i] for i in rows]),
                                 np.array([builder._win_interval[i] for i in rows], np.float64))
         for i, (rms, peak, freq) in zip(rows, feats.tolist(), strict=True):
             device_id, kind, _metric, district, asset_id = tags[i]
             builder.add_message(device_id, kind, builder._win_ts[i], _NAMES, (rms, peak, freq), district, asset_id)
-        done += len(rows)
-    return done
+            added[kind] = added.get(kind, 0) + len(_NAMES)
+    return added
 
 
 assert all(name in DERIVED["bridge"] for name in _NAMES)

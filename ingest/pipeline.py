@@ -417,7 +417,8 @@ class Pipeline:
         (idempotent) and the store gets the readings.
         """
         if p.batch is None:
-            add_window_features(p.builder)  # derived readings of waveform windows (ingest/features.py)
+            for k, c in add_window_features(p.builder).items():  # derived readings (ingest/features.py)
+                p.per_kind[k] = p.per_kind.get(k, 0) + c
             p.batch = p.builder.build()
             p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
             for k, c in p.per_kind.items():

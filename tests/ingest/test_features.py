@@ -45,7 +45,7 @@ def test_builder_gains_three_readings_per_accel_window():
     b.add_window("b-1", "bridge", "accel_ms2", 1_000, 10.0, np.sin(np.arange(100) * 0.15), "江岸区", "BR-1")
     b.add_window("b-1", "bridge", "accel_ms2", 2_000, 10.0, np.ones(3), "江岸区", "BR-1")  # too short
     b.add("b-2", "bridge", "strain_ue", 1_000, 12.0)
-    assert add_window_features(b) == 1
+    assert add_window_features(b) == {"bridge": 3}
     batch = b.build()
     derived = {m: (ts, d, a) for m, ts, d, a in zip(batch.metric, batch.ts, batch.district, batch.asset_id,
                                                     strict=True) if m in DERIVED["bridge"]}
