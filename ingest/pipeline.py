@@ -44,8 +44,8 @@ from typing import Any, Protocol
 
 from ingest.decode import Decoder
 from ingest.events import EventLog
-from ingest.metrics import IngestMetrics
 from ingest.features import add_window_features
+from ingest.metrics import IngestMetrics
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
 from ingest.priority import Gate
 from ingest.quarantine import Quarantine
