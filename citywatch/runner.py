@@ -95,6 +95,7 @@ class Node:
         from alerts.dispatch.dispatcher import Dispatcher
         from alerts.dispatch.metrics import DispatchMetrics
         from alerts.engine import RuleEngine
+        from alerts.history_store import for_store
         from alerts.rules import RulePack
         from alerts.state import AlertState
 
@@ -106,8 +107,10 @@ class Node:
                                      metrics=DispatchMetrics(self.metrics_registry), gate=self.gate)
         engine_conn = connect(self.state_path)
         self.outbox = self.dispatcher.make_outbox(engine_conn)
+        self.alert_history = for_store(self.store)  # transitions into the store too (InfluxDB)
+        history = [self.alert_history.listener] if self.alert_history else []
         self.alerts = AlertState(engine_conn, tz=s.timezone, base_url=base_url,
-                                 listeners=[self.outbox.listener])
+                                 listeners=[self.outbox.listener, *history])
         rules_registry = Registry(connect(self.state_path))
 
         def device_info(device_id: str):
@@ -123,7 +126,7 @@ class Node:
         # The API acknowledges from its own threads: its own connection, the same listeners.
         api_conn = connect(self.state_path)
         self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
-                                     listeners=[self.dispatcher.make_outbox(api_conn).listener])
+                                     listeners=[self.dispatcher.make_outbox(api_conn).listener, *history])
         self.api_outbox = self.dispatcher.make_outbox(connect(self.state_path))
 
     def start(self) -> None:
@@ -137,6 +140,8 @@ class Node:
         if evaluates:
             self.dispatcher.start()
             self._dispatching = True
+            if self.alert_history:
+                self.alert_history.start()
             # alerts of rules since removed or disabled: nothing evaluates them any more
             if self.engine.retire_removed_rules(self.clock()):
                 self.engine.checkpoint()
@@ -250,6 +255,8 @@ class Node:
             self.consumer.stop()
         if self._dispatching:
             self.dispatcher.stop()
+            if self.alert_history:
+                self.alert_history.stop()
         if self.server is not None:
             self.server.should_exit = True
         for t in self._threads:

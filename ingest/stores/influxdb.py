@@ -215,6 +215,20 @@ class InfluxDBStore:
             dups = count_kinds(batch.kind[~keep]) if len(new) < len(batch) else {}
             return Written(len(new) - expired, dups)
 
+    def write_lines(self, lines: list[str]) -> None:
+        """Write line-protocol lines (ms timestamps) as they are, for measurements other than the
+        readings (alerts/history_store.py: the ``alerts`` measurement). Raises like :meth:`write`."""
+        if not lines:
+            return
+        with self._lock:
+            if not self._db_ready:
+                self._ensure_database()
+            params = {"db": self.database, "precision": "ms"}
+            if self.rp:
+                params["rp"] = self.rp
+            for i in range(0, len(lines), LINES_PER_BODY):
+                self._write_body(gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1), params)
+
     def _write_body(self, body: bytes, params: dict) -> int:
         """POST one gzip body; returns how many points InfluxDB dropped as older than the
         retention policy (not an error: they are not to be kept), raises on any other refusal."""
