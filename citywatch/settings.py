@@ -189,6 +189,14 @@ class UpSettings(_Section):
     gas_mode: Literal["hourly", "daily"] = "hourly"
 
 
+class DashboardsSettings(_Section):
+    """``[dashboards]``: the Grafana boards of ``citywatch dashboards build|push`` (docs/DASHBOARDS.md)."""
+
+    language: Literal["zh", "en"] = "zh"  # panel and board titles
+    # Grafana's Prometheus datasource speaks PromQL: a Prometheus server scraping /metrics
+    prometheus_url: str = "http://127.0.0.1:9090"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid")
 
@@ -205,6 +213,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     up: UpSettings = Field(default_factory=UpSettings)
+    dashboards: DashboardsSettings = Field(default_factory=DashboardsSettings)
     receivers: list[dict[str, Any]] = Field(default_factory=list)
     routes: list[dict[str, Any]] = Field(default_factory=list)
 
