@@ -218,9 +218,10 @@ class _AnnotationTargetBuilder(cogbuilder.Builder[dm.AnnotationTarget]):
         return InfluxAnnotationTarget(self.query)
 
 
-def alert_annotation(lang: str, kinds: Sequence[str] | None, device: bool = True) -> db.AnnotationQuery:
+def alert_annotation(lang: str, kinds: Sequence[str] | None, *, district: bool = True,
+                     device: bool = True) -> db.AnnotationQuery:
     """Alert changes of ``kinds`` as annotations on every time series panel."""
-    conds = [where(asset=False, device=device)]
+    conds = [where(district=district, asset=False, device=device)]
     if kinds:
         conds.append(alert_filter(kinds))
     q = f'SELECT "summary", "rule", "severity", "state" FROM {ident(ALERTS)} WHERE {" AND ".join(conds)}'
@@ -270,7 +271,7 @@ def frame(uid: str, title: Text, lang: str, *, kinds: Sequence[str] | None, tags
          .time(time_from, "now").editable().tooltip(dm.DashboardCursorSync.CROSSHAIR)
          .link(db.DashboardLink(Text("citywatch boards", "citywatch 看板")(lang)).type(dm.DashboardLinkType.DASHBOARDS)
                .tags(["citywatch"]).as_dropdown(True).keep_time(True).include_vars(False))
-         .annotation(alert_annotation(lang, kinds, device="device" in levels)))
+         .annotation(alert_annotation(lang, kinds, district="district" in levels, device="device" in levels)))
     if levels:
         d = d.variables(variables(kinds[0] if kinds and len(kinds) == 1 else None, lang, levels=levels))
     return d

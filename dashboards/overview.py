@@ -17,7 +17,7 @@ from dashboards.common import (
     table,
     timeseries,
 )
-from devices.catalogue import CATALOGUE, KINDS, SEVERITIES
+from devices.catalogue import CATALOGUE, KINDS
 
 TITLE = Text("City overview", "城市运行")
 DISTRICT = '"district" =~ /^$district$/'
@@ -34,16 +34,15 @@ def open_alerts(by: str, shape: str = "table", fmt: str = "table") -> InfluxQuer
 
 def make(lang: str):
     d = frame("citywatch-overview", TITLE, lang, kinds=None, tags=["overview"], levels=("district",))
-    for sev in reversed(SEVERITIES):
-        q = InfluxQuery(f'SELECT sum("o") AS "open" FROM ({_OPEN}) WHERE "severity" = \'{sev}\'', shape="value",
-                        alias=sev)
-        title = Text(f"Open {sev} alerts", {"info": "提示", "warning": "黄色预警", "major": "橙色预警",
-                                            "critical": "红色预警"}[sev] + "（未恢复）")
-        d = d.with_panel(stat(title(lang), [q], width=6, limits=[(1, SEVERITY_COLOURS[sev])], base="green"))
-    d = d.with_panel(table(Text("Open alerts by district", "各区未恢复告警")(lang), [open_alerts("district")], width=8))
-    d = d.with_panel(table(Text("Open alerts by kind", "各类设施未恢复告警")(lang), [open_alerts("kind")], width=8))
-    d = d.with_panel(table(Text("Open alerts by severity", "按级别未恢复告警")(lang),
-                           [open_alerts("severity")], width=8))
+    by_severity = InfluxQuery(f'SELECT sum("o") AS "open" FROM ({_OPEN}) GROUP BY "severity"', shape="value",
+                              alias="$tag_severity")
+    d = d.with_panel(stat(Text("Open alerts by severity", "未恢复告警（按级别）")(lang), [by_severity], width=24,
+                          limits=[(1, SEVERITY_COLOURS["major"])], base="green",
+                          description=Text("Alerts firing or acknowledged, among those that changed in the last "
+                                           "30 days.", "最近 30 天内有变化、仍在触发或已确认的告警。")(lang)))
+    for by, title in (("district", Text("Open alerts by district", "各区未恢复告警")),
+                      ("kind", Text("Open alerts by kind", "各类设施未恢复告警"))):
+        d = d.with_panel(table(title(lang), [open_alerts(by)], width=12))
     reporting = [
         InfluxQuery(f'SELECT count(distinct("device_id")) AS "{k}" FROM (SELECT last(*) FROM {ident(k)} WHERE '
                     f'$timeFilter AND {DISTRICT} GROUP BY "device_id", "district") GROUP BY "district"',
