@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from citywatch.settings import Settings
 from devices.registry import Registry
 from devices.sqlite import connect, parse_url
+from ingest import features
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import ConsumerOptions, MqttConsumer
@@ -146,6 +147,7 @@ class Node:
             if self.engine.retire_removed_rules(self.clock()):
                 self.engine.checkpoint()
                 self.dispatcher.wake()
+        features.ENABLED = s.ingest.waveform_features
         self.pipeline = Pipeline(
             store=self.store if records else None, registry=self.registry,
             quarantine=self.quarantine if records else None, events=self.events if records else None,

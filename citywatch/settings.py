@@ -166,6 +166,7 @@ class IngestSettings(_Section):
     quarantine_max_age_days: float = Field(30.0, gt=0, le=3650)
     quarantine_max_mb: float = Field(1024.0, gt=0)
     quarantine_per_device_per_minute: int = Field(60, ge=1)
+    waveform_features: bool = True  # RMS, peak, dominant frequency of accel windows (ingest/features.py)
 
     def quarantine_retention(self):
         from ingest.quarantine import Retention

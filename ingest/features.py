@@ -31,6 +31,7 @@ SOURCE = "accel_ms2"
 RMS, PEAK, FREQ = "accel_rms_ms2", "accel_peak_ms2", "accel_freq_hz"
 _NAMES = (RMS, PEAK, FREQ)
 MIN_SAMPLES = 8  # shorter windows carry no meaningful spectrum
+ENABLED = True  # [ingest] waveform_features (citywatch/runner.py sets it for the process)
 
 
 @functools.cache
@@ -74,7 +75,7 @@ def add_window_features(builder: ReadingsBuilder) -> dict[str, int]:
     duplicates still holds). Windows shorter than :data:`MIN_SAMPLES` are skipped."""
     tags = builder._win_tags
     added: dict[str, int] = {}
-    if not tags:
+    if not tags or not ENABLED:
         return added
     picked: dict[int, list[int]] = {}
     values = builder._win_values
