@@ -25,7 +25,7 @@ import functools
 import numpy as np
 
 from devices.catalogue import DERIVED
-from ingest.model import ReadingsBuilder
+from ingest.model import Readings, ReadingsBuilder
 
 SOURCE = "accel_ms2"
 RMS, PEAK, FREQ = "accel_rms_ms2", "accel_peak_ms2", "accel_freq_hz"
@@ -49,19 +49,19 @@ def window_features(values: np.ndarray, interval_ms: np.ndarray | float) -> np.n
         v = v[None, :]
     n = v.shape[1]
     centred = v - v.mean(axis=1, keepdims=True)
-    rms = np.sqrt(np.mean(centred * centred, axis=1))
-    peak = np.max(np.abs(centred), axis=1)
-    spectrum = np.abs(np.fft.rfft(centred * _hann(n), axis=1))
-    spectrum[:, 0] = 0.0
-    k = np.argmax(spectrum, axis=1)
+    rms = np.sqrt(np.einsum("ij,ij->i", centred, centred) / n)
+    peak = np.maximum(centred.max(axis=1), -centred.min(axis=1))
+    z = np.fft.rfft(centred * _hann(n), axis=1)
+    power = z.real * z.real + z.imag * z.imag
+    power[:, 0] = 0.0
+    k = np.argmax(power, axis=1)
     # the peak between bins: a parabola through the log magnitudes of the bin and its neighbours
     rows = np.arange(v.shape[0])
-    m = spectrum.shape[1]
-    log = np.log(spectrum + 1e-30)
-    a = log[rows, np.clip(k - 1, 0, m - 1)]
-    b = log[rows, k]
-    c = log[rows, np.clip(k + 1, 0, m - 1)]
-    den = a - 2 * b + c
+    m = power.shape[1]
+    a = np.log(power[rows, np.clip(k - 1, 0, m - 1)] + 1e-60)
+    b = np.log(power[rows, k] + 1e-60)
+    c = np.log(power[rows, np.clip(k + 1, 0, m - 1)] + 1e-60)
+    den = a - 2 * b + c  # log power = 2 log magnitude: the ratio below is the same
     inner = (k > 1) & (k < m - 1) & (den < 0)
     shift = np.where(inner, 0.5 * (a - c) / np.where(den == 0, -1.0, den), 0.0)
     interval_s = np.broadcast_to(np.asarray(interval_ms, np.float64) / 1000.0, (v.shape[0],))
@@ -70,28 +70,67 @@ def window_features(values: np.ndarray, interval_ms: np.ndarray | float) -> np.n
 
 
 def add_window_features(builder: ReadingsBuilder) -> dict[str, int]:
-    """Append the derived readings of every ``accel_ms2`` window ``builder`` holds; returns the
-    readings added per kind (the pipeline counts them as received, so that received = stored +
-    duplicates still holds). Windows shorter than :data:`MIN_SAMPLES` are skipped."""
+    """Add the derived readings of every ``accel_ms2`` window ``builder`` holds (three per window,
+    at the window's start, with its device's tags); returns the readings added per kind. Windows
+    shorter than :data:`MIN_SAMPLES` are skipped.
+
+    Cost per window is kept to a few numpy passes: one stack and one FFT per window length, and
+    the readings of one device and metric go in as windows over the device's regularly spaced
+    window starts (one accelerometer's windows come a second apart), so that they are a few long
+    runs for the stores and the rule engine, not three short runs per window."""
     tags = builder._win_tags
-    added: dict[str, int] = {}
     if not tags or not ENABLED:
-        return added
-    picked: dict[int, list[int]] = {}
+        return {}
     values = builder._win_values
-    for i, t in enumerate(tags):
-        if t[2] == SOURCE:
-            n = len(values[i])
-            if n >= MIN_SAMPLES:
-                picked.setdefault(n, []).append(i)
-    for rows in picked.values():
-        feats = window_features(np.stack([values[i] for i in rows]),
-                                np.array([builder._win_interval[i] for i in rows], np.float64))
-        for i, (rms, peak, freq) in zip(rows, feats.tolist(), strict=True):
-            device_id, kind, _metric, district, asset_id = tags[i]
-            builder.add_message(device_id, kind, builder._win_ts[i], _NAMES, (rms, peak, freq), district, asset_id)
-            added[kind] = added.get(kind, 0) + len(_NAMES)
+    picked = [i for i, t in enumerate(tags) if t[2] == SOURCE and len(values[i]) >= MIN_SAMPLES]
+    if not picked:
+        return {}
+    lengths = np.fromiter((len(values[i]) for i in picked), np.int64, len(picked))
+    if lengths.min() == lengths.max():
+        groups = [np.arange(len(picked))]
+    else:
+        groups = [np.flatnonzero(lengths == n) for n in np.unique(lengths).tolist()]
+    feats = np.empty((len(picked), len(_NAMES)), np.float64)
+    win_interval = builder._win_interval
+    for g in groups:
+        rows = [picked[j] for j in g.tolist()]
+        feats[g] = window_features(np.stack([values[i] for i in rows]),
+                                   np.array([win_interval[i] for i in rows], np.float64))
+    starts = np.array([builder._win_ts[i] for i in picked], np.int64)
+    by_device: dict[tuple, list[int]] = {}
+    for j, i in enumerate(picked):
+        t = tags[i]
+        by_device.setdefault((t[0], t[1], t[3], t[4]), []).append(j)
+    added: dict[str, int] = {}
+    new_tags, new_ts, new_interval, new_values = [], [], [], []
+    for (device_id, kind, district, asset_id), js in by_device.items():
+        j = np.array(js, np.int64)
+        ts = starts[j]
+        if len(j) > 1 and (np.diff(ts) <= 0).any():
+            o = np.argsort(ts, kind="stable")
+            j, ts = j[o], ts[o]
+        # chunks of evenly spaced window starts: each becomes one window per derived metric
+        steps = np.diff(ts)
+        cut = np.flatnonzero(steps[1:] != steps[:-1]) + 2 if len(steps) > 1 else np.empty(0, np.int64)
+        bounds = [0, *cut.tolist(), len(j)]
+        for m, name in enumerate(_NAMES):
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+                new_tags.append((device_id, kind, name, district, asset_id))
+                new_ts.append(int(ts[a]))
+                new_interval.append(float(ts[a + 1] - ts[a]) if b - a > 1 else 0.0)
+                new_values.append(feats[j[a:b], m])
+        added[kind] = added.get(kind, 0) + len(_NAMES) * len(j)
+    builder.add_windows(new_tags, new_ts, new_interval, new_values)
     return added
+
+
+def build_with_features(builder: ReadingsBuilder, per_kind: dict[str, int]) -> Readings:
+    """``builder.build()`` with the derived readings of its waveform windows, which are added to
+    ``per_kind`` (readings accepted per kind: the pipeline counts them as received, so that
+    received = stored + duplicates still holds)."""
+    for kind, n in add_window_features(builder).items():
+        per_kind[kind] = per_kind.get(kind, 0) + n
+    return builder.build()
 
 
 assert all(name in DERIVED["bridge"] for name in _NAMES)

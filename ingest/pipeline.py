@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from ingest.decode import Decoder
 from ingest.events import EventLog
-from ingest.features import add_window_features
+from ingest.features import build_with_features
 from ingest.metrics import IngestMetrics
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
 from ingest.priority import Gate
@@ -417,9 +417,7 @@ class Pipeline:
         (idempotent) and the store gets the readings.
         """
         if p.batch is None:
-            for k, c in add_window_features(p.builder).items():  # derived readings (ingest/features.py)
-                p.per_kind[k] = p.per_kind.get(k, 0) + c
-            p.batch = p.builder.build()
+            p.batch = build_with_features(p.builder, p.per_kind)  # + derived waveform readings (ingest/features.py)
             p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
             for k, c in p.per_kind.items():
                 self.metrics.received.labels(k).inc(c)

@@ -293,9 +293,9 @@ def main() -> None:
     influx = Influxd(work / "influxd").start() if any(c.startswith("influxdb") for c in cases) else None
     results = []
     try:
-        for case in cases:
+        for i, case in enumerate(cases):  # a case may be listed more than once (interleaved repeats)
             n = args.windows if case.startswith("waveform") else args.messages
-            res = run_case(case, n, work / case, influx, args.profile, args.profile_gil)
+            res = run_case(case, n, work / f"{i}-{case}", influx, args.profile, args.profile_gil)
             results.append(res)
             if res.stored != res.readings:
                 print(f"!! {case}: store holds {res.stored} readings, expected {res.readings}")

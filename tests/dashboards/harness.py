@@ -9,12 +9,15 @@ simulated time, so a simulated day is judged the way a replay of recorded traffi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from alerts.engine import RuleEngine
 from alerts.history_store import for_store
 from alerts.rules import RulePack
 from alerts.state import AlertState
+from devices.fleet import sample_fleet
 from devices.model import Device
 from devices.registry import Registry
 from devices.sqlite import connect
@@ -26,7 +29,11 @@ from ingest.stores.base import open_store
 from simulators.engine import Simulation
 
 TZ = "Asia/Shanghai"
-M = 60_000
+M, H = 60_000, 3_600_000
+SLOW_KINDS = ["gas_meter", "fume", "noise", "toilet", "lighting"]
+SLOW_SCENARIOS = ["gas-over-flow@03:00", "meter-tamper@04:00", "purifier-off", "night-construction",
+                  "dust-storm", "toilet-ventilation-failure", "cabinet-door-open", "lamp-failures"]
+BRIDGE_SCENARIOS = ["overloaded-truck@08:05", "pier-tilt@08:05", "strain-overload@08:10"]
 
 
 class InfluxIngest:
@@ -85,3 +92,28 @@ class InfluxIngest:
         self.store.close()
         for c in self._conns:
             c.close()
+
+
+def day_start(days_ago: int = 2) -> int:
+    """00:00 local ``days_ago`` days ago (inside the boards' 30-day look-back of open alerts)."""
+    today = datetime.now(ZoneInfo(TZ)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((today - timedelta(days=days_ago)).timestamp() * 1000)
+
+
+def simulated_day(store_url: str, root: Path, start: int | None = None) -> dict:
+    """A simulated day of the five slow kinds (00:00-24:00 local, with their fault scenarios) and
+    40 minutes (08:00-08:40) of one monitored bridge (8 sensors, one a 100 Hz accelerometer, with
+    its scenarios) through the ingest path and rule engine into ``store_url``.
+    Returns ``{"start", "end", "messages", "fired"}`` (fired: the rule ids that raised alerts)."""
+    start = day_start() if start is None else start
+    end = start + 24 * H
+    slow = sample_fleet(0, seed=5, kinds=SLOW_KINDS, min_per_kind=4)
+    bridge = sample_fleet(0, seed=5, kinds=["bridge"], min_per_kind=8)
+    ing = InfluxIngest(root, store_url, [*slow, *bridge])
+    n = ing.run(Simulation(slow, seed=5, start_ms=start, scenarios=SLOW_SCENARIOS, gas_mode="hourly"), end)
+    b0 = start + 8 * H
+    n += ing.run(Simulation(bridge, seed=5, start_ms=b0, scenarios=BRIDGE_SCENARIOS), b0 + 40 * M,
+                 flush_every_ms=M, tick=False)
+    fired = {a.rule for a in ing.alerts.list_alerts(limit=1000)[0]}
+    ing.close()
+    return {"start": start, "end": end, "messages": n, "fired": fired}

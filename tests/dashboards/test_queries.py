@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -30,42 +28,19 @@ import pytest
 from dashboards import boards
 from dashboards.common import annotation_query
 from dashboards.influxql import InfluxQuery
-from devices.fleet import sample_fleet
-from simulators.engine import Simulation
-from tests.dashboards.harness import TZ, InfluxIngest
+from tests.dashboards.harness import simulated_day
 
-H, M = 3_600_000, 60_000
 INTERVAL = "5m"
 DB = "dashproof"
-SLOW_KINDS = ["gas_meter", "fume", "noise", "toilet", "lighting"]
-SLOW_SCENARIOS = ["gas-over-flow@03:00", "meter-tamper@04:00", "purifier-off", "night-construction",
-                  "dust-storm", "toilet-ventilation-failure", "cabinet-door-open", "lamp-failures"]
-BRIDGE_SCENARIOS = ["overloaded-truck@08:05", "pier-tilt@08:05", "strain-overload@08:10"]
-
-
-def _day_start() -> int:
-    """00:00 local, two days ago: inside the boards' 30-day look-back of open alerts."""
-    today = datetime.now(ZoneInfo(TZ)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return int((today - timedelta(days=2)).timestamp() * 1000)
 
 
 @pytest.fixture(scope="module")
 def day(influxd, tmp_path_factory):
-    start = _day_start()
-    end = start + 24 * H
-    slow = sample_fleet(0, seed=5, kinds=SLOW_KINDS, min_per_kind=4)
-    bridge = sample_fleet(0, seed=5, kinds=["bridge"], min_per_kind=8)
-    url = f"influxdb://127.0.0.1:{influxd.port}/{DB}"
-    ing = InfluxIngest(tmp_path_factory.mktemp("dashproof"), url, [*slow, *bridge])
     t0 = time.monotonic()
-    n = ing.run(Simulation(slow, seed=5, start_ms=start, scenarios=SLOW_SCENARIOS, gas_mode="hourly"), end)
-    b0 = start + 8 * H
-    n += ing.run(Simulation(bridge, seed=5, start_ms=b0, scenarios=BRIDGE_SCENARIOS), b0 + 40 * M,
-                 flush_every_ms=M, tick=False)
-    fired = {a.rule for a in ing.alerts.list_alerts(limit=1000)[0]}
-    ing.close()
-    print(f"simulated day: {n} messages, {len(fired)} rules fired, {time.monotonic() - t0:.1f} s")
-    return {"start": start, "end": end, "http": influxd.http, "fired": fired}
+    out = simulated_day(f"influxdb://127.0.0.1:{influxd.port}/{DB}", tmp_path_factory.mktemp("dashproof"))
+    print(f"simulated day: {out['messages']} messages, {len(out['fired'])} rules fired, "
+          f"{time.monotonic() - t0:.1f} s")
+    return {**out, "http": influxd.http}
 
 
 def influxql(day, q: str) -> list[dict]:

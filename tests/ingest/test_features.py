@@ -13,7 +13,7 @@ from devices.model import Device
 from devices.registry import Registry
 from devices.sqlite import connect
 from ingest.events import EventLog
-from ingest.features import add_window_features, window_features
+from ingest.features import build_with_features, window_features
 from ingest.model import ReadingsBuilder
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
@@ -40,17 +40,23 @@ def test_sampling_interval_is_used():
     assert abs(window_features(v, 10.0)[0, 2] - 6.0) <= 0.5  # the same samples read at 100 Hz
 
 
-def test_builder_gains_three_readings_per_accel_window():
+def test_batch_gains_three_readings_per_accel_window():
     b = ReadingsBuilder()
     b.add_window("b-1", "bridge", "accel_ms2", 1_000, 10.0, np.sin(np.arange(100) * 0.15), "江岸区", "BR-1")
     b.add_window("b-1", "bridge", "accel_ms2", 2_000, 10.0, np.ones(3), "江岸区", "BR-1")  # too short
-    b.add("b-2", "bridge", "strain_ue", 1_000, 12.0)
-    assert add_window_features(b) == {"bridge": 3}
-    batch = b.build()
-    derived = {m: (ts, d, a) for m, ts, d, a in zip(batch.metric, batch.ts, batch.district, batch.asset_id,
-                                                    strict=True) if m in DERIVED["bridge"]}
-    assert set(derived) == {"accel_rms_ms2", "accel_peak_ms2", "accel_freq_hz"}
-    assert all(v == (1_000, "江岸区", "BR-1") for v in derived.values())
+    b.add_window("b-2", "bridge", "accel_ms2", 3_000, 5.0, np.sin(np.arange(200) * 0.3), "汉阳区", "BR-2")
+    b.add("b-3", "bridge", "strain_ue", 1_000, 12.0)
+    per_kind = {"bridge": 304}
+    batch = build_with_features(b, per_kind)
+    assert per_kind == {"bridge": 310} and len(batch) == 310
+    derived = [(d, m, ts, dist, a) for d, m, ts, dist, a in zip(batch.device_id, batch.metric, batch.ts,
+                                                                batch.district, batch.asset_id, strict=True)
+               if m in DERIVED["bridge"]]
+    names = ("accel_rms_ms2", "accel_peak_ms2", "accel_freq_hz")
+    assert derived == [("b-1", m, 1_000, "江岸区", "BR-1") for m in names] + [("b-2", m, 3_000, "汉阳区", "BR-2")
+                                                                             for m in names]
+    freq = batch.value[(batch.device_id == "b-2") & (batch.metric == "accel_freq_hz")][0]
+    assert abs(freq - 0.3 / (2 * np.pi) * 200) <= 1.0  # 0.3 rad per 5 ms sample: 9.55 Hz
 
 
 def test_derived_metrics_are_not_accepted_from_devices(tmp_path):
