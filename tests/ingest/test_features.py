@@ -81,3 +81,20 @@ def test_derived_metrics_are_not_accepted_from_devices(tmp_path):
     assert len(got) == 1 and abs(got[0][1] - 2.4) <= 1.0
     assert len(store.query(Query("br-acc-1", "accel_rms_ms2", now - 1, now + 1))) == 1
     store.close()
+
+
+def test_derived_readings_keep_each_windows_start_and_value():
+    rng = np.random.default_rng(3)
+    starts = [5_000, 0, 1_000, 2_000, 3_500, 4_000]  # out of order, unevenly spaced at the end
+    waves = [rng.normal(0, 0.02, 100) + np.sin(np.arange(100) * 0.1 * (k + 1)) for k in range(len(starts))]
+    b = ReadingsBuilder()
+    for ts, w in zip(starts, waves, strict=True):
+        b.add_window("d-1", "bridge", "accel_ms2", ts, 10.0, w, "江岸区", "BR-1")
+        b.add_window("d-2", "bridge", "accel_ms2", ts, 10.0, -w, "江岸区", "BR-1")
+    batch = build_with_features(b, {})
+    want = window_features(np.stack(waves), 10.0)
+    for dev in ("d-1", "d-2"):
+        for m, name in enumerate(("accel_rms_ms2", "accel_peak_ms2", "accel_freq_hz")):
+            sel = (batch.device_id == dev) & (batch.metric == name)
+            got = dict(zip(batch.ts[sel].tolist(), batch.value[sel].tolist(), strict=True))
+            assert got == pytest.approx({ts: want[k, m] for k, ts in enumerate(starts)}), (dev, name)
