@@ -16,8 +16,11 @@ start time (the catalogue's derived metrics, :data:`devices.catalogue.DERIVED`):
   mode: single windows scatter by about ±0.15 Hz there (±0.04 Hz at 2.4 Hz).
 
 Devices cannot send these metrics: they are not in their kind's ``metrics`` (the decoder
-quarantines an unknown metric). Cost: windows of one length are stacked and transformed by one
-``numpy.fft.rfft`` call per batch (``bench/ingest``: docs/PERFORMANCE.md "Waveform features").
+quarantines an unknown metric). Where: the rules stage only keeps a reference to the batch's
+windows (:func:`waveform_windows`); the write stage computes the features and appends the
+readings (:func:`add_derived`), off the alert path (the priority gate is not held there) and on
+the merged batches of a write, so the readings of one device and metric form one run. Cost:
+docs/PERFORMANCE.md "Waveform features" (``bench/ingest``).
 """
 
 from __future__ import annotations
@@ -73,68 +76,76 @@ def window_features(values: np.ndarray, interval_ms: np.ndarray | float) -> np.n
     return np.column_stack((rms, peak, freq))
 
 
-def add_window_features(builder: ReadingsBuilder) -> dict[str, int]:
-    """Add the derived readings of every ``accel_ms2`` window ``builder`` holds (three per window,
-    at the window's start, with its device's tags); returns the readings added per kind. Windows
-    shorter than :data:`MIN_SAMPLES` are skipped.
+def waveform_windows(builder: ReadingsBuilder) -> list[tuple]:
+    """What the features need of a batch's waveform windows, taken before the batch is built (no
+    copy: the builder's lists, which it does not reuse). The rules stage calls this; the work
+    waits for the write stage (:func:`add_derived`), off the alert path."""
+    if not ENABLED or not builder._win_tags:
+        return []
+    return [(builder._win_tags, builder._win_ts, builder._win_interval, builder._win_values)]
 
-    Cost per window is kept to a few numpy passes: one stack and one FFT per window length, and
-    the readings of one device and metric go in as windows over the device's regularly spaced
-    window starts (one accelerometer's windows come a second apart), so that they are a few long
-    runs for the stores and the rule engine, not three short runs per window."""
-    tags = builder._win_tags
-    if not tags or not ENABLED:
-        return {}
-    values = builder._win_values
-    picked = [i for i, t in enumerate(tags) if t[2] == SOURCE and len(values[i]) >= MIN_SAMPLES]
-    if not picked:
-        return {}
-    lengths = np.fromiter((len(values[i]) for i in picked), np.int64, len(picked))
+
+def window_readings(windows: list[tuple]) -> Readings | None:
+    """The derived readings of every ``accel_ms2`` window of ``windows`` (three per window, at the
+    window's start, with its device's tags), or None. Windows shorter than :data:`MIN_SAMPLES`
+    are skipped. Rows are ordered by device, metric and arrival, so that the readings of one
+    device and metric are one run for the stores, not three short runs per window."""
+    tags, starts, intervals, values = [], [], [], []
+    for w_tags, w_ts, w_int, w_val in windows:
+        for i, t in enumerate(w_tags):
+            if t[2] == SOURCE and len(w_val[i]) >= MIN_SAMPLES:
+                tags.append(t)
+                starts.append(w_ts[i])
+                intervals.append(w_int[i])
+                values.append(w_val[i])
+    n = len(tags)
+    if not n:
+        return None
+    lengths = np.fromiter(map(len, values), np.int64, n)
+    interval = np.array(intervals, np.float64)
     if lengths.min() == lengths.max():
-        groups = [np.arange(len(picked))]
+        feats = window_features(np.stack(values), interval)
     else:
-        groups = [np.flatnonzero(lengths == n) for n in np.unique(lengths).tolist()]
-    feats = np.empty((len(picked), len(_NAMES)), np.float64)
-    win_interval = builder._win_interval
-    for g in groups:
-        rows = [picked[j] for j in g.tolist()]
-        feats[g] = window_features(np.stack([values[i] for i in rows]),
-                                   np.array([win_interval[i] for i in rows], np.float64))
-    starts = np.array([builder._win_ts[i] for i in picked], np.int64)
-    by_device: dict[tuple, list[int]] = {}
-    for j, i in enumerate(picked):
-        t = tags[i]
-        by_device.setdefault((t[0], t[1], t[3], t[4]), []).append(j)
-    added: dict[str, int] = {}
-    new_tags, new_ts, new_interval, new_values = [], [], [], []
-    for (device_id, kind, district, asset_id), js in by_device.items():
-        j = np.array(js, np.int64)
-        ts = starts[j]
-        if len(j) > 1 and (np.diff(ts) <= 0).any():
-            o = np.argsort(ts, kind="stable")
-            j, ts = j[o], ts[o]
-        # chunks of evenly spaced window starts: each becomes one window per derived metric
-        steps = np.diff(ts)
-        cut = np.flatnonzero(steps[1:] != steps[:-1]) + 2 if len(steps) > 1 else np.empty(0, np.int64)
-        bounds = [0, *cut.tolist(), len(j)]
-        for m, name in enumerate(_NAMES):
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-                new_tags.append((device_id, kind, name, district, asset_id))
-                new_ts.append(int(ts[a]))
-                new_interval.append(float(ts[a + 1] - ts[a]) if b - a > 1 else 0.0)
-                new_values.append(feats[j[a:b], m])
-        added[kind] = added.get(kind, 0) + len(_NAMES) * len(j)
-    builder.add_windows(new_tags, new_ts, new_interval, new_values)
-    return added
+        feats = np.empty((n, len(_NAMES)), np.float64)
+        for size in np.unique(lengths).tolist():
+            g = np.flatnonzero(lengths == size)
+            feats[g] = window_features(np.stack([values[j] for j in g.tolist()]), interval[g])
+    tag_rows = np.empty((n, 5), dtype=object)
+    tag_rows[:] = tags
+    order = np.argsort(tag_rows[:, 0], kind="stable")  # by device, arrival order kept
+    k = len(_NAMES)
+    dev = tag_rows[order, 0]
+    breaks = np.flatnonzero(np.concatenate(([True], dev[1:] != dev[:-1])))
+    sizes = np.diff(np.append(breaks, n))
+    group = np.repeat(np.arange(len(breaks)), sizes)
+    pos = np.arange(n) - breaks[group]  # position within its device's windows
+    # the index of each derived row: device group start * k + metric * size + position
+    rows = np.empty(n * k, np.int64)
+    metric_idx = np.empty(n * k, np.int64)
+    for m in range(k):
+        dest = breaks[group] * k + m * sizes[group] + pos
+        rows[dest] = order
+        metric_idx[dest] = m
+    cols = [tag_rows[rows, j] for j in range(5)]
+    metric = np.array(_NAMES, dtype=object)[metric_idx]
+    ts = np.array(starts, np.int64)[rows]
+    return Readings(cols[0], cols[1], metric, ts, feats[rows, metric_idx], cols[3], cols[4])
 
 
-def build_with_features(builder: ReadingsBuilder, per_kind: dict[str, int]) -> Readings:
-    """``builder.build()`` with the derived readings of its waveform windows, which are added to
-    ``per_kind`` (readings accepted per kind: the pipeline counts them as received, so that
-    received = stored + duplicates still holds)."""
-    for kind, n in add_window_features(builder).items():
-        per_kind[kind] = per_kind.get(kind, 0) + n
-    return builder.build()
+def add_derived(pipeline, p) -> Readings:
+    """``p.batch`` with the derived readings of ``p.windows`` (then forgotten, so a retried write
+    does not add them twice), counted as received and in flight like the readings they come from
+    (received = stored + duplicates, and the pipeline's backpressure count, still hold). Called
+    by the write stage, off the alert path: the rules do not read derived metrics."""
+    windows, p.windows = p.windows, []
+    derived = window_readings(windows) if windows and pipeline.store is not None else None
+    if derived is None:
+        return p.batch
+    with pipeline._cond:
+        pipeline._inflight_readings += len(derived)
+    for kind, n in zip(*np.unique(derived.kind.astype(str), return_counts=True), strict=True):
+        pipeline.metrics.received.labels(str(kind)).inc(int(n))
+    return Readings.concat([p.batch, derived])
 
 
 assert all(name in DERIVED["bridge"] for name in _NAMES)

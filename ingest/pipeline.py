@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from ingest.decode import Decoder
 from ingest.events import EventLog
-from ingest.features import build_with_features
+from ingest.features import add_derived, waveform_windows
 from ingest.metrics import IngestMetrics
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
 from ingest.priority import Gate
@@ -108,6 +108,7 @@ class _Pending:
     batch: Readings | None = None
     steps_done: int = 0
     rules_done: bool = False  # the rule engine has seen this batch
+    windows: list = field(default_factory=list)  # waveform windows (ingest/features.py add_derived)
 
     def absorb(self, other: _Pending) -> None:
         """Add what ``other`` carries (readings not built yet, events, rejections, last-seen
@@ -132,6 +133,7 @@ def _merge(parts: list[_Pending]) -> _Pending:
     """Evaluated batches as one, in order (the write stage's catch-up)."""
     m = _Pending(messages=0, first_at=min(p.first_at for p in parts), rules_done=True)
     m.batch = Readings.concat([p.batch for p in parts])
+    m.windows = [w for p in parts for w in p.windows]
     for p in parts:
         m.absorb(p)
     return m
@@ -417,7 +419,8 @@ class Pipeline:
         (idempotent) and the store gets the readings.
         """
         if p.batch is None:
-            p.batch = build_with_features(p.builder, p.per_kind)  # + derived waveform readings (ingest/features.py)
+            p.windows = waveform_windows(p.builder)  # their features wait for the write stage (ingest/features.py)
+            p.batch = p.builder.build()
             p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
             for k, c in p.per_kind.items():
                 self.metrics.received.labels(k).inc(c)
@@ -605,7 +608,7 @@ class Pipeline:
             return
         t0 = time.perf_counter()
         self._evaluate(p)  # done by the rules stage (or flush) already, unless called directly
-        batch = p.batch
+        batch = p.batch = add_derived(self, p) if p.windows else p.batch  # + waveform features
         # store, quarantine and events are None in a rules-only node (citywatch.runner): the
         # ingest nodes of the shared subscription record them
         if p.steps_done < 1:

@@ -87,9 +87,11 @@ def draw_rows(ax, results) -> None:
     for _t, series_list in results:
         for s in series_list:
             tags = s.get("tags") or {}
+            cols = s["columns"]
             for v in s["values"][:8]:
                 cells = [f"{k}={tags[k]}" for k in tags] + [
-                    (f"{x:.3g}" if isinstance(x, float) else str(x))[:28] for x in v[1:] if x is not None]
+                    f"{c}=" + (f"{x:.3g}" if isinstance(x, float) else str(x))[:40]
+                    for c, x in zip(cols[1:], v[1:], strict=True) if x is not None]
                 rows.append("  ".join(cells))
     ax.axis("off")
     ax.text(0.01, 0.97, "\n".join(rows[:9]) or "(no rows)", va="top", ha="left", fontsize=6, family="monospace",

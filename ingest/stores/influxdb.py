@@ -334,9 +334,12 @@ class InfluxDBStore:
         return points[: q.limit]
 
     def count(self) -> int:
-        """Readings stored: the sum of ``count(*)`` over every field of every measurement."""
+        """Readings stored: the sum of ``count(*)`` over every field of every measurement but
+        ``alerts`` (alert changes, alerts/history_store.py: not readings)."""
         total = 0
         for _, series in self._select([f"SELECT count(*) FROM {self._rp_prefix()}/.*/"]):
+            if series.get("name") == "alerts":
+                continue
             for row in series.get("values", []):
                 total += sum(int(v) for v in row[1:] if v is not None)
         return total

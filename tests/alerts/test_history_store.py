@@ -14,8 +14,11 @@ from tests.dashboards.harness import InfluxIngest
 NOW = 1_795_000_000_000  # 2026-11-18
 
 
+DB = "alerthistory"  # its own database: other tests count the session influxd's default one
+
+
 def influx_rows(influxd, q: str) -> list[dict]:
-    r = httpx.get(f"{influxd.http}/query", params={"db": influxd.database, "q": q, "epoch": "ms"})
+    r = httpx.get(f"{influxd.http}/query", params={"db": DB, "q": q, "epoch": "ms"})
     r.raise_for_status()
     out = []
     for s in r.json()["results"][0].get("series", []):
@@ -27,7 +30,7 @@ def influx_rows(influxd, q: str) -> list[dict]:
 def test_fired_acknowledged_resolved_are_points_of_the_alerts_measurement(influxd, tmp_path):
     dev = Device("br-wim-h1", "bridge", district="江岸区", asset_id="BR-H1", attrs={"rated_load_t": 49})
     tilt = Device("br-tilt-h1", "bridge", district="江岸区", asset_id="BR-H1")
-    ing = InfluxIngest(tmp_path, influxd.url, [dev, tilt])
+    ing = InfluxIngest(tmp_path, f"influxdb://127.0.0.1:{influxd.port}/{DB}", [dev, tilt])
     topic = "city/bridge/{}/telemetry"
     ing.pipeline.submit(topic.format(dev.device_id),
                         json.dumps({"ts": NOW, "metrics": {"gross_t": 62.0, "axles": 6, "speed_kmh": 40}}).encode(),

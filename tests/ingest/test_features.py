@@ -13,7 +13,7 @@ from devices.model import Device
 from devices.registry import Registry
 from devices.sqlite import connect
 from ingest.events import EventLog
-from ingest.features import build_with_features, window_features
+from ingest.features import waveform_windows, window_features, window_readings
 from ingest.model import ReadingsBuilder
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
@@ -46,9 +46,8 @@ def test_batch_gains_three_readings_per_accel_window():
     b.add_window("b-1", "bridge", "accel_ms2", 2_000, 10.0, np.ones(3), "江岸区", "BR-1")  # too short
     b.add_window("b-2", "bridge", "accel_ms2", 3_000, 5.0, np.sin(np.arange(200) * 0.3), "汉阳区", "BR-2")
     b.add("b-3", "bridge", "strain_ue", 1_000, 12.0)
-    per_kind = {"bridge": 304}
-    batch = build_with_features(b, per_kind)
-    assert per_kind == {"bridge": 310} and len(batch) == 310
+    batch = window_readings(waveform_windows(b))
+    assert len(batch) == 6
     derived = [(d, m, ts, dist, a) for d, m, ts, dist, a in zip(batch.device_id, batch.metric, batch.ts,
                                                                 batch.district, batch.asset_id, strict=True)
                if m in DERIVED["bridge"]]
@@ -91,7 +90,7 @@ def test_derived_readings_keep_each_windows_start_and_value():
     for ts, w in zip(starts, waves, strict=True):
         b.add_window("d-1", "bridge", "accel_ms2", ts, 10.0, w, "江岸区", "BR-1")
         b.add_window("d-2", "bridge", "accel_ms2", ts, 10.0, -w, "江岸区", "BR-1")
-    batch = build_with_features(b, {})
+    batch = window_readings(waveform_windows(b))
     want = window_features(np.stack(waves), 10.0)
     for dev in ("d-1", "d-2"):
         for m, name in enumerate(("accel_rms_ms2", "accel_peak_ms2", "accel_freq_hz")):
