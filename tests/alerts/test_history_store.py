@@ -62,6 +62,7 @@ def test_fired_acknowledged_resolved_are_points_of_the_alerts_measurement(influx
     open_now = influx_rows(influxd, 'SELECT sum("o") FROM (SELECT last("open") AS "o" FROM "alerts" '
                                     'GROUP BY "rule", "device_id", "severity")')
     assert open_now[0]["sum"] == 1.0  # the acknowledged overload
+    assert ing.store.count() == 6  # the readings only (gross_t, axles, speed_kmh, three tilts): not the alerts
     ing.close()
 
 
