@@ -132,20 +132,44 @@ def window_readings(windows: list[tuple]) -> Readings | None:
     return Readings(cols[0], cols[1], metric, ts, feats[rows, metric_idx], cols[3], cols[4])
 
 
+class Appended:
+    """Marks derived readings :func:`merge_batches` already appended to a merged batch."""
+
+    __slots__ = ("readings",)
+
+    def __init__(self, readings: Readings) -> None:
+        self.readings = readings
+
+
+def merge_batches(parts: list) -> tuple[Readings, list]:
+    """The batches of ``parts`` (pending writes, in order) and the derived readings of their
+    windows, concatenated once (the write stage's merge: no second copy of the batch)."""
+    windows = [w for p in parts for w in p.windows if not isinstance(w, Appended)]
+    derived = window_readings(windows) if windows else None
+    appended = [w.readings for p in parts for w in p.windows if isinstance(w, Appended)]
+    batch = Readings.concat([p.batch for p in parts] + ([derived] if derived is not None else []))
+    return batch, [Appended(r) for r in [*appended, *([derived] if derived is not None else [])]]
+
+
 def add_derived(pipeline, p) -> Readings:
     """``p.batch`` with the derived readings of ``p.windows`` (then forgotten, so a retried write
     does not add them twice), counted as received and in flight like the readings they come from
     (received = stored + duplicates, and the pipeline's backpressure count, still hold). Called
     by the write stage, off the alert path: the rules do not read derived metrics."""
     windows, p.windows = p.windows, []
-    derived = window_readings(windows) if windows and pipeline.store is not None else None
-    if derived is None:
-        return p.batch
-    with pipeline._cond:
-        pipeline._inflight_readings += len(derived)
-    for kind, n in zip(*np.unique(derived.kind.astype(str), return_counts=True), strict=True):
-        pipeline.metrics.received.labels(str(kind)).inc(int(n))
-    return Readings.concat([p.batch, derived])
+    batch = p.batch
+    raw = [w for w in windows if not isinstance(w, Appended)]
+    done = [w.readings for w in windows if isinstance(w, Appended)]
+    derived = window_readings(raw) if raw else None
+    if derived is not None:
+        batch = Readings.concat([batch, derived])
+        done.append(derived)
+    for d in done:
+        with pipeline._cond:
+            pipeline._inflight_readings += len(d)
+        for kind, n in zip(*np.unique(d.kind.astype(str), return_counts=True), strict=True):
+            pipeline.metrics.received.labels(str(kind)).inc(int(n))
+    return batch
 
 
 assert all(name in DERIVED["bridge"] for name in _NAMES)

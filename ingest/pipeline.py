@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from ingest.decode import Decoder
 from ingest.events import EventLog
-from ingest.features import add_derived, waveform_windows
+from ingest.features import add_derived, merge_batches, waveform_windows
 from ingest.metrics import IngestMetrics
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
 from ingest.priority import Gate
@@ -132,8 +132,7 @@ class _Pending:
 def _merge(parts: list[_Pending]) -> _Pending:
     """Evaluated batches as one, in order (the write stage's catch-up)."""
     m = _Pending(messages=0, first_at=min(p.first_at for p in parts), rules_done=True)
-    m.batch = Readings.concat([p.batch for p in parts])
-    m.windows = [w for p in parts for w in p.windows]
+    m.batch, m.windows = merge_batches(parts)  # with the derived waveform readings (ingest/features.py)
     for p in parts:
         m.absorb(p)
     return m
@@ -419,7 +418,7 @@ class Pipeline:
         (idempotent) and the store gets the readings.
         """
         if p.batch is None:
-            p.windows = waveform_windows(p.builder)  # their features wait for the write stage (ingest/features.py)
+            p.windows = waveform_windows(p.builder) if self.store is not None else []  # features: write stage
             p.batch = p.builder.build()
             p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
             for k, c in p.per_kind.items():
