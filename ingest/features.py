@@ -59,7 +59,7 @@ def window_features(values: np.ndarray, interval_ms: np.ndarray | float) -> np.n
     peak = np.maximum(centred.max(axis=1), -centred.min(axis=1))
     # Hann taper, zero-padded to twice the length (bins half as far apart, the same resolution)
     nfft = PAD * n
-    z = np.fft.rfft(centred * _hann(n), nfft, axis=1)
+    z = np.fft.rfft((centred * _hann(n)).astype(np.float32), nfft, axis=1)  # float32: half the FFT's work
     power = z.real * z.real + z.imag * z.imag
     k = np.argmax(power[:, 1:], axis=1) + 1  # not the DC bin
     # the peak between bins: a parabola through the log power of the bin and its neighbours
@@ -92,12 +92,21 @@ def window_readings(windows: list[tuple]) -> Readings | None:
     device and metric are one run for the stores, not three short runs per window."""
     tags, starts, intervals, values = [], [], [], []
     for w_tags, w_ts, w_int, w_val in windows:
-        for i, t in enumerate(w_tags):
-            if t[2] == SOURCE and len(w_val[i]) >= MIN_SAMPLES:
-                tags.append(t)
-                starts.append(w_ts[i])
-                intervals.append(w_int[i])
-                values.append(w_val[i])
+        idx = [i for i, t in enumerate(w_tags) if t[2] == SOURCE]
+        if len(idx) == len(w_tags):  # the usual case: every window of the batch is an accelerometer's
+            tags += w_tags
+            starts += w_ts
+            intervals += w_int
+            values += w_val
+        else:
+            tags += [w_tags[i] for i in idx]
+            starts += [w_ts[i] for i in idx]
+            intervals += [w_int[i] for i in idx]
+            values += [w_val[i] for i in idx]
+    if any(len(v) < MIN_SAMPLES for v in values):
+        keep = [j for j, v in enumerate(values) if len(v) >= MIN_SAMPLES]
+        tags, starts = [tags[j] for j in keep], [starts[j] for j in keep]
+        intervals, values = [intervals[j] for j in keep], [values[j] for j in keep]
     n = len(tags)
     if not n:
         return None
