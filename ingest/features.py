@@ -142,12 +142,39 @@ def window_readings(windows: list[tuple]) -> Readings | None:
 
 
 class Appended:
-    """Marks derived readings :func:`merge_batches` already appended to a merged batch."""
+    """Derived readings computed for a pending write; ``in_batch``: already appended to its
+    batch (by :func:`merge_batches`), else still to append (:func:`add_derived`)."""
 
-    __slots__ = ("readings",)
+    __slots__ = ("in_batch", "readings")
 
-    def __init__(self, readings: Readings) -> None:
+    def __init__(self, readings: Readings, in_batch: bool = False) -> None:
         self.readings = readings
+        self.in_batch = in_batch
+
+
+def derive(windows: list) -> list:
+    """The rules stage, after the priority gate: the derived readings of the raw windows, kept
+    beside the batch (:class:`Appended`) until the write stage appends them."""
+    raw = [w for w in windows if not isinstance(w, Appended)]
+    if not raw:
+        return windows
+    derived = window_readings(raw)
+    return [w for w in windows if isinstance(w, Appended)] + ([Appended(derived)] if derived is not None else [])
+
+
+def _by_run(readings: list[Readings]) -> Readings | None:
+    """Derived readings of several batches as one, ordered by device and metric (stable: arrival
+    order kept), so that each device and metric is one run of the merged write."""
+    if not readings:
+        return None
+    d = readings[0] if len(readings) == 1 else Readings.concat(readings)
+    if len(readings) > 1:
+        _, dev = np.unique(d.device_id, return_inverse=True)
+        met = np.zeros(len(d), np.int64)
+        for m, name in enumerate(_NAMES[1:], start=1):
+            met[d.metric == name] = m
+        d = d.take(np.argsort(dev.astype(np.int64) * len(_NAMES) + met, kind="stable"))
+    return d
 
 
 def merge_batches(parts: list) -> tuple[Readings, list]:
@@ -155,9 +182,10 @@ def merge_batches(parts: list) -> tuple[Readings, list]:
     windows, concatenated once (the write stage's merge: no second copy of the batch)."""
     windows = [w for p in parts for w in p.windows if not isinstance(w, Appended)]
     derived = window_readings(windows) if windows else None
-    appended = [w.readings for p in parts for w in p.windows if isinstance(w, Appended)]
-    batch = Readings.concat([p.batch for p in parts] + ([derived] if derived is not None else []))
-    return batch, [Appended(r) for r in [*appended, *([derived] if derived is not None else [])]]
+    appended = [w.readings for p in parts for w in p.windows if isinstance(w, Appended) and not w.in_batch]
+    merged = _by_run([*appended, *([derived] if derived is not None else [])])
+    batch = Readings.concat([p.batch for p in parts] + ([merged] if merged is not None else []))
+    return batch, ([Appended(merged, in_batch=True)] if merged is not None else [])
 
 
 def add_derived(pipeline, p) -> Readings:
@@ -168,11 +196,15 @@ def add_derived(pipeline, p) -> Readings:
     windows, p.windows = p.windows, []
     batch = p.batch
     raw = [w for w in windows if not isinstance(w, Appended)]
-    done = [w.readings for w in windows if isinstance(w, Appended)]
-    derived = window_readings(raw) if raw else None
-    if derived is not None:
-        batch = Readings.concat([batch, derived])
-        done.append(derived)
+    done = [w.readings for w in windows if isinstance(w, Appended) and w.in_batch]
+    pending = [w.readings for w in windows if isinstance(w, Appended) and not w.in_batch]
+    if raw:
+        derived = window_readings(raw)
+        pending += [derived] if derived is not None else []
+    if pending:
+        merged = _by_run(pending)
+        batch = Readings.concat([batch, merged])
+        done.append(merged)
     for d in done:
         with pipeline._cond:
             pipeline._inflight_readings += len(d)

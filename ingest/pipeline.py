@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from ingest.decode import Decoder
 from ingest.events import EventLog
-from ingest.features import add_derived, merge_batches, waveform_windows
+from ingest.features import add_derived, derive, merge_batches, waveform_windows
 from ingest.metrics import IngestMetrics
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
 from ingest.priority import Gate
@@ -404,6 +404,7 @@ class Pipeline:
             if p.messages:
                 with self.gate.hold():
                     self._evaluate(p)
+                p.windows = derive(p.windows)  # waveform features, after the gate (ingest/features.py)
                 with self._cond:
                     self._ruled.append(p)
                     self._cond.notify_all()
