@@ -16,11 +16,10 @@ start time (the catalogue's derived metrics, :data:`devices.catalogue.DERIVED`):
   mode: single windows scatter by about ±0.15 Hz there (±0.04 Hz at 2.4 Hz).
 
 Devices cannot send these metrics: they are not in their kind's ``metrics`` (the decoder
-quarantines an unknown metric). Where: the rules stage only keeps a reference to the batch's
-windows (:func:`waveform_windows`); the write stage computes the features and appends the
-readings (:func:`add_derived`), off the alert path (the priority gate is not held there) and on
-the merged batches of a write, so the readings of one device and metric form one run. Cost:
-docs/PERFORMANCE.md "Waveform features" (``bench/ingest``).
+quarantines an unknown metric). Where: the rules stage keeps the batch's windows (:func:`waveform_windows`) and, once it
+has released the priority gate, computes the readings (:func:`derive`); the write stage's merge
+appends them ordered by device and metric, so that each is one run of the write
+(:func:`merge_batches`, :func:`add_derived`). Cost: docs/PERFORMANCE.md "Waveform features".
 """
 
 from __future__ import annotations
