@@ -138,11 +138,11 @@ class Node:
         # role "ingest" records (store, quarantine, events); role "rules" evaluates and dispatches;
         # "all" does both (settings.py: only ingest nodes may share a subscription)
         records, evaluates = s.role in ("all", "ingest"), s.role in ("all", "rules")
+        if self.alert_history:
+            self.alert_history.start()
         if evaluates:
             self.dispatcher.start()
             self._dispatching = True
-            if self.alert_history:
-                self.alert_history.start()
             # alerts of rules since removed or disabled: nothing evaluates them any more
             if self.engine.retire_removed_rules(self.clock()):
                 self.engine.checkpoint()
@@ -257,8 +257,8 @@ class Node:
             self.consumer.stop()
         if self._dispatching:
             self.dispatcher.stop()
-            if self.alert_history:
-                self.alert_history.stop()
+        if getattr(self, "alert_history", None):
+            self.alert_history.stop()
         if self.server is not None:
             self.server.should_exit = True
         for t in self._threads:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 
@@ -104,3 +105,47 @@ def test_line_protocol_escapes_tags_and_strings():
                         {"state": "firing", "summary": 'say "hi"\nthere', "value": 1, "threshold": None})
     assert line == r'alerts,rule=r,severity=info,kind=noise,district=a\ b\,c\=d state="firing",' \
                    r'summary="say \"hi\" there",value=1.0 5'
+
+
+def test_a_node_writes_its_alert_changes_to_the_store(influxd, mosquitto, tmp_path):
+    """citywatch.runner wires the writer: a node on InfluxDB puts a fired alert into ``alerts``."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from citywatch.runner import Node
+    from citywatch.settings import load_settings
+    from devices.registry import Registry
+    from devices.sqlite import connect
+    from ingest.mqtt import wait_for
+    from tests.support.mosquitto import free_port
+
+    db = "nodehistory"
+    Registry(connect(tmp_path / "state.db")).upsert([Device("lighting-h-01", "lighting", "江汉区")])
+    s = load_settings(env={}, mqtt={"url": mosquitto.url, "client_id": "history-node"},
+                      store={"url": f"influxdb://127.0.0.1:{influxd.port}/{db}"},
+                      state={"url": f"sqlite:///{tmp_path}/state.db"}, api={"listen": f"127.0.0.1:{free_port()}"},
+                      ingest={"spool_dir": str(tmp_path / "spool")})
+    node = Node(s)
+    node.start()
+    try:
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="history-pub")
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        now = int(time.time() * 1000)
+        pub.publish("city/lighting/lighting-h-01/telemetry", json.dumps({"ts": now, "metrics": {"leakage_ma": 45.0}}),
+                    qos=1).wait_for_publish(10)
+        pub.loop_stop()
+
+        def rows():
+            r = httpx.get(f"{influxd.http}/query", params={"db": db, "q": 'SELECT * FROM "alerts" GROUP BY *',
+                                                           "epoch": "ms"})
+            series = r.json()["results"][0].get("series", [])
+            return [{**x.get("tags", {}), **dict(zip(x["columns"], v, strict=True))}
+                    for x in series for v in x["values"]]
+
+        assert wait_for(lambda: any(r.get("rule") == "lighting.leakage" for r in rows()), 15), rows()
+        got = next(r for r in rows() if r["rule"] == "lighting.leakage")
+        assert got["state"] == "firing" and got["time"] == now and got["severity"] == "critical"
+        assert got["district"] == "江汉区" and got["value"] == 45.0
+    finally:
+        node.stop()
