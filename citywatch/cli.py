@@ -253,6 +253,9 @@ def _mount_domain_commands() -> None:
         include={"ca_file", "cert_file", "key_file", "server_name"})
 
     app.add_typer(rules_app, name="rules", help="Rule files: check them.")
+    from dashboards.cli import app as dashboards_app
+
+    app.add_typer(dashboards_app, name="dashboards", help="Grafana boards: build, push.")
     for cmd in sim_app.registered_commands:
         app.registered_commands.append(cmd)
 

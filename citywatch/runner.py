@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from citywatch.settings import Settings
 from devices.registry import Registry
 from devices.sqlite import connect, parse_url
+from ingest import features
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import ConsumerOptions, MqttConsumer
@@ -96,6 +97,7 @@ class Node:
         from alerts.dispatch.dispatcher import Dispatcher
         from alerts.dispatch.metrics import DispatchMetrics
         from alerts.engine import RuleEngine
+        from alerts.history_store import for_store
         from alerts.rules import RulePack
         from alerts.state import AlertState
 
@@ -107,8 +109,10 @@ class Node:
                                      metrics=DispatchMetrics(self.metrics_registry), gate=self.gate)
         engine_conn = connect(self.state_path)
         self.outbox = self.dispatcher.make_outbox(engine_conn)
+        self.alert_history = for_store(self.store)  # transitions into the store too (InfluxDB)
+        history = [self.alert_history.listener] if self.alert_history else []
         self.alerts = AlertState(engine_conn, tz=s.timezone, base_url=base_url,
-                                 listeners=[self.outbox.listener])
+                                 listeners=[self.outbox.listener, *history])
         rules_registry = Registry(connect(self.state_path))
 
         def device_info(device_id: str):
@@ -124,7 +128,7 @@ class Node:
         # The API acknowledges from its own threads: its own connection, the same listeners.
         api_conn = connect(self.state_path)
         self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
-                                     listeners=[self.dispatcher.make_outbox(api_conn).listener])
+                                     listeners=[self.dispatcher.make_outbox(api_conn).listener, *history])
         self.api_outbox = self.dispatcher.make_outbox(connect(self.state_path))
 
     def start(self) -> None:
@@ -135,6 +139,8 @@ class Node:
         # role "ingest" records (store, quarantine, events); role "rules" evaluates and dispatches;
         # "all" does both (settings.py: only ingest nodes may share a subscription)
         records, evaluates = s.role in ("all", "ingest"), s.role in ("all", "rules")
+        if self.alert_history:
+            self.alert_history.start()
         if evaluates:
             self.dispatcher.start()
             self._dispatching = True
@@ -142,6 +148,7 @@ class Node:
             if self.engine.retire_removed_rules(self.clock()):
                 self.engine.checkpoint()
                 self.dispatcher.wake()
+        features.ENABLED = s.ingest.waveform_features
         self.pipeline = Pipeline(
             store=self.store if records else None, registry=self.registry,
             quarantine=self.quarantine if records else None, events=self.events if records else None,
@@ -262,6 +269,8 @@ class Node:
             self.consumer.stop()
         if self._dispatching:
             self.dispatcher.stop()
+        if getattr(self, "alert_history", None):
+            self.alert_history.stop()
         if self.server is not None:
             self.server.should_exit = True
         for t in self._threads:

@@ -219,6 +219,7 @@ class IngestSettings(_Section):
     quarantine_max_age_days: float = Field(30.0, gt=0, le=3650)
     quarantine_max_mb: float = Field(1024.0, gt=0)
     quarantine_per_device_per_minute: int = Field(60, ge=1)
+    waveform_features: bool = True  # RMS, peak, dominant frequency of accel windows (ingest/features.py)
 
     def quarantine_retention(self):
         from ingest.quarantine import Retention
@@ -242,6 +243,14 @@ class UpSettings(_Section):
     gas_mode: Literal["hourly", "daily"] = "hourly"
 
 
+class DashboardsSettings(_Section):
+    """``[dashboards]``: the Grafana boards of ``citywatch dashboards build|push`` (docs/DASHBOARDS.md)."""
+
+    language: Literal["zh", "en"] = "zh"  # panel and board titles
+    # Grafana's Prometheus datasource speaks PromQL: a Prometheus server scraping /metrics
+    prometheus_url: str = "http://127.0.0.1:9090"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid")
 
@@ -258,6 +267,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     up: UpSettings = Field(default_factory=UpSettings)
+    dashboards: DashboardsSettings = Field(default_factory=DashboardsSettings)
     receivers: list[dict[str, Any]] = Field(default_factory=list)
     routes: list[dict[str, Any]] = Field(default_factory=list)
 

@@ -31,6 +31,7 @@ class Metric:
     interval_s: float | None = None  # typical reporting interval, None if event-driven
     boolean: bool = False  # sent as 0/1
     cumulative: bool = False  # a counter that only grows
+    derived: bool = False  # computed by citywatch (ingest/features.py), never sent by a device
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lo) and math.isfinite(self.hi) and self.lo < self.hi):
@@ -175,6 +176,20 @@ CATALOGUE: Mapping[str, Kind] = MappingProxyType(
         ),
     }
 )
+
+
+# Metrics citywatch computes from what a device sent and stores as readings of that device
+# (ingest/features.py). Not in their kind's ``metrics``: a device sending one is quarantined
+# (``unknown_metric``), as the contract's metric list does not name them.
+DERIVED: Mapping[str, Mapping[str, Metric]] = MappingProxyType({
+    "bridge": MappingProxyType({m.name: m for m in (
+        M("accel_rms_ms2", "m/s²", 0, 50, "RMS of one accel_ms2 window (mean removed)", "", 1.0, derived=True),
+        M("accel_peak_ms2", "m/s²", 0, 100, "largest absolute sample of one accel_ms2 window (mean removed)",
+          "", 1.0, derived=True),
+        M("accel_freq_hz", "Hz", 0, 1000, "dominant frequency of one accel_ms2 window (FFT peak)",
+          "first natural frequency 0.8-6 Hz", 1.0, derived=True),
+    )}),
+})
 
 del M
 

@@ -193,6 +193,17 @@ class ReadingsBuilder:
         self._win_values.append(value)
         self._n += len(value)
 
+    def add_windows(self, tags: list[tuple[str, str, str, str, str]], ts: list[int], interval_ms: list[float],
+                    values: list[np.ndarray]) -> None:
+        """Many windows at once: ``tags[i]`` is ``(device_id, kind, metric, district, asset_id)``.
+        (ingest/features.py adds its derived readings as one-sample windows: they join the batch's
+        window part, so :meth:`build` copies nothing more than it did.)"""
+        self._win_tags.extend(tags)
+        self._win_ts.extend(ts)
+        self._win_interval.extend(interval_ms)
+        self._win_values.extend(values)
+        self._n += sum(map(len, values))
+
     @staticmethod
     def window_times(ts: np.ndarray, interval_ms: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """The sample times of windows (``ts``, ``interval_ms``, ``lengths`` per window), concatenated."""

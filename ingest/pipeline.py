@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 from ingest.decode import Decoded, Decoder
 from ingest.events import EventLog
+from ingest.features import add_derived, derive, merge_batches, waveform_windows
 from ingest.lookup import DeviceLookup, RegistryView
 from ingest.metrics import IngestMetrics
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
@@ -104,6 +105,7 @@ class _Pending:
     batch: Readings | None = None
     steps_done: int = 0
     rules_done: bool = False  # the rule engine has seen this batch
+    windows: list = field(default_factory=list)  # waveform windows (ingest/features.py add_derived)
 
     def absorb(self, other: _Pending) -> None:
         """Add what ``other`` carries (readings not built yet, events, rejections, last-seen
@@ -127,7 +129,7 @@ class _Pending:
 def _merge(parts: list[_Pending]) -> _Pending:
     """Evaluated batches as one, in order (the write stage's catch-up)."""
     m = _Pending(messages=0, first_at=min(p.first_at for p in parts), rules_done=True)
-    m.batch = Readings.concat([p.batch for p in parts])
+    m.batch, m.windows = merge_batches(parts)  # with the derived waveform readings (ingest/features.py)
     for p in parts:
         m.absorb(p)
     return m
@@ -410,6 +412,7 @@ class Pipeline:
             if p.messages:
                 with self.gate.hold():
                     self._evaluate(p)
+                p.windows = derive(p.windows)  # waveform features, after the gate (ingest/features.py)
                 with self._cond:
                     self._ruled.append(p)
                     self._cond.notify_all()
@@ -424,6 +427,7 @@ class Pipeline:
         (idempotent) and the store gets the readings.
         """
         if p.batch is None:
+            p.windows = waveform_windows(p.builder) if self.store is not None else []  # features: write stage
             p.batch = p.builder.build()
             p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
             for k, c in p.per_kind.items():
@@ -612,7 +616,7 @@ class Pipeline:
             return
         t0 = time.perf_counter()
         self._evaluate(p)  # done by the rules stage (or flush) already, unless called directly
-        batch = p.batch
+        batch = p.batch = add_derived(self, p) if p.windows else p.batch  # + waveform features
         # store, quarantine and events are None in a rules-only node (citywatch.runner): the
         # ingest nodes of the shared subscription record them
         if p.steps_done < 1:

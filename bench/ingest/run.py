@@ -1,6 +1,7 @@
 """Ingest throughput against the broker limit, end to end (published -> durable in the store).
 
     python bench/ingest/run.py [--messages 100000] [--windows 20000] [--cases duckdb,influxdb,waveform]
+    (``waveform-nofeatures``: the waveform case with ``[ingest] waveform_features = false``)
 
 For each case, in one run on this machine:
 
@@ -77,7 +78,7 @@ class Result:
 
 
 def payloads(case: str, n: int, dev: int, t0: int, rng: np.random.Generator) -> tuple[list[str], int]:
-    if case == "waveform":
+    if case.startswith("waveform"):
         lines, per = [], 100
         for i in range(n):
             samples = np.round(rng.normal(0, 0.02, per), 4).tolist()
@@ -95,7 +96,9 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
     work.mkdir(parents=True)
     broker = Mosquitto(work / "mosquitto", persistence=False).start()
     try:
-        kind = "bridge" if case == "waveform" else "noise"
+        kind = "bridge" if case.startswith("waveform") else "noise"
+        # each window also yields RMS, peak and frequency readings (ingest/features.py)
+        derived = 3 if case == "waveform" else 0
         devices = [Device(f"{kind}-bench-{i:03d}", kind, "江汉区", asset_id=f"asset-{i:03d}") for i in range(DEVICES)]
         state = work / "state.db"
         Registry(connect(state)).upsert(devices)
@@ -103,7 +106,7 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
                      if case.startswith("influxdb") else f"duckdb:///{work}/readings.duckdb")
         # "influxdb-shared2": two ingest-only processes sharing one MQTT 5 subscription
         procs = int(case.rsplit("shared", 1)[1]) if "-shared" in case else 1
-        batch = 500_000 if case == "waveform" else 100_000
+        batch = 500_000 if case.startswith("waveform") else 100_000
         ports, serves = [], []
         for i in range(procs):
             ports.append(free_port())
@@ -115,7 +118,8 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
                 f'[store]\nurl = "{store_url}"\n[state]\nurl = "sqlite:///{state}"\n'
                 f'[api]\nlisten = "127.0.0.1:{ports[i]}"\n'
                 f'[ingest]\nspool_dir = "{work}/spool-{i}"\nbatch_readings = {batch}\n'
-                f'max_pending_readings = {2 * batch}\n', encoding="utf-8")
+                f'max_pending_readings = {2 * batch}\n'
+                f'waveform_features = {"false" if case == "waveform-nofeatures" else "true"}\n', encoding="utf-8")
             serves.append([shutil.which("citywatch") or "citywatch", "serve", "--config", str(config)])
 
         # register the persistent sessions (citywatch: start and stop each process once)
@@ -183,7 +187,7 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
             _wait_health(port, proc)
         # steady state: from the first poll that sees readings stored to the last reading stored
         # (the consumers start before their APIs answer, so the start of the drain is not observable)
-        done = _wait_stored(ports, readings, running, timeout=900)
+        done = _wait_stored(ports, readings + derived * total, running, timeout=900)
         # from the first consumer's CONNACK (its log line's wall-clock time) to the last reading durable
         t_connect = min(c.wait() for c in connected)
         cw_s = done - t_connect
@@ -197,7 +201,7 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
             proc.send_signal(signal.SIGINT)
         for proc in running:
             proc.wait(120)
-        stored = _count(store_url)
+        stored = _count(store_url) - derived * total  # the devices' own readings
         return Result(case, total, readings, sub_s, cw_s, peak[0] / 1e6, stored, node_cpu, broker_cpu)
     finally:
         broker.stop()
@@ -289,9 +293,9 @@ def main() -> None:
     influx = Influxd(work / "influxd").start() if any(c.startswith("influxdb") for c in cases) else None
     results = []
     try:
-        for case in cases:
-            n = args.windows if case == "waveform" else args.messages
-            res = run_case(case, n, work / case, influx, args.profile, args.profile_gil)
+        for i, case in enumerate(cases):  # a case may be listed more than once (interleaved repeats)
+            n = args.windows if case.startswith("waveform") else args.messages
+            res = run_case(case, n, work / f"{i}-{case}", influx, args.profile, args.profile_gil)
             results.append(res)
             if res.stored != res.readings:
                 print(f"!! {case}: store holds {res.stored} readings, expected {res.readings}")

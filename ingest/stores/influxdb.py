@@ -215,6 +215,20 @@ class InfluxDBStore:
             dups = count_kinds(batch.kind[~keep]) if len(new) < len(batch) else {}
             return Written(len(new) - expired, dups)
 
+    def write_lines(self, lines: list[str]) -> None:
+        """Write line-protocol lines (ms timestamps) as they are, for measurements other than the
+        readings (alerts/history_store.py: the ``alerts`` measurement). Raises like :meth:`write`."""
+        if not lines:
+            return
+        with self._lock:
+            if not self._db_ready:
+                self._ensure_database()
+            params = {"db": self.database, "precision": "ms"}
+            if self.rp:
+                params["rp"] = self.rp
+            for i in range(0, len(lines), LINES_PER_BODY):
+                self._write_body(gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1), params)
+
     def _write_body(self, body: bytes, params: dict) -> int:
         """POST one gzip body; returns how many points InfluxDB dropped as older than the
         retention policy (not an error: they are not to be kept), raises on any other refusal."""
@@ -320,9 +334,12 @@ class InfluxDBStore:
         return points[: q.limit]
 
     def count(self) -> int:
-        """Readings stored: the sum of ``count(*)`` over every field of every measurement."""
+        """Readings stored: the sum of ``count(*)`` over every field of every measurement but
+        ``alerts`` (alert changes, alerts/history_store.py: not readings)."""
         total = 0
         for _, series in self._select([f"SELECT count(*) FROM {self._rp_prefix()}/.*/"]):
+            if series.get("name") == "alerts":
+                continue
             for row in series.get("values", []):
                 total += sum(int(v) for v in row[1:] if v is not None)
         return total

@@ -44,9 +44,10 @@ def test_stored_and_duplicates_per_kind(tmp_path):
     send(p)
     send(p)  # a redelivery of both messages
     m = p.metrics
-    assert by_kind(m.received) == {"noise": 4, "bridge": 200}
-    assert by_kind(m.stored) == {"noise": 2, "bridge": 100}
-    assert by_kind(m.duplicates) == {"noise": 2, "bridge": 100}
+    # a waveform window also yields 3 derived readings (RMS, peak, frequency: ingest/features.py)
+    assert by_kind(m.received) == {"noise": 4, "bridge": 206}
+    assert by_kind(m.stored) == {"noise": 2, "bridge": 103}
+    assert by_kind(m.duplicates) == {"noise": 2, "bridge": 103}
 
 
 def test_spooled_and_drained_per_kind(tmp_path):
@@ -54,12 +55,12 @@ def test_spooled_and_drained_per_kind(tmp_path):
     down = InfluxDBStore.from_url(f"influxdb://127.0.0.1:{free_port()}/citywatch?timeout=1")  # nobody listens
     p = pipeline(tmp_path, down, spool)
     send(p)
-    assert by_kind(p.metrics.spooled) == {"noise": 2, "bridge": 100}
+    assert by_kind(p.metrics.spooled) == {"noise": 2, "bridge": 103}  # 3 derived readings of the window
     p.store = DuckDBStore(tmp_path / "r.duckdb")  # a store that answers
     p.start()  # an idle flusher drains the spool
     try:
         assert wait_for(lambda: spool.depth()[0] == 0, 10)
     finally:
         p.stop()
-    assert by_kind(p.metrics.drained) == {"noise": 2, "bridge": 100}
-    assert p.store.count() == 102
+    assert by_kind(p.metrics.drained) == {"noise": 2, "bridge": 103}
+    assert p.store.count() == 105

@@ -17,6 +17,7 @@ from citywatch.runner import Node
 from citywatch.settings import load_settings
 from devices.catalogue import KINDS
 from devices.fleet import sample_fleet
+from ingest.features import MIN_SAMPLES
 from ingest.mqtt import wait_for
 from ingest.stores.base import Query
 from simulators.engine import Simulation
@@ -74,10 +75,14 @@ def test_simulated_fleet_through_mosquitto(tmp_path, own_broker):
         registry = {d.device_id: d.kind for d in fleet}
         expected: dict[tuple[str, str, int], float] = {}
         bad: Counter[str] = Counter()
+        derived = 0
         for m in messages:
             try:
-                for dev, metric, ts, value in check(m.topic, m.payload, registry, now):
+                rows = check(m.topic, m.payload, registry, now)
+                for dev, metric, ts, value in rows:
                     expected[(dev, metric, ts)] = value
+                if sum(r[1] == "accel_ms2" for r in rows) >= MIN_SAMPLES:
+                    derived += 3  # RMS, peak and frequency of the window (ingest/features.py)
             except Bad as b:
                 bad[CODES[b.cls]] += 1
         assert len(bad) == len(set(CODES.values())) and sum(bad.values()) >= len(CODES)
@@ -88,11 +93,11 @@ def test_simulated_fleet_through_mosquitto(tmp_path, own_broker):
         stats = publish(mosquitto.url, sim2, duration_ms=until - start, speed=None, client_id="e2e-pub")
         assert stats.messages == len(messages)
 
-        assert wait_for(lambda: node.store.count() >= len(expected)
+        assert wait_for(lambda: node.store.count() >= len(expected) + derived
                         and node.quarantine.count() >= sum(bad.values()), 60), (
             node.store.count(), len(expected), node.quarantine.count(), sum(bad.values()))
         time.sleep(0.5)  # nothing more arrives
-        assert node.store.count() == len(expected)
+        assert node.store.count() == len(expected) + derived
         assert Counter(node.quarantine.counts_by_code()) == bad
         for r in node.quarantine.recent(1000):
             assert r["reason"].startswith(r["code"] + ": ") and len(r["reason"]) > len(r["code"]) + 10

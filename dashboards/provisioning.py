@@ -1,0 +1,133 @@
+"""``citywatch dashboards build --out DIR``: every board's JSON and Grafana's provisioning files.
+
+Layout of ``DIR`` (copy ``provisioning/`` into ``/etc/grafana/provisioning``, and the boards to
+the provider's path, by default ``DIR/dashboards`` as an absolute path)::
+
+    dashboards/citywatch/<uid>.json           one file per board (Grafana's dashboard JSON model)
+    provisioning/datasources/citywatch.yaml   InfluxDB (from [store] url) and Prometheus
+    provisioning/dashboards/citywatch.yaml    a file provider into the folder "citywatch"
+    prometheus/citywatch-scrape.yaml          a scrape job for citywatch's /metrics ([api] listen)
+
+The InfluxDB datasource takes the host, port, database and retention policy of ``[store] url``;
+its user and password are never written: Grafana expands ``$INFLUX_USER`` and
+``$INFLUX_PASSWORD`` from its own environment when it reads the file. Grafana's Prometheus
+datasource queries a Prometheus server (PromQL over HTTP), not a ``/metrics`` page, so the
+datasource points at ``[dashboards] prometheus_url`` and the scrape job tells that server
+where citywatch's ``/metrics`` is.
+
+Deterministic: the same settings give the same bytes (sorted keys, no timestamps), so ``build``
+twice gives identical files and a second build changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from dashboards import boards
+from dashboards.common import FOLDER_UID, SCHEMA_VERSION, Text
+from dashboards.influxql import INFLUX_UID, PROMETHEUS_UID
+
+FOLDER = Text("citywatch", "citywatch 城市运行")
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    uid: str
+    title: str
+    path: Path
+
+
+def dashboard_json(board, lang: str) -> dict[str, Any]:
+    """One board as Grafana's dashboard JSON (a plain dict, via the SDK's model ``to_json``)."""
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
+    d = board.build(lang)
+    return json.loads(json.dumps(d, cls=JSONEncoder))
+
+
+def encode(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=2) + "\n"
+
+
+def influx_datasource(store_url: str) -> dict[str, Any]:
+    """The InfluxDB datasource of ``[store] url`` (influxdb://...); credentials from Grafana's
+    environment. ValueError naming ``store.url`` when the store is not InfluxDB."""
+    parts = urlsplit(store_url)
+    if parts.scheme != "influxdb":
+        raise ValueError(f"store.url: the boards query InfluxDB; expected influxdb://host:port/database, "
+                         f"got a {parts.scheme or 'plain'} URL")
+    from ingest.stores.influxdb import parse_url
+
+    cfg = parse_url(store_url)
+    json_data: dict[str, Any] = {"dbName": cfg["database"], "httpMode": "GET", "timeInterval": "1s"}
+    if cfg["rp"]:
+        json_data["retentionPolicy"] = cfg["rp"]
+    return {"name": "citywatch InfluxDB", "uid": INFLUX_UID, "type": "influxdb", "access": "proxy",
+            "url": cfg["base"], "user": "$INFLUX_USER", "jsonData": json_data,
+            "secureJsonData": {"password": "$INFLUX_PASSWORD"}, "editable": False, "isDefault": True}
+
+
+def prometheus_datasource(url: str) -> dict[str, Any]:
+    return {"name": "citywatch Prometheus", "uid": PROMETHEUS_UID, "type": "prometheus", "access": "proxy",
+            "url": url, "jsonData": {"timeInterval": "15s", "httpMethod": "POST"}, "editable": False}
+
+
+def provider(path: str, lang: str) -> dict[str, Any]:
+    return {"apiVersion": 1, "providers": [{
+        "name": "citywatch", "orgId": 1, "type": "file", "folder": FOLDER(lang), "folderUid": FOLDER_UID,
+        "disableDeletion": False, "allowUiUpdates": False, "updateIntervalSeconds": 60,
+        "options": {"path": path, "foldersFromFilesStructure": False}}]}
+
+
+def scrape_job(listen: str) -> dict[str, Any]:
+    return {"scrape_configs": [{
+        "job_name": "citywatch", "metrics_path": "/metrics", "scrape_interval": "15s",
+        "authorization": {"type": "Bearer", "credentials_file": "/etc/prometheus/citywatch-viewer.token"},
+        "static_configs": [{"targets": [listen]}]}]}
+
+
+def _yaml(doc: dict[str, Any], header: str) -> str:
+    return f"# {header}\n" + yaml.safe_dump(doc, allow_unicode=True, sort_keys=True, default_flow_style=False)
+
+
+def build(out: Path | str, settings, *, dashboards_path: str | None = None) -> list[Path]:
+    """Write everything into ``out``; returns the files written (all of them, every time)."""
+    out = Path(out)
+    lang = settings.dashboards.language
+    files: dict[Path, str] = {}
+    for b in boards():
+        doc = dashboard_json(b, lang)
+        files[out / "dashboards" / FOLDER_UID / f"{b.uid}.json"] = encode(doc)
+    datasources = {"apiVersion": 1, "datasources": [influx_datasource(settings.store.url),
+                                                    prometheus_datasource(settings.dashboards.prometheus_url)]}
+    gen = "generated by citywatch dashboards build; Grafana expands $INFLUX_USER and $INFLUX_PASSWORD"
+    files[out / "provisioning" / "datasources" / "citywatch.yaml"] = _yaml(datasources, gen)
+    path = dashboards_path or str((out / "dashboards").resolve())
+    files[out / "provisioning" / "dashboards" / "citywatch.yaml"] = _yaml(
+        provider(path, lang), "generated by citywatch dashboards build: the boards' folder and files")
+    files[out / "prometheus" / "citywatch-scrape.yaml"] = _yaml(
+        scrape_job(settings.api.listen), "add to prometheus.yml: citywatch's /metrics needs a viewer token")
+    for p, text in files.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if not p.exists() or p.read_text(encoding="utf-8") != text:
+            p.write_text(text, encoding="utf-8")
+    return sorted(files)
+
+
+def load_built(out: Path | str) -> list[dict[str, Any]]:
+    """The dashboards a build wrote into ``out`` (for push), in menu order."""
+    d = Path(out) / "dashboards" / FOLDER_UID
+    order = [b.uid for b in boards()]
+    docs = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in d.glob("*.json")}
+    if not docs:
+        raise FileNotFoundError(f"no dashboards in {d}: run citywatch dashboards build --out {out} first")
+    return [docs[u] for u in order if u in docs] + [docs[u] for u in sorted(docs) if u not in order]
+
+
+__all__ = ["SCHEMA_VERSION", "build", "dashboard_json", "influx_datasource", "load_built"]
