@@ -365,7 +365,7 @@ def test_paho_clears_connected_while_delivery_blocks_and_loses_nothing(mosquitto
         seen.append(p)
         if len(seen) == 1:
             block.set()
-            time.sleep(6)
+            time.sleep(8)  # 4 keep-alives: the broker has dropped the connection (at 1.5) well before
             return  # not acknowledged: its connection is gone by now
         ack()
 
@@ -377,7 +377,7 @@ def test_paho_clears_connected_while_delivery_blocks_and_loses_nothing(mosquitto
         publish(mosquitto.port, [(f"{topic}/m", b"slow", 1)])
         assert block.wait(5)
         assert wait_for(lambda: not c.connected.is_set(), 5)  # while still blocked
-        assert wait_for(lambda: seen == [b"slow", b"slow"] and c.connected.is_set(), 15)
+        assert wait_for(lambda: seen == [b"slow", b"slow"] and c.connected.is_set(), 15), (seen, c.connected.is_set())
     finally:
         c.stop()
     again = Received(ack_now=True)
