@@ -274,17 +274,7 @@ class MqttConsumer:
             return
         with self._lock:
             self._new_generation()
-        session_present = bool(getattr(flags, "session_present", False))
-        if not session_present and self._had_session:
-            self.session_lost_at = time.time()
-            if self._metrics is not None:
-                self._metrics.mqtt_session_lost.inc()
-            log.error("MQTT broker %s:%d no longer has the session of %r (session present = 0): the "
-                      "messages it had queued for this consumer, and those unacknowledged, are lost",
-                      self.address.host, self.address.port, o.client_id)
-        else:
-            log.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
-                     session_present)
+        note_session(self, bool(getattr(flags, "session_present", False)), o.client_id)
         self.last_error = ""
         self.connected.set()
         client.subscribe([(t, o.qos) for t in o.topics])
@@ -409,6 +399,22 @@ class MqttConsumer:
                     self._client.ack(held, qos)
                 nxt += 1
             self._next_seq = nxt
+
+
+def note_session(consumer, session_present: bool, client_id: str) -> None:
+    """After a consumer's CONNACK: a persistent session the broker no longer has (``session
+    present`` 0 after one existed) is an error, counted and kept in ``session_lost_at`` for
+    /api/v1/health; otherwise an ordinary connection."""
+    address = consumer.address
+    if not session_present and consumer._had_session:
+        consumer.session_lost_at = time.time()
+        if consumer._metrics is not None:
+            consumer._metrics.mqtt_session_lost.inc()
+        log.error("MQTT broker %s:%d no longer has the session of %r (session present = 0): the "
+                  "messages it had queued for this consumer, and those unacknowledged, are lost",
+                  address.host, address.port, client_id)
+    else:
+        log.info("connected to %s:%d (session present: %s)", address.host, address.port, session_present)
 
 
 def wait_first_connection(consumer, wait_s: float) -> None:

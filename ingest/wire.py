@@ -76,6 +76,7 @@ from ingest.mqtt import (
     OnMessage,
     SubscriptionRefused,
     accepts_retained,
+    note_session,
     wait_first_connection,
 )
 from ingest.mqtt_packets import (
@@ -740,16 +741,7 @@ class WireConsumer:
         self._connacked = True
         self._connacked_at = time.monotonic()
         self.last_error = ""
-        if not session_present and self._had_session:
-            self.session_lost_at = time.time()
-            if self._metrics is not None:
-                self._metrics.mqtt_session_lost.inc()
-            log.error("MQTT broker %s:%d no longer has the session of %r (session present = 0): the "
-                      "messages it had queued for this consumer, and those unacknowledged, are lost",
-                      self.address.host, self.address.port, o.client_id)
-        else:
-            log.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
-                     bool(session_present))
+        note_session(self, bool(session_present), o.client_id)
         with self._write_lock:
             sock = self._sock = self._current
             sock.sendall(self._subscribe_packet)
