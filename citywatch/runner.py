@@ -114,16 +114,8 @@ class Node:
         self.alerts = AlertState(engine_conn, tz=s.timezone, base_url=base_url,
                                  listeners=[self.outbox.listener, *history])
         rules_registry = Registry(connect(self.state_path))
-
-        def device_info(device_id: str):
-            d = rules_registry.get(device_id)
-            if d is None:
-                return None
-            return {"id": d.device_id, "kind": d.kind, "district": d.district, "asset_id": d.asset_id,
-                    "lat": d.lat, "lon": d.lon, "responsible_unit": d.responsible_unit}
-
         self.engine = RuleEngine(RulePack.load(s.rules.files), self.alerts, attrs=rules_registry.attrs_snapshot,
-                                 device_info=device_info, tz=s.timezone, attrs_recheck_s=1.0,
+                                 device_info=rules_registry.device_info, tz=s.timezone, attrs_recheck_s=1.0,
                                  deferred=True)  # the pipeline checkpoints before acknowledging
         # The API acknowledges from its own threads: its own connection, the same listeners.
         api_conn = connect(self.state_path)

@@ -330,6 +330,14 @@ class Registry:
         r = self.conn.execute(f"{_SELECT} WHERE device_id = ?", (device_id,)).fetchone()
         return None if r is None else _row_device(r)
 
+    def device_info(self, device_id: str) -> dict | None:
+        """What an alert says of its device (webhooks.md ``device``), or None if unknown."""
+        d = self.get(device_id)
+        if d is None:
+            return None
+        return {"id": d.device_id, "kind": d.kind, "district": d.district, "asset_id": d.asset_id,
+                "lat": d.lat, "lon": d.lon, "responsible_unit": d.responsible_unit}
+
     def list(self, kind: str | None = None, district: str | None = None,
              status: str | None = None, limit: int = 100, after: str | None = None) -> list[Device]:
         """One page of devices ordered by ``device_id``; ``after`` is the last ``device_id`` of

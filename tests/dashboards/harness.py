@@ -50,16 +50,8 @@ class InfluxIngest:
         assert self.history is not None
         self.alerts = AlertState(self._conns[1], tz=TZ, base_url=base_url, listeners=[self.history.listener])
         rules_registry = Registry(self._conns[2])
-
-        def device_info(device_id: str):
-            d = rules_registry.get(device_id)
-            if d is None:
-                return None
-            return {"id": d.device_id, "kind": d.kind, "district": d.district, "asset_id": d.asset_id,
-                    "lat": d.lat, "lon": d.lon, "responsible_unit": d.responsible_unit}
-
         self.engine = RuleEngine(RulePack.load(), self.alerts, attrs=rules_registry.attrs_snapshot,
-                                 device_info=device_info, tz=TZ)
+                                 device_info=rules_registry.device_info, tz=TZ)
         self.quarantine = Quarantine(self._conns[3])
         self.metrics = IngestMetrics()
         self.pipeline = Pipeline(store=self.store, registry=self.registry, quarantine=self.quarantine,
