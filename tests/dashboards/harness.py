@@ -27,6 +27,7 @@ from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.stores.base import open_store
 from simulators.engine import Simulation
+from tests.pipeline.helpers import Ingest
 
 TZ = "Asia/Shanghai"
 M, H = 60_000, 3_600_000
@@ -36,7 +37,10 @@ SLOW_SCENARIOS = ["gas-over-flow@03:00", "meter-tamper@04:00", "purifier-off", "
 BRIDGE_SCENARIOS = ["overloaded-truck@08:05", "pier-tilt@08:05", "strain-overload@08:10"]
 
 
-class InfluxIngest:
+class InfluxIngest(Ingest):
+    """The pipeline harness's :class:`Ingest` over an InfluxDB store, with the alert history
+    writer as the alert state's listener and the registry's device information for notices."""
+
     def __init__(self, root: Path, store_url: str, devices: Sequence[Device] = (), *,
                  base_url: str = "http://127.0.0.1:8080") -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -59,31 +63,15 @@ class InfluxIngest:
                                  max_batch_readings=200_000, max_batch_messages=50_000)
 
     def run(self, sim: Simulation, until_ms: int, *, flush_every_ms: int = 10 * M, tick: bool = True) -> int:
-        """Feed ``sim`` up to ``until_ms`` (received 5 ms after their simulated time), a batch per
-        ``flush_every_ms`` of simulated time, absence rules evaluated at each flush."""
-        n, batch_end = 0, None
-        for msg in sim.messages(until_ms):
-            if batch_end is not None and msg.sim_ts >= batch_end:
-                self._flush(batch_end, tick)
-                batch_end = None
-            if batch_end is None:
-                batch_end = msg.sim_ts - msg.sim_ts % flush_every_ms + flush_every_ms
-            self.pipeline.submit(msg.topic, msg.payload, received_ms=msg.sim_ts + 5)
-            n += 1
-        self._flush(until_ms, tick)
+        """:meth:`Ingest.run` (absence rules evaluated at each flush by default), then the alert
+        history written to the store."""
+        n = super().run(sim, until_ms, flush_every_ms=flush_every_ms, tick=tick)
         self.history.flush()
         return n
 
-    def _flush(self, now_ms: int, tick: bool) -> None:
-        self.pipeline.flush()
-        if tick:
-            self.engine.tick(now_ms, self.registry.last_seen_map())
-
     def close(self) -> None:
         self.history.flush()
-        self.store.close()
-        for c in self._conns:
-            c.close()
+        super().close()
 
 
 def day_start(days_ago: int = 2) -> int:
