@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from decode import load  # bench/ingest/decode.py, beside this script: the other decoder, from a file
 
 import ingest.decode
 from alerts.engine import RuleEngine
@@ -42,14 +41,6 @@ from ingest.quarantine import Quarantine
 from ingest.stores.duckdb import DuckDBStore
 
 TZ = "Asia/Shanghai"
-
-
-def load(path: str):
-    spec = importlib.util.spec_from_file_location("decode_against", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (msgspec resolves the Structs' annotations through it)
-    spec.loader.exec_module(module)
-    return module
 
 
 def messages(case: str, devices: list[Device], n: int, t0: int, rng: np.random.Generator) -> list[tuple]:
