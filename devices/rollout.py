@@ -39,12 +39,14 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from devices.model import RolloutTarget
 from devices.registry import Registry
+from devices.rollout_scan import DeviceScan
 
 __all__ = ["EXCEPTIONS", "LatestValues", "REPORTING_WINDOW_MS", "RolloutOptions", "RolloutReport",
            "midnight_ms", "local_date"]
@@ -102,25 +104,19 @@ def rfc3339(ms: int, zone: ZoneInfo) -> str:
 
 @dataclass(slots=True)
 class _Series:
-    """What one target's devices did: commissioning times (sorted ms) and installations per date."""
+    """What one target's devices did: commissioning times (ms) and installation dates (ordinals)."""
 
     commissioned: np.ndarray  # int64, sorted
     installed_days: np.ndarray  # int64 date ordinals, sorted
-    installed_counts: np.ndarray  # int64, per installed_days entry
     planned: int = 0
     installed: int = 0
     reporting: int = 0
 
     @classmethod
     def merge(cls, parts: list[_Series]) -> _Series:
-        if not parts:
-            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        days = np.concatenate([p.installed_days for p in parts])
-        counts = np.concatenate([p.installed_counts for p in parts])
-        order = np.argsort(days, kind="stable")
-        return cls(np.sort(np.concatenate([p.commissioned for p in parts])), days[order], counts[order],
-                   sum(p.planned for p in parts), sum(p.installed for p in parts),
-                   sum(p.reporting for p in parts))
+        return cls(np.sort(np.concatenate([p.commissioned for p in parts] or [np.zeros(0, np.int64)])),
+                   np.sort(np.concatenate([p.installed_days for p in parts] or [np.zeros(0, np.int64)])),
+                   sum(p.planned for p in parts), sum(p.installed for p in parts), sum(p.reporting for p in parts))
 
 
 class RolloutReport:
@@ -157,7 +153,7 @@ class RolloutReport:
             "source": "live",
             "tz": self.options.tz,
             "programmes": [self._programme(name, ts, series) for name, ts in programmes.items()],
-            "exceptions": {name: {"title_zh": zh, "title_en": en, "count": len(self.exception_rows(name))}
+            "exceptions": {name: {"title_zh": zh, "title_en": en, "count": self.exception_count(name)}
                            for name, (zh, en) in EXCEPTIONS.items()
                            if name not in _NEEDS_READINGS or self.latest is not None},
         }
@@ -212,44 +208,44 @@ class RolloutReport:
         ends = weeks[1:] + [weeks[-1] + timedelta(days=7)]
         bounds = np.array([midnight_ms(weeks[0], self.zone)] + [midnight_ms(e, self.zone) for e in ends], np.int64)
         c_cum = np.searchsorted(s.commissioned, bounds, side="left")
-        i_cum_all = np.concatenate([[0], np.cumsum(s.installed_counts)])
         day_bounds = np.array([weeks[0].toordinal()] + [e.toordinal() for e in ends], np.int64)
-        i_cum = i_cum_all[np.searchsorted(s.installed_days, day_bounds, side="left")]
+        i_cum = np.searchsorted(s.installed_days, day_bounds, side="left")
         c_week, i_week = np.diff(c_cum).tolist(), np.diff(i_cum).tolist()
         c_cum, i_cum = c_cum[1:].tolist(), i_cum[1:].tolist()
         return [{"week_start": w.isoformat(), "installed": i_week[k], "commissioned": c_week[k],
                  "installed_cumulative": i_cum[k], "commissioned_cumulative": c_cum[k]}
                 for k, w in enumerate(weeks)], c_week
 
+    @cached_property
+    def _scan(self) -> DeviceScan:
+        return DeviceScan(self.registry.conn, sorted({(t.kind, t.district) for t in self.targets}))
+
+    @cached_property
+    def _scan_ids(self) -> DeviceScan:
+        return DeviceScan(self.registry.conn, sorted({(t.kind, t.district) for t in self.targets}), with_ids=True)
+
     def _series(self) -> dict[tuple[str, str], _Series]:
-        """Per (kind, district) of the targets: aggregated in SQL, commissioning times as arrays."""
-        conn = self.registry.conn
-        today = self.today.isoformat()
-        keys = sorted({(t.kind, t.district) for t in self.targets})
-        counts = {(k, d): (p, i, r) for k, d, p, i, r in conn.execute(
-            """SELECT kind, district, sum(status = 'planned'), sum(status = 'installed'),
-                      sum(coalesce(last_seen >= ?, 0))
-                 FROM devices WHERE status != 'retired' GROUP BY kind, district""",
-            (self.now_ms - REPORTING_WINDOW_MS,))}
-        installs: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        for k, d, day, n in conn.execute(
-                """SELECT kind, district, installed_at, count(*) FROM devices
-                    WHERE status = 'installed' AND installed_at IS NOT NULL AND installed_at <= ?
-                    GROUP BY 1, 2, 3""", (today,)):
-            installs.setdefault((k, d), []).append((date.fromisoformat(day).toordinal(), n))
-        cur = self.registry.conn.cursor()
-        cur.row_factory = None
-        out = {}
-        for kind, district in keys:
-            comm = np.fromiter((r[0] for r in cur.execute(
-                """SELECT commissioned_at FROM devices INDEXED BY devices_commissioned
-                    WHERE kind = ? AND district = ? AND commissioned_at <= ? AND status != 'retired'
-                    ORDER BY commissioned_at""", (kind, district, self.now_ms))), np.int64)
-            inst = sorted(installs.get((kind, district), []))
-            p, i, r = counts.get((kind, district), (0, 0, 0))
-            out[(kind, district)] = _Series(comm, np.array([a for a, _ in inst], np.int64),
-                                            np.array([b for _, b in inst], np.int64), p, i, r)
-        return out
+        """Per (kind, district) of the targets, from the scan: counts, sorted times and dates."""
+        sc = self._scan
+        k = len(sc.keys)
+        inside = sc.key >= 0
+
+        def per_key(mask: np.ndarray) -> list[int]:
+            return np.bincount(sc.key[mask & inside], minlength=k).tolist()
+
+        planned, installed = per_key(sc.planned), per_key(sc.installed)
+        reporting = per_key(sc.has_last_seen & (sc.last_seen >= self.now_ms - REPORTING_WINDOW_MS))
+        comm = sc.has_commissioned & (sc.commissioned_at <= self.now_ms) & inside
+        inst = sc.installed & (sc.installed_day >= 0) & (sc.installed_day <= self.today.toordinal()) & inside
+        c_order = np.lexsort((sc.commissioned_at[comm], sc.key[comm]))
+        c_key, c_ms = sc.key[comm][c_order], sc.commissioned_at[comm][c_order]
+        i_order = np.lexsort((sc.installed_day[inst], sc.key[inst]))
+        i_key, i_day = sc.key[inst][i_order], sc.installed_day[inst][i_order]
+        c_split = np.searchsorted(c_key, np.arange(k + 1))
+        i_split = np.searchsorted(i_key, np.arange(k + 1))
+        return {key: _Series(c_ms[c_split[j]:c_split[j + 1]], i_day[i_split[j]:i_split[j + 1]],
+                             planned[j], installed[j], reporting[j])
+                for j, key in enumerate(sc.keys)}
 
     # -- exception lists ---------------------------------------------------------------------
 
@@ -257,80 +253,125 @@ class RolloutReport:
         """The rows of exception list ``name`` (:data:`EXCEPTIONS`), by district and device id:
         ``{device_id, district, asset_id, asset_name, responsible_unit, reason, since}``.
         KeyError for an unknown name; LookupError for a list that needs readings without ``latest``."""
+        self._check(name)
+        if name in _NEEDS_READINGS:
+            flagged = self._reading_list(name)
+        else:
+            sc = self._scan_ids
+            reason = getattr(self, f"_{name}_reason")(sc)
+            flagged = [(sc.ids[i], *reason(i)) for i in np.flatnonzero(getattr(self, f"_{name}")(sc)).tolist()]
+        details = self._details([f[0] for f in flagged])
+        rows = [{"device_id": did, **details[did], "reason": why, "since": since} for did, why, since in flagged]
+        rows.sort(key=lambda r: (r["district"], r["device_id"]))
+        return rows
+
+    def exception_count(self, name: str) -> int:
+        self._check(name)
+        if name in _NEEDS_READINGS:
+            return len(self._reading_list(name))
+        return int(np.count_nonzero(getattr(self, f"_{name}")(self._scan)))
+
+    def _check(self, name: str) -> None:
         if name not in EXCEPTIONS:
             raise KeyError(f"unknown exception list {name!r} (known: {', '.join(EXCEPTIONS)})")
         if name in _NEEDS_READINGS and self.latest is None:
             raise LookupError(f"the {name} list needs the readings store, which is not available")
-        rows = getattr(self, f"_{name}")()
-        rows.sort(key=lambda r: (r["district"], r["device_id"]))
-        return rows
 
-    def _scope(self) -> tuple[str, list]:
-        """A CTE ``t(kind, district, start_ms, deadline)`` of the targets (one row per target)."""
-        values = ",".join("(?, ?, ?, ?)" for _ in self.targets) or "(NULL, NULL, NULL, NULL)"
-        args: list = []
+    def _key_min(self, field: str) -> dict[tuple[str, str], str]:
+        """Per (kind, district), the earliest ``start`` or ``deadline`` of its targets (several
+        programmes may share one)."""
+        out: dict[tuple[str, str], str] = {}
         for t in self.targets:
-            args += [t.kind, t.district, midnight_ms(t.start, self.zone), t.deadline]
-        return f"WITH t(kind, district, start_ms, deadline) AS (VALUES {values}) ", args
+            v = getattr(t, field)
+            out[(t.kind, t.district)] = min(v, out.get((t.kind, t.district), v))
+        return out
 
-    def _select(self, where: str, args: list, extra: str = "") -> list[tuple]:
-        cte, cargs = self._scope()
-        sql = (cte + "SELECT DISTINCT d.device_id, d.district, d.asset_id, d.asset_name, d.responsible_unit"
-               + extra + " FROM devices d JOIN t ON d.kind = t.kind AND d.district = t.district WHERE " + where)
+    def _details(self, device_ids: list[str]) -> dict[str, dict]:
+        if not device_ids:
+            return {}
         cur = self.registry.conn.cursor()
         cur.row_factory = None
-        return cur.execute(sql, cargs + args).fetchall()
+        rows = cur.execute("SELECT device_id, district, asset_id, asset_name, responsible_unit FROM devices "
+                           "WHERE device_id IN (SELECT value FROM json_each(?))", (json.dumps(device_ids),))
+        return {r[0]: {"district": r[1], "asset_id": r[2], "asset_name": r[3], "responsible_unit": r[4]}
+                for r in rows}
 
-    @staticmethod
-    def _row(r: tuple, reason: str, since: str) -> dict:
-        return {"device_id": r[0], "district": r[1], "asset_id": r[2], "asset_name": r[3],
-                "responsible_unit": r[4], "reason": reason, "since": since}
+    # each scan list: a mask over a scan, and (reason, since) of a flagged position
 
-    def _never_heard(self) -> list[dict]:
-        cutoff = local_date(self.now_ms - round(self.options.never_heard_days * _DAY_MS), self.zone).isoformat()
-        rows = self._select("d.status = 'installed' AND d.installed_at <= ? AND d.last_seen IS NULL",
-                            [cutoff], ", d.installed_at")
-        return [self._row(r, f"installed {r[5]}, no reading for "
-                          f"{(self.today - date.fromisoformat(r[5])).days} days", r[5]) for r in rows]
+    def _never_heard(self, sc: DeviceScan) -> np.ndarray:
+        cutoff = local_date(self.now_ms - round(self.options.never_heard_days * _DAY_MS), self.zone).toordinal()
+        return (sc.key >= 0) & sc.installed & (sc.installed_day >= 0) & (sc.installed_day <= cutoff) \
+            & ~sc.has_last_seen
 
-    def _silent(self) -> list[dict]:
-        rows = self._select("d.status != 'retired' AND d.commissioned_at IS NOT NULL AND d.last_seen < ?",
-                            [self.now_ms - round(self.options.silent_days * _DAY_MS)], ", d.last_seen")
-        return [self._row(r, f"no reading for {(self.now_ms - r[5]) / _DAY_MS:.1f} days",
-                          rfc3339(r[5], self.zone)) for r in rows]
+    def _never_heard_reason(self, sc: DeviceScan):
+        def reason(i: int) -> tuple[str, str]:
+            day = date.fromordinal(int(sc.installed_day[i]))
+            return f"installed {day.isoformat()}, no reading for {(self.today - day).days} days", day.isoformat()
+        return reason
 
-    def _overdue_planned(self) -> list[dict]:
-        rows = self._select("d.status = 'planned' AND t.deadline < ?", [self.today.isoformat()], ", t.deadline")
-        return [self._row(r, f"still planned after the deadline {r[5]}", r[5]) for r in rows]
+    def _silent(self, sc: DeviceScan) -> np.ndarray:
+        cutoff = self.now_ms - round(self.options.silent_days * _DAY_MS)
+        return (sc.key >= 0) & sc.has_commissioned & sc.has_last_seen & (sc.last_seen < cutoff)
 
-    def _new_meters_with(self, metric: str, low: Callable[[float], bool]) -> list[tuple]:
-        """New meters (commissioned since their target's start) whose newest ``metric`` is low
-        by ``low``: registry rows plus ``(value, ts, attrs)``."""
-        newest = {d: tv for d, tv in self.latest(metric).items() if low(tv[1])}
-        if not newest:
+    def _silent_reason(self, sc: DeviceScan):
+        def reason(i: int) -> tuple[str, str]:
+            last = int(sc.last_seen[i])
+            return f"no reading for {(self.now_ms - last) / _DAY_MS:.1f} days", rfc3339(last, self.zone)
+        return reason
+
+    def _overdue_planned(self, sc: DeviceScan) -> np.ndarray:
+        deadline = self._key_min("deadline")
+        overdue = np.array([deadline[k] < self.today.isoformat() for k in sc.keys] + [False], bool)
+        return sc.planned & overdue[sc.key]
+
+    def _overdue_planned_reason(self, sc: DeviceScan):
+        deadline = self._key_min("deadline")
+
+        def reason(i: int) -> tuple[str, str]:
+            d = deadline[sc.keys[sc.key[i]]]
+            return f"still planned after the deadline {d}", d
+        return reason
+
+    # the lists over readings: the few low values first, then their meters in the registry
+
+    def _reading_list(self, name: str) -> list[tuple[str, str, str]]:
+        """``[(device_id, reason, since)]`` of ``weak_signal`` or ``low_battery``: new meters
+        (commissioned since their target's start) whose newest reading is below the limit."""
+        o = self.options
+        metric, cap = ("rsrp_dbm", o.weak_rsrp_dbm) if name == "weak_signal" else ("battery_v", self._battery_cap())
+        low = {d: tv for d, tv in self.latest(metric).items() if tv[1] < cap}
+        if not low:
             return []
-        rows = self._select("d.device_id IN (SELECT value FROM json_each(?)) AND d.status != 'retired' "
-                            "AND d.commissioned_at >= t.start_ms", [json.dumps(sorted(newest))], ", d.attrs")
-        return [(*r[:5], newest[r[0]][1], newest[r[0]][0], r[5]) for r in rows]
-
-    def _weak_signal(self) -> list[dict]:
-        limit = self.options.weak_rsrp_dbm
-        return [self._row(r, f"RSRP {r[5]:g} dBm", rfc3339(r[6], self.zone))
-                for r in self._new_meters_with("rsrp_dbm", lambda v: v < limit)]
-
-    def _low_battery(self) -> list[dict]:
-        default = self.options.low_battery_v
-        cte, args = self._scope()
-        highest = self.registry.conn.execute(
-            cte + "SELECT max(json_extract(d.attrs, '$.battery_warn_v')) FROM devices d "
-            "JOIN t ON d.kind = t.kind AND d.district = t.district", args).fetchone()[0]
-        cap = max(default, highest) if isinstance(highest, (int, float)) else default
+        start = {k: midnight_ms(d, self.zone) for k, d in self._key_min("start").items()}
+        cur = self.registry.conn.cursor()
+        cur.row_factory = None
         out = []
-        for r in self._new_meters_with("battery_v", lambda v: v < cap):
-            limit = json.loads(r[7]).get("battery_warn_v", default)
-            if isinstance(limit, (int, float)) and r[5] < limit:
-                out.append(self._row(r, f"battery {r[5]:.2f} V below {limit:g} V", rfc3339(r[6], self.zone)))
+        for did, kind, district, commissioned, limit in cur.execute(
+                "SELECT device_id, kind, district, commissioned_at, json_extract(attrs, '$.battery_warn_v') "
+                "FROM devices WHERE status != 'retired' AND device_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(low)),)):
+            first = start.get((kind, district))
+            if first is None or commissioned is None or commissioned < first:
+                continue
+            ts, v = low[did]
+            if name == "weak_signal":
+                out.append((did, f"RSRP {v:g} dBm", rfc3339(int(ts), self.zone)))
+            else:
+                limit = limit if isinstance(limit, (int, float)) else o.low_battery_v
+                if v < limit:
+                    out.append((did, f"battery {v:.2f} V below {limit:g} V", rfc3339(int(ts), self.zone)))
         return out
+
+    def _battery_cap(self) -> float:
+        """The highest low-battery limit of any meter (distinct attrs texts are few: models)."""
+        cap = self.options.low_battery_v
+        for (text,) in self.registry.conn.execute(
+                "SELECT DISTINCT attrs FROM devices WHERE kind IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted({t.kind for t in self.targets})),)):
+            v = json.loads(text).get("battery_warn_v")
+            if isinstance(v, (int, float)) and v > cap:
+                cap = v
+        return cap
 
 
 def _mondays(first: date, last: date) -> list[date]:
