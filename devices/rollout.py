@@ -67,6 +67,9 @@ EXCEPTIONS: dict[str, tuple[str, str]] = {
     "overdue_planned": ("逾期未安装", "Planned, past the deadline"),
 }
 _NEEDS_READINGS = ("weak_signal", "low_battery")
+# devices by a JSON array of ids, looked up by primary key one id at a time (``IN (SELECT ... json_each)``
+# let SQLite scan the whole table instead)
+_BY_IDS = "FROM json_each(?) AS j CROSS JOIN devices d ON d.device_id = j.value WHERE 1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +221,16 @@ class RolloutReport:
 
     @cached_property
     def _scan(self) -> DeviceScan:
-        return DeviceScan(self.registry.conn, sorted({(t.kind, t.district) for t in self.targets}))
+        """The scan of the figures; with ids and battery limits when the readings lists need them."""
+        keys = sorted({(t.kind, t.district) for t in self.targets})
+        if self.latest is None:
+            return DeviceScan(self.registry.conn, keys)
+        return DeviceScan(self.registry.conn, keys, with_ids=True, attr="battery_warn_v")
 
     @cached_property
     def _scan_ids(self) -> DeviceScan:
+        if self._scan.ids is not None:
+            return self._scan
         return DeviceScan(self.registry.conn, sorted({(t.kind, t.district) for t in self.targets}), with_ids=True)
 
     def _series(self) -> dict[tuple[str, str], _Series]:
@@ -284,15 +293,15 @@ class RolloutReport:
         for t in self.targets:
             v = getattr(t, field)
             out[(t.kind, t.district)] = min(v, out.get((t.kind, t.district), v))
-        return out
+        return {k: out[k] for k in self._scan.keys}  # in the scan's key order
 
     def _details(self, device_ids: list[str]) -> dict[str, dict]:
         if not device_ids:
             return {}
         cur = self.registry.conn.cursor()
         cur.row_factory = None
-        rows = cur.execute("SELECT device_id, district, asset_id, asset_name, responsible_unit FROM devices "
-                           "WHERE device_id IN (SELECT value FROM json_each(?))", (json.dumps(device_ids),))
+        rows = cur.execute("SELECT d.device_id, d.district, d.asset_id, d.asset_name, d.responsible_unit "
+                           f"{_BY_IDS}", (json.dumps(device_ids),))
         return {r[0]: {"district": r[1], "asset_id": r[2], "asset_name": r[3], "responsible_unit": r[4]}
                 for r in rows}
 
@@ -337,41 +346,23 @@ class RolloutReport:
     def _reading_list(self, name: str) -> list[tuple[str, str, str]]:
         """``[(device_id, reason, since)]`` of ``weak_signal`` or ``low_battery``: new meters
         (commissioned since their target's start) whose newest reading is below the limit."""
-        o = self.options
-        metric, cap = ("rsrp_dbm", o.weak_rsrp_dbm) if name == "weak_signal" else ("battery_v", self._battery_cap())
-        low = {d: tv for d, tv in self.latest(metric).items() if tv[1] < cap}
-        if not low:
-            return []
-        start = {k: midnight_ms(d, self.zone) for k, d in self._key_min("start").items()}
-        cur = self.registry.conn.cursor()
-        cur.row_factory = None
+        sc, o = self._scan, self.options
+        newest = self.latest("rsrp_dbm" if name == "weak_signal" else "battery_v")
+        pos, found = sc.index_of(newest.keys())
+        tv = np.array(list(newest.values()), dtype=np.float64).reshape(-1, 2)[found]
+        if name == "weak_signal":
+            limit = np.full(len(pos), o.weak_rsrp_dbm)
+        else:
+            limit = np.where(np.isnan(sc.attr[pos]), o.low_battery_v, sc.attr[pos])
+        start = np.array([midnight_ms(d, self.zone) for d in self._key_min("start").values()]
+                         + [np.iinfo(np.int64).max], np.int64)
+        key = sc.key[pos]
+        low = (key >= 0) & sc.has_commissioned[pos] & (sc.commissioned_at[pos] >= start[key]) & (tv[:, 1] < limit)
         out = []
-        for did, kind, district, commissioned, limit in cur.execute(
-                "SELECT device_id, kind, district, commissioned_at, json_extract(attrs, '$.battery_warn_v') "
-                "FROM devices WHERE status != 'retired' AND device_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(sorted(low)),)):
-            first = start.get((kind, district))
-            if first is None or commissioned is None or commissioned < first:
-                continue
-            ts, v = low[did]
-            if name == "weak_signal":
-                out.append((did, f"RSRP {v:g} dBm", rfc3339(int(ts), self.zone)))
-            else:
-                limit = limit if isinstance(limit, (int, float)) else o.low_battery_v
-                if v < limit:
-                    out.append((did, f"battery {v:.2f} V below {limit:g} V", rfc3339(int(ts), self.zone)))
+        for p, (ts, v), lim in zip(pos[low].tolist(), tv[low].tolist(), limit[low].tolist(), strict=True):
+            text = f"RSRP {v:g} dBm" if name == "weak_signal" else f"battery {v:.2f} V below {lim:g} V"
+            out.append((sc.ids[p], text, rfc3339(int(ts), self.zone)))
         return out
-
-    def _battery_cap(self) -> float:
-        """The highest low-battery limit of any meter (distinct attrs texts are few: models)."""
-        cap = self.options.low_battery_v
-        for (text,) in self.registry.conn.execute(
-                "SELECT DISTINCT attrs FROM devices WHERE kind IN (SELECT value FROM json_each(?))",
-                (json.dumps(sorted({t.kind for t in self.targets})),)):
-            v = json.loads(text).get("battery_warn_v")
-            if isinstance(v, (int, float)) and v > cap:
-                cap = v
-        return cap
 
 
 def _mondays(first: date, last: date) -> list[date]:

@@ -10,6 +10,7 @@ need them (``with_ids``).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 
@@ -30,22 +31,31 @@ class DeviceScan:
     unset; ``has_commissioned``/``has_last_seen``), and ``ids`` (device ids) with ``with_ids``.
     """
 
-    def __init__(self, conn: sqlite3.Connection, keys: Sequence[tuple[str, str]], *, with_ids: bool = False) -> None:
+    def __init__(self, conn: sqlite3.Connection, keys: Sequence[tuple[str, str]], *, with_ids: bool = False,
+                 attr: str | None = None) -> None:
         self.keys = list(keys)
         kinds = sorted({k for k, _ in self.keys})
         whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(self.keys)))
         code = f"CASE kind || char(31) || district {whens} ELSE -1 END" if self.keys else "-1"
-        sql = (f"SELECT {'device_id, ' if with_ids else ''}{code}, status = 'planned', status = 'installed', "
+        attr_sql, attr_args = _attr_column(conn, attr) if attr else ("", [])
+        sql = (f"SELECT {'device_id, ' if with_ids else ''}{attr_sql}{code}, status = 'planned', status = 'installed', "
                f"coalesce(CAST(julianday(installed_at) - {_ORDINAL_OFFSET} AS INTEGER), -1), "
                "coalesce(commissioned_at, -1), coalesce(last_seen, -1) "
-               f"FROM devices WHERE status != 'retired' AND kind IN ({','.join('?' * len(kinds))})")
+               # +kind: a full scan in key order; through the kind index, every row was a second lookup (2x slower)
+               f"FROM devices WHERE status != 'retired' AND +kind IN ({','.join('?' * len(kinds))})")
         cur = conn.cursor()
         cur.row_factory = None
-        rows = cur.execute(sql, [f"{k}\x1f{d}" for k, d in self.keys] + kinds).fetchall() if kinds else []
+        rows = cur.execute(sql, attr_args + [f"{k}\x1f{d}" for k, d in self.keys] + kinds).fetchall() if kinds else []
         self.ids: tuple[str, ...] | None = None
+        self.attr: np.ndarray | None = None
+        self._index: dict[str, int] | None = None
         if with_ids:
             self.ids = tuple(r[0] for r in rows)
-            rows = [r[1:] for r in rows]
+        if attr:
+            self.attr = np.array([r[int(with_ids)] for r in rows], dtype=np.float64)
+        if with_ids or attr:
+            skip = int(with_ids) + int(bool(attr))
+            rows = [r[skip:] for r in rows]
         a = np.array(rows, dtype=np.int64).reshape(-1, 6)
         del rows
         self.key = np.ascontiguousarray(a[:, 0])
@@ -56,3 +66,27 @@ class DeviceScan:
 
     def __len__(self) -> int:
         return len(self.key)
+
+    def index_of(self, device_ids) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the known ones among ``device_ids`` (with_ids): ``(positions, which of the given)``."""
+        if self._index is None:
+            self._index = {d: i for i, d in enumerate(self.ids)}
+        pos = np.fromiter((self._index.get(d, -1) for d in device_ids), np.int64)
+        found = np.flatnonzero(pos >= 0)
+        return pos[found], found
+
+
+def _attr_column(conn: sqlite3.Connection, attr: str) -> tuple[str, list]:
+    """A numeric attribute of ``attrs`` as a column (NULL when absent): a CASE over the distinct
+    attrs texts when they are few (device models; plain string comparisons in SQLite), else
+    json_extract on every row (parsing each row's JSON: about 1 s per 500,000)."""
+    texts = [r[0] for r in conn.execute("SELECT DISTINCT attrs FROM devices LIMIT 65")]
+    if len(texts) > 64:
+        return "json_extract(attrs, ?), ", [f"$.{attr}"]
+    whens, args = [], []
+    for text in texts:
+        v = json.loads(text).get(attr)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            whens.append(f"WHEN ? THEN {float(v)!r}")
+            args.append(text)
+    return (f"CASE attrs {' '.join(whens)} ELSE NULL END, " if whens else "NULL, "), args
