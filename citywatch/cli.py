@@ -26,6 +26,9 @@ devices_app = typer.Typer(no_args_is_help=True, help="The device registry (regis
 rollout_app = typer.Typer(no_args_is_help=True, help="Rollout programmes (rollout.csv).")
 app.add_typer(devices_app, name="devices")
 app.add_typer(rollout_app, name="rollout")
+from citywatch.rollout import report_app  # noqa: E402  (the rollout report: citywatch/rollout.py)
+
+app.add_typer(report_app, name="report")
 
 err = Console(stderr=True)
 out = Console()
@@ -86,6 +89,7 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     node.open()
     fleet = sample_fleet(s.up.fleet_scale, seed=s.up.seed, min_per_kind=s.up.devices_per_kind)
     node.registry.upsert(fleet)
+    quiet = _sample_programme(s, node.registry, fleet)
     try:
         node.start()
     except Exception as e:
@@ -94,7 +98,8 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
         _fail(str(e))
     sim_stop = threading.Event()
     backfill_ms = int(s.up.backfill_s * 1000)
-    sim = Simulation(fleet, seed=s.up.seed, start_ms=int(time.time() * 1000) - backfill_ms, gas_mode=s.up.gas_mode)
+    sim = Simulation([d for d in fleet if d.device_id not in quiet], seed=s.up.seed,  # not the quiet meters
+                     start_ms=int(time.time() * 1000) - backfill_ms, gas_mode=s.up.gas_mode)
 
     def run_sim() -> None:
         try:
@@ -111,6 +116,9 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     out.print(f"citywatch is up: [bold]http://{s.api.listen}[/] (API docs /docs, health /api/v1/health); "
               f"broker {broker.url}; {len(fleet)} simulated devices; data in "
               f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
+    if quiet:
+        out.print(f"rollout report of the sample programme: [bold]citywatch report rollout[/] (--format html --out "
+                  f"rollout.html), or http://{s.api.listen}/api/v1/reports/rollout?format=html", highlight=False)
     _wait_for_signal()
     out.print("stopping: draining buffered readings...")
     sim_stop.set()
@@ -118,6 +126,18 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     node.stop()
     broker.stop()
     _print_totals(node)
+
+
+def _sample_programme(s: Settings, registry, fleet) -> frozenset[str]:
+    """The demo's rollout programme over the fleet's gas meters; the meters the simulators must
+    leave quiet (planned, never heard, silent)."""
+    if not s.up.rollout_sample:
+        return frozenset()
+    from devices.rollout_sample import sample_programme
+
+    programme = sample_programme(fleet, int(time.time() * 1000), seed=s.up.seed, tz=s.timezone)
+    programme.load(registry)
+    return programme.quiet
 
 
 @app.command()

@@ -183,3 +183,16 @@ def expected_document(paths: dict[str, Path], now_ms: int, programme: str = P) -
     totals = expected_figures(everyone, sum(int(t["target"]) for t in targets), start, deadline, weeks, now_ms)
     return {"programme": programme, "kind": targets[0]["kind"], "start": start, "deadline": deadline,
             "totals": totals, "districts": districts}
+
+
+def approx_doc(expected):
+    """``expected`` with its floats compared with a tolerance, everything else exactly."""
+    import pytest
+
+    if isinstance(expected, dict):
+        return {k: approx_doc(v) for k, v in expected.items()}
+    if isinstance(expected, list):
+        return [approx_doc(v) for v in expected]
+    if isinstance(expected, float):
+        return pytest.approx(expected, rel=1e-12, abs=1e-12)
+    return expected

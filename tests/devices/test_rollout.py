@@ -10,20 +10,9 @@ import pytest
 from devices.model import Device, RolloutTarget
 from devices.rollout import EXCEPTIONS, RolloutOptions, RolloutReport
 
-from .rollout_programme import DAY, P, expected_document, generate, load, local_day, ms, read
+from .rollout_programme import DAY, P, approx_doc, expected_document, generate, load, local_day, ms, read
 
 NOW = ms("2026-11-29T12:00")  # a Sunday; its week starts Monday 2026-11-23
-
-
-def approx_doc(expected):
-    """Floats compared with a tolerance, everything else exactly."""
-    if isinstance(expected, dict):
-        return {k: approx_doc(v) for k, v in expected.items()}
-    if isinstance(expected, list):
-        return [approx_doc(v) for v in expected]
-    if isinstance(expected, float):
-        return pytest.approx(expected, rel=1e-12, abs=1e-12)
-    return expected
 
 
 @pytest.mark.parametrize("now", [NOW, ms("2026-11-30T00:00"), ms("2026-12-02T23:59")])
