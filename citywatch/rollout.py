@@ -77,7 +77,8 @@ def _open_store(s: Settings):
         store = open_store(s.store.url)
     except (StoreError, ValueError) as e:
         err.print(f"warning: readings store not available ({e}); the weak_signal and low_battery lists are left "
-                  f"out (the running node's API has them: GET /api/v1/reports/rollout)", highlight=False)
+                  f"out (the running node's API has them: GET /api/v1/reports/rollout)",
+                  highlight=False, soft_wrap=True)
         return None
     return store
 
@@ -127,7 +128,7 @@ def rollout(
         sys.stdout.buffer.flush()
     elif out is not None:
         out.write_bytes(body)
-        err.print(f"wrote {escape(str(out))} ({len(body)} bytes)", highlight=False)
+        err.print(f"wrote {escape(str(out))} ({len(body)} bytes)", highlight=False, soft_wrap=True)
 
 
 def _table(svc: RolloutService, programme: str | None, as_of: str | None, list_name: str | None,
