@@ -2,7 +2,7 @@
 
 Modules: ``catalogue`` (kinds and metrics), ``model`` (Device, RolloutTarget), ``registry``
 (the Registry over SQLite), ``csvio`` (devices.csv / rollout.csv), ``fleet`` (sample Wuhan
-fleets), ``rollout`` (the rollout report), ``credentials`` (MQTT accounts from the registry:
+fleets), ``rollout*`` (the rollout report: docs/ROLLOUT.md), ``credentials`` (MQTT accounts from the registry:
 Mosquitto passwd and ACL), ``errors``.
 """
 

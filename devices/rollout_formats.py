@@ -92,6 +92,9 @@ def print_table(doc: dict, console) -> None:
 
     console.print(f"[bold]Rollout report[/] as of {doc['as_of']} ({doc['tz']}; {doc['source']}, "
                   f"generated {doc['generated_at']})", highlight=False)
+    if not doc["programmes"]:
+        console.print("no rollout programme: import its targets with citywatch rollout import rollout.csv",
+                      highlight=False)
     for p in doc["programmes"]:
         t = Table(title=f"{escape(p['programme'])} ({p['kind']}): {p['start']} .. {p['deadline']}",
                   title_justify="left")

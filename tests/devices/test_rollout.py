@@ -212,3 +212,29 @@ def test_never_heard_days_is_configurable(registry):
     assert names(6.6) == ["n-7"]
     with pytest.raises(ValueError, match="pace_weeks"):
         RolloutOptions(pace_weeks=0)
+
+
+def test_sample_programme_has_something_to_say(registry):
+    from devices.fleet import sample_fleet
+    from devices.rollout_sample import sample_programme
+
+    fleet = sample_fleet(0.0005, seed=2021, min_per_kind=3)
+    a, b = sample_programme(fleet, NOW, seed=2021), sample_programme(fleet, NOW, seed=2021)
+    assert a == b  # seeded
+    assert sample_programme(fleet, NOW, seed=1).first_seen != a.first_seen
+    gas = [d for d in fleet if d.kind == "gas_meter"]
+    assert sum(t.target for t in a.targets) == len(gas) == len(a.devices)
+    assert all(ts <= NOW for ts in a.first_seen.values())
+    assert all(a.last_seen[d] >= ts for d, ts in a.first_seen.items())
+    planned = {d.device_id for d in a.devices if d.status == "planned"}
+    assert planned and planned <= a.quiet and not planned & set(a.first_seen)
+    registry.upsert(fleet)
+    a.load(registry)
+    doc = RolloutReport(registry, NOW).to_dict()
+    [p] = doc["programmes"]
+    assert {d["on_track"] for d in p["districts"]} >= {True, False}
+    assert doc["exceptions"]["never_heard"]["count"] > 0 and doc["exceptions"]["silent"]["count"] > 0
+    assert len(p["totals"]["weekly"]) == 17 and p["totals"]["pace_per_week"] > 0
+    # the meters the simulators may publish for are the heard, not silent ones
+    loud = {d.device_id for d in a.devices} - a.quiet
+    assert loud and all(a.last_seen[d] >= NOW - 3600_000 for d in loud)
