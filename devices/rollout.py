@@ -35,6 +35,7 @@ target): 500,000 meters take about a second (bench/rollout, docs/PERFORMANCE.md)
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ from devices.rollout_scan import DeviceScan
 
 __all__ = ["EXCEPTIONS", "LatestValues", "REPORTING_WINDOW_MS", "RolloutOptions", "RolloutReport",
            "midnight_ms", "local_date"]
+
+log = logging.getLogger("citywatch.rollout")
 
 REPORTING_WINDOW_MS = 48 * 3600 * 1000
 _DAY_MS = 86_400_000
@@ -125,9 +128,10 @@ class _Series:
 class RolloutReport:
     """The rollout report over ``registry`` as of ``now_ms`` (of ``programme`` if given).
 
-    ``latest`` gives the newest reading per device of a metric (a store's ``latest_values``);
-    without it the weak_signal and low_battery lists are left out of the document and
-    :meth:`exception_rows` raises LookupError for them.
+    ``latest`` gives the newest reading per device of a metric (a store's ``latest_values``;
+    it raises LookupError when the store cannot answer); without it the weak_signal and
+    low_battery lists are left out of the document and :meth:`exception_rows` raises
+    LookupError for them.
     """
 
     def __init__(self, registry: Registry, now_ms: int, *, programme: str | None = None,
@@ -156,10 +160,20 @@ class RolloutReport:
             "source": "live",
             "tz": self.options.tz,
             "programmes": [self._programme(name, ts, series) for name, ts in programmes.items()],
-            "exceptions": {name: {"title_zh": zh, "title_en": en, "count": self.exception_count(name)}
-                           for name, (zh, en) in EXCEPTIONS.items()
-                           if name not in _NEEDS_READINGS or self.latest is not None},
+            "exceptions": self._exception_counts(),
         }
+
+    def _exception_counts(self) -> dict:
+        """Every list's count; a list over readings is left out when the readings cannot be had
+        (no ``latest``, or it raised LookupError: the store down)."""
+        out = {}
+        for name, (zh, en) in EXCEPTIONS.items():
+            try:
+                out[name] = {"title_zh": zh, "title_en": en, "count": self.exception_count(name)}
+            except LookupError as e:
+                if self.latest is not None:
+                    log.warning("rollout report without the %s list: %s", name, e)
+        return out
 
     def _programme(self, name: str, targets: list[RolloutTarget], series: dict) -> dict:
         start = min(date.fromisoformat(t.start) for t in targets)

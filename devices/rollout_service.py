@@ -32,6 +32,17 @@ class ReportError(ValueError):
         self.missing = missing
 
 
+def _answering(latest: LatestValues) -> LatestValues:
+    """``latest`` with the store's failures (down, refusing) as LookupError: the report then
+    leaves out the lists over readings instead of failing whole."""
+    def call(metric: str):
+        try:
+            return latest(metric)
+        except Exception as e:  # StoreError and its kin: devices/ does not import ingest/
+            raise LookupError(f"the readings store did not answer: {e}") from None
+    return call
+
+
 class RendererMissing(RuntimeError):
     """The format's renderer is not installed (HTML/XLSX without the dashboards extra)."""
 
@@ -54,7 +65,7 @@ class RolloutService:
         self.open_registry = open_registry
         self.options = options
         self.clock = clock
-        self.latest = latest
+        self.latest = None if latest is None else _answering(latest)
         self.renderers = dict(renderers or {})
         self.language = language
 

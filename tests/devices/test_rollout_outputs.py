@@ -209,3 +209,20 @@ def test_api_bad_parameters_are_named(api, params, status, message):
 
 def test_api_needs_a_token(api):
     assert httpx.get(str(api.base_url) + "/api/v1/reports/rollout").status_code == 401
+
+
+def test_a_store_that_does_not_answer_leaves_out_the_readings_lists(programme, caplog):
+    from citywatch import rollout
+    from citywatch.settings import load_settings
+
+    def down(metric):
+        raise OSError("connection refused")
+
+    svc = rollout.service(load_settings(programme["config"]), latest=down, clock=lambda: NOW)
+    doc = svc.document(programme=P)
+    assert set(doc["exceptions"]) == {"never_heard", "silent", "overdue_planned"}
+    assert "without the weak_signal list: the readings store did not answer: connection refused" in caplog.text
+    from devices.rollout_service import ReportError
+
+    with pytest.raises(ReportError, match="list: the readings store did not answer"):
+        svc.export("csv", list_name="weak_signal")
