@@ -3,7 +3,7 @@
 Once per local day the node computes the report and keeps it:
 
 - always in the state DB, table ``rollout_snapshots`` (one row per local day: the whole document,
-  zlib-compressed JSON, about 20 kB for 13 districts with a year of weekly history), so that
+  zlib-compressed JSON, 14 kB for 13 districts with a year of weekly history), so that
   ``citywatch report rollout --as-of DATE`` reports any past day with every figure as it was,
   whatever the store;
 - when the store takes line protocol (InfluxDB), also as the measurement ``rollout``: tags
