@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from devices.registry import Registry
 from devices.rollout import RolloutOptions, RolloutReport
 from devices.rollout_history import SnapshotWriter, encode_points, read_snapshot, snapshot_days, store_snapshot
 from ingest.stores.influxdb import InfluxDBStore
 
-from .rollout_programme import DAY, P, generate, load, ms
+from .rollout_programme import DAY, P, generate, load, local_day, ms
 
 NOW = ms("2026-11-29T12:00")
 
@@ -95,3 +96,47 @@ def test_points_are_retried_while_the_store_refuses(registry, tmp_path):
     w.tick(NOW + 60_000)
     w.tick(NOW + 120_000)
     assert calls == [len(encode_points(read_snapshot(registry.conn, "2026-11-29"), "Asia/Shanghai"))] * 2
+
+
+def test_a_node_on_influxdb_keeps_the_days_snapshot_at_start(influxd, mosquitto, tmp_path):
+    """citywatch.runner wires the writer: at start the state DB row and the ``rollout`` points."""
+    import time
+
+    import httpx
+
+    from citywatch.runner import Node
+    from citywatch.settings import load_settings
+    from ingest.mqtt import wait_for
+    from tests.support.mosquitto import free_port
+
+    now = int(time.time() * 1000)
+    reg = Registry.open(tmp_path / "state.db")
+    load(reg, generate(tmp_path, now))
+    reg.close()
+    db = "noderollout"
+    s = load_settings(env={}, mqtt={"url": mosquitto.url, "client_id": "rollout-node"},
+                      store={"url": f"influxdb://127.0.0.1:{influxd.port}/{db}"},
+                      state={"url": f"sqlite:///{tmp_path}/state.db"}, api={"listen": f"127.0.0.1:{free_port()}"},
+                      ingest={"spool_dir": str(tmp_path / "spool")})
+    node = Node(s)
+    node.start()
+    try:
+        def points():
+            r = httpx.get(f"{influxd.http}/query", params={"db": db, "epoch": "ms",
+                                                           "q": 'SELECT * FROM "rollout" GROUP BY *'})
+            return r.json()["results"][0].get("series", [])
+
+        assert wait_for(lambda: len(points()) == 2 + 5 + 1, 20), points()  # 2 programme totals, 5 + 1 districts
+        reg = Registry.open(tmp_path / "state.db")
+        day = local_day(now).isoformat()
+        assert snapshot_days(reg.conn) == [day]
+        doc = read_snapshot(reg.conn, day)
+        reg.close()
+        jh = next(x for x in points() if x["tags"] == {"programme": P, "district": "江汉区"})
+        row = dict(zip(jh["columns"], jh["values"][0], strict=True))
+        [want] = [d for p in doc["programmes"] for d in p["districts"]
+                  if p["programme"] == P and d["district"] == "江汉区"]
+        assert row["commissioned"] == want["commissioned"] and row["time"] == ms(day + "T00:00")
+        assert "weak_signal" in doc["exceptions"]  # the node's store answered latest_values
+    finally:
+        node.stop()
