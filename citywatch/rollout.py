@@ -68,11 +68,27 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+class _NoReadings:
+    """A DuckDB store that does not exist yet: no readings (a report does not create the file)."""
+
+    def latest_values(self, metric: str) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
 def _open_store(s: Settings):
     """The readings store for the weak-signal and low-battery lists, or None with a warning (a
     DuckDB file is locked while a node runs: the API has them then)."""
     from ingest.stores.base import StoreError, open_store
 
+    if s.store.url.startswith("duckdb:"):
+        from ingest.stores.duckdb import parse_url as duckdb_path
+
+        path = duckdb_path(s.store.url)[0]
+        if path != ":memory:" and not Path(path).exists():
+            return _NoReadings()
     try:
         store = open_store(s.store.url)
     except (StoreError, ValueError) as e:
@@ -107,7 +123,9 @@ def rollout(
         _fail(f"configuration: {e}", 2)
     needs_store = as_of is None and (list_name in (None, "weak_signal", "low_battery"))
     store = _open_store(s) if needs_store else None
-    console = Console(record=True, width=200, file=io.StringIO()) if out is not None else Console()
+    # a file or a pipe gets the table 200 columns wide (rich would cut it to 80)
+    console = Console(record=True, width=200, file=io.StringIO()) if out is not None else \
+        Console() if sys.stdout.isatty() else Console(width=200)
     body = b""
     try:
         svc = service(s, latest=store.latest_values if store is not None else None)

@@ -70,9 +70,6 @@ EXCEPTIONS: dict[str, tuple[str, str]] = {
     "overdue_planned": ("逾期未安装", "Planned, past the deadline"),
 }
 _NEEDS_READINGS = ("weak_signal", "low_battery")
-# devices by a JSON array of ids, looked up by primary key one id at a time (``IN (SELECT ... json_each)``
-# let SQLite scan the whole table instead)
-_BY_IDS = "FROM json_each(?) AS j CROSS JOIN devices d ON d.device_id = j.value WHERE 1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,8 +311,10 @@ class RolloutReport:
             return {}
         cur = self.registry.conn.cursor()
         cur.row_factory = None
+        # by primary key, one id at a time (with ``IN (SELECT value FROM json_each(?))`` SQLite scanned the table)
         rows = cur.execute("SELECT d.device_id, d.district, d.asset_id, d.asset_name, d.responsible_unit "
-                           f"{_BY_IDS}", (json.dumps(device_ids),))
+                           "FROM json_each(?) AS j CROSS JOIN devices d ON d.device_id = j.value",
+                           (json.dumps(device_ids),))
         return {r[0]: {"district": r[1], "asset_id": r[2], "asset_name": r[3], "responsible_unit": r[4]}
                 for r in rows}
 
