@@ -226,3 +226,26 @@ def test_a_store_that_does_not_answer_leaves_out_the_readings_lists(programme, c
 
     with pytest.raises(ReportError, match="list: the readings store did not answer"):
         svc.export("csv", list_name="weak_signal")
+
+
+def test_api_html_and_xlsx_when_the_renderer_is_there(api):
+    try:
+        import dashboards.rollout_report  # noqa: F401
+    except ImportError:
+        r = api.get("/api/v1/reports/rollout", params={"format": "html"})
+        assert r.status_code == 501 and r.json()["detail"].startswith("format: the html format needs")
+        pytest.skip("dashboards/rollout_report.py (engineer 16b) not on this branch: 501 naming the format")
+    import openpyxl
+
+    doc = api.get("/api/v1/reports/rollout", params={"programme": P}).json()
+    r = api.get("/api/v1/reports/rollout", params={"format": "html", "programme": P, "language": "en"})
+    assert r.status_code == 200 and r.headers["content-type"] == "text/html; charset=utf-8"
+    assert all(d["district"] in r.text for d in doc["programmes"][0]["districts"])
+    r = api.get("/api/v1/reports/rollout", params={"format": "xlsx", "programme": P})
+    assert r.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert r.headers["content-disposition"] == f'attachment; filename="rollout-{TODAY}.xlsx"'
+    wb = openpyxl.load_workbook(io.BytesIO(r.content))
+    assert len(wb.sheetnames) >= 1 + len(doc["programmes"][0]["districts"])
+    cells = {str(c.value) for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.value is not None}
+    assert all(d["district"] in cells or any(d["district"] in s for s in wb.sheetnames)
+               for d in doc["programmes"][0]["districts"])
