@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -128,11 +128,13 @@ class RolloutReport:
     ``latest`` gives the newest reading per device of a metric (a store's ``latest_values``;
     it raises LookupError when the store cannot answer); without it the weak_signal and
     low_battery lists are left out of the document and :meth:`exception_rows` raises
-    LookupError for them.
+    LookupError for them. ``districts`` limits the report (figures, totals and lists) to those
+    districts (an API token limited to districts).
     """
 
     def __init__(self, registry: Registry, now_ms: int, *, programme: str | None = None,
-                 options: RolloutOptions = RolloutOptions(), latest: LatestValues | None = None) -> None:
+                 options: RolloutOptions = RolloutOptions(), latest: LatestValues | None = None,
+                 districts: Collection[str] | None = None) -> None:
         self.registry = registry
         self.now_ms = int(now_ms)
         self.options = options
@@ -140,6 +142,8 @@ class RolloutReport:
         self.today = local_date(self.now_ms, self.zone)
         self.latest = latest
         self.targets = registry.rollout_targets(programme)
+        if districts is not None:  # a caller limited to districts: those only, totals over them
+            self.targets = [t for t in self.targets if t.district in districts]
         if programme is not None and not self.targets:
             raise LookupError(f"no rollout programme {programme!r} (rollout import FILE first)")
 

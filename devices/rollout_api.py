@@ -3,6 +3,8 @@
 Uses ``request.app.state.rollout``, a :class:`~devices.rollout_service.RolloutService` set by the
 application (citywatch/runner.py). A bad parameter is answered 400 naming it; a programme or a
 snapshot date that does not exist 404 naming it; a format whose renderer is not installed 501.
+A token limited to districts gets the report of those districts only (totals over them; no
+snapshots, which cover every district).
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ def rollout_report(
     service = getattr(request.app.state, "rollout", None)
     if service is None:
         raise HTTPException(503, "the rollout report is not available in this process")
+    # a token limited to districts (the guard's request.state.districts, docs/SECURITY.md) sees those only
+    districts = getattr(request.state, "districts", None)
     try:
         out = service.export(format, programme=programme or None, as_of=as_of or None, list_name=list_name or None,
-                             language=language or None)
+                             language=language or None, districts=None if districts is None else frozenset(districts))
     except ReportError as e:
         raise HTTPException(404 if e.missing else 400, str(e)) from None
     except RendererMissing as e:

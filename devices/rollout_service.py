@@ -69,15 +69,19 @@ class RolloutService:
         self.renderers = dict(renderers or {})
         self.language = language
 
-    def document(self, *, programme: str | None = None, as_of: str | None = None) -> dict:
+    def document(self, *, programme: str | None = None, as_of: str | None = None,
+                 districts: frozenset[str] | None = None) -> dict:
         registry = self.open_registry()
         try:
-            return self._document(registry, programme, as_of)[0]
+            return self._document(registry, programme, as_of, districts)[0]
         finally:
             registry.close()
 
-    def _document(self, registry: Registry, programme: str | None, as_of: str | None
-                  ) -> tuple[dict, RolloutReport | None]:
+    def _document(self, registry: Registry, programme: str | None, as_of: str | None,
+                  districts: frozenset[str] | None) -> tuple[dict, RolloutReport | None]:
+        if as_of and districts is not None:
+            raise ReportError("as_of", "the daily snapshots cover every district: a token limited to districts "
+                                       "gets the live report only")
         if as_of:
             try:
                 date.fromisoformat(as_of)
@@ -87,12 +91,13 @@ class RolloutService:
                 return read_snapshot(registry.conn, as_of, programme), None
             except LookupError as e:
                 raise ReportError("programme" if "programme" in str(e) else "as_of", str(e), missing=True) from None
-        report = self._report(registry, programme)
+        report = self._report(registry, programme, districts)
         return report.to_dict(), report
 
-    def _report(self, registry: Registry, programme: str | None) -> RolloutReport:
+    def _report(self, registry: Registry, programme: str | None, districts: frozenset[str] | None) -> RolloutReport:
         try:
-            return RolloutReport(registry, self.clock(), programme=programme, options=self.options, latest=self.latest)
+            return RolloutReport(registry, self.clock(), programme=programme, options=self.options,
+                                 latest=self.latest, districts=districts)
         except LookupError as e:
             raise ReportError("programme", str(e), missing=True) from None
 
@@ -103,8 +108,10 @@ class RolloutService:
             raise ReportError("list", str(e)) from None
 
     def export(self, fmt: str = "json", *, programme: str | None = None, as_of: str | None = None,
-               list_name: str | None = None, language: str | None = None) -> Export:
-        """The report (or with ``list_name`` one exception list) encoded as ``fmt``."""
+               list_name: str | None = None, language: str | None = None,
+               districts: frozenset[str] | None = None) -> Export:
+        """The report (or with ``list_name`` one exception list) encoded as ``fmt``; ``districts``
+        limits it to those (None: all)."""
         if fmt not in FORMATS:
             raise ReportError("format", f"expected one of {', '.join(FORMATS)}, got {fmt[:40]!r}")
         language = language or self.language
@@ -117,11 +124,11 @@ class RolloutService:
         registry = self.open_registry()
         try:
             if list_name is not None:
-                report = self._report(registry, programme)
+                report = self._report(registry, programme, districts)
                 rows = self._rows(report, list_name)
                 body = list_csv(rows) if fmt == "csv" else to_json(rows)
                 return Export(body, CONTENT_TYPES[fmt], f"rollout-{list_name}-{report.today.isoformat()}.{fmt}")
-            doc, report = self._document(registry, programme, as_of)
+            doc, report = self._document(registry, programme, as_of, districts)
             stem = f"rollout-{doc['as_of']}"
             if fmt == "json":
                 return Export(to_json(doc), CONTENT_TYPES[fmt], f"{stem}.json")
@@ -139,7 +146,7 @@ class RolloutService:
         self._check_list(list_name, "json", None)
         registry = self.open_registry()
         try:
-            return self._rows(self._report(registry, programme), list_name)
+            return self._rows(self._report(registry, programme, None), list_name)
         finally:
             registry.close()
 

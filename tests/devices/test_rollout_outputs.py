@@ -249,3 +249,22 @@ def test_api_html_and_xlsx_when_the_renderer_is_there(api):
     cells = {str(c.value) for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.value is not None}
     assert all(d["district"] in cells or any(d["district"] in s for s in wb.sheetnames)
                for d in doc["programmes"][0]["districts"])
+
+
+def test_a_caller_limited_to_districts_sees_those_only(programme):
+    from citywatch import rollout
+    from citywatch.settings import load_settings
+    from devices.rollout_service import ReportError
+
+    svc = rollout.service(load_settings(programme["config"]), clock=lambda: NOW)
+    mine = frozenset({"江汉区", "武昌区"})
+    doc = json.loads(svc.export("json", programme=P, districts=mine).body)
+    [p] = doc["programmes"]
+    assert [d["district"] for d in p["districts"]] == sorted(mine)
+    want = {d["district"]: d for d in expected_document(programme["paths"], NOW)["districts"]}
+    assert p["totals"]["target"] == sum(want[d]["target"] for d in mine)
+    assert p["totals"]["commissioned"] == sum(want[d]["commissioned"] for d in mine)
+    rows = parse_csv(svc.export("csv", list_name="silent", districts=mine).body)
+    assert rows and {r["district"] for r in rows} <= mine
+    with pytest.raises(ReportError, match="as_of: the daily snapshots cover every district"):
+        svc.export("json", as_of=programme["earlier"]["as_of"], districts=mine)
