@@ -100,6 +100,7 @@ class Simulation:
         self._buffer: deque[tuple[Message, int]] = deque()
         self.messages_out = 0
         self.readings_out = 0
+        self.reached = self.start_ms  # every message before it has been yielded (sim.now runs ahead)
         self._birth = birth
 
     # --- scenarios --------------------------------------------------------------------------
@@ -193,6 +194,7 @@ class Simulation:
                 self.readings_out += n
                 yield msg
             if buf or self.now >= until_ms:
+                self.reached = max(self.reached, until_ms)
                 return
             self._window()
 
