@@ -142,8 +142,9 @@ def tips(s: Settings, broker_url: str, *, receiver: bool, token: str | None = No
         lines.append(f"webhooks received   curl {auth}{base}/api/v1/demo/webhooks   (signed by dispatch, "
                      "verified by the built-in receiver)")
     lines += ["the rollout report  citywatch report rollout",
+              # a fault that one reading raises: the running simulators publish the same devices
               "a fault by hand     citywatch devices export fleet.csv && citywatch simulate --fleet fleet.csv "
-              f"--kinds lighting --scenario cabinet-door-open@0s,for=3m --duration 5m --broker {broker_url}"]
+              f"--kinds bridge --scenario overloaded-truck@10s --duration 30s --broker {broker_url}"]
     lines.append(f"scheduled faults    one every {s.up.scenario_every}, each kind in turn ([up] scenario_every)"
                  if every else "scheduled faults    none ([up] scenario_every = \"0\")")
     return lines
