@@ -6,8 +6,8 @@ window), asks each kind's model for the messages of the window, and yields them 
 simulated time (ties keep the kinds' order of ``devices.catalogue.KINDS``, then each model's own
 order). Guarantees:
 
-- Same fleet (same order), seed, start, scenarios and options: the same messages, byte for
-  byte, in the same order, however ``messages()`` is called (one call or many slices).
+- Same fleet (same order), seed, start, scenarios, schedule and options: the same messages, byte
+  for byte, in the same order, however ``messages()`` is called (one call or many slices).
 - Every message has ``sim_ts`` >= the previous one's and < the ``until_ms`` it was asked for.
 - Payloads follow device-protocol.md, values lie in catalogue.md's physical ranges (only the
   ``bad-payloads`` scenario breaks this, on purpose).
