@@ -102,11 +102,8 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     sims = demo.Simulators(s, broker.url, demo.simulation(s, fleet, int(time.time() * 1000)))
     sims.start()
     demo.show_backfill(out, sims, lambda: node.totals()["stored"], s.tz, stop)
-    out.print(f"citywatch is up: [bold]http://{s.api.listen}[/] (API docs /docs, health /api/v1/health); "
-              f"broker {broker.url}; {len(fleet)} simulated devices; data in "
-              f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
-    out.print("try:\n  " + "\n  ".join(escape(t) for t in demo.tips(s, broker.url, receiver=webhooks is not None)),
-              highlight=False, soft_wrap=True)
+    if not stop.is_set():  # Ctrl-C during the backfill: straight to stopping
+        _print_up(s, broker, fleet, node, webhooks is not None)
     while not stop.wait(0.5):
         pass
     out.print("stopping: draining buffered readings...")
@@ -114,6 +111,16 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     node.stop()
     broker.stop()
     _print_totals(node)
+
+
+def _print_up(s: Settings, broker, fleet, node, receiver: bool) -> None:
+    from citywatch import demo
+
+    out.print(f"citywatch is up: [bold]http://{s.api.listen}[/] (API docs /docs, health /api/v1/health); "
+              f"broker {broker.url}; {len(fleet)} simulated devices; data in "
+              f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
+    out.print("try:\n  " + "\n  ".join(escape(t) for t in demo.tips(s, broker.url, receiver=receiver)),
+              highlight=False, soft_wrap=True)
 
 
 @app.command()

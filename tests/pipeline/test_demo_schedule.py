@@ -94,7 +94,7 @@ def test_each_demo_fault_fires_its_alert_and_resolves(kind, tod, tmp_path):
         assert a.ended_ms >= inj.start_ms
     others = [(a.rule, a.device_id) for a in ing.fired() if a.device_id not in hit]
     assert not others
-    if (kind, tod) == ("noise", 21 * H + 52 * M):  # the fault lasts till 22:00, the day rule's window not
+    if (kind, tod) == ("noise", 21 * H + 52 * M):  # the fault outlasts the day window (22:00)
         (day,) = [a for a in alerts if a.rule == "noise.day_laeq"]
         assert DAY0 + 22 * H <= day.ended_ms <= DAY0 + 22 * H + M < inj.end_ms  # its first reading after
     if kind == "bridge":  # strain ramps through the rule's levels: the alert escalates
