@@ -53,7 +53,7 @@ def _logging(verbose: bool) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
     stop = threading.Event()
 
     def handler(signum, frame):
@@ -61,28 +61,34 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _wait_for_signal() -> None:
+    stop = _stop_on_signal()
     while not stop.wait(0.5):
         pass
 
 
 @app.command()
 def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Everything on one machine: embedded broker, sample Wuhan fleet and its simulators, consumer,
-    embedded store, rules, dispatch, API."""
+    """Everything on one machine: embedded broker, sample Wuhan fleet and its simulators with fault
+    scenarios on a schedule, consumer, embedded store, rules, dispatch to a built-in webhook
+    receiver, API."""
+    from citywatch import demo
     from citywatch.broker import EmbeddedBroker
     from citywatch.runner import Node
     from devices.fleet import sample_fleet
-    from simulators.engine import Simulation
-    from simulators.publish import run as publish
 
     _logging(verbose)
-    s = settings(config)
+    s, webhooks = demo.with_receiver(settings(config))
     broker = EmbeddedBroker("127.0.0.1", s.up.broker_port)
     try:
         broker.start()
     except RuntimeError as e:
         _fail(f"{e} (set [up] broker_port, or 0 for any free port)")
     node = Node(s, broker_url=broker.url, mqtt_protocol=4)
+    node.demo_webhooks = webhooks
     node.open()
     fleet = sample_fleet(s.up.fleet_scale, seed=s.up.seed, min_per_kind=s.up.devices_per_kind)
     node.registry.upsert(fleet)
@@ -92,32 +98,29 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
         node.stop()
         broker.stop()
         _fail(str(e))
-    sim_stop = threading.Event()
-    backfill_ms = int(s.up.backfill_s * 1000)
-    sim = Simulation(fleet, seed=s.up.seed, start_ms=int(time.time() * 1000) - backfill_ms, gas_mode=s.up.gas_mode)
-
-    def run_sim() -> None:
-        try:
-            if backfill_ms:  # the last hour at full speed, then live
-                publish(broker.url, sim, duration_ms=backfill_ms, speed=None, stop=sim_stop,
-                        client_id="citywatch-up-simulators")
-            publish(broker.url, sim, duration_ms=365 * 86_400_000, speed=s.up.speed, stop=sim_stop,
-                    client_id="citywatch-up-simulators")
-        except Exception:
-            logging.getLogger("citywatch").exception("simulators stopped")
-
-    sim_thread = threading.Thread(target=run_sim, name="citywatch-simulators", daemon=True)
-    sim_thread.start()
-    out.print(f"citywatch is up: [bold]http://{s.api.listen}[/] (API docs /docs, health /api/v1/health); "
-              f"broker {broker.url}; {len(fleet)} simulated devices; data in "
-              f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
-    _wait_for_signal()
+    stop = _stop_on_signal()
+    sims = demo.Simulators(s, broker.url, demo.simulation(s, fleet, int(time.time() * 1000)))
+    sims.start()
+    demo.show_backfill(out, sims, lambda: node.totals()["stored"], s.tz, stop)
+    if not stop.is_set():  # Ctrl-C during the backfill: straight to stopping
+        _print_up(s, broker, fleet, node, webhooks is not None)
+    while not stop.wait(0.5):
+        pass
     out.print("stopping: draining buffered readings...")
-    sim_stop.set()
-    sim_thread.join(10)
+    sims.close()
     node.stop()
     broker.stop()
     _print_totals(node)
+
+
+def _print_up(s: Settings, broker, fleet, node, receiver: bool) -> None:
+    from citywatch import demo
+
+    out.print(f"citywatch is up: [bold]http://{s.api.listen}[/] (API docs /docs, health /api/v1/health); "
+              f"broker {broker.url}; {len(fleet)} simulated devices; data in "
+              f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
+    out.print("try:\n  " + "\n  ".join(escape(t) for t in demo.tips(s, broker.url, receiver=receiver)),
+              highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -75,6 +75,7 @@ class Node:
         self.consumer: MqttConsumer | None = None
         self.dispatcher = None
         self.engine = None
+        self.demo_webhooks = None  # citywatch up's webhook receiver log (alerts.dispatch.receiver)
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -218,7 +219,7 @@ class Node:
             broker_connected=lambda: self.consumer is not None and self.consumer.connected.is_set(),
             ack_status=lambda: self.pipeline.ack_status() if hasattr(self, "pipeline") else None,
             broker_status=self._broker_status,
-            tokens=s.api.tokens, listen=s.api.listen,
+            tokens=s.api.tokens, listen=s.api.listen, demo_webhooks=self.demo_webhooks,
         )
         # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)
         state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake, after_calls=("ack", "add_silence"))

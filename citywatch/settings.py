@@ -241,6 +241,23 @@ class UpSettings(_Section):
     # show every kind at once (gas meters report once an hour in the demo, once a day for real).
     backfill_s: float = Field(3600.0, ge=0)
     gas_mode: Literal["hourly", "daily"] = "hourly"
+    # The demo: a fault scenario every scenario_every while live, each kind in turn ("0": none);
+    # the built-in webhook receiver keeps the last webhook_log deliveries.
+    scenario_every: str = "3m"
+    webhook_log: int = Field(200, ge=1, le=100_000)
+
+    @field_validator("scenario_every")
+    @classmethod
+    def _scenario_every(cls, v: str) -> str:
+        from devices.durations import parse_duration_ms
+
+        try:
+            ms = parse_duration_ms(v)
+        except ValueError:
+            ms = -1
+        if ms != 0 and not 1000 <= ms <= 86_400_000:
+            raise ValueError(f"expected 0 (no scenarios) or a duration from 1s to 1d, e.g. \"3m\", got {v!r}")
+        return v
 
 
 class DashboardsSettings(_Section):

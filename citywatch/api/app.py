@@ -54,6 +54,10 @@ def create_app(state: Any) -> FastAPI:
                 raise
             continue
         app.include_router(mod.router)
+    if getattr(state, "demo_webhooks", None) is not None:  # citywatch up's webhook receiver
+        from alerts.dispatch.receiver import router as demo_receiver
+
+        app.include_router(demo_receiver)
     api = getattr(getattr(state, "settings", None), "api", None)
     if api is not None:
         app.state.max_silence_ms = parse_duration_ms(api.max_silence)
