@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from citywatch.settings import ConfigError, Settings, load_settings
+from citywatch.tokens_cli import app as tokens_app
+from citywatch.tokens_cli import closed_reason, first_start_token, open_store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="citywatch: city infrastructure telemetry, rules and alerts.")
@@ -26,6 +28,7 @@ devices_app = typer.Typer(no_args_is_help=True, help="The device registry (regis
 rollout_app = typer.Typer(no_args_is_help=True, help="Rollout programmes (rollout.csv).")
 app.add_typer(devices_app, name="devices")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(tokens_app, name="tokens")
 
 err = Console(stderr=True)
 out = Console()
@@ -84,6 +87,7 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
         _fail(f"{e} (set [up] broker_port, or 0 for any free port)")
     node = Node(s, broker_url=broker.url, mqtt_protocol=4)
     node.open()
+    token = first_start_token(open_store(s))
     fleet = sample_fleet(s.up.fleet_scale, seed=s.up.seed, min_per_kind=s.up.devices_per_kind)
     node.registry.upsert(fleet)
     try:
@@ -108,9 +112,10 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
 
     sim_thread = threading.Thread(target=run_sim, name="citywatch-simulators", daemon=True)
     sim_thread.start()
-    out.print(f"citywatch is up: [bold]http://{s.api.listen}[/] (API docs /docs, health /api/v1/health); "
+    out.print(f"citywatch is up: [bold]http://{s.api.listen}/[/] (API docs /docs, health /api/v1/health); "
               f"broker {broker.url}; {len(fleet)} simulated devices; data in "
               f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
+    _print_up_token(token, s.api.listen)
     _wait_for_signal()
     out.print("stopping: draining buffered readings...")
     sim_stop.set()
@@ -128,6 +133,9 @@ def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--ver
 
     _logging(verbose)
     s = settings(config)
+    reason = closed_reason(s, open_store(s), config)
+    if reason:
+        _fail(reason)
     node = Node(s)
     try:
         node.start()
@@ -139,6 +147,17 @@ def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--ver
     _wait_for_signal()
     node.stop()
     _print_totals(node)
+
+
+def _print_up_token(token: str | None, listen: str) -> None:
+    if token:
+        out.print(f"admin token (shown once, stored hashed; keep it now): [bold]{token}[/]\n"
+                  f"  log in to the board at http://{listen}/ with it, or try: "
+                  f"curl -H 'Authorization: Bearer {token}' http://{listen}/api/v1/whoami",
+                  highlight=False, soft_wrap=True)
+    else:
+        out.print("an API token exists already (citywatch tokens list); make another with "
+                  "`citywatch tokens create --role admin --name NAME`", highlight=False)
 
 
 def _print_totals(node) -> None:
