@@ -220,7 +220,7 @@ class Node:
             ack_status=lambda: self.pipeline.ack_status() if hasattr(self, "pipeline") else None,
             broker_status=self._broker_status,
             tokens=s.api.tokens, listen=s.api.listen,
-            token_store=TokenStore(self.state_path), api_open=s.api.open,
+            token_store=TokenStore(self.state_path, clock=self.clock), api_open=s.api.open,
         )
         # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)
         state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake, after_calls=("ack", "add_silence"))

@@ -8,9 +8,9 @@ compare.
 
 :class:`TokenStore` keeps the table in memory for the guard, rereading it when the version row
 changes: every create and revoke (in any process) bumps it, and the guard checks it at most every
-``recheck_s`` (0.5 s): a token revoked by ``citywatch tokens revoke`` stops working within a
-second in a running ``serve``. Last use is kept in memory and written at most once a minute per
-token.
+``recheck_s`` (0.5 s), and at once for a token id it does not know: a token made by ``citywatch
+tokens create`` works at once in a running ``serve``, one revoked stops working within a second.
+Last use is kept in memory and written at most once a minute per token.
 """
 
 from __future__ import annotations
@@ -186,6 +186,9 @@ class TokenStore:
             return None
         self._refresh()
         found = self._cache.get(parts[0])
+        if found is None:  # made since the last look (by the command line)? one row read to know
+            self._refresh(force=True)
+            found = self._cache.get(parts[0])
         if found is None or not hmac.compare_digest(found.hash, digest(*parts)):
             return None
         now = self._clock()
@@ -209,9 +212,9 @@ class TokenStore:
             c.executemany("UPDATE api_tokens SET last_used_ms = max(coalesce(last_used_ms, 0), ?) WHERE id = ?",
                           [(ms, i) for i, ms in used.items()])
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._checked < self._recheck_s:
+        if not force and now - self._checked < self._recheck_s:
             return
         with self._read_lock:
             version = self._reader.execute("SELECT version FROM api_tokens_version").fetchone()[0]
