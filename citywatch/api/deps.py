@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+import msgspec
+from fastapi import Depends, HTTPException, Request, Response
 
 from devices import durations, times
 
@@ -79,6 +80,15 @@ def caller(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def json_answer(body: Any) -> Response:
+    """``body`` as JSON, encoded in one C call: for long lists (a page of 10,000 devices), where
+    FastAPI's own encoding (``jsonable_encoder``) took 0.6 s."""
+    return Response(_encode(body), media_type="application/json")
 
 
 def parse_time(value: str | None, name: str, default: int) -> int:
