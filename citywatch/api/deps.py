@@ -7,7 +7,6 @@ routes, with the district scoping every route applies (docs/SECURITY.md "Distric
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -66,10 +65,6 @@ class Caller:
         if self.name != "anonymous":
             return self.name
         return (given or "").strip() or "anonymous"
-
-    def visible(self, items: Iterable[Any], district_of=lambda x: x["district"]) -> list[Any]:
-        """``items`` of the allowed districts (a filter after the query: only for short lists)."""
-        return [x for x in items if self.allows(district_of(x))]
 
 
 def caller(request: Request) -> Caller:

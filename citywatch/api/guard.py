@@ -91,11 +91,17 @@ class ApiGuard:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # the same decisions, as for a GET of its path
+            if self._authorise({**scope, "method": "GET"}, _headers(scope), scope.setdefault("state", {})):
+                await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+                return
+            await self.app(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        refusal = self._authorise(scope, headers)
+        refusal = self._authorise(scope, headers, scope.setdefault("state", {}))
         if refusal is not None:
             await _answer(send, *refusal)
             return
@@ -133,9 +139,10 @@ class ApiGuard:
 
         await self.app(scope, capped_receive, guarded_send)
 
-    def _authorise(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, dict[str, str]] | None:
+    def _authorise(self, scope: Scope, headers: dict[str, str],
+                   state: dict[str, Any]) -> tuple[int, str, dict[str, str]] | None:
+        """Who calls, into ``state``; or the refusal ``(status, detail, headers)``."""
         need = required_role(scope["method"], scope["path"])
-        state = scope.setdefault("state", {})
         if need is None:
             return None
         app_state = getattr(scope.get("app"), "state", None)

@@ -10,8 +10,11 @@ import re
 
 import httpx
 import pytest
+from fastapi import WebSocket
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
+from starlette.websockets import WebSocketDisconnect
 
 from citywatch.api.tokens import TokenStore
 
@@ -68,7 +71,7 @@ def flat_routes(routes, prefix: str = ""):
 
 def app_operations(app) -> list[tuple[str, str]]:
     """Every (method, path) the app answers: API routes, plain routes (docs) and mounts; a
-    websocket route as method WEBSOCKET (no decision for it here: the guard would need one)."""
+    websocket route as a GET of its path (what the guard decides it as)."""
     ops = []
     for prefix, r in flat_routes(app.routes):
         if isinstance(r, Mount):
@@ -76,7 +79,7 @@ def app_operations(app) -> list[tuple[str, str]]:
         elif isinstance(r, APIRoute | Route):
             ops += [(m, prefix + r.path) for m in sorted(r.methods or ()) if m != "HEAD"]
         else:
-            ops.append(("WEBSOCKET", prefix + getattr(r, "path", repr(r))))
+            ops.append(("GET", prefix + getattr(r, "path", repr(r))))
     return ops
 
 
@@ -316,3 +319,22 @@ def test_open_mode_is_logged(tmp_path, caplog):
         node.api_app()
     node.store.close()
     assert any("the API is open" in r.getMessage() for r in caplog.records)
+
+
+def test_a_websocket_needs_a_token_too(access):
+    app = access.node.api_app()
+
+    @app.websocket("/api/v1/ws-probe")
+    async def probe(ws: WebSocket) -> None:  # WebSocket resolved from the module's names
+        await ws.accept()
+        await ws.send_json({"user": ws.scope["state"]["user"]})
+        await ws.close()
+
+    client = TestClient(app)
+    for headers in ({}, {"Authorization": f"Bearer {access.revoked}"}):
+        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/api/v1/ws-probe",
+                                                                                   headers=headers):
+            pass
+        assert refused.value.code == 1008
+    with client.websocket_connect("/api/v1/ws-probe", headers=access.auth("wc-viewer")) as ws:
+        assert ws.receive_json() == {"user": "wc-viewer"}
