@@ -15,7 +15,7 @@ writes to the registry). The API is closed by default: without a token a request
 401, unless ``app.state.api_open`` (``[api] open = true``) lets it act as ``anonymous`` admin. Who
 called is left in ``request.state.user``, ``request.state.role`` and ``request.state.districts``
 (the districts the token is limited to; None for all). ``/api/v1/health``, the OpenAPI document
-and the board (``/``, ``/board/...``) are public.
+and the board's pages and assets (``/``, ``/board/...``, ``/alerts/{id}``) are public.
 """
 
 from __future__ import annotations
@@ -34,14 +34,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ROLES = ("viewer", "operator", "admin")
 PUBLIC_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-PUBLIC_PREFIXES = ("/board/",)  # the board's static assets
+# the board's static assets, and its page for an alert: webhooks.md's ``alert.url`` is
+# ``{public_url}/alerts/{id}``, opened from a link, which carries no token (the page's data
+# comes from /api/v1 with one)
+PUBLIC_PREFIXES = ("/board/", "/alerts/")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def required_role(method: str, path: str) -> str | None:
     """The least role that may do ``method path``; None for the public paths."""
-    if path in PUBLIC_PATHS or path == "/" or path.startswith(PUBLIC_PREFIXES):
+    if path in PUBLIC_PATHS or path in ("/", "/board") or path.startswith(PUBLIC_PREFIXES):
         return None
     if method in READ_METHODS:
         return "viewer"
