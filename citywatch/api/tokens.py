@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from devices.sqlite import connect, write_transaction
@@ -163,15 +163,17 @@ class TokenStore:
         return self.get(r["id"])
 
     def get(self, token_id: str) -> Token:
+        """The token of that id, without its hash."""
         with self._lock:
-            return _row(self._conn.execute("SELECT * FROM api_tokens WHERE id = ?", (token_id,)).fetchone())
+            r = self._conn.execute("SELECT * FROM api_tokens WHERE id = ?", (token_id,)).fetchone()
+        return replace(_row(r), hash="")
 
     def list(self) -> list[Token]:
         """Every token, oldest first (revoked ones too), without hashes."""
         self.flush_used()
         with self._lock:
             rows = self._conn.execute("SELECT * FROM api_tokens ORDER BY created_ms, name").fetchall()
-        return [_row(r) for r in rows]
+        return [replace(_row(r), hash="") for r in rows]
 
     def count_active(self) -> int:
         with self._lock:
@@ -195,10 +197,6 @@ class TokenStore:
         if now - self._touched.get(found.id, found.last_used_ms or 0) >= TOUCH_EVERY_MS:
             self._touched[found.id] = self._used[found.id] = now
         return found
-
-    def any_active(self) -> bool:
-        self._refresh()
-        return bool(self._cache)
 
     def touch_due(self) -> bool:
         """Whether last uses wait to be written (:meth:`flush_used`, off the event loop)."""
