@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from citywatch.api.deps import caller
 from devices import durations, times
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
@@ -56,9 +57,22 @@ def _state(request: Request) -> AlertState:
 
 
 def _who(request: Request, by: str | None) -> str:
-    user = getattr(request.state, "user", None)
-    name = getattr(user, "name", None) or (user if isinstance(user, str) else None)
-    return name or (by or "").strip() or "anonymous"
+    return caller(request).by(by)
+
+
+def _visible(request: Request, alert_id: str) -> None:
+    """HTTP 404 for an alert outside the caller's districts, as for an unknown one."""
+    who = caller(request)
+    if who.limited:
+        who.check(_state(request).get(alert_id).district, f"no alert {alert_id!r}")
+
+
+def _within_districts(request: Request, matchers: dict[str, str]) -> None:
+    """A token limited to districts silences within them: ``matchers.district`` one of its own."""
+    who = caller(request)
+    if who.limited and not (matchers.get("district") and who.allows(matchers["district"])):
+        raise HTTPException(403, "matchers.district: this token is limited to "
+                                 f"{', '.join(sorted(who.districts or ()))}; name one of them")
 
 
 def _ms(value: int | str, field: str) -> int:
@@ -80,11 +94,13 @@ def list_alerts(
     if state is not None and state not in ALERT_STATES:
         raise HTTPException(422, f"state must be one of {', '.join(ALERT_STATES)}, got {state!r}")
     st = _state(request)
+    districts = caller(request).narrow()
     try:
-        items, nxt = st.list_alerts(state, limit, cursor)
+        items, nxt = st.list_alerts(state, limit, cursor, districts=districts)
     except AlertsError as e:
         raise HTTPException(422, str(e)) from None
-    return {"items": [a.to_api(st.tz) for a in items], "total": st.count_alerts(state), "next": nxt}
+    return {"items": [a.to_api(st.tz) for a in items], "total": st.count_alerts(state, districts=districts),
+            "next": nxt}
 
 
 @router.get("/api/v1/alerts/{alert_id}")
@@ -92,9 +108,11 @@ def get_alert(request: Request, alert_id: str) -> dict[str, Any]:
     """One alert with its history."""
     st = _state(request)
     try:
-        return st.get(alert_id).to_api(st.tz)
+        alert = st.get(alert_id)
     except AlertNotFound as e:
         raise HTTPException(404, str(e)) from None
+    caller(request).check(alert.district, f"no alert {alert_id!r}")
+    return alert.to_api(st.tz)
 
 
 @router.post("/api/v1/alerts/{alert_id}/ack")
@@ -103,6 +121,7 @@ def ack_alert(request: Request, alert_id: str, body: Annotated[AckBody | None, B
     body = body or AckBody()
     st = _state(request)
     try:
+        _visible(request, alert_id)
         alert = st.ack(alert_id, _who(request, body.by), int(request.app.state.now()), body.note)
     except AlertNotFound as e:
         raise HTTPException(404, str(e)) from None
@@ -114,6 +133,7 @@ def ack_alert(request: Request, alert_id: str, body: Annotated[AckBody | None, B
 @router.post("/api/v1/silences", status_code=201)
 def add_silence(request: Request, body: SilenceBody) -> dict[str, Any]:
     """Silence matching alerts for a period (operator): recorded, not sent on."""
+    _within_districts(request, body.matchers)
     st = _state(request)
     now = int(request.app.state.now())
     start = now if body.start is None else _ms(body.start, "start")

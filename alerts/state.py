@@ -126,6 +126,13 @@ CREATE TABLE IF NOT EXISTS rule_prev (
 """
 
 
+def _in_districts(column: str, districts: Sequence[str] | None) -> tuple[list[str], list[Any]]:
+    """The condition "``column`` is one of ``districts``"; none for None."""
+    if districts is None:
+        return [], []
+    return [f"{column} IN ({', '.join('?' * len(districts))})"], list(districts)
+
+
 def rfc3339(ms: int | None, tz: ZoneInfo) -> str | None:
     """Epoch ms as RFC 3339 with the zone's offset (``2026-11-29T23:14:05+08:00``)."""
     if ms is None:
@@ -616,11 +623,13 @@ class AlertState:
 
     @_locked
     def list_alerts(self, state: str | None = None, limit: int = 100,
-                    after_cursor: str | None = None) -> tuple[list[Alert], str | None]:
+                    after_cursor: str | None = None,
+                    districts: Sequence[str] | None = None) -> tuple[list[Alert], str | None]:
         """Alerts newest first, optionally of one state; ``(items, next_cursor or None)``.
 
         Without a state: the alerts that fired (firing, acknowledged, resolved); pending ones
-        are listed with ``state="pending"`` (newest condition start first).
+        are listed with ``state="pending"`` (newest condition start first). ``districts``: only
+        alerts of devices in those districts.
         """
         if state is not None and state not in ALERT_STATES:
             raise AlertsError(f"unknown alert state {state!r}; use one of {', '.join(ALERT_STATES)}")
@@ -631,9 +640,10 @@ class AlertState:
                 offset = int(after_cursor.removeprefix("p")) if after_cursor else 0
             except ValueError:
                 raise AlertsError(f"bad cursor {after_cursor!r}; pass the 'next' of a previous page") from None
-            items = self._pending(limit=limit + 1, offset=offset)
+            where, args = _in_districts("json_extract(data, '$.view.district')", districts)
+            items = self._pending("".join(f" AND {w}" for w in where), tuple(args), limit=limit + 1, offset=offset)
             return items[:limit], (f"p{offset + limit}" if len(items) > limit else None)
-        where, args = [], []
+        where, args = _in_districts("district", districts)
         if state is not None:
             where.append("state = ?")
             args.append(state)
@@ -651,12 +661,14 @@ class AlertState:
         return items, nxt
 
     @_locked
-    def count_alerts(self, state: str | None = None) -> int:
-        if state == "pending":
-            return self.conn.execute("SELECT count(*) FROM rule_streams WHERE state = 'pending'").fetchone()[0]
-        if state is None:
-            return self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
-        return self.conn.execute("SELECT count(*) FROM alerts WHERE state = ?", (state,)).fetchone()[0]
+    def count_alerts(self, state: str | None = None, districts: Sequence[str] | None = None) -> int:
+        pending = state == "pending"
+        where, args = _in_districts("json_extract(data, '$.view.district')" if pending else "district", districts)
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        sql = f"SELECT count(*) FROM {'rule_streams' if pending else 'alerts'}"
+        return self.conn.execute(sql + (" WHERE " + " AND ".join(where) if where else ""), args).fetchone()[0]
 
     @_locked
     def open_alerts(self) -> list[Alert]:

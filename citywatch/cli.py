@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from citywatch.settings import ConfigError, Settings, load_settings
+from citywatch.tokens_cli import app as tokens_app
+from citywatch.tokens_cli import closed_reason, first_start_token, open_store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="citywatch: city infrastructure telemetry, rules and alerts.")
@@ -26,6 +28,7 @@ devices_app = typer.Typer(no_args_is_help=True, help="The device registry (regis
 rollout_app = typer.Typer(no_args_is_help=True, help="Rollout programmes (rollout.csv).")
 app.add_typer(devices_app, name="devices")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(tokens_app, name="tokens")
 
 err = Console(stderr=True)
 out = Console()
@@ -90,6 +93,7 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     node = Node(s, broker_url=broker.url, mqtt_protocol=4)
     node.demo_webhooks = webhooks
     node.open()
+    token = first_start_token(open_store(s))
     fleet = sample_fleet(s.up.fleet_scale, seed=s.up.seed, min_per_kind=s.up.devices_per_kind)
     node.registry.upsert(fleet)
     try:
@@ -103,7 +107,7 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     sims.start()
     demo.show_backfill(out, sims, lambda: node.totals()["stored"], s.tz, stop)
     if not stop.is_set():  # Ctrl-C during the backfill: straight to stopping
-        _print_up(s, broker, fleet, node, webhooks is not None)
+        _print_up(s, broker, fleet, node, webhooks is not None, token)
     while not stop.wait(0.5):
         pass
     out.print("stopping: draining buffered readings...")
@@ -113,14 +117,15 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     _print_totals(node)
 
 
-def _print_up(s: Settings, broker, fleet, node, receiver: bool) -> None:
+def _print_up(s: Settings, broker, fleet, node, receiver: bool, token: str | None) -> None:
     from citywatch import demo
 
-    out.print(f"citywatch is up: [bold]http://{s.api.listen}[/] (API docs /docs, health /api/v1/health); "
+    out.print(f"citywatch is up: [bold]http://{s.api.listen}/[/] (API docs /docs, health /api/v1/health); "
               f"broker {broker.url}; {len(fleet)} simulated devices; data in "
               f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
-    out.print("try:\n  " + "\n  ".join(escape(t) for t in demo.tips(s, broker.url, receiver=receiver)),
-              highlight=False, soft_wrap=True)
+    _print_up_token(token, s.api.listen)
+    tips = demo.tips(s, broker.url, receiver=receiver, token=token or "$CITYWATCH_TOKEN")
+    out.print("try:\n  " + "\n  ".join(escape(t) for t in tips), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -131,6 +136,9 @@ def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--ver
 
     _logging(verbose)
     s = settings(config)
+    reason = closed_reason(s, open_store(s), config)
+    if reason:
+        _fail(reason)
     node = Node(s)
     try:
         node.start()
@@ -142,6 +150,17 @@ def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--ver
     _wait_for_signal()
     node.stop()
     _print_totals(node)
+
+
+def _print_up_token(token: str | None, listen: str) -> None:
+    if token:
+        out.print(f"admin token (shown once, stored hashed; keep it now): [bold]{token}[/]\n"
+                  f"  log in to the board at http://{listen}/ with it, or try: "
+                  f"curl -H 'Authorization: Bearer {token}' http://{listen}/api/v1/whoami",
+                  highlight=False, soft_wrap=True)
+    else:
+        out.print("an API token exists already (citywatch tokens list); make another with "
+                  "`citywatch tokens create --role admin --name NAME`", highlight=False)
 
 
 def _print_totals(node) -> None:

@@ -134,7 +134,7 @@ def _span(ms: int) -> str:
 def tips(s: Settings, broker_url: str, *, receiver: bool, token: str | None = None) -> list[str]:
     """What to try, one line each: the board, alerts, webhooks, the rollout report, a fault by hand."""
     base = f"http://{s.api.listen}"
-    auth = f"-H 'Authorization: Bearer {token}' " if token else ""
+    auth = f'-H "Authorization: Bearer {token}" ' if token else ""
     every = parse_duration_ms(s.up.scenario_every)
     lines = [f"the board           {base}/",
              f"open alerts         curl {auth}'{base}/api/v1/alerts'"]

@@ -208,6 +208,7 @@ class Node:
     def api_app(self):
         """The API application over this node's services (after :meth:`open`; not yet served)."""
         from citywatch.api.app import create_app
+        from citywatch.api.tokens import TokenStore
 
         s = self.settings
         state = SimpleNamespace(
@@ -220,6 +221,7 @@ class Node:
             ack_status=lambda: self.pipeline.ack_status() if hasattr(self, "pipeline") else None,
             broker_status=self._broker_status,
             tokens=s.api.tokens, listen=s.api.listen, demo_webhooks=self.demo_webhooks,
+            token_store=TokenStore(self.state_path, clock=self.clock), api_open=s.api.open,
         )
         # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)
         state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake, after_calls=("ack", "add_silence"))

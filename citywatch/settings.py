@@ -158,6 +158,7 @@ class ApiSettings(_Section):
     listen: str = "127.0.0.1:8080"
     public_url: str = ""  # base of alert links in webhooks; default http://{listen}
     tokens: list[dict[str, str]] = Field(default_factory=list)  # {token, role, name}
+    open: bool = False  # true: requests without a token act as admin (docs/SECURITY.md)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1 << 30)  # a larger request body: 413
     max_silence: str = "90d"  # the longest silence an operator may set
 

@@ -25,7 +25,7 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -212,11 +212,16 @@ def _row_device(r: tuple) -> Device:
     )
 
 
-def _filters(kind: str | None, district: str | None, status: str | None) -> tuple[list[str], list]:
+def _filters(kind: str | None, district: str | Sequence[str] | None,
+             status: str | None) -> tuple[list[str], list]:
+    """SQL conditions; a ``district`` list matches any of them (an empty one, nothing)."""
     where: list[str] = []
     args: list = []
     for col, val in (("kind", kind), ("district", district), ("status", status)):
-        if val is not None:
+        if isinstance(val, list | tuple):
+            where.append(f"{col} IN ({', '.join('?' * len(val))})" if val else "0")
+            args.extend(val)
+        elif val is not None:
             where.append(f"{col} = ?")
             args.append(val)
     return where, args
@@ -338,10 +343,11 @@ class Registry:
         return {"id": d.device_id, "kind": d.kind, "district": d.district, "asset_id": d.asset_id,
                 "lat": d.lat, "lon": d.lon, "responsible_unit": d.responsible_unit}
 
-    def list(self, kind: str | None = None, district: str | None = None,
+    def list(self, kind: str | None = None, district: str | Sequence[str] | None = None,
              status: str | None = None, limit: int = 100, after: str | None = None) -> list[Device]:
         """One page of devices ordered by ``device_id``; ``after`` is the last ``device_id`` of
-        the previous page (keyset pagination: pages stay consistent while devices are added)."""
+        the previous page (keyset pagination: pages stay consistent while devices are added).
+        ``district`` may be a list: devices of any of those districts."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a whole number >= 1, got {limit!r}")
         where, args = _filters(kind, district, status)
@@ -377,12 +383,16 @@ class Registry:
                 return
             after = rows[-1][0]
 
-    def count(self, kind: str | None = None, district: str | None = None,
+    def count(self, kind: str | None = None, district: str | Sequence[str] | None = None,
               status: str | None = None) -> int:
         """How many devices match."""
         where, args = _filters(kind, district, status)
         sql = "SELECT count(*) FROM devices" + (" WHERE " + " AND ".join(where) if where else "")
         return self.conn.execute(sql, args).fetchone()[0]
+
+    def districts(self) -> list[str]:
+        """The districts devices are registered in, sorted."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT district FROM devices ORDER BY district")]
 
     def snapshot(self) -> dict[str, tuple[str, str, str]]:
         """``device_id -> (kind, district, asset_id)`` of every device not retired (one query).

@@ -30,7 +30,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -203,11 +203,12 @@ class Outbox:
                 (delivery_id, alert_id, receiver, status, state, body, now, due, escalation))
 
     def page(self, *, status: str | None = None, limit: int = 100,
-             cursor: str | None = None) -> dict[str, Any]:
+             cursor: str | None = None, districts: Sequence[str] | None = None) -> dict[str, Any]:
         """``{"items", "total", "next"}``, newest first; ``next`` is the cursor of the next page.
 
-        ``status`` filters on the delivery state (:data:`STATES`). Raises ValueError on a bad
-        status, limit or cursor.
+        ``status`` filters on the delivery state (:data:`STATES`); ``districts`` to the
+        deliveries about devices of those districts (the body's ``device.district``). Raises
+        ValueError on a bad status, limit or cursor.
         """
         if status is not None and status not in STATES:
             raise ValueError(f"status: unknown delivery status {status!r} (known: {', '.join(STATES)})")
@@ -219,6 +220,10 @@ class Outbox:
         if status is not None:
             where.append("state = ?")
             args.append(status)
+        if districts is not None:
+            marks = ", ".join("?" * len(districts))
+            where.append(f"json_extract(CAST(body AS TEXT), '$.device.district') IN ({marks})")
+            args.extend(districts)
         cond = f"WHERE {' AND '.join(where)}" if where else ""
         page_where = where + (["delivery_id < ?"] if cursor else [])
         page_args = args + ([cursor] if cursor else [])

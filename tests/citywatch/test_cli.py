@@ -42,6 +42,7 @@ def test_bad_config_exits_2_naming_the_key(tmp_path):
 
 def test_every_command_has_help():
     for args in (["up"], ["serve"], ["devices", "import"], ["devices", "export"], ["rollout", "import"],
-                 ["simulate"], ["record"], ["replay"], ["rules", "check"]):
+                 ["simulate"], ["record"], ["replay"], ["rules", "check"],
+                 ["tokens", "create"], ["tokens", "list"], ["tokens", "revoke"]):
         r = runner.invoke(app, [*args, "--help"])
         assert r.exit_code == 0 and "Usage" in r.output, args

@@ -166,7 +166,8 @@ def test_prometheus_panels_use_metrics_the_node_exposes(tmp_path):
     from citywatch.settings import load_settings
 
     s = load_settings(env={}, store={"url": f"duckdb:///{tmp_path}/r.duckdb"},
-                      state={"url": f"sqlite:///{tmp_path}/state.db"}, ingest={"spool_dir": str(tmp_path / "spool")})
+                      state={"url": f"sqlite:///{tmp_path}/state.db"}, ingest={"spool_dir": str(tmp_path / "spool")},
+                      api={"open": True})
     node = Node(s)
     node.open()
     try:
