@@ -34,7 +34,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,6 +41,7 @@ import msgspec
 
 from devices.catalogue import KINDS, SEVERITIES
 from devices.sqlite import execute_values, relax, sync_wal, write_transaction
+from devices.times import rfc3339
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
 from .notice import AlertNotice, NoticeListener
@@ -124,14 +124,6 @@ CREATE TABLE IF NOT EXISTS rule_prev (
     PRIMARY KEY (rule, device_id)
 ) WITHOUT ROWID;
 """
-
-
-def rfc3339(ms: int | None, tz: ZoneInfo) -> str | None:
-    """Epoch ms as RFC 3339 with the zone's offset (``2026-11-29T23:14:05+08:00``)."""
-    if ms is None:
-        return None
-    dt = datetime.fromtimestamp(ms / 1000, tz)
-    return dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 Guarantees:
 
 * At least once: a delivery leaves the outbox only on a 2xx answer (``delivered``), a
-  non-retryable answer (``failed``), or when an attempt fails after the retry horizon (default
+  non-retryable outcome (``failed``; no HTTP status is one: webhook.py), or when an attempt fails after the retry horizon (default
   24 h) has passed since its first attempt (``failed``). Every attempt carries the same
   ``X-Citywatch-Delivery``, so receivers drop repeats (a crash between the 2xx and recording it
   sends the delivery again).
