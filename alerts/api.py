@@ -55,10 +55,17 @@ def _state(request: Request) -> AlertState:
     return request.app.state.alerts
 
 
+# the user an open API (no tokens) leaves in request.state.user: not a token's name
+OPEN_API_USER = "anonymous"
+
+
 def _who(request: Request, by: str | None) -> str:
+    """Who acts: the token's name; with no token (an open API), the ``by`` given; else anonymous."""
     user = getattr(request.state, "user", None)
     name = getattr(user, "name", None) or (user if isinstance(user, str) else None)
-    return name or (by or "").strip() or "anonymous"
+    if name == OPEN_API_USER:
+        name = None
+    return name or (by or "").strip() or OPEN_API_USER
 
 
 def _ms(value: int | str, field: str) -> int:

@@ -244,6 +244,7 @@ def rollout_import(file: Path, config: ConfigOpt = None) -> None:
 
 
 def _mount_domain_commands() -> None:
+    import alerts.cli
     import simulators.cli
     from alerts.cli import app as rules_app
     from simulators.cli import app as sim_app
@@ -252,6 +253,7 @@ def _mount_domain_commands() -> None:
     simulators.cli.tls_from_config = lambda config: settings(config).mqtt.model_dump(
         include={"ca_file", "cert_file", "key_file", "server_name"})
 
+    alerts.cli.config_from_file = settings
     app.add_typer(rules_app, name="rules", help="Rule files: check them.")
     from dashboards.cli import app as dashboards_app
 

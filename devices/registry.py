@@ -196,12 +196,23 @@ def rollout_problems(t: RolloutTarget) -> list[tuple[str, str]]:
     return p
 
 
+def offline_after_s(kind: str, attrs: Mapping[str, Any] | None = None) -> float:
+    """How long a device may stay silent and still count as online: its ``attrs.offline_after_s``
+    when that is a positive number (a bridge gauge reporting every 10 minutes sets 1800), else
+    its kind's (``CATALOGUE[kind].offline_after_s``). The same limit as the offline rules'
+    (``absent: {attr: offline_after_s, ...}``), so a device shown offline has an offline alert."""
+    v = (attrs or {}).get("offline_after_s")
+    if isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < float("inf"):
+        return float(v)
+    return CATALOGUE[kind].offline_after_s
+
+
 def online(device: Device, now_ms: int) -> bool:
-    """Whether ``device`` is online at ``now_ms``: its newest reading is no older than its
-    kind's offline absence (``CATALOGUE[kind].offline_after_s``). Never seen: offline."""
+    """Whether ``device`` is online at ``now_ms``: its newest reading is no older than
+    :func:`offline_after_s` of it. Never seen: offline."""
     if device.last_seen is None:
         return False
-    return now_ms - device.last_seen <= CATALOGUE[device.kind].offline_after_s * 1000.0
+    return now_ms - device.last_seen <= offline_after_s(device.kind, device.attrs) * 1000.0
 
 
 def _row_device(r: tuple) -> Device:

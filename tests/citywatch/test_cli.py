@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from citywatch.cli import app
@@ -37,6 +39,18 @@ def test_bad_config_exits_2_naming_the_key(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text("[mqtt]\nurll = 'x'\n", encoding="utf-8")
     r = runner.invoke(app, ["serve", "--config", str(p)])
+    assert r.exit_code == 2 and "mqtt.urll: unknown key" in r.output
+
+
+def test_rules_check_takes_config_like_every_subcommand(tmp_path):
+    """operator.md gives ``--config`` to every subcommand; ``rules check`` refused it."""
+    pack = Path(__file__).parents[2] / "alerts" / "pack" / "default.yaml"
+    r = runner.invoke(app, ["rules", "check", str(pack), "--config", config(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "default.yaml: 33 rule(s)" in r.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mqtt]\nurll = 'x'\n", encoding="utf-8")
+    r = runner.invoke(app, ["rules", "check", str(pack), "--config", str(bad)])
     assert r.exit_code == 2 and "mqtt.urll: unknown key" in r.output
 
 
