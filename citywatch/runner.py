@@ -222,8 +222,9 @@ class Node:
             broker_status=self._broker_status,
             tokens=s.api.tokens, listen=s.api.listen,
         )
-        # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)
-        state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake, after_calls=("ack", "add_silence"))
+        # the API's writes that may queue a notice (acknowledged, resolved) or change what is sent (silences)
+        state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake,
+                                   after_calls=("ack", "add_silence", "resolve"))
         state.outbox = _Serialized(self.api_outbox)
         return create_app(state)
 
