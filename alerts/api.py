@@ -25,6 +25,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from devices import durations, times
+from devices.api import storable
 from devices.catalogue import KINDS, SEVERITIES
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
@@ -36,17 +37,8 @@ router = APIRouter(tags=["alerts"])
 MAX_SILENCE_MS = 90 * 86_400_000
 
 
-def _storable(text: str) -> str:
-    """JSON may carry lone surrogates (``\\ud800``), which the state DB cannot store."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("not valid Unicode text (a lone surrogate)") from None
-    return text
-
-
-Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(_storable)]
-Text = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_storable)]
+Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(storable)]
+Text = Annotated[str, StringConstraints(max_length=2000), AfterValidator(storable)]
 Time = int | Annotated[str, StringConstraints(max_length=times.MAX_TEXT)]
 
 
@@ -69,7 +61,7 @@ class AssignBody(BaseModel):
 
 class CommentBody(BaseModel):
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
-                    AfterValidator(_storable)]
+                    AfterValidator(storable)]
     by: Name | None = Field(None, description="who comments (ignored when authenticated)")
 
 

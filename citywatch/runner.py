@@ -214,6 +214,7 @@ class Node:
         state = SimpleNamespace(
             settings=s, store=self.store, spool=self.spool, now=self.clock,
             registry_ro=_Serialized(Registry(connect(self.state_path))),
+            registry_rw=_Serialized(Registry(connect(self.state_path))),  # admin writes (devices/api.py)
             quarantine_ro=_Serialized(Quarantine(connect(self.state_path))),
             events_ro=_Serialized(EventLog(connect(self.state_path))),
             metrics_registry=self.metrics_registry,

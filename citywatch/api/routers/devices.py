@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
@@ -8,8 +7,8 @@ from fastapi import Query as Q
 
 from citywatch.api.deps import Services, parse_duration_ms, parse_time, zone
 from devices import times
+from devices.api import public
 from devices.catalogue import CATALOGUE
-from devices.registry import online
 from devices.times import rfc3339
 from ingest.stores.base import Query
 
@@ -39,16 +38,6 @@ def _bounded(value: Any, depth: int = DETAIL_DEPTH) -> Any:
     return out[0]
 
 
-def _public(d, now_ms: int, tz) -> dict[str, Any]:
-    """A device as the API shows it: its times RFC 3339 in the configured zone, and ``online``
-    (its ``attrs.offline_after_s``, else its kind's limit: devices.registry.online)."""
-    out = asdict(d)
-    out["attrs"] = dict(d.attrs)
-    out["online"] = online(d, now_ms) if d.last_seen is not None else False
-    out["last_seen"], out["commissioned_at"] = rfc3339(d.last_seen, tz), rfc3339(d.commissioned_at, tz)
-    return out
-
-
 @router.get("/api/v1/devices")
 def list_devices(svc: Services, kind: str | None = Q(None, max_length=SHORT),
                  district: str | None = Q(None, max_length=SHORT), status: str | None = Q(None, max_length=SHORT),
@@ -58,7 +47,7 @@ def list_devices(svc: Services, kind: str | None = Q(None, max_length=SHORT),
     items = reg.list(kind=kind, district=district, status=status, limit=limit, after=cursor)
     now, tz = svc.now(), zone(svc)
     return {
-        "items": [_public(d, now, tz) for d in items],
+        "items": [public(d, now, tz) for d in items],
         "total": reg.count(kind=kind, district=district, status=status),
         "next": items[-1].device_id if len(items) == limit else None,
     }
@@ -70,7 +59,7 @@ def get_device(svc: Services, device_id: str) -> dict:
     if d is None:
         raise HTTPException(404, f"no device {device_id!r}")
     tz = zone(svc)
-    out = _public(d, svc.now(), tz)
+    out = public(d, svc.now(), tz)
     events = svc.events_ro.for_device(device_id, 0, 2**62, limit=20)
     out["events"] = [{**e, "ts": rfc3339(e["ts"], tz), "detail": _bounded(e["detail"])} for e in events]
     return out
