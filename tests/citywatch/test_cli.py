@@ -59,3 +59,23 @@ def test_every_command_has_help():
                  ["simulate"], ["record"], ["replay"], ["rules", "check"]):
         r = runner.invoke(app, [*args, "--help"])
         assert r.exit_code == 0 and "Usage" in r.output, args
+
+
+def test_simulate_into_a_registry_lacking_the_fleet_prints_the_fix_and_register_imports(tmp_path, mosquitto):
+    """``simulate`` into a serve node's registry that lacks the fleet: its messages would be
+    quarantined as unregistered, silently. It warns with the fix; ``--register`` imports the fleet."""
+    from devices.registry import Registry
+    from devices.sqlite import connect
+
+    cfg = config(tmp_path)
+    args = ["simulate", "--kinds", "noise", "--devices", "2", "--duration", "1m", "--speed", "max",
+            "--start", "2026-11-29T08:00+08:00", "--broker", mosquitto.url, "--config", cfg]
+    Registry(connect(tmp_path / "state.db")).close()  # the node's state DB exists, without the fleet
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "2 of 2 simulated devices" in r.output and "--register" in r.output
+    r = runner.invoke(app, [*args, "--register"])
+    assert r.exit_code == 0 and "registered 2 simulated devices" in r.output, r.output
+    assert len(Registry(connect(tmp_path / "state.db")).snapshot()) == 2
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
