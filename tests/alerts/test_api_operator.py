@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from alerts.api import router
+from alerts.state import AlertFilter
 from devices.catalogue import SEVERITIES
 
 from .helpers import Harness, M, S, at, series
@@ -33,7 +34,11 @@ def env():
 
 def _fleet(h: Harness) -> None:
     """Alerts of three severities in two districts, some resolved."""
+    districts = {}
+    h.engine.device_info = lambda d: {**Harness.device_info(d), "district": districts[d]}
     for i in range(5):
+        districts.update({f"lighting-{i:04d}": "江汉区" if i % 2 else "武昌区", f"toilet-{i:04d}": "江汉区",
+                          f"lighting-{i + 10:04d}": "武昌区"})
         h.feed(series(f"lighting-{i:04d}", "lighting", "leakage_ma", T0 + i * S, M, [45],
                       district="江汉区" if i % 2 else "武昌区"))  # critical, firing
         h.feed(series(f"toilet-{i:04d}", "toilet", "consumables_pct", T0 + i * S, M, [15] + [50] * (i % 2),
@@ -190,3 +195,29 @@ def test_silences_listed_and_ended_early(env):
     assert client.delete("/api/v1/silences/s-nope").status_code == 404
     page = client.get("/api/v1/silences", params={"limit": 1}).json()
     assert page["next"] == "1" and page["total"] == 2
+
+
+def test_district_scope_hook(env):
+    """A token limited to districts (authentication sets ``request.state.districts``) lists and
+    acts on only those districts' alerts; others are 404, as if they did not exist."""
+    h, _, clock = env
+    app = FastAPI()
+    app.include_router(router)
+    app.state.alerts, app.state.now = h.state, lambda: clock["now"]
+
+    @app.middleware("http")
+    async def limited(request, call_next):
+        request.state.districts = ["武昌区"]
+        return await call_next(request)
+
+    client = TestClient(app)
+    _fleet(h)
+    listed = _all(client)
+    assert listed and {a["district"] for a in listed} == {"武昌区"}
+    assert client.get("/api/v1/alerts", params={"limit": 1}).json()["total"] == len(listed)
+    other = h.state.list_alerts("firing", 1, where=AlertFilter(district="江汉区"))[0][0]
+    assert client.get(f"/api/v1/alerts/{other.id}").status_code == 404
+    assert client.post(f"/api/v1/alerts/{other.id}/resolve").status_code == 404
+    assert h.state.get(other.id).state == "firing"
+    csv_rows = client.get("/api/v1/alerts", params={"format": "csv"}).content.decode("utf-8-sig").splitlines()
+    assert len(csv_rows) == 1 + len(listed)
