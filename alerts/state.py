@@ -19,7 +19,15 @@ the engine's stream state, so the frequent pending-then-dropped case costs no al
 is the one the alert gets if it fires), ``firing``, ``acknowledged`` (still open, an operator
 took it), ``resolved``. The ``alerts`` table holds the alerts that fired. ``silenced`` is a
 flag: the alert is recorded, and its notices carry ``silenced=True`` so dispatch does not send
-them on.
+them on; it is set when a silence or a maintenance window (alerts/maintenance.py) matching the
+alert is active at the transition's event time.
+
+Operators' changes (acknowledge and take back, resolve by hand, assign, comment) are history
+rows with who made them. A manual resolve goes through :meth:`AlertState.apply`, as the
+engine's resolves do, and leaves a row in ``alert_resets``: the engine forgets that stream
+before its next evaluation (engine.py ``_take_resets``), so a condition that still holds starts
+over as a new alert; an engine transition of an alert already resolved by hand is skipped.
+Columns added since the first state DBs are added where missing (:data:`_MIGRATIONS`).
 """
 
 from __future__ import annotations
@@ -170,7 +178,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for table, column, definition in _MIGRATIONS:
         if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-    conn.execute(f"CREATE INDEX IF NOT EXISTS alerts_by_rank ON alerts({_rank_sql('severity')} DESC, seq DESC)")
+    conn.execute(f"CREATE INDEX IF NOT EXISTS alerts_by_rank ON alerts({_RANK_COL} DESC, seq DESC)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +194,7 @@ class AlertFilter:
     def sql(self, pending: bool = False) -> tuple[list[str], list]:
         """``(conditions, args)`` over the ``alerts`` table, or over ``rule_streams`` (pending)."""
         col = {"district": "json_extract(data, '$.view.district')", "kind": "json_extract(data, '$.view.kind')",
-               "severity": "json_extract(data, '$.view.severity')"} if pending else {}
+               "severity": _VIEW_SEVERITY} if pending else {}
         where, args = [], []
         for name in ("district", "kind", "severity", "device_id"):
             value = getattr(self, name)
