@@ -198,7 +198,7 @@ def _act(request: Request, alert_id: str, action) -> dict[str, Any]:
     st = _state(request)
     try:
         _visible(request, st.get(alert_id))
-        return action(st).to_api(st.tz)
+        return action(st).to_api(st.tz, detail=True)
     except AlertNotFound as e:
         raise HTTPException(404, str(e)) from None
     except AlertsError as e:

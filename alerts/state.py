@@ -364,8 +364,9 @@ class Alert:
             "url": f"{base_url.rstrip('/')}/alerts/{self.id}" if base_url else None,
         }
 
-    def to_api(self, tz: ZoneInfo) -> dict:
-        """The alert as the REST API shows it."""
+    def to_api(self, tz: ZoneInfo, detail: bool = False) -> dict:
+        """The alert as the REST API shows it; with ``history`` and ``comments`` when it has a
+        history or ``detail`` (one alert's page: empty lists for a pending alert)."""
         out = {
             "id": self.id, "rule": self.rule, "state": self.state, "severity": self.severity,
             "silenced": self.silenced, "summary": self.summary, "device_id": self.device_id,
@@ -376,7 +377,7 @@ class Alert:
             "acknowledged_at": rfc3339(self.acked_ms, tz), "ack_note": self.ack_note,
             "assignee": self.assignee, "device": dict(self.device),
         }
-        if self.history:
+        if self.history or detail:
             out["history"] = [
                 {"at": rfc3339(h.ts_ms, tz), "change": h.change, "severity": h.severity,
                  "value": h.value, "threshold": h.threshold, "by": h.by, "note": h.note}
