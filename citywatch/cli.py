@@ -176,6 +176,18 @@ def _registry(s: Settings):
     return Registry.open(parse_url(s.state.url))
 
 
+def _registry_of_config(config: Path | None, create: bool):
+    """``(registry, where)`` of the config's state DB for ``simulate``; None if that DB is not
+    on this machine and ``create`` is false."""
+    from devices.sqlite import parse_url
+
+    s = settings(config)
+    path = parse_url(s.state.url)
+    if path == ":memory:" or (not create and not Path(path).exists()):
+        return None
+    return _registry(s), s.state.url
+
+
 def _csv(action, file: Path, config: Path | None, done: str) -> None:
     """Run a registry CSV import or export; a bad file or row is one clear error, exit 1."""
     from devices.errors import RegistryError
@@ -266,6 +278,7 @@ def rollout_import(file: Path, config: ConfigOpt = None) -> None:
 
 
 def _mount_domain_commands() -> None:
+    import alerts.cli
     import simulators.cli
     from alerts.cli import app as rules_app
     from simulators.cli import app as sim_app
@@ -274,6 +287,8 @@ def _mount_domain_commands() -> None:
     simulators.cli.tls_from_config = lambda config: settings(config).mqtt.model_dump(
         include={"ca_file", "cert_file", "key_file", "server_name"})
 
+    alerts.cli.config_from_file = settings
+    simulators.cli.registry_from_config = _registry_of_config
     app.add_typer(rules_app, name="rules", help="Rule files: check them.")
     from dashboards.cli import app as dashboards_app
 

@@ -122,7 +122,9 @@ class Node:
         api_conn = connect(self.state_path)
         self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
                                      listeners=[self.dispatcher.make_outbox(api_conn).listener, *history])
+        self.api_alerts.summarize = self.engine.summarize  # pending alerts' summaries in the API
         self.api_outbox = self.dispatcher.make_outbox(connect(self.state_path))
+        self.api_outbox.tz = s.tz  # /deliveries times in the zone's offset, as every API time
 
     def start(self) -> None:
         self.open()
@@ -214,6 +216,7 @@ class Node:
         state = SimpleNamespace(
             settings=s, store=self.store, spool=self.spool, now=self.clock,
             registry_ro=_Serialized(Registry(connect(self.state_path))),
+            registry_rw=_Serialized(Registry(connect(self.state_path))),  # admin writes (devices/api.py)
             quarantine_ro=_Serialized(Quarantine(connect(self.state_path))),
             events_ro=_Serialized(EventLog(connect(self.state_path))),
             metrics_registry=self.metrics_registry,
@@ -223,8 +226,9 @@ class Node:
             tokens=s.api.tokens, listen=s.api.listen, demo_webhooks=self.demo_webhooks,
             token_store=TokenStore(self.state_path, clock=self.clock), api_open=s.api.open,
         )
-        # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)
-        state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake, after_calls=("ack", "add_silence"))
+        # the API's writes that may queue a notice (acknowledged, resolved) or change what is sent (silences)
+        state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake,
+                                   after_calls=("ack", "add_silence", "resolve"))
         state.outbox = _Serialized(self.api_outbox)
         return create_app(state)
 

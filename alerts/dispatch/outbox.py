@@ -32,11 +32,13 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from alerts.notice import NOTICE_STATUSES, AlertNotice
+from devices.times import rfc3339
 
 from .config import DispatchConfig
 from .errors import DispatchError
@@ -127,10 +129,9 @@ def _epoch(rfc3339: object) -> float | None:
     return dt.timestamp()
 
 
-def _rfc3339(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+def _rfc3339(ts: float | None, tz: tzinfo) -> str | None:
+    """Epoch seconds as the API shows every time (devices.times.rfc3339: the zone's offset)."""
+    return None if ts is None else rfc3339(ts * 1000, tz)
 
 
 class Outbox:
@@ -143,8 +144,9 @@ class Outbox:
 
     def __init__(self, conn: sqlite3.Connection, config: DispatchConfig, *,
                  clock: Callable[[], float] = time.time,
-                 public_url: str = "http://127.0.0.1:8080") -> None:
+                 public_url: str = "http://127.0.0.1:8080", tz: str = "Asia/Shanghai") -> None:
         self._conn = conn
+        self.tz = ZoneInfo(tz)  # of the times :meth:`page` shows
         self._config = config
         self._clock = clock
         self._public_url = public_url
@@ -237,13 +239,16 @@ class Outbox:
                 (*page_args, limit + 1)).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
+        tz = self.tz
         items = [
             {
                 "delivery_id": r[0], "alert_id": r[1], "receiver": r[2], "notice": r[3],
-                "status": r[4], "created_at": _rfc3339(r[5]),
-                "next_attempt_at": _rfc3339(r[6]) if r[4] in ("pending", "scheduled") else None,
-                "attempts": r[7], "first_attempt_at": _rfc3339(r[8]),
-                "last_attempt_at": _rfc3339(r[9]), "last_error": r[10], "done_at": _rfc3339(r[11]),
+                "status": r[4], "created_at": _rfc3339(r[5], tz),
+                "next_attempt_at": _rfc3339(r[6], tz) if r[4] in ("pending", "scheduled") else None,
+                "attempts": r[7], "first_attempt_at": _rfc3339(r[8], tz),
+                "last_attempt_at": _rfc3339(r[9], tz), "last_error": r[10], "done_at": _rfc3339(r[11], tz),
+                # still being retried after a failed attempt (webhooks.md: any non-2xx is retried)
+                "failing": r[4] == "pending" and r[10] is not None,
             }
             for r in rows
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 from fastapi import Depends, HTTPException, Request, Response
@@ -86,8 +87,15 @@ def json_answer(body: Any) -> Response:
     return Response(_encode(body), media_type="application/json")
 
 
+def zone(svc: Any) -> ZoneInfo:
+    """The configured zone ([timezone]) every time the API shows is in (devices.times.rfc3339)."""
+    settings = getattr(svc, "settings", None)
+    return ZoneInfo(getattr(settings, "timezone", "Asia/Shanghai"))
+
+
 def parse_time(value: str | None, name: str, default: int) -> int:
-    """Epoch milliseconds or RFC 3339 (operator.md), 1970..2262; HTTP 400 naming the parameter."""
+    """Epoch milliseconds or RFC 3339 with an offset (operator.md), 1970..2262; HTTP 400 naming
+    the parameter. The one parser of times in query parameters (devices.times.parse_time_ms)."""
     if value is None or value == "":
         return default
     try:

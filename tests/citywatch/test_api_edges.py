@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citywatch.settings import ConfigError, load_settings
+from devices import times
 
 from .api_support import DEVICE, NOW, TOKENS, Served, make_node
 
@@ -266,7 +267,7 @@ def test_malformed_json_bodies_give_a_4xx(client, raw):
 def test_an_event_detail_nested_300_deep_does_not_break_the_device_page(client):
     r = client.get(f"/api/v1/devices/{DEVICE}", headers=auth("viewer"))
     assert r.status_code == 200, r.text[:300]
-    events = {e["ts"]: e for e in r.json()["events"]}
+    events = {times.parse_time_ms(e["ts"]): e for e in r.json()["events"]}  # RFC 3339, as every API time
     deep = events[NOW - 1000]["detail"]
     for _ in range(16):
         deep = deep["a"]
