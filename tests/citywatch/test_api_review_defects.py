@@ -118,7 +118,7 @@ def test_offset_less_and_bad_query_times_are_400_naming_the_parameter(client, pa
 
 
 def test_open_api_records_the_by_given(tmp_path):
-    node = make_node(tmp_path / "open", tokens=False)
+    node = make_node(tmp_path / "open", tokens=False, open=True)
     try:
         client = TestClient(node.api_app())
         r = client.post("/api/v1/silences", json={"matchers": {"kind": "noise"}, "end": NOW + 60_000,
