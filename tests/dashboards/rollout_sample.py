@@ -135,3 +135,33 @@ def sample_rows(doc: dict, n: int, name: str, seed: int = 11) -> list[dict]:
                                                    b=int(rng.integers(0, 2))),
                     "since": since if j % 5 else since[:10]})
     return out
+
+
+def _tag(v: str) -> str:
+    return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def snapshot_lines(doc: dict, days: int, tz: str = "Asia/Shanghai") -> list[str]:
+    """The daily ``rollout`` snapshots (measurement ``rollout``, tags programme and district,
+    ``_all`` for the totals; integer counts, float pace and share; at the local midnight that
+    starts each day) of the ``days`` days up to ``doc``'s as_of, as line protocol with ms
+    timestamps (``InfluxDBStore.write_lines``): the shape the report writes. Earlier days step
+    the figures back by the pace."""
+    from zoneinfo import ZoneInfo
+
+    today = date.fromisoformat(doc["as_of"])
+    out = []
+    for back in range(days):
+        day = today - timedelta(days=back)
+        ms = int(datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz)).timestamp()) * 1000
+        for p in doc["programmes"]:
+            for name, f in [("_all", p["totals"]), *((d["district"], d) for d in p["districts"])]:
+                step = int(f["pace_per_week"] * back / 7)
+                c, i = max(0, f["commissioned"] - step), max(0, f["installed"] - step)
+                fields = {"target": f["target"], "planned": f["planned"] + (f["installed"] - i), "installed": i,
+                          "commissioned": c, "reporting": min(f["reporting"], c)}
+                share = c / f["target"] if f["target"] else 0.0
+                out.append(f"rollout,district={_tag(name)},programme={_tag(p['programme'])} "
+                           + ",".join(f"{k}={v}i" for k, v in fields.items())
+                           + f",pace_per_week={float(f['pace_per_week'])},commissioned_share={share} {ms}")
+    return out
