@@ -43,7 +43,7 @@ COLOURS = {"green": "#56a64b", "yellow": "#e0b400", "orange": "#ff780a", "red": 
 def run(http: str, day: dict, q: str) -> list[dict]:
     q = q.replace("$timeFilter", f"time >= {day['start']}ms and time <= {day['end']}ms")
     q = q.replace("$__interval", "5m")
-    for v in ("district", "asset", "device"):
+    for v in ("programme", "district", "asset", "device"):
         q = q.replace(f"${v}", ".*")
     r = httpx.get(f"{http}/query", params={"db": DB, "q": q, "epoch": "ms"}, timeout=60)
     r.raise_for_status()

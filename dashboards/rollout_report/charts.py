@@ -99,7 +99,7 @@ def progress_chart(name: str, f: dict, as_of: str, deadline: str, language: str,
     _lines(ax, f["target"], due, today, language, family)
     _title(ax, name, f, language, family)
     _axes_style(ax, family, top, language)
-    fig.tight_layout(pad=0.4)
+    fig.subplots_adjust(left=0.105, right=0.985, bottom=0.1, top=0.9)  # fixed: tight_layout costs a draw
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
