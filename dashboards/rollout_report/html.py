@@ -43,9 +43,9 @@ tr.miss td{background:#fdecea} tr.miss td.status{color:#c62828;font-weight:bold}
 td.status.yes,td.status.done{color:#2e7d32} td.status.unknown{color:#8a6d00}
 .range{color:#777;font-size:11px;display:block}
 .bar{display:inline-block;height:8px;background:#1f5fbf;vertical-align:middle;margin-left:6px}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(470px,1fr));gap:12px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,470px);gap:12px}
 .chart{border:1px solid #ddd;padding:4px;margin:0} .chart.miss{border:2px solid #c62828}
-.chart img{width:100%;height:auto;display:block}
+.chart img{width:460px;height:auto;display:block}
 .key span{display:inline-block;margin-right:16px;font-size:13px}
 .key i{display:inline-block;width:22px;height:0;vertical-align:middle;margin-right:5px;border-top:3px solid}
 .key i.area{height:10px;border:0;opacity:.45}
