@@ -63,10 +63,11 @@ def _lines(ax, target: int, due: date, today: date, language: str, family: list[
     ax.axvline(due, color=COLOURS["deadline"], lw=1.2)
     ax.axvline(today, color=COLOURS["now"], lw=0.8, ls=":")
     ax.annotate(f"{label('target_line', language)} {target:,}", (0, target), xycoords=("axes fraction", "data"),
-                xytext=(3, 2), textcoords="offset points", fontsize=7.5, fontfamily=family, color=COLOURS["target"])
+                xytext=(3, 2), textcoords="offset points", fontsize=7.5, fontfamily=family, color=COLOURS["target"],
+                parse_math=False)
     ax.annotate(f"{label('deadline_line', language)} {due:%Y-%m-%d}", (due, 1), xycoords=("data", "axes fraction"),
                 xytext=(-3, -10), textcoords="offset points", ha="right", fontsize=7.5, fontfamily=family,
-                color=COLOURS["deadline"])
+                color=COLOURS["deadline"], parse_math=False)
 
 
 def _title(ax, name: str, f: dict, language: str, family: list[str]) -> None:
@@ -75,7 +76,8 @@ def _title(ax, name: str, f: dict, language: str, family: list[str]) -> None:
     share = f"{f['commissioned_share'] * 100:.1f} %"
     colour = {"no": COLOURS["late"], "unknown": COLOURS["unknown"]}.get(st, "#222222")
     ax.set_title(f"{mark}{district_name(name, language)}  {share}  {label(st, language)}", loc="left",
-                 fontsize=10, fontfamily=family, color=colour, fontweight="bold" if st == "no" else "normal")
+                 fontsize=10, fontfamily=family, color=colour, fontweight="bold" if st == "no" else "normal",
+                 parse_math=False)
 
 
 def progress_chart(name: str, f: dict, as_of: str, deadline: str, language: str, *, size=(4.6, 2.9),

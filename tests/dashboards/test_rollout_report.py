@@ -273,3 +273,20 @@ def test_several_programmes_get_their_own_district_sheets(doc):
     assert len(names) == len(set(n.lower() for n in names)) == 1 + 2 * 14 + 5
     assert "江岸区 smart-gas-meters-2021" in names
     assert sum(n.startswith("江岸区 smart-gas-meters-2022") for n in names) == 1
+
+
+def test_edge_cases_render(doc):
+    """A district not started (no weeks, target 0, nothing forecast), a name that is markup and
+    mathtext, a deadline already passed: both outputs render, the name escaped."""
+    odd = copy.deepcopy(doc)
+    d = odd["programmes"][0]["districts"][0]
+    d.update(district="<i>A$b$</i>", target=0, planned=0, installed=0, commissioned=0, reporting=0,
+             commissioned_share=0.0, weekly=[], pace_per_week=0.0, pace_p10=0.0, pace_p90=0.0, forecast=None,
+             forecast_early=None, forecast_late=None, completed_on=None, on_track=None, needed_per_week=None)
+    odd["programmes"][0]["districts"][1]["deadline"] = "2026-01-31"
+    page = render_html(odd, language="en")
+    assert "<i>A$b$</i>" not in page and "&lt;i&gt;A$b$&lt;/i&gt;" in page
+    p = parse(page)
+    assert p.rows["<i>A$b$</i>"][1:6] == ["0"] * 5 and "<i>A$b$</i>" in p.charts
+    book = openpyxl.load_workbook(io.BytesIO(render_xlsx(odd, {})), read_only=True)
+    assert "<i>A$b$<_i>" in book.sheetnames  # "/" is not allowed in a sheet name
