@@ -1,7 +1,8 @@
 """The rollout report as one Excel workbook (XlsxWriter): the office's copy.
 
-Sheets: ``汇总 Summary`` (each programme's totals and districts, then the exception counts), one
-sheet per district with its weekly series, one sheet per exception list (device_id, district,
+Sheets: ``汇总 Summary`` (each programme's totals and districts, then the exception counts;
+printed landscape, one page wide), one sheet per district with its weekly series, the target
+and an Excel line chart of both, one sheet per exception list (device_id, district,
 asset_id, asset_name, responsible_unit, reason, since). Headers in Chinese and English, the
 header row frozen, numbers as numbers, dates as Excel dates, share as a percentage; sheet names
 valid for Excel (31 characters, none of ``[]:*?/\\``, unique ignoring case). Text cells are
@@ -91,11 +92,11 @@ class _Book:
         }
         self.taken: set[str] = set()
 
-    def sheet(self, wanted: str, headers: list[str]):
+    def sheet(self, wanted: str, headers: list[str], *, frozen_columns: int = 0):
         ws = self.wb.add_worksheet(sheet_name(wanted, self.taken))
         for c, h in enumerate(headers):
             ws.write_string(0, c, h, self.fmt["head"])
-        ws.freeze_panes(1, 0)
+        ws.freeze_panes(1, frozen_columns)
         ws.set_row(0, 30)
         return ws, [max(8, min(MAX_WIDTH, max(text_width(w) for w in h.split(" ")) + 2)) for h in headers]
 
@@ -139,7 +140,9 @@ def _summary_values(programme: str, name: str, f: dict) -> list[object]:
 
 
 def _summary(book: _Book, doc: dict) -> None:
-    ws, widths = book.sheet(both("summary_sheet"), [both(k) for k, _ in SUMMARY])
+    ws, widths = book.sheet(both("summary_sheet"), [both(k) for k, _ in SUMMARY], frozen_columns=2)
+    ws.set_landscape()
+    ws.fit_to_pages(1, 0)  # printed: one page wide
     r = 1
     for p in doc["programmes"]:
         for name, f in rows(p):
@@ -167,11 +170,29 @@ _WEEK_KEYS = ("week_start", "installed", "commissioned", "installed_cumulative",
 
 
 def _district(book: _Book, wanted: str, f: dict) -> None:
-    ws, widths = book.sheet(wanted, [both(k) for k, _ in WEEKLY])
+    """The weekly series, the target beside it, and a line chart of both cumulatives and the
+    target (Excel's own chart: it follows edits to the sheet)."""
+    ws, widths = book.sheet(wanted, [both(k) for k, _ in WEEKLY] + [both("target")])
     for r, w in enumerate(f["weekly"], start=1):
         for c, (key, (_, kind)) in enumerate(zip(_WEEK_KEYS, WEEKLY, strict=True)):
             book.cell(ws, r, c, w[key], kind, widths)
+        book.cell(ws, r, len(WEEKLY), f["target"], "int", widths)
     book.done(ws, widths)
+    if f["weekly"]:
+        ws.insert_chart(1, len(WEEKLY) + 2, _chart(book, ws.name, len(f["weekly"])))
+
+
+def _chart(book: _Book, sheet: str, n: int):
+    chart = book.wb.add_chart({"type": "line"})
+    for col, colour, dash in ((3, "#8FB3E8", "solid"), (4, "#1F5FBF", "solid"), (5, "#333333", "dash")):
+        chart.add_series({"name": [sheet, 0, col], "categories": [sheet, 1, 0, n, 0], "values": [sheet, 1, col, n, col],
+                          "line": {"color": colour, "width": 2 if col == 4 else 1.25, "dash_type": dash}})
+    chart.set_title({"name": sheet, "name_font": {"size": 12}})
+    chart.set_x_axis({"date_axis": True, "num_format": "yyyy-mm", "major_unit": 2, "major_unit_type": "months"})
+    chart.set_y_axis({"num_format": "#,##0", "min": 0})
+    chart.set_legend({"position": "bottom"})
+    chart.set_size({"width": 720, "height": 360})
+    return chart
 
 
 def _list(book: _Book, wanted: str, items: list[dict]) -> None:

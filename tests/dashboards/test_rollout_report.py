@@ -11,6 +11,7 @@ import copy
 import io
 import re
 import warnings
+import zipfile
 from datetime import date, datetime
 from html.parser import HTMLParser
 
@@ -203,8 +204,21 @@ def lists(doc):
 
 
 @pytest.fixture(scope="module")
-def book(doc, lists):
-    return openpyxl.load_workbook(io.BytesIO(render_xlsx(doc, lists)))
+def xlsx(doc, lists):
+    return render_xlsx(doc, lists)
+
+
+@pytest.fixture(scope="module")
+def book(xlsx):
+    return openpyxl.load_workbook(io.BytesIO(xlsx))
+
+
+def test_each_district_sheet_has_its_chart(xlsx):
+    with zipfile.ZipFile(io.BytesIO(xlsx)) as z:
+        charts = sorted(n for n in z.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n))
+        assert len(charts) == 14  # the totals and 13 districts
+        second = z.read("xl/charts/chart2.xml").decode()  # the first district's
+    assert "江岸区!$E$2:$E$53" in second and "江岸区!$F$2:$F$53" in second  # commissioned, target
 
 
 def values(ws) -> list[list]:
@@ -230,7 +244,7 @@ def test_workbook_has_every_figure_of_the_document(doc, book):
     for d in programme["districts"]:
         rows = values(book[d["district"]])
         assert rows[1:] == [[as_date(w["week_start"]), w["installed"], w["commissioned"], w["installed_cumulative"],
-                             w["commissioned_cumulative"]] for w in d["weekly"]], d["district"]
+                             w["commissioned_cumulative"], d["target"]] for w in d["weekly"]], d["district"]
         assert book[d["district"]]["A2"].number_format == "yyyy-mm-dd"
 
 
@@ -245,7 +259,7 @@ def test_workbook_lists_and_sheet_layout(doc, lists, book):
     assert book["安装后未上报"]["D2"].data_type == "s"
     for ws in book.worksheets:
         assert len(ws.title) <= 31 and not re.search(r"[\[\]:*?/\\]", ws.title)
-        assert ws.freeze_panes == "A2", ws.title
+        assert ws.freeze_panes == ("C2" if ws.title == "汇总 Summary" else "A2"), ws.title
         widths = {k: d.width for k, d in ws.column_dimensions.items()}
         assert widths and all(8 <= w <= 60 for w in widths.values()), (ws.title, widths)
     names = book["安装后未上报"]
