@@ -49,6 +49,7 @@ td.status.yes,td.status.done{color:#2e7d32} td.status.unknown{color:#8a6d00}
 .key span{display:inline-block;margin-right:16px;font-size:13px}
 .key i{display:inline-block;width:22px;height:0;vertical-align:middle;margin-right:5px;border-top:3px solid}
 .key i.area{height:10px;border:0;opacity:.45}
+@media print{body{margin:0} th{position:static} .chart,tr{break-inside:avoid}}
 """
 
 

@@ -81,7 +81,8 @@ class _Book:
     def __init__(self) -> None:
         self.buf = io.BytesIO()
         self.wb = xlsxwriter.Workbook(self.buf, {"constant_memory": True, "strings_to_formulas": False,
-                                                 "strings_to_numbers": False, "strings_to_urls": False})
+                                                 "strings_to_numbers": False, "strings_to_urls": False,
+                                                 "remove_timezone": True})
         f = self.wb.add_format
         self.fmt = {
             "head": f({"bold": True, "bg_color": "#E8EDF3", "text_wrap": True, "valign": "top", "border": 1}),
