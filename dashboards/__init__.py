@@ -6,6 +6,9 @@ annotation and tables), thresholds from the rule pack and the catalogue in ``lim
 InfluxQL query in ``influxql``; ``provisioning`` writes the JSON and Grafana's provisioning files,
 ``push`` uploads them with grafana-client. docs/DASHBOARDS.md tells how to use them.
 
+``rollout_report`` renders the rollout report as an HTML page and a workbook (matplotlib,
+XlsxWriter; not the SDK).
+
 The SDK is an optional dependency (``pip install 'citywatch[dashboards]'``): importing a board
 without it raises :class:`MissingSDK` with that line.
 """
