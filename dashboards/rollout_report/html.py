@@ -35,7 +35,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px} h3{font-s
 .meta{color:#666;font-size:13px}
 .alert{background:#fdecea;border-left:4px solid #c62828;padding:8px 12px;margin:12px 0;font-size:14px}
 .fine{background:#e8f5e9;border-left:4px solid #2e7d32;padding:8px 12px;margin:12px 0;font-size:14px}
-table{border-collapse:collapse;font-size:13px}
+table{border-collapse:collapse;font-size:13px} .wide{overflow-x:auto}
 th,td{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th{background:#f3f5f8;position:sticky;top:0} td.name,th.name{text-align:left}
 tr.total td{font-weight:bold;background:#f7f7f7}
@@ -104,7 +104,8 @@ COLUMNS = ("district", "target", "planned", "installed", "commissioned", "report
 def _summary(p: dict, lang: str) -> str:
     head = "".join(f'<th class="{"name" if c == "district" else ""}">{label(c, lang)}</th>' for c in COLUMNS)
     body = [_row(name, f, lang) for name, f in rows(p)]
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+    return (f'<div class="wide"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)
+            + "\n</tbody>\n</table></div>")
 
 
 def _forecast(f: dict, lang: str) -> str:
