@@ -134,7 +134,7 @@ def test_variables_chain_and_real_values_give_valid_queries(day):
         ALL = all_of(model)
         chosen: dict[str, str] = dict(ALL)
         multi: dict[str, str] = dict(ALL)
-        for name in ("district", "asset", "device"):  # each narrowed by the ones above, as in Grafana
+        for name in ("programme", "district", "asset", "device"):  # each narrowed by the ones above, as in Grafana
             if name not in variables:
                 continue
             found = influxql(day, substitute(variables[name], day, chosen))
