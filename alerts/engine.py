@@ -228,6 +228,7 @@ class _Call:
         self.reserved: set[str] = set()
         self.after_commit: list[Callable[[], None]] = []
         self.where: dict[tuple[str, str], tuple[str, str]] = {}  # (kind, device) -> district, asset
+        self.resets: list[str] = []  # alerts resolved by hand whose streams this call forgot
 
     def touch(self, rt: _Runtime, slot: int, st: _Stream) -> None:
         self.dirty[(rt.rule.id, slot)] = (rt, st)
@@ -484,6 +485,28 @@ class RuleEngine:
             call.dirty.pop((rule.id, slot), None)
             call.dropped.add((rule.id, slot))
 
+    def _take_resets(self, call: _Call) -> None:
+        """Forget the streams of alerts an operator resolved by hand (AlertState.resolve).
+
+        If the condition still holds, the evaluation that follows starts it over: pending, then
+        a new alert after the rule's ``for`` (an absence alert: at the next tick; an event
+        alert: at the next matching event). A manual resolve is not a silence.
+        """
+        for alert_id, rule_id, device_id in self.state.take_resets():
+            call.resets.append(alert_id)
+            rt = self._by_id.get(rule_id)
+            slot = rt.slots.get(device_id) if rt is not None else None
+            st = rt.streams.get(slot) if slot is not None else None
+            if st is None or st.alert_id != alert_id or st.state != "firing":
+                continue  # resolved by the engine meanwhile, or a rule no longer loaded
+            st.state, st.sev, st.alert_id, st.started, st.match = "inactive", -1, None, None, None
+            st.since, st.count = [None] * rt.nlev, [0] * rt.nlev
+            if rt.rule.type == "absence":
+                st.last_ts = -(2 ** 62)  # this silence may be alerted again
+            rt.set_active(slot, False)
+            call.touch(rt, slot, st)
+            log.info("%s %s: alert %s resolved by hand; evaluating afresh", rule_id, device_id, alert_id)
+
     def summarize(self, rule_id: str, device: str, sev: int, value: float | None) -> str:
         """The summary of a rule's alert for a device at a severity level and value (the API
         uses it for pending alerts); "" for a rule no longer loaded."""
@@ -609,9 +632,11 @@ class RuleEngine:
 
     def _commit(self, call: _Call) -> list[Transition]:
         deferred = self.deferred
-        if call.transitions or call.dirty or call.dropped or (not deferred and (call.acc or call.prev)):
+        if (call.transitions or call.dirty or call.dropped or call.resets
+                or (not deferred and (call.acc or call.prev))):
             try:
                 with self.state.transaction():
+                    self.state.clear_resets(call.resets)
                     self.state.apply(call.transitions, self._device)
                     gone = [(rid, self._by_id[rid].slots.ids[slot]) for rid, slot in call.dropped
                             if (rid, slot) not in call.dirty]
@@ -712,6 +737,7 @@ class RuleEngine:
 
     def _process(self, batch: Readings, events: Sequence[Event]) -> list[Transition]:
         call = _Call()
+        self._take_resets(call)
         if len(batch):
             now = time.monotonic()
             if now - self._attrs_checked >= self.attrs_recheck_s:
@@ -1077,6 +1103,7 @@ class RuleEngine:
 
     def _tick(self, now_ms: int, last_seen: Mapping[str, int | None]) -> list[Transition]:
         call = _Call()
+        self._take_resets(call)
         for rt in self._event_rts:
             for st in list(rt.streams.values()):
                 if st.state == "firing":

@@ -19,7 +19,15 @@ the engine's stream state, so the frequent pending-then-dropped case costs no al
 is the one the alert gets if it fires), ``firing``, ``acknowledged`` (still open, an operator
 took it), ``resolved``. The ``alerts`` table holds the alerts that fired. ``silenced`` is a
 flag: the alert is recorded, and its notices carry ``silenced=True`` so dispatch does not send
-them on.
+them on; it is set when a silence or a maintenance window (alerts/maintenance.py) matching the
+alert is active at the transition's event time.
+
+Operators' changes (acknowledge and take back, resolve by hand, assign, comment) are history
+rows with who made them. A manual resolve goes through :meth:`AlertState.apply`, as the
+engine's resolves do, and leaves a row in ``alert_resets``: the engine forgets that stream
+before its next evaluation (engine.py ``_take_resets``), so a condition that still holds starts
+over as a new alert; an engine transition of an alert already resolved by hand is skipped.
+Columns added since the first state DBs are added where missing (:data:`_MIGRATIONS`).
 """
 
 from __future__ import annotations
@@ -28,13 +36,13 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,8 +50,10 @@ import msgspec
 
 from devices.catalogue import KINDS, SEVERITIES
 from devices.sqlite import execute_values, relax, sync_wal, write_transaction
+from devices.times import rfc3339
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
+from .maintenance import EVERY, PERIOD_MS, MaintenanceWindow
 from .notice import AlertNotice, NoticeListener
 
 log = logging.getLogger("citywatch.alerts")
@@ -99,6 +109,24 @@ CREATE TABLE IF NOT EXISTS silences (
     created_by TEXT NOT NULL,
     created_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS maintenance (
+    id TEXT PRIMARY KEY,
+    matchers TEXT NOT NULL,
+    first_start_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    every TEXT,
+    tz TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    ended_ms INTEGER,
+    ended_by TEXT
+);
+CREATE TABLE IF NOT EXISTS alert_resets (
+    alert_id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    device_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rule_streams (
     rule TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -125,13 +153,88 @@ CREATE TABLE IF NOT EXISTS rule_prev (
 ) WITHOUT ROWID;
 """
 
+# Columns added since the first state DBs: (table, column, definition), added where missing.
+_MIGRATIONS = (
+    ("alerts", "assignee", "TEXT"),
+    ("silences", "ended_by", "TEXT"),
+)
 
-def rfc3339(ms: int | None, tz: ZoneInfo) -> str | None:
-    """Epoch ms as RFC 3339 with the zone's offset (``2026-11-29T23:14:05+08:00``)."""
-    if ms is None:
-        return None
-    dt = datetime.fromtimestamp(ms / 1000, tz)
-    return dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+# most severe first: the rank of a severity (critical 3 .. info 0), as SQL over a column
+_RANK = {sev: i for i, sev in enumerate(SEVERITIES)}
+_VIEW_SEVERITY = "json_extract(data, '$.view.severity')"  # a pending alert's (rule_streams)
+_FIRED_CURSOR = re.compile(r"c(-?[0-9])-([0-9]{1,18})")  # rank-seq of the last item shown
+_PENDING_CURSOR = re.compile(r"p([0-9]{1,18})")  # offset
+
+
+def _rank_sql(column: str) -> str:
+    return "(CASE " + column + "".join(f" WHEN '{s}' THEN {i}" for s, i in _RANK.items()) + " ELSE -1 END)"
+
+
+_RANK_COL = _rank_sql("severity")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns of :data:`_MIGRATIONS` a state DB made by an older version lacks."""
+    for table, column, definition in _MIGRATIONS:
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    conn.execute(f"CREATE INDEX IF NOT EXISTS alerts_by_rank ON alerts({_RANK_COL} DESC, seq DESC)")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """What a list of alerts is narrowed to; ``districts`` is a token's district scope (None: all)."""
+
+    district: str | None = None
+    kind: str | None = None
+    severity: str | None = None
+    device_id: str | None = None
+    districts: Sequence[str] | None = None
+
+    def sql(self, pending: bool = False) -> tuple[list[str], list]:
+        """``(conditions, args)`` over the ``alerts`` table, or over ``rule_streams`` (pending)."""
+        col = {"district": "json_extract(data, '$.view.district')", "kind": "json_extract(data, '$.view.kind')",
+               "severity": _VIEW_SEVERITY} if pending else {}
+        where, args = [], []
+        for name in ("district", "kind", "severity", "device_id"):
+            value = getattr(self, name)
+            if value is not None:
+                where.append(f"{col.get(name, name)} = ?")
+                args.append(value)
+        if self.districts is not None:
+            where.append(f"{col.get('district', 'district')} IN ({','.join('?' * len(self.districts))})"
+                         if self.districts else "0")
+            args.extend(self.districts)
+        return where, args
+
+
+def check_matchers(matchers: object) -> dict[str, str]:
+    """The matchers of a silence or a maintenance window, checked; InvalidSilence naming the problem."""
+    if not isinstance(matchers, Mapping) or not matchers:
+        raise InvalidSilence(f"a silence needs at least one matcher of {', '.join(SILENCE_MATCHERS)}")
+    unknown = set(matchers) - set(SILENCE_MATCHERS)
+    if unknown:
+        raise InvalidSilence(f"unknown matcher(s) {sorted(unknown)}; use {', '.join(SILENCE_MATCHERS)}")
+    clean = {}
+    for k, v in matchers.items():
+        if not isinstance(v, str) or not v:
+            raise InvalidSilence(f"matcher {k!r} must be a non-empty string, got {v!r}")
+        clean[k] = v
+    if "kind" in clean and clean["kind"] not in KINDS:
+        raise InvalidSilence(f"matcher kind {clean['kind']!r} is not one of {', '.join(KINDS)}")
+    if "severity" in clean and clean["severity"] not in SEVERITIES:
+        raise InvalidSilence(f"matcher severity {clean['severity']!r} is not one of {', '.join(SEVERITIES)}")
+    return clean
+
+
+def _who(by: object, verb: str) -> str:
+    return _required(by, f"{verb} needs the name of who does it ('by')")
+
+
+def _required(value: object, what: str) -> str:
+    if not value or not str(value).strip():
+        raise InvalidSilence(what)
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +265,8 @@ class Transition:
     asset_id: str = ""
     pending_severity: str | None = None  # pending -> firing: the severity and value when the
     pending_value: float | None = None  # condition started (for the alert's history)
+    by: str | None = None  # a change an operator made (a manual resolve): who, and their note
+    note: str | None = None
 
     @property
     def change(self) -> str:
@@ -182,6 +287,7 @@ class Silence:
     reason: str
     created_by: str
     created_ms: int
+    ended_by: str | None = None  # who ended it early (DELETE)
 
     def active(self, at_ms: int) -> bool:
         return self.start_ms <= at_ms < self.end_ms
@@ -193,14 +299,14 @@ class Silence:
         return {
             "id": self.id, "matchers": dict(self.matchers), "start": rfc3339(self.start_ms, tz),
             "end": rfc3339(self.end_ms, tz), "reason": self.reason, "created_by": self.created_by,
-            "created_at": rfc3339(self.created_ms, tz),
+            "created_at": rfc3339(self.created_ms, tz), "ended_by": self.ended_by,
         }
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     ts_ms: int
-    change: str  # pending, firing, escalated, acknowledged, resolved
+    change: str  # pending, firing, escalated, acknowledged, unacknowledged, resolved, assigned, commented
     severity: str | None
     value: float | None
     threshold: float | None
@@ -231,6 +337,7 @@ class Alert:
     device: Mapping[str, Any]
     seq: int = 0
     history: tuple[HistoryEntry, ...] = field(default=())
+    assignee: str | None = None  # the responsible unit it is handed to
 
     @classmethod
     def _from_row(cls, r: sqlite3.Row, history: tuple[HistoryEntry, ...] = ()) -> Alert:
@@ -238,8 +345,14 @@ class Alert:
             r["id"], r["rule"], r["device_id"], r["kind"], r["district"], r["state"],
             r["severity"], bool(r["silenced"]), r["summary"], r["metric"], r["value"],
             r["threshold"], r["started_ms"], r["fired_ms"], r["ended_ms"], r["acked_by"],
-            r["acked_ms"], r["ack_note"], json.loads(r["device"]), r["seq"], history,
+            r["acked_ms"], r["ack_note"], json.loads(r["device"]), r["seq"], history, r["assignee"],
         )
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """What silences and maintenance windows match on."""
+        return {"rule": self.rule, "kind": self.kind, "district": self.district, "device": self.device_id,
+                "severity": self.severity}
 
     def webhook_alert(self, tz: ZoneInfo, base_url: str = "") -> dict:
         """The ``alert`` object of webhooks.md."""
@@ -251,8 +364,9 @@ class Alert:
             "url": f"{base_url.rstrip('/')}/alerts/{self.id}" if base_url else None,
         }
 
-    def to_api(self, tz: ZoneInfo) -> dict:
-        """The alert as the REST API shows it."""
+    def to_api(self, tz: ZoneInfo, detail: bool = False) -> dict:
+        """The alert as the REST API shows it; with ``history`` and ``comments`` when it has a
+        history or ``detail`` (one alert's page: empty lists for a pending alert)."""
         out = {
             "id": self.id, "rule": self.rule, "state": self.state, "severity": self.severity,
             "silenced": self.silenced, "summary": self.summary, "device_id": self.device_id,
@@ -261,14 +375,16 @@ class Alert:
             "started_at": rfc3339(self.started_ms, tz), "fired_at": rfc3339(self.fired_ms, tz),
             "ended_at": rfc3339(self.ended_ms, tz), "acknowledged_by": self.acked_by,
             "acknowledged_at": rfc3339(self.acked_ms, tz), "ack_note": self.ack_note,
-            "device": dict(self.device),
+            "assignee": self.assignee, "device": dict(self.device),
         }
-        if self.history:
+        if self.history or detail:
             out["history"] = [
                 {"at": rfc3339(h.ts_ms, tz), "change": h.change, "severity": h.severity,
                  "value": h.value, "threshold": h.threshold, "by": h.by, "note": h.note}
                 for h in self.history
             ]
+            out["comments"] = [{"at": rfc3339(h.ts_ms, tz), "by": h.by, "text": h.note}
+                               for h in self.history if h.change == "commented"]
         return out
 
 
@@ -318,6 +434,7 @@ class AlertState:
         self._in_tx = 0  # the thread inside a transaction, 0 if none
         self._lock = threading.RLock()
         conn.executescript(_SCHEMA)
+        _migrate(conn)
 
     # --- transactions -------------------------------------------------------------------------
 
@@ -380,7 +497,7 @@ class AlertState:
         Returns the notices sent. ``device_of(t)`` gives the device object of webhooks.md.
         """
         self._require_tx()
-        silences = None
+        silencers = None
         notices = []
         c = self.conn
         for t in transitions:
@@ -403,26 +520,43 @@ class AlertState:
                               " threshold) VALUES (?,?,?,?,?,?)",
                               (t.alert_id, started, "pending", t.pending_severity or t.severity,
                                t.pending_value, t.threshold))
+            elif self._state_of(t.alert_id) == "resolved":
+                # resolved by hand (an operator) since the engine last looked: nothing to change,
+                # nothing to send; the engine forgets the stream (take_resets)
+                log.info("%s %s: %s of %s skipped: resolved by hand", t.rule, t.device_id, ch, t.alert_id)
+                continue
             elif ch == "escalated":
                 c.execute("UPDATE alerts SET severity = ?, summary = ?, value = ?, threshold = ?"
                           " WHERE id = ?", (t.severity, t.summary, t.value, t.threshold, t.alert_id))
             elif ch == "resolved":
                 c.execute("UPDATE alerts SET state = 'resolved', ended_ms = ? WHERE id = ?",
                           (t.ts, t.alert_id))
-            c.execute("INSERT INTO alert_history (alert_id, ts_ms, change, severity, value, threshold)"
-                      " VALUES (?,?,?,?,?,?)", (t.alert_id, t.ts, ch, t.severity, t.value, t.threshold))
+            self._history(t.alert_id, t.ts, ch, t.severity, t.value, t.threshold, t.by, t.note)
             if ch in ("firing", "escalated", "resolved"):
-                if silences is None:
-                    silences = self.silences()
+                if silencers is None:
+                    silencers = self._silencers()
                 alert = self._get_row(t.alert_id)
-                labels = {"rule": alert.rule, "kind": alert.kind, "district": alert.district,
-                          "device": alert.device_id, "severity": alert.severity}
-                silenced = any(s.active(t.ts) and s.matches(labels) for s in silences)
+                silenced = any(s.active(t.ts) and s.matches(alert.labels) for s in silencers)
                 if silenced != alert.silenced:
                     c.execute("UPDATE alerts SET silenced = ? WHERE id = ?", (int(silenced), alert.id))
                     alert = replace(alert, silenced=silenced)
                 notices.append(self._notify(ch, alert))
         return notices
+
+    def _state_of(self, alert_id: str) -> str | None:
+        r = self.conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        return None if r is None else r[0]
+
+    def _history(self, alert_id: str, ts_ms: int, change: str, severity: str | None, value: float | None,
+                 threshold: float | None, by: str | None = None, note: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO alert_history (alert_id, ts_ms, change, severity, value, threshold, by, note)"
+            " VALUES (?,?,?,?,?,?,?,?)", (alert_id, ts_ms, change, severity, value, threshold, by, note or None))
+
+    def _silencers(self) -> list[Silence | MaintenanceWindow]:
+        """Every silence and maintenance window: an alert matching one active at a transition's
+        event time is silenced."""
+        return [*self.silences(), *self.maintenance_windows()]
 
     def _notify(self, status: str, alert: Alert) -> AlertNotice:
         notice = AlertNotice(status, alert.webhook_alert(self.tz, self.base_url), dict(alert.device),
@@ -497,6 +631,22 @@ class AlertState:
                    for table in ("rule_streams", "rule_acc", "rule_prev"))
 
     # --- operator side ------------------------------------------------------------------------
+    # Every change an operator makes is an alert transition recorded in the alert's history with
+    # who made it; state changes that notify (acknowledged, resolved) send their notice through
+    # the listeners inside the same transaction, as the engine's do.
+
+    def _open_row(self, alert_id: str, verb: str, states: tuple[str, ...]) -> Alert:
+        """The alert (inside a transaction), which must be in one of ``states``: AlertNotFound,
+        or AlertsError saying why it cannot be ``verb``-ed."""
+        try:
+            alert = self._get_row(alert_id)
+        except AlertNotFound:
+            if self._pending(" AND json_extract(data, '$.alert') = ?", (alert_id,)):
+                raise AlertsError(f"alert {alert_id} is pending (it has not fired); it cannot be {verb}") from None
+            raise
+        if alert.state not in states:
+            raise AlertsError(f"alert {alert_id} is {alert.state}; only a {' or '.join(states)} alert can be {verb}")
+        return alert
 
     def ack(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert:
         """Acknowledge an open alert; notifies listeners with ``acknowledged``.
@@ -505,30 +655,86 @@ class AlertState:
         a pending or resolved alert cannot be acknowledged (AlertsError); an unknown id raises
         AlertNotFound.
         """
-        if not by or not str(by).strip():
-            raise AlertsError("acknowledge needs the name of who acknowledges ('by')")
+        by = _who(by, "acknowledge")
         with self.transaction():
-            try:
-                alert = self._get_row(alert_id)
-            except AlertNotFound:
-                if self._pending(" AND json_extract(data, '$.alert') = ?", (alert_id,)):
-                    raise AlertsError(f"alert {alert_id} is pending; only a firing alert can be acknowledged") from None
-                raise
+            alert = self._open_row(alert_id, "acknowledged", ("firing", "acknowledged"))
             if alert.state == "acknowledged":
                 return self.get(alert_id)
-            if alert.state != "firing":
-                raise AlertsError(f"alert {alert_id} is {alert.state}; only a firing alert can be acknowledged")
             self.conn.execute(
                 "UPDATE alerts SET state = 'acknowledged', acked_by = ?, acked_ms = ?, ack_note = ?"
                 " WHERE id = ?", (by, now_ms, note or None, alert_id))
-            self.conn.execute(
-                "INSERT INTO alert_history (alert_id, ts_ms, change, severity, value, threshold, by,"
-                " note) VALUES (?,?,?,?,?,?,?,?)",
-                (alert_id, now_ms, "acknowledged", alert.severity, alert.value, alert.threshold, by,
-                 note or None))
+            self._history(alert_id, now_ms, "acknowledged", alert.severity, alert.value, alert.threshold, by, note)
             log.info("%s %s: FIRING => ACKNOWLEDGED by %s", alert.rule, alert.device_id, by)
             self._notify("acknowledged", self._get_row(alert_id))
         return self.get(alert_id)
+
+    def unack(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert:
+        """Take an acknowledgement back: ``acknowledged -> firing`` (a firing alert: no change).
+
+        No notice: webhooks.md has no status for it, and receivers already heard ``firing``; an
+        escalation the acknowledgement cancelled stays cancelled.
+        """
+        by = _who(by, "un-acknowledge")
+        with self.transaction():
+            alert = self._open_row(alert_id, "un-acknowledged", ("firing", "acknowledged"))
+            if alert.state == "firing":
+                return self.get(alert_id)
+            self.conn.execute("UPDATE alerts SET state = 'firing', acked_by = NULL, acked_ms = NULL,"
+                              " ack_note = NULL WHERE id = ?", (alert_id,))
+            self._history(alert_id, now_ms, "unacknowledged", alert.severity, alert.value, alert.threshold,
+                          by, note)
+            log.info("%s %s: ACKNOWLEDGED => FIRING by %s", alert.rule, alert.device_id, by)
+        return self.get(alert_id)
+
+    def resolve(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert:
+        """Resolve an open alert by hand: the engine's ``resolved`` transition (same history row,
+        same ``resolved`` notice, silenced the same way), with who and their note.
+
+        The engine then forgets the condition (:meth:`take_resets`): if it still holds, the next
+        evaluation starts it over (pending, then a new alert after the rule's ``for``).
+        """
+        by = _who(by, "resolve")
+        with self.transaction():
+            a = self._open_row(alert_id, "resolved", ("firing", "acknowledged"))
+            t = Transition(a.rule, a.device_id, a.kind, a.id, "firing", "resolved",
+                           max(now_ms, a.fired_ms or a.started_ms), a.severity, a.summary, a.metric, a.value,
+                           a.threshold, a.started_ms, district=a.district, by=by, note=note or None)
+            self.apply([t], lambda _: a.device)
+            self.conn.execute("INSERT OR REPLACE INTO alert_resets (alert_id, rule, device_id) VALUES (?,?,?)",
+                              (a.id, a.rule, a.device_id))
+            log.info("%s %s: %s => RESOLVED by %s (by hand)", a.rule, a.device_id, a.state.upper(), by)
+        return self.get(alert_id)
+
+    def assign(self, alert_id: str, unit: str, by: str, now_ms: int) -> Alert:
+        """Hand a fired alert to a responsible unit ("" takes the assignment back)."""
+        by = _who(by, "assign")
+        with self.transaction():
+            alert = self._open_row(alert_id, "assigned", ("firing", "acknowledged", "resolved"))
+            self.conn.execute("UPDATE alerts SET assignee = ? WHERE id = ?", (unit or None, alert_id))
+            self._history(alert_id, now_ms, "assigned", alert.severity, alert.value, alert.threshold, by, unit)
+        return self.get(alert_id)
+
+    def comment(self, alert_id: str, text: str, by: str, now_ms: int) -> Alert:
+        """Add a comment to a fired alert (its history, and its ``comments``)."""
+        by = _who(by, "comment")
+        text = _required(text, "a comment needs a text")
+        with self.transaction():
+            alert = self._open_row(alert_id, "commented", ("firing", "acknowledged", "resolved"))
+            self._history(alert_id, now_ms, "commented", alert.severity, alert.value, alert.threshold, by, text)
+        return self.get(alert_id)
+
+    def take_resets(self) -> list[tuple[str, str, str]]:
+        """``(alert_id, rule, device_id)`` of the alerts resolved by hand since the engine last
+        cleared them (:meth:`clear_resets`, in the transaction of its commit)."""
+        with self._lock:
+            return [tuple(r) for r in self.conn.execute("SELECT alert_id, rule, device_id FROM alert_resets")]
+
+    def clear_resets(self, alert_ids: Iterable[str]) -> None:
+        """Forget resets the engine has applied (inside :meth:`transaction`)."""
+        self._require_tx()
+        self.conn.executemany("DELETE FROM alert_resets WHERE alert_id = ?", [(a,) for a in alert_ids])
+
+    # --- silences and maintenance windows -----------------------------------------------------
 
     def add_silence(self, matchers: Mapping[str, str], start_ms: int, end_ms: int, reason: str,
                     by: str, *, now_ms: int | None = None) -> Silence:
@@ -537,28 +743,13 @@ class AlertState:
         Matchers: any of rule, kind, district, device, severity (at least one). Raises
         InvalidSilence naming the problem.
         """
-        if not isinstance(matchers, Mapping) or not matchers:
-            raise InvalidSilence(f"a silence needs at least one matcher of {', '.join(SILENCE_MATCHERS)}")
-        unknown = set(matchers) - set(SILENCE_MATCHERS)
-        if unknown:
-            raise InvalidSilence(f"unknown matcher(s) {sorted(unknown)}; use {', '.join(SILENCE_MATCHERS)}")
-        clean = {}
-        for k, v in matchers.items():
-            if not isinstance(v, str) or not v:
-                raise InvalidSilence(f"matcher {k!r} must be a non-empty string, got {v!r}")
-            clean[k] = v
-        if "kind" in clean and clean["kind"] not in KINDS:
-            raise InvalidSilence(f"matcher kind {clean['kind']!r} is not one of {', '.join(KINDS)}")
-        if "severity" in clean and clean["severity"] not in SEVERITIES:
-            raise InvalidSilence(f"matcher severity {clean['severity']!r} is not one of {', '.join(SEVERITIES)}")
+        clean = check_matchers(matchers)
         if not end_ms > start_ms:
             raise InvalidSilence("a silence must end after it starts")
-        if not reason or not str(reason).strip():
-            raise InvalidSilence("a silence needs a reason")
-        if not by or not str(by).strip():
-            raise InvalidSilence("a silence needs the name of who sets it ('by')")
-        s = Silence("s-" + secrets.token_hex(4), clean, int(start_ms), int(end_ms), str(reason),
-                    str(by), int(now_ms if now_ms is not None else start_ms))
+        reason = _required(reason, "a silence needs a reason")
+        by = _required(by, "a silence needs the name of who sets it ('by')")
+        s = Silence("s-" + secrets.token_hex(4), clean, int(start_ms), int(end_ms), reason,
+                    by, int(now_ms if now_ms is not None else start_ms))
         with self.transaction():
             self.conn.execute(
                 "INSERT INTO silences (id, matchers, start_ms, end_ms, reason, created_by, created_ms)"
@@ -572,8 +763,67 @@ class AlertState:
     def silences(self, active_at: int | None = None) -> list[Silence]:
         rows = self.conn.execute("SELECT * FROM silences ORDER BY start_ms").fetchall()
         out = [Silence(r["id"], json.loads(r["matchers"]), r["start_ms"], r["end_ms"], r["reason"],
-                       r["created_by"], r["created_ms"]) for r in rows]
+                       r["created_by"], r["created_ms"], r["ended_by"]) for r in rows]
         return out if active_at is None else [s for s in out if s.active(active_at)]
+
+    def end_silence(self, silence_id: str, by: str, now_ms: int) -> Silence:
+        """End a silence early (now; a silence not started yet never starts). One already over is
+        left as it is. KeyError if there is none."""
+        by = _who(by, "end a silence")
+        with self.transaction():
+            r = self.conn.execute("SELECT start_ms, end_ms FROM silences WHERE id = ?", (silence_id,)).fetchone()
+            if r is None:
+                raise KeyError(silence_id)
+            if r["end_ms"] > now_ms:
+                self.conn.execute("UPDATE silences SET end_ms = ?, ended_by = ? WHERE id = ?",
+                                  (max(now_ms, r["start_ms"]), by, silence_id))
+                log.info("silence %s ended early by %s", silence_id, by)
+        return next(s for s in self.silences() if s.id == silence_id)
+
+    def add_maintenance(self, matchers: Mapping[str, str], first_start_ms: int, duration_ms: int,
+                        every: str | None, reason: str, by: str, *, now_ms: int, tz: str | None = None
+                        ) -> MaintenanceWindow:
+        """A maintenance window (alerts/maintenance.py); InvalidSilence naming the problem."""
+        clean = check_matchers(matchers)
+        if every is not None and every not in EVERY:
+            raise InvalidSilence(f"every must be one of {', '.join(EVERY)} or null (once), got {every!r}")
+        longest = PERIOD_MS.get(every or "", None)
+        if duration_ms <= 0 or (longest is not None and duration_ms > longest):
+            raise InvalidSilence(f"duration must be positive and at most the period ({every}: "
+                                 f"{longest and longest // 86_400_000} days), so occurrences never overlap")
+        w = MaintenanceWindow("m-" + secrets.token_hex(4), clean, int(first_start_ms), int(duration_ms), every,
+                              _required(reason, "a maintenance window needs a reason"),
+                              _required(by, "a maintenance window needs the name of who sets it ('by')"),
+                              int(now_ms), tz or self.tz.key)
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO maintenance (id, matchers, first_start_ms, duration_ms, every, tz, reason,"
+                " created_by, created_ms) VALUES (?,?,?,?,?,?,?,?,?)",
+                (w.id, json.dumps(w.matchers, ensure_ascii=False, sort_keys=True), w.first_start_ms,
+                 w.duration_ms, w.every, w.tz, w.reason, w.created_by, w.created_ms))
+        log.info("maintenance window %s %s every %s: %s (by %s)", w.id, w.matchers, every or "once", reason, by)
+        return w
+
+    @_locked
+    def maintenance_windows(self, include_ended: bool = True) -> list[MaintenanceWindow]:
+        rows = self.conn.execute("SELECT * FROM maintenance" + ("" if include_ended else " WHERE ended_ms IS NULL")
+                                 + " ORDER BY created_ms, id").fetchall()
+        return [MaintenanceWindow(r["id"], json.loads(r["matchers"]), r["first_start_ms"], r["duration_ms"],
+                                  r["every"], r["reason"], r["created_by"], r["created_ms"], r["tz"],
+                                  r["ended_ms"], r["ended_by"]) for r in rows]
+
+    def end_maintenance(self, window_id: str, by: str, now_ms: int) -> MaintenanceWindow:
+        """End a window (DELETE): it covers nothing from now on; its past stays (replays). KeyError
+        if there is none."""
+        by = _who(by, "end a maintenance window")
+        with self.transaction():
+            r = self.conn.execute("SELECT ended_ms FROM maintenance WHERE id = ?", (window_id,)).fetchone()
+            if r is None:
+                raise KeyError(window_id)
+            if r["ended_ms"] is None:
+                self.conn.execute("UPDATE maintenance SET ended_ms = ?, ended_by = ? WHERE id = ?",
+                                  (now_ms, by, window_id))
+        return next(w for w in self.maintenance_windows() if w.id == window_id)
 
     def _get_row(self, alert_id: str) -> Alert:
         r = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
@@ -582,10 +832,11 @@ class AlertState:
         return Alert._from_row(r)
 
     def _pending(self, where: str = "", args: tuple = (), limit: int = -1, offset: int = 0) -> list[Alert]:
+        """Pending alerts, most severe then newest condition start first."""
         rows = self.conn.execute(
             "SELECT * FROM rule_streams WHERE state = 'pending'" + where
-            + " ORDER BY json_extract(data, '$.started') DESC, rule, device_id LIMIT ? OFFSET ?",
-            (*args, limit, offset)).fetchall()
+            + f" ORDER BY {_rank_sql(_VIEW_SEVERITY)} DESC, json_extract(data, '$.started') DESC, rule, device_id"
+            " LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
         out = []
         for r in rows:
             d = json.loads(r["data"])
@@ -615,48 +866,57 @@ class AlertState:
         return Alert._from_row(r, hist)
 
     @_locked
-    def list_alerts(self, state: str | None = None, limit: int = 100,
-                    after_cursor: str | None = None) -> tuple[list[Alert], str | None]:
-        """Alerts newest first, optionally of one state; ``(items, next_cursor or None)``.
+    def list_alerts(self, state: str | None = None, limit: int = 100, after_cursor: str | None = None,
+                    where: AlertFilter = AlertFilter()) -> tuple[list[Alert], str | None]:
+        """Alerts most severe first, then newest, optionally of one state and narrowed by
+        ``where``; ``(items, next_cursor or None)``.
 
         Without a state: the alerts that fired (firing, acknowledged, resolved); pending ones
-        are listed with ``state="pending"`` (newest condition start first).
+        are listed with ``state="pending"`` (most severe, then newest condition start first).
         """
         if state is not None and state not in ALERT_STATES:
             raise AlertsError(f"unknown alert state {state!r}; use one of {', '.join(ALERT_STATES)}")
         if not 1 <= limit <= 1000:
             raise AlertsError("limit must be between 1 and 1000")
         if state == "pending":
-            try:
-                offset = int(after_cursor.removeprefix("p")) if after_cursor else 0
-            except ValueError:
-                raise AlertsError(f"bad cursor {after_cursor!r}; pass the 'next' of a previous page") from None
-            items = self._pending(limit=limit + 1, offset=offset)
+            m = _PENDING_CURSOR.fullmatch(after_cursor or "p0")
+            if m is None:
+                raise AlertsError(f"bad cursor {after_cursor!r}; pass the 'next' of a previous page")
+            offset = int(m[1])
+            cond, args = where.sql(pending=True)
+            items = self._pending("".join(f" AND {c}" for c in cond), tuple(args), limit + 1, offset)
             return items[:limit], (f"p{offset + limit}" if len(items) > limit else None)
-        where, args = [], []
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
+        cond, args = self._fired_where(state, where)
         if after_cursor:
-            try:
-                seq = int(after_cursor.removeprefix("c"))
-            except ValueError:
-                raise AlertsError(f"bad cursor {after_cursor!r}; pass the 'next' of a previous page") from None
-            where.append("seq < ?")
-            args.append(seq)
-        sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit + 1)).fetchall()
+            m = _FIRED_CURSOR.fullmatch(after_cursor)
+            if m is None:
+                raise AlertsError(f"bad cursor {after_cursor!r}; pass the 'next' of a previous page")
+            rank, seq = int(m[1]), int(m[2])
+            cond.append(f"({_RANK_COL} < ? OR ({_RANK_COL} = ? AND seq < ?))")
+            args += [rank, rank, seq]
+        sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(cond) if cond else "")
+        rows = self.conn.execute(sql + f" ORDER BY {_RANK_COL} DESC, seq DESC LIMIT ?", (*args, limit + 1)).fetchall()
         items = [Alert._from_row(r) for r in rows[:limit]]
-        nxt = f"c{items[-1].seq}" if len(rows) > limit else None
+        nxt = f"c{_RANK.get(items[-1].severity, -1)}-{items[-1].seq}" if len(rows) > limit else None
         return items, nxt
 
+    @staticmethod
+    def _fired_where(state: str | None, where: AlertFilter) -> tuple[list[str], list]:
+        cond, args = where.sql()
+        if state is not None:
+            cond.insert(0, "state = ?")
+            args.insert(0, state)
+        return cond, args
+
     @_locked
-    def count_alerts(self, state: str | None = None) -> int:
+    def count_alerts(self, state: str | None = None, where: AlertFilter = AlertFilter()) -> int:
         if state == "pending":
-            return self.conn.execute("SELECT count(*) FROM rule_streams WHERE state = 'pending'").fetchone()[0]
-        if state is None:
-            return self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
-        return self.conn.execute("SELECT count(*) FROM alerts WHERE state = ?", (state,)).fetchone()[0]
+            cond, args = where.sql(pending=True)
+            return self.conn.execute("SELECT count(*) FROM rule_streams WHERE state = 'pending'"
+                                     + "".join(f" AND {c}" for c in cond), args).fetchone()[0]
+        cond, args = self._fired_where(state, where)
+        return self.conn.execute("SELECT count(*) FROM alerts" + (" WHERE " + " AND ".join(cond) if cond else ""),
+                                 args).fetchone()[0]
 
     @_locked
     def open_alerts(self) -> list[Alert]:

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from citywatch.settings import ConfigError, Settings, load_settings
+from citywatch.tokens_cli import app as tokens_app
+from citywatch.tokens_cli import closed_reason, first_start_token, open_store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="citywatch: city infrastructure telemetry, rules and alerts.")
@@ -26,6 +28,7 @@ devices_app = typer.Typer(no_args_is_help=True, help="The device registry (regis
 rollout_app = typer.Typer(no_args_is_help=True, help="Rollout programmes (rollout.csv).")
 app.add_typer(devices_app, name="devices")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(tokens_app, name="tokens")
 from citywatch.rollout import report_app  # noqa: E402  (the rollout report: citywatch/rollout.py)
 
 app.add_typer(report_app, name="report")
@@ -56,7 +59,7 @@ def _logging(verbose: bool) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
     stop = threading.Event()
 
     def handler(signum, frame):
@@ -64,29 +67,36 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _wait_for_signal() -> None:
+    stop = _stop_on_signal()
     while not stop.wait(0.5):
         pass
 
 
 @app.command()
 def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Everything on one machine: embedded broker, sample Wuhan fleet and its simulators, consumer,
-    embedded store, rules, dispatch, API."""
+    """Everything on one machine: embedded broker, sample Wuhan fleet and its simulators with fault
+    scenarios on a schedule, consumer, embedded store, rules, dispatch to a built-in webhook
+    receiver, API."""
+    from citywatch import demo
     from citywatch.broker import EmbeddedBroker
     from citywatch.runner import Node
     from devices.fleet import sample_fleet
-    from simulators.engine import Simulation
-    from simulators.publish import run as publish
 
     _logging(verbose)
-    s = settings(config)
+    s, webhooks = demo.with_receiver(settings(config))
     broker = EmbeddedBroker("127.0.0.1", s.up.broker_port)
     try:
         broker.start()
     except RuntimeError as e:
         _fail(f"{e} (set [up] broker_port, or 0 for any free port)")
     node = Node(s, broker_url=broker.url, mqtt_protocol=4)
+    node.demo_webhooks = webhooks
     node.open()
+    token = first_start_token(open_store(s))
     fleet = sample_fleet(s.up.fleet_scale, seed=s.up.seed, min_per_kind=s.up.devices_per_kind)
     node.registry.upsert(fleet)
     quiet = _sample_programme(s, node.registry, fleet)
@@ -96,33 +106,21 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
         node.stop()
         broker.stop()
         _fail(str(e))
-    sim_stop = threading.Event()
-    backfill_ms = int(s.up.backfill_s * 1000)
-    sim = Simulation([d for d in fleet if d.device_id not in quiet], seed=s.up.seed,  # not the quiet meters
-                     start_ms=int(time.time() * 1000) - backfill_ms, gas_mode=s.up.gas_mode)
-
-    def run_sim() -> None:
-        try:
-            if backfill_ms:  # the last hour at full speed, then live
-                publish(broker.url, sim, duration_ms=backfill_ms, speed=None, stop=sim_stop,
-                        client_id="citywatch-up-simulators")
-            publish(broker.url, sim, duration_ms=365 * 86_400_000, speed=s.up.speed, stop=sim_stop,
-                    client_id="citywatch-up-simulators")
-        except Exception:
-            logging.getLogger("citywatch").exception("simulators stopped")
-
-    sim_thread = threading.Thread(target=run_sim, name="citywatch-simulators", daemon=True)
-    sim_thread.start()
-    out.print(f"citywatch is up: [bold]http://{s.api.listen}[/] (API docs /docs, health /api/v1/health); "
-              f"broker {broker.url}; {len(fleet)} simulated devices; data in "
-              f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
-    if quiet:
-        out.print(f"rollout report of the sample programme: [bold]citywatch report rollout[/] (--format html --out "
-                  f"rollout.html), or http://{s.api.listen}/api/v1/reports/rollout?format=html", highlight=False)
-    _wait_for_signal()
+    stop = _stop_on_signal()
+    publishing = [d for d in fleet if d.device_id not in quiet]  # not the rollout's planned, unheard, silent
+    sims = demo.Simulators(s, broker.url, demo.simulation(s, publishing, int(time.time() * 1000)))
+    sims.start()
+    demo.show_backfill(out, sims, lambda: node.totals()["stored"], s.tz, stop)
+    if not stop.is_set():  # Ctrl-C during the backfill: straight to stopping
+        _print_up(s, broker, fleet, node, webhooks is not None, token)
+        if quiet:
+            out.print(f"the rollout report of the sample programme (docs/ROLLOUT.md): citywatch report rollout, or "
+                      f"curl -H \"Authorization: Bearer {token or '$CITYWATCH_TOKEN'}\" -o rollout.html "
+                      f"'http://{s.api.listen}/api/v1/reports/rollout?format=html'", highlight=False, soft_wrap=True)
+    while not stop.wait(0.5):
+        pass
     out.print("stopping: draining buffered readings...")
-    sim_stop.set()
-    sim_thread.join(10)
+    sims.close()
     node.stop()
     broker.stop()
     _print_totals(node)
@@ -140,6 +138,17 @@ def _sample_programme(s: Settings, registry, fleet) -> frozenset[str]:
     return programme.quiet
 
 
+def _print_up(s: Settings, broker, fleet, node, receiver: bool, token: str | None) -> None:
+    from citywatch import demo
+
+    out.print(f"citywatch is up: [bold]http://{s.api.listen}/[/] (API docs /docs, health /api/v1/health); "
+              f"broker {broker.url}; {len(fleet)} simulated devices; data in "
+              f"{Path(str(node.state_path)).parent}. Ctrl-C stops.", highlight=False)
+    _print_up_token(token, s.api.listen)
+    tips = demo.tips(s, broker.url, receiver=receiver, token=token or "$CITYWATCH_TOKEN")
+    out.print("try:\n  " + "\n  ".join(escape(t) for t in tips), highlight=False, soft_wrap=True)
+
+
 @app.command()
 def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Production: consume from the configured broker into the configured store, evaluate rules,
@@ -148,6 +157,9 @@ def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--ver
 
     _logging(verbose)
     s = settings(config)
+    reason = closed_reason(s, open_store(s), config)
+    if reason:
+        _fail(reason)
     node = Node(s)
     try:
         node.start()
@@ -161,6 +173,17 @@ def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--ver
     _print_totals(node)
 
 
+def _print_up_token(token: str | None, listen: str) -> None:
+    if token:
+        out.print(f"admin token (shown once, stored hashed; keep it now): [bold]{token}[/]\n"
+                  f"  log in to the board at http://{listen}/ with it, or try: "
+                  f"curl -H 'Authorization: Bearer {token}' http://{listen}/api/v1/whoami",
+                  highlight=False, soft_wrap=True)
+    else:
+        out.print("an API token exists already (citywatch tokens list); make another with "
+                  "`citywatch tokens create --role admin --name NAME`", highlight=False)
+
+
 def _print_totals(node) -> None:
     t = node.totals()
     out.print(f"stopped. readings received {t['received']}, stored {t['stored']}, duplicates {t['duplicates']}, "
@@ -172,6 +195,18 @@ def _registry(s: Settings):
     from devices.sqlite import parse_url
 
     return Registry.open(parse_url(s.state.url))
+
+
+def _registry_of_config(config: Path | None, create: bool):
+    """``(registry, where)`` of the config's state DB for ``simulate``; None if that DB is not
+    on this machine and ``create`` is false."""
+    from devices.sqlite import parse_url
+
+    s = settings(config)
+    path = parse_url(s.state.url)
+    if path == ":memory:" or (not create and not Path(path).exists()):
+        return None
+    return _registry(s), s.state.url
 
 
 def _csv(action, file: Path, config: Path | None, done: str) -> None:
@@ -264,6 +299,7 @@ def rollout_import(file: Path, config: ConfigOpt = None) -> None:
 
 
 def _mount_domain_commands() -> None:
+    import alerts.cli
     import simulators.cli
     from alerts.cli import app as rules_app
     from simulators.cli import app as sim_app
@@ -272,6 +308,8 @@ def _mount_domain_commands() -> None:
     simulators.cli.tls_from_config = lambda config: settings(config).mqtt.model_dump(
         include={"ca_file", "cert_file", "key_file", "server_name"})
 
+    alerts.cli.config_from_file = settings
+    simulators.cli.registry_from_config = _registry_of_config
     app.add_typer(rules_app, name="rules", help="Rule files: check them.")
     from dashboards.cli import app as dashboards_app
 

@@ -76,6 +76,7 @@ class Node:
         self.consumer: MqttConsumer | None = None
         self.dispatcher = None
         self.engine = None
+        self.demo_webhooks = None  # citywatch up's webhook receiver log (alerts.dispatch.receiver)
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -122,7 +123,9 @@ class Node:
         api_conn = connect(self.state_path)
         self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
                                      listeners=[self.dispatcher.make_outbox(api_conn).listener, *history])
+        self.api_alerts.summarize = self.engine.summarize  # pending alerts' summaries in the API
         self.api_outbox = self.dispatcher.make_outbox(connect(self.state_path))
+        self.api_outbox.tz = s.tz  # /deliveries times in the zone's offset, as every API time
 
     def start(self) -> None:
         self.open()
@@ -221,22 +224,26 @@ class Node:
     def api_app(self):
         """The API application over this node's services (after :meth:`open`; not yet served)."""
         from citywatch.api.app import create_app
+        from citywatch.api.tokens import TokenStore
 
         s = self.settings
         state = SimpleNamespace(
             settings=s, store=self.store, spool=self.spool, now=self.clock,
             registry_ro=_Serialized(Registry(connect(self.state_path))),
+            registry_rw=_Serialized(Registry(connect(self.state_path))),  # admin writes (devices/api.py)
             quarantine_ro=_Serialized(Quarantine(connect(self.state_path))),
             events_ro=_Serialized(EventLog(connect(self.state_path))),
             metrics_registry=self.metrics_registry,
             broker_connected=lambda: self.consumer is not None and self.consumer.connected.is_set(),
             ack_status=lambda: self.pipeline.ack_status() if hasattr(self, "pipeline") else None,
             broker_status=self._broker_status,
-            tokens=s.api.tokens, listen=s.api.listen,
+            tokens=s.api.tokens, listen=s.api.listen, demo_webhooks=self.demo_webhooks,
+            token_store=TokenStore(self.state_path, clock=self.clock), api_open=s.api.open,
             rollout=rollout.service(s, latest=self.store.latest_values, clock=self.clock),
         )
-        # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)
-        state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake, after_calls=("ack", "add_silence"))
+        # the API's writes that may queue a notice (acknowledged, resolved) or change what is sent (silences)
+        state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake,
+                                   after_calls=("ack", "add_silence", "resolve"))
         state.outbox = _Serialized(self.api_outbox)
         return create_app(state)
 

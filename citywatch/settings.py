@@ -158,6 +158,7 @@ class ApiSettings(_Section):
     listen: str = "127.0.0.1:8080"
     public_url: str = ""  # base of alert links in webhooks; default http://{listen}
     tokens: list[dict[str, str]] = Field(default_factory=list)  # {token, role, name}
+    open: bool = False  # true: requests without a token act as admin (docs/SECURITY.md)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1 << 30)  # a larger request body: 413
     max_silence: str = "90d"  # the longest silence an operator may set
 
@@ -242,6 +243,23 @@ class UpSettings(_Section):
     backfill_s: float = Field(3600.0, ge=0)
     gas_mode: Literal["hourly", "daily"] = "hourly"
     rollout_sample: bool = True  # the sample programme over the fleet's gas meters (docs/ROLLOUT.md)
+    # The demo: a fault scenario every scenario_every while live, each kind in turn ("0": none);
+    # the built-in webhook receiver keeps the last webhook_log deliveries.
+    scenario_every: str = "3m"
+    webhook_log: int = Field(200, ge=1, le=100_000)
+
+    @field_validator("scenario_every")
+    @classmethod
+    def _scenario_every(cls, v: str) -> str:
+        from devices.durations import parse_duration_ms
+
+        try:
+            ms = parse_duration_ms(v)
+        except ValueError:
+            ms = -1
+        if ms != 0 and not 1000 <= ms <= 86_400_000:
+            raise ValueError(f"expected 0 (no scenarios) or a duration from 1s to 1d, e.g. \"3m\", got {v!r}")
+        return v
 
 
 class RolloutSettings(_Section):

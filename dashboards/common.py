@@ -219,13 +219,14 @@ class _AnnotationTargetBuilder(cogbuilder.Builder[dm.AnnotationTarget]):
 
 
 def alert_annotation(lang: str, kinds: Sequence[str] | None, *, district: bool = True,
-                     device: bool = True) -> db.AnnotationQuery:
-    """Alert changes of ``kinds`` as annotations on every time series panel."""
+                     device: bool = True, enable: bool = True) -> db.AnnotationQuery:
+    """Alert changes of ``kinds`` as annotations on every time series panel (shown unless
+    ``enable`` is False: then the board's annotation toggle turns them on)."""
     conds = [where(district=district, asset=False, device=device)]
     if kinds:
         conds.append(alert_filter(kinds))
     q = f'SELECT "summary", "rule", "severity", "state" FROM {ident(ALERTS)} WHERE {" AND ".join(conds)}'
-    return (db.AnnotationQuery().name(Text("Alerts", "告警")(lang)).datasource(influx_ref()).enable(True)
+    return (db.AnnotationQuery().name(Text("Alerts", "告警")(lang)).datasource(influx_ref()).enable(enable)
             .icon_color("red").target(_AnnotationTargetBuilder(q)))
 
 
@@ -264,14 +265,16 @@ class Board:
 
 def frame(uid: str, title: Text, lang: str, *, kinds: Sequence[str] | None, tags: Sequence[str] = (),
           levels: Sequence[str] = ("district", "asset", "device"), refresh: str = "1m",
-          time_from: str = "now-24h") -> db.Dashboard:
+          time_from: str = "now-24h", annotations: bool = True) -> db.Dashboard:
     """A board: uid, title in ``lang``, tags, browser time zone, refresh, the district ->
-    asset -> device variables, the alert annotation and links to the other citywatch boards."""
+    asset -> device variables, the alert annotation (off at first with ``annotations=False``)
+    and links to the other citywatch boards."""
     d = (db.Dashboard(title(lang)).uid(uid).tags(["citywatch", *tags]).timezone("browser").refresh(refresh)
          .time(time_from, "now").editable().tooltip(dm.DashboardCursorSync.CROSSHAIR)
          .link(db.DashboardLink(Text("citywatch boards", "citywatch 看板")(lang)).type(dm.DashboardLinkType.DASHBOARDS)
                .tags(["citywatch"]).as_dropdown(True).keep_time(True).include_vars(False))
-         .annotation(alert_annotation(lang, kinds, district="district" in levels, device="device" in levels)))
+         .annotation(alert_annotation(lang, kinds, district="district" in levels, device="device" in levels,
+                                      enable=annotations)))
     if levels:
         d = d.variables(variables(kinds[0] if kinds and len(kinds) == 1 else None, lang, levels=levels))
     return d

@@ -24,6 +24,14 @@ class InvalidDevice(RegistryError, ValueError):
         )
 
 
+class DeviceExists(RegistryError):
+    """A device with that id is registered already (create refuses to overwrite it)."""
+
+    def __init__(self, device_id: str) -> None:
+        self.device_id = device_id
+        super().__init__(f"device_id: {device_id!r} is registered already; change it with PATCH")
+
+
 class CsvProblem(NamedTuple):
     """One bad cell (or header/row) of a CSV file. ``line`` is 1-based, the header is line 1."""
 

@@ -25,14 +25,15 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from devices.catalogue import CATALOGUE, KINDS
-from devices.errors import InvalidDevice, RegistryError
+from devices.errors import DeviceExists, InvalidDevice, RegistryError
 from devices.model import DEVICE_ID_RE, STATUSES, Device, RolloutTarget
 from devices.sqlite import connect, execute_values, write_transaction
 
@@ -196,12 +197,28 @@ def rollout_problems(t: RolloutTarget) -> list[tuple[str, str]]:
     return p
 
 
+# the fields a PATCH may change: the imported ones but the id (derived ones never)
+EDITABLE = ("kind", "district", "lat", "lon", "asset_id", "asset_name", "responsible_unit", "status",
+            "installed_at", "attrs")
+
+
+def offline_after_s(kind: str, attrs: Mapping[str, Any] | None = None) -> float:
+    """How long a device may stay silent and still count as online: its ``attrs.offline_after_s``
+    when that is a positive number (a bridge gauge reporting every 10 minutes sets 1800), else
+    its kind's (``CATALOGUE[kind].offline_after_s``). The same limit as the offline rules'
+    (``absent: {attr: offline_after_s, ...}``), so a device shown offline has an offline alert."""
+    v = (attrs or {}).get("offline_after_s")
+    if isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < float("inf"):
+        return float(v)
+    return CATALOGUE[kind].offline_after_s
+
+
 def online(device: Device, now_ms: int) -> bool:
-    """Whether ``device`` is online at ``now_ms``: its newest reading is no older than its
-    kind's offline absence (``CATALOGUE[kind].offline_after_s``). Never seen: offline."""
+    """Whether ``device`` is online at ``now_ms``: its newest reading is no older than
+    :func:`offline_after_s` of it. Never seen: offline."""
     if device.last_seen is None:
         return False
-    return now_ms - device.last_seen <= CATALOGUE[device.kind].offline_after_s * 1000.0
+    return now_ms - device.last_seen <= offline_after_s(device.kind, device.attrs) * 1000.0
 
 
 def _row_device(r: tuple) -> Device:
@@ -212,11 +229,16 @@ def _row_device(r: tuple) -> Device:
     )
 
 
-def _filters(kind: str | None, district: str | None, status: str | None) -> tuple[list[str], list]:
+def _filters(kind: str | None, district: str | Sequence[str] | None,
+             status: str | None) -> tuple[list[str], list]:
+    """SQL conditions; a ``district`` list matches any of them (an empty one, nothing)."""
     where: list[str] = []
     args: list = []
     for col, val in (("kind", kind), ("district", district), ("status", status)):
-        if val is not None:
+        if isinstance(val, list | tuple):
+            where.append(f"{col} IN ({', '.join('?' * len(val))})" if val else "0")
+            args.extend(val)
+        elif val is not None:
             where.append(f"{col} = ?")
             args.append(val)
     return where, args
@@ -325,6 +347,43 @@ class Registry:
             conn.execute("UPDATE registry_meta SET value = value + 1 WHERE key = 'version'")
         return len(rows)
 
+    def create(self, d: Device) -> Device:
+        """Register a new device, validated as an import is; :class:`InvalidDevice` naming every
+        bad field, :class:`DeviceExists` if its id is taken (nothing written either way)."""
+        problems = device_problems(d)
+        if problems:
+            raise InvalidDevice(str(d.device_id), problems)
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM devices WHERE device_id = ?", (d.device_id,)).fetchone():
+                raise DeviceExists(d.device_id)
+            self.upsert([d])
+            return self.get(d.device_id)
+
+    def update(self, device_id: str, changes: Mapping[str, Any]) -> Device:
+        """Change some imported fields of a registered device (:data:`EDITABLE`: not its id, nor
+        the derived ``last_seen``/``commissioned_at``); ``attrs`` is replaced whole. KeyError if
+        there is no such device, :class:`InvalidDevice` naming every bad field."""
+        fixed = sorted(set(changes) - set(EDITABLE))
+        if fixed:
+            raise InvalidDevice(device_id, [(f, "cannot be changed (editable: " + ", ".join(EDITABLE) + ")")
+                                            for f in fixed])
+        with self._tx():
+            d = self.get(device_id)
+            if d is None:
+                raise KeyError(device_id)
+            changed = replace(d, **changes)
+            problems = device_problems(changed)
+            if problems:
+                raise InvalidDevice(device_id, problems)
+            self.upsert([changed])
+            return self.get(device_id)
+
+    def retire(self, device_id: str) -> Device:
+        """Retire a device (registry.md: the end of its lifecycle): kept with its history, no
+        longer accepted by ingest (the decoder's lookup drops it), nor alerted on as absent.
+        KeyError if there is none."""
+        return self.update(device_id, {"status": "retired"})
+
     def get(self, device_id: str) -> Device | None:
         """The device called ``device_id``, or None."""
         r = self.conn.execute(f"{_SELECT} WHERE device_id = ?", (device_id,)).fetchone()
@@ -338,10 +397,11 @@ class Registry:
         return {"id": d.device_id, "kind": d.kind, "district": d.district, "asset_id": d.asset_id,
                 "lat": d.lat, "lon": d.lon, "responsible_unit": d.responsible_unit}
 
-    def list(self, kind: str | None = None, district: str | None = None,
+    def list(self, kind: str | None = None, district: str | Sequence[str] | None = None,
              status: str | None = None, limit: int = 100, after: str | None = None) -> list[Device]:
         """One page of devices ordered by ``device_id``; ``after`` is the last ``device_id`` of
-        the previous page (keyset pagination: pages stay consistent while devices are added)."""
+        the previous page (keyset pagination: pages stay consistent while devices are added).
+        ``district`` may be a list: devices of any of those districts."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a whole number >= 1, got {limit!r}")
         where, args = _filters(kind, district, status)
@@ -377,12 +437,16 @@ class Registry:
                 return
             after = rows[-1][0]
 
-    def count(self, kind: str | None = None, district: str | None = None,
+    def count(self, kind: str | None = None, district: str | Sequence[str] | None = None,
               status: str | None = None) -> int:
         """How many devices match."""
         where, args = _filters(kind, district, status)
         sql = "SELECT count(*) FROM devices" + (" WHERE " + " AND ".join(where) if where else "")
         return self.conn.execute(sql, args).fetchone()[0]
+
+    def districts(self) -> list[str]:
+        """The districts devices are registered in, sorted."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT district FROM devices ORDER BY district")]
 
     def snapshot(self) -> dict[str, tuple[str, str, str]]:
         """``device_id -> (kind, district, asset_id)`` of every device not retired (one query).

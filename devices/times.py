@@ -1,6 +1,10 @@
-"""Instants as operators write them (operator.md): epoch milliseconds or RFC 3339 with an offset.
+"""Instants as operators write them (operator.md): epoch milliseconds or RFC 3339 with an offset;
+and as the API shows them: RFC 3339 with the configured zone's offset.
 
-One parser for the API's ``start``/``end`` and the times of a silence. Every accepted instant lies
+One parser (:func:`parse_time_ms`) for every time the API reads (query parameters ``start``/``end``,
+the times of a silence or a maintenance window); an RFC 3339 time without an offset is refused
+(``2026-11-29T08:00`` could be UTC or local: the operator says which). One formatter
+(:func:`rfc3339`) for every time the API and the webhooks show. Every accepted instant lies
 in :data:`MIN_MS` .. :data:`MAX_MS` (1970-01-01 to 2262-01-01 UTC, the range a nanosecond int64
 store can hold), so nothing downstream (SQLite, DuckDB, InfluxDB) meets a value it cannot take.
 """
@@ -8,7 +12,7 @@ store can hold), so nothing downstream (SQLite, DuckDB, InfluxDB) meets a value 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 MIN_MS = 0
 MAX_MS = 9_214_646_400_000  # 2262-01-01T00:00:00Z
@@ -50,3 +54,15 @@ def check_range(ms: int) -> int:
         shown = str(ms) if abs(ms) < 10**24 else "a number that large"
         raise ValueError(f"{shown} is outside 1970-01-01 .. 2262-01-01 ({MIN_MS} .. {MAX_MS} ms)")
     return ms
+
+
+def rfc3339(ms: int | float | None, tz: tzinfo) -> str | None:
+    """Epoch ms as RFC 3339 with the zone's offset (``2026-11-29T23:14:05+08:00``); None stays None.
+
+    Whole seconds are shown without a fraction, others to the millisecond.
+    """
+    if ms is None:
+        return None
+    ms = int(round(ms))
+    dt = datetime.fromtimestamp(ms / 1000, tz)
+    return dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")

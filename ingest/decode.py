@@ -49,6 +49,7 @@ import msgspec
 import numpy as np
 
 from devices.catalogue import CATALOGUE, Kind
+from devices.model import DEVICE_ID_RE
 from ingest.model import Event, ReadingsBuilder, Rejection
 from ingest.topic import Topic, TopicError
 
@@ -231,6 +232,17 @@ def _check_detail(detail: dict, payload_size: int, flat: bool) -> None:
                 raise _Bad("bad_event", f"event detail holds {_show(v)}, which does not fit a 64-bit integer")
 
 
+def _named_by(topic: str) -> tuple[str, str]:
+    """``(device_id, kind)`` a rejected message's topic names (``city/{kind}/{device_id}/...``),
+    each "" where the topic does not name a valid one: so the quarantine can be filtered by device
+    and kind for whole-message rejections too (an unregistered device, a malformed payload)."""
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[0] != "city":
+        return "", ""
+    device_id = parts[2] if DEVICE_ID_RE.match(parts[2]) else ""
+    return device_id, parts[1] if parts[1] in CATALOGUE else ""
+
+
 class Decoder:
     """Validates messages against the catalogue and the registry.
 
@@ -259,11 +271,11 @@ class Decoder:
         try:
             self._decode(topic, payload, received_ms, out, into)
         except _Bad as bad:
-            into.rejections.append(self._reject(topic, payload, received_ms, bad))
+            into.rejections.append(self._reject(topic, payload, received_ms, bad, *_named_by(topic)))
         except RecursionError:  # msgspec refuses JSON nested past the recursion limit with this
             bad = _Bad("too_deep", "payload nests JSON arrays or objects deeper than the parser's limit "
                        f"(about {sys.getrecursionlimit()} levels)")
-            into.rejections.append(self._reject(topic, payload, received_ms, bad))
+            into.rejections.append(self._reject(topic, payload, received_ms, bad, *_named_by(topic)))
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ class RegistryView(Protocol):
 class DeviceLookup:
     """device_id -> (kind, district, asset_id), from a registry snapshot refreshed on change.
 
-    A miss re-reads the registry's version at most every ``recheck_s`` so that a device
-    registered a moment ago is accepted without a restart.
+    Any call re-reads the registry's version at most every ``recheck_s``, so that a device
+    registered a moment ago is accepted, and one retired or changed (``DELETE``/``PATCH
+    /api/v1/devices/{id}``, a CSV import) is seen as such, without a restart.
     """
 
     def __init__(self, registry: RegistryView, recheck_s: float = 0.5,
@@ -33,16 +34,15 @@ class DeviceLookup:
         self._checked = clock()
 
     def __call__(self, device_id: str) -> tuple[str, str, str] | None:
-        hit = self._map.get(device_id)
-        if hit is not None:
-            return hit
         now = self._clock()
-        if now - self._checked < self._recheck_s:
-            return None
+        if now - self._checked >= self._recheck_s:
+            self._refresh(now)
+        return self._map.get(device_id)
+
+    def _refresh(self, now: float) -> None:
         with self._lock:
             self._checked = now
             v = self._registry.version()
             if v != self._version:
                 self._map = self._registry.snapshot()
                 self._version = v
-        return self._map.get(device_id)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE INDEX IF NOT EXISTS quarantine_code ON quarantine(code);
 CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine(received_at);
+CREATE INDEX IF NOT EXISTS quarantine_device ON quarantine(device_id);
 """
 
 
@@ -191,24 +192,40 @@ class Quarantine:
         w.suppressed = {}
         return self._row(summary, "rate_limited", reason)
 
-    def recent(self, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
-        """Newest first; ``before_id`` pages further back."""
-        sql = "SELECT * FROM quarantine"
-        args: list[Any] = []
+    def recent(self, limit: int = 100, before_id: int | None = None, *, device_id: str | None = None,
+               kind: str | None = None, code: str | None = None,
+               districts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``before_id`` pages further back; ``device_id``, ``kind`` and ``code``
+        (the reason's code: ``unregistered``, ``json``, ...) filter; ``districts``: only entries
+        of registered devices of those districts."""
+        where, args = _filters(device_id, kind, code, districts)
         if before_id is not None:
-            sql += " WHERE id < ?"
+            where.append("id < ?")
             args.append(before_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        return [_row(r) for r in self._conn.execute(sql, args)]
+        sql = "SELECT * FROM quarantine" + (" WHERE " + " AND ".join(where) if where else "")
+        return [_row(r) for r in self._conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
 
-    def count(self, code: str | None = None) -> int:
-        if code is None:
-            return self._conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-        return self._conn.execute("SELECT count(*) FROM quarantine WHERE code = ?", (code,)).fetchone()[0]
+    def count(self, code: str | None = None, *, device_id: str | None = None, kind: str | None = None,
+              districts: Sequence[str] | None = None) -> int:
+        where, args = _filters(device_id, kind, code, districts)
+        sql = "SELECT count(*) FROM quarantine" + (" WHERE " + " AND ".join(where) if where else "")
+        return self._conn.execute(sql, args).fetchone()[0]
 
     def counts_by_code(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT code, count(*) FROM quarantine GROUP BY code").fetchall())
+
+
+def _filters(device_id: str | None, kind: str | None, code: str | None,
+             districts: Sequence[str] | None) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions and their arguments; ``districts``: "of a device registered in one
+    of them" (the registry's table, in the same state DB), none for None."""
+    pairs = (("device_id", device_id), ("kind", kind), ("code", code))
+    where, args = [f"{col} = ?" for col, v in pairs if v is not None], [v for _, v in pairs if v is not None]
+    if districts is not None:
+        marks = ", ".join("?" * len(districts))
+        where.append(f"device_id IN (SELECT device_id FROM devices WHERE district IN ({marks}))")
+        args.extend(districts)
+    return where, args
 
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,6 +33,9 @@ SpeedOpt = Annotated[str, typer.Option("--speed", help="simulated seconds per re
 broker_from_config: Callable[[Path | None], str] | None = None
 # Likewise ``[mqtt]`` ca_file, cert_file, key_file, server_name, as a dict: used with an mqtts:// broker.
 tls_from_config: Callable[[Path | None], dict[str, str]] | None = None
+# Likewise the registry of the config's state DB (``[state] url``), as ``(registry, where)``; with
+# ``create=False`` None when that DB does not exist on this machine (a node elsewhere).
+registry_from_config: Callable[[Path | None, bool], tuple[Any, str] | None] | None = None
 
 
 def _broker(explicit: str | None, config: Path | None) -> str | BrokerURL:
@@ -117,6 +120,9 @@ def simulate(
     processes: Annotated[int, typer.Option("--processes", min=1, help="publishing processes")] = 1,
     gas_mode: Annotated[str, typer.Option("--gas-mode", help="daily (24 hourly readings a day) or hourly")] = "daily",
     list_scenarios: Annotated[bool, typer.Option("--list-scenarios", help="list the scenarios and exit")] = False,
+    register: Annotated[bool, typer.Option(
+        "--register", help="first import the simulated fleet into the configured registry (upsert by "
+                           "device_id), so that a serve node on this state DB accepts its messages")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Publish simulated devices to an MQTT broker. Same seed, start and options: the same
@@ -149,6 +155,7 @@ def simulate(
         for s in scenario or []:
             parse_spec(s)
         devs = build_fleet(kinds=kind_list, devices=devices, scale=scale, fleet_file=fleet, seed=seed)
+        _registered(devs, config, register)
         stop = _stop_on_signals()
         if processes > 1:
             stats = run_parallel(broker, devs, processes=processes, seed=seed, start_ms=start_ms,
@@ -166,6 +173,30 @@ def simulate(
         _fail(str(e))
     typer.echo(f"published {stats.messages:,} messages ({stats.readings:,} readings) from {len(devs):,} devices "
                f"in {stats.elapsed_s:.1f} s: {stats.messages_per_s:,.0f} msg/s, {stats.readings_per_s:,.0f} readings/s")
+
+
+def _registered(devs: list, config: Path | None, register: bool) -> None:
+    """``--register``: upsert the fleet into the configured registry. Otherwise, when that
+    registry is on this machine, warn (with the fix) if simulated devices are not in it: a node
+    would quarantine their messages as ``unregistered``, silently for whoever watches the broker."""
+    found = registry_from_config(config, register) if registry_from_config is not None else None
+    if found is None:
+        if register:
+            _fail("--register needs the configured registry ([state] url of --config) on this machine")
+        return
+    reg, where = found
+    try:
+        if register:
+            typer.echo(f"registered {reg.upsert(devs):,} simulated devices in {where}", err=True)
+            return
+        known = reg.snapshot()
+        missing = [d.device_id for d in devs if d.device_id not in known]
+    finally:
+        reg.close()
+    if missing:
+        typer.echo(f"warning: {len(missing):,} of {len(devs):,} simulated devices (e.g. {missing[0]}) are not in "
+                   f"the registry {where}: ingest will quarantine their messages as 'unregistered'. Fix: run "
+                   "again with --register, or import them with `citywatch devices import FILE`.", err=True)
 
 
 @app.command()

@@ -6,8 +6,8 @@ window), asks each kind's model for the messages of the window, and yields them 
 simulated time (ties keep the kinds' order of ``devices.catalogue.KINDS``, then each model's own
 order). Guarantees:
 
-- Same fleet (same order), seed, start, scenarios and options: the same messages, byte for
-  byte, in the same order, however ``messages()`` is called (one call or many slices).
+- Same fleet (same order), seed, start, scenarios, schedule and options: the same messages, byte
+  for byte, in the same order, however ``messages()`` is called (one call or many slices).
 - Every message has ``sim_ts`` >= the previous one's and < the ``until_ms`` it was asked for.
 - Payloads follow device-protocol.md, values lie in catalogue.md's physical ranges (only the
   ``bad-payloads`` scenario breaks this, on purpose).
@@ -19,8 +19,9 @@ future of its own clock: run faster than real time from a start in the past.
 from __future__ import annotations
 
 import heapq
+import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ from .scenarios import ScenarioSpec, bad_payloads, parse_spec
 from .timeutil import DAY_MS, local_midnight
 
 WINDOW_MS = 60_000
+log = logging.getLogger("simulators")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +55,17 @@ class Simulation:
 
     Options: ``gas_mode`` ("daily" packets of 24 hourly readings, or "hourly"), ``birth``
     (publish each device's retained ``online`` status at the start; gas meters never do).
+
+    ``schedule``: scenarios planned as the stream goes, an iterable (possibly endless, e.g.
+    :func:`simulators.schedule.rotation`) of ``(start_ms, spec)`` in time order, ``spec`` without
+    ``@WHEN``. Each is injected when the stream reaches its window, in this thread, with the
+    simulation's generator choosing the devices: same schedule, same stream. One the fleet
+    cannot take (no device of its kind) is skipped with a warning.
     """
 
     def __init__(self, fleet: Sequence[Device], *, seed: int, start_ms: int, scenarios: Sequence[str] = (),
-                 gas_mode: str = "daily", birth: bool = True) -> None:
+                 gas_mode: str = "daily", birth: bool = True,
+                 schedule: Iterable[tuple[int, str]] = ()) -> None:
         if not fleet:
             raise FleetError("the fleet is empty: give --devices, --scale or --fleet")
         by_kind: dict[str, list[Device]] = {}
@@ -82,6 +91,8 @@ class Simulation:
         self._extra_n = 0
         self._planned_days: set[int] = set()
         self.now = self.start_ms
+        self._schedule = iter(schedule)
+        self._next: tuple[int, str] | None = next(self._schedule, None)
         for spec in self.specs:
             self._check(spec)
             if spec.p is None:
@@ -89,6 +100,7 @@ class Simulation:
         self._buffer: deque[tuple[Message, int]] = deque()
         self.messages_out = 0
         self.readings_out = 0
+        self.reached = self.start_ms  # every message before it has been yielded (sim.now runs ahead)
         self._birth = birth
 
     # --- scenarios --------------------------------------------------------------------------
@@ -115,7 +127,9 @@ class Simulation:
                                          start, end))
 
     def _plan_fixed(self, spec: ScenarioSpec) -> None:
-        start = spec.resolve_at(self.start_ms)
+        self._plan_at(spec, spec.resolve_at(self.start_ms))
+
+    def _plan_at(self, spec: ScenarioSpec, start: int) -> None:
         if spec.scenario.effect == "bad_payloads":
             self._plan_bad(start)
             return
@@ -144,6 +158,18 @@ class Simulation:
                     if start >= self.start_ms:
                         self._inject(spec, kind, units[u], start)
 
+    def _plan_scheduled(self, until_ms: int) -> None:
+        """Inject the scheduled scenarios starting before ``until_ms`` (never behind the stream)."""
+        while self._next is not None and self._next[0] < until_ms:
+            at, text = self._next
+            self._next = next(self._schedule, None)
+            try:
+                spec = parse_spec(text)
+                self._check(spec)
+                self._plan_at(spec, max(at, self.now))
+            except ScenarioError as e:
+                log.warning("scheduled scenario %r skipped: %s", text, e)
+
     def _plan_bad(self, t: int) -> None:
         t = max(t, self.now)  # never behind the stream
         model = next(iter(self.models.values()))
@@ -168,12 +194,14 @@ class Simulation:
                 self.readings_out += n
                 yield msg
             if buf or self.now >= until_ms:
+                self.reached = max(self.reached, until_ms)
                 return
             self._window()
 
     def _window(self) -> None:
         t0 = self.now
         t1 = t0 - t0 % self.tick_ms + self.tick_ms
+        self._plan_scheduled(t1)
         if any(s.p is not None for s in self.specs):
             for d in (local_midnight(t0), local_midnight(t1 - 1)):
                 if d not in self._planned_days:

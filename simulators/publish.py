@@ -55,7 +55,9 @@ def run(broker_url: str | BrokerURL, sim: Simulation, *, duration_ms: int, speed
     acknowledged by the broker. Raises BrokerError when the broker is unreachable or stops
     acknowledging.
     """
-    t_start = sim.now
+    # from where the stream stands, not from sim.now (the end of the minute already generated):
+    # a second run would otherwise publish up to a minute of messages ahead of the wall clock
+    t_start = sim.reached
     until = t_start + int(duration_ms)
     pub = Publisher(broker_url, client_id=client_id, max_inflight=max_inflight)
     pacer = Pacer(t_start, speed, stop, idle=pub.idle)

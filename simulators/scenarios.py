@@ -13,7 +13,9 @@ A scenario is given as a spec string ``NAME[@WHEN][,key=value...]``:
 - ``kind=K`` (``device-offline`` only) the kind of the devices that go offline,
 - any other key is a parameter of the fault, e.g. ``gross_t=70`` (overloaded-truck),
   ``rate=0.03`` (gas-leak, m³/h), ``tilt_deg=0.3``, ``factor=1.6`` (strain-overload), ``pm10_ugm3=400``,
-  ``lamps=20``, ``flow_m3h=9``.
+  ``lamps=20``, ``flow_m3h=9``, ``extra_db=12`` (night-construction: machines this much louder than
+  by day, default 4), ``drains=4`` (toilet-ventilation-failure: drains give off this many times their
+  usual gas, default 1).
 
 Scenarios compose: give several, or the same one several times. Devices are chosen with the
 simulation's seed, so a spec list and a seed always hit the same devices at the same times.

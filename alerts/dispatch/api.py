@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from citywatch.api.deps import caller
+
 router = APIRouter(tags=["dispatch"])
 
 DeliveryStatus = Literal["scheduled", "pending", "delivered", "failed", "cancelled"]
@@ -27,12 +29,13 @@ def list_deliveries(
     Each item: ``delivery_id``, ``alert_id``, ``receiver``, ``notice`` (firing, resolved,
     acknowledged, escalated), ``status`` (the delivery state), ``attempts``, ``last_error`` and
     RFC 3339 times ``created_at``, ``first_attempt_at``, ``last_attempt_at``,
-    ``next_attempt_at`` (open deliveries), ``done_at``.
+    ``next_attempt_at`` (open deliveries), ``done_at``. A token limited to districts lists
+    the deliveries about its districts' devices.
     """
     outbox = getattr(request.app.state, "outbox", None)
     if outbox is None:
         raise HTTPException(503, "dispatch is not configured in this process")
     try:
-        return outbox.page(status=status, limit=limit, cursor=cursor)
+        return outbox.page(status=status, limit=limit, cursor=cursor, districts=caller(request).narrow())
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None

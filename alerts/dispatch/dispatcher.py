@@ -3,10 +3,10 @@
 Guarantees:
 
 * At least once: a delivery leaves the outbox only on a 2xx answer (``delivered``), a
-  non-retryable answer (``failed``), or when an attempt fails after the retry horizon (default
-  24 h) has passed since its first attempt (``failed``). Every attempt carries the same
-  ``X-Citywatch-Delivery``, so receivers drop repeats (a crash between the 2xx and recording it
-  sends the delivery again).
+  non-retryable outcome (``failed``; no HTTP status is one: webhook.py), or when an attempt
+  fails after the retry horizon (default 24 h) has passed since its first attempt (``failed``).
+  Every attempt carries the same ``X-Citywatch-Delivery``, so receivers drop repeats (a crash
+  between the 2xx and recording it sends the delivery again).
 * Restart: nothing lives only in memory; :meth:`Dispatcher.run` reads the outbox at start and
   picks up every pending and due-scheduled delivery.
 * Isolation: one lane per receiver, each with its own HTTP connection pool, at most

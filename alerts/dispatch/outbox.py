@@ -30,13 +30,15 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from alerts.notice import NOTICE_STATUSES, AlertNotice
+from devices.times import rfc3339
 
 from .config import DispatchConfig
 from .errors import DispatchError
@@ -127,10 +129,9 @@ def _epoch(rfc3339: object) -> float | None:
     return dt.timestamp()
 
 
-def _rfc3339(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+def _rfc3339(ts: float | None, tz: tzinfo) -> str | None:
+    """Epoch seconds as the API shows every time (devices.times.rfc3339: the zone's offset)."""
+    return None if ts is None else rfc3339(ts * 1000, tz)
 
 
 class Outbox:
@@ -143,8 +144,9 @@ class Outbox:
 
     def __init__(self, conn: sqlite3.Connection, config: DispatchConfig, *,
                  clock: Callable[[], float] = time.time,
-                 public_url: str = "http://127.0.0.1:8080") -> None:
+                 public_url: str = "http://127.0.0.1:8080", tz: str = "Asia/Shanghai") -> None:
         self._conn = conn
+        self.tz = ZoneInfo(tz)  # of the times :meth:`page` shows
         self._config = config
         self._clock = clock
         self._public_url = public_url
@@ -203,11 +205,12 @@ class Outbox:
                 (delivery_id, alert_id, receiver, status, state, body, now, due, escalation))
 
     def page(self, *, status: str | None = None, limit: int = 100,
-             cursor: str | None = None) -> dict[str, Any]:
+             cursor: str | None = None, districts: Sequence[str] | None = None) -> dict[str, Any]:
         """``{"items", "total", "next"}``, newest first; ``next`` is the cursor of the next page.
 
-        ``status`` filters on the delivery state (:data:`STATES`). Raises ValueError on a bad
-        status, limit or cursor.
+        ``status`` filters on the delivery state (:data:`STATES`); ``districts`` to the
+        deliveries about devices of those districts (the body's ``device.district``). Raises
+        ValueError on a bad status, limit or cursor.
         """
         if status is not None and status not in STATES:
             raise ValueError(f"status: unknown delivery status {status!r} (known: {', '.join(STATES)})")
@@ -219,6 +222,10 @@ class Outbox:
         if status is not None:
             where.append("state = ?")
             args.append(status)
+        if districts is not None:
+            marks = ", ".join("?" * len(districts))
+            where.append(f"json_extract(CAST(body AS TEXT), '$.device.district') IN ({marks})")
+            args.extend(districts)
         cond = f"WHERE {' AND '.join(where)}" if where else ""
         page_where = where + (["delivery_id < ?"] if cursor else [])
         page_args = args + ([cursor] if cursor else [])
@@ -232,13 +239,16 @@ class Outbox:
                 (*page_args, limit + 1)).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
+        tz = self.tz
         items = [
             {
                 "delivery_id": r[0], "alert_id": r[1], "receiver": r[2], "notice": r[3],
-                "status": r[4], "created_at": _rfc3339(r[5]),
-                "next_attempt_at": _rfc3339(r[6]) if r[4] in ("pending", "scheduled") else None,
-                "attempts": r[7], "first_attempt_at": _rfc3339(r[8]),
-                "last_attempt_at": _rfc3339(r[9]), "last_error": r[10], "done_at": _rfc3339(r[11]),
+                "status": r[4], "created_at": _rfc3339(r[5], tz),
+                "next_attempt_at": _rfc3339(r[6], tz) if r[4] in ("pending", "scheduled") else None,
+                "attempts": r[7], "first_attempt_at": _rfc3339(r[8], tz),
+                "last_attempt_at": _rfc3339(r[9], tz), "last_error": r[10], "done_at": _rfc3339(r[11], tz),
+                # still being retried after a failed attempt (webhooks.md: any non-2xx is retried)
+                "failing": r[4] == "pending" and r[10] is not None,
             }
             for r in rows
         ]

@@ -1,9 +1,11 @@
 """The webhook notifier (webhooks.md): one signed HTTP POST per attempt.
 
 A notifier answers ``(retryable, error)``: ``error`` is None on success (any 2xx); otherwise
-``retryable`` says whether another attempt can help. Connection errors, timeouts, 5xx, 408 and
-429 (and any non-2xx status outside 4xx) are retryable; other 4xx answers are not — the receiver
-rejected this body, and sending it again will not change its mind.
+``retryable`` says whether another attempt can help. Every answer other than a 2xx is retryable
+(webhooks.md: "any other status" is retried for the whole horizon), 4xx included: a receiver
+answering 404 while it is being deployed, or 401 while its secret is being rotated, must not lose
+an alarm. Meanwhile the delivery stays ``pending`` with its ``last_error`` (the API shows it as
+``failing``).
 
 What a receiver can make the node hold is bounded: an attempt ends ``timeout_s`` after it
 started whatever the receiver does (httpx's own timeout is per read, so a receiver trickling
@@ -25,7 +27,6 @@ import httpx
 
 from .config import Receiver
 
-RETRYABLE_4XX = frozenset({408, 429})
 MAX_RESPONSE_BYTES = 4096  # of an answer's body read at most: enough for an error text
 ERROR_TEXT_CHARS = 200
 
@@ -37,8 +38,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def is_retryable_status(status: int) -> bool:
-    """Whether a non-2xx HTTP status deserves another attempt."""
-    return not (400 <= status < 500) or status in RETRYABLE_4XX
+    """Whether a non-2xx HTTP status deserves another attempt: always (webhooks.md, Retries)."""
+    return not 200 <= status < 300
 
 
 class Notifier(Protocol):

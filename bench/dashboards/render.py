@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from dashboards import boards  # noqa: E402
 from dashboards.influxql import InfluxQuery  # noqa: E402
-from tests.dashboards.harness import TZ, simulated_day  # noqa: E402
+from tests.dashboards.harness import ROLLOUT_DAYS, TZ, simulated_day  # noqa: E402
 from tests.support.influxd import Influxd  # noqa: E402
 
 DB = "render"
@@ -43,7 +43,7 @@ COLOURS = {"green": "#56a64b", "yellow": "#e0b400", "orange": "#ff780a", "red": 
 def run(http: str, day: dict, q: str) -> list[dict]:
     q = q.replace("$timeFilter", f"time >= {day['start']}ms and time <= {day['end']}ms")
     q = q.replace("$__interval", "5m")
-    for v in ("district", "asset", "device"):
+    for v in ("programme", "district", "asset", "device"):
         q = q.replace(f"${v}", ".*")
     r = httpx.get(f"{http}/query", params={"db": DB, "q": q, "epoch": "ms"}, timeout=60)
     r.raise_for_status()
@@ -76,7 +76,8 @@ def draw_timeseries(ax, panel, results, tz) -> None:
     for step in (th.steps if th else []):
         if step.value is not None:
             ax.axhline(step.value, ls="--", lw=0.8, color=COLOURS.get(step.color, step.color))
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
+    days = (ax.get_xlim()[1] - ax.get_xlim()[0]) > 2  # matplotlib's date units are days
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d" if days else "%H:%M", tz=tz))
     ax.tick_params(labelsize=6)
     if 0 < n <= 8:
         ax.legend(fontsize=5, loc="upper left", frameon=False, ncol=2)
@@ -106,6 +107,12 @@ def draw_stat(ax, results) -> None:
     ax.axis("off")
     ax.text(0.5, 0.45, "   ".join(parts) or "-", ha="center", va="center", fontsize=14, transform=ax.transAxes,
             parse_math=False)
+
+
+def draw_bargauge(ax, results) -> None:
+    bars = [(label(s, t.alias), s["values"][-1][1]) for t, sl in results for s in sl]
+    ax.barh([b[0] for b in bars], [b[1] for b in bars], color=COLOURS["green"])
+    ax.tick_params(labelsize=6)
 
 
 def draw_histogram(ax, results) -> None:
@@ -143,6 +150,8 @@ def render(board, lang: str, http: str, day: dict, out: Path) -> Path:
             draw_timeseries(ax, p, results, tz)
         elif p.type_val == "stat":
             draw_stat(ax, results)
+        elif p.type_val == "bargauge":
+            draw_bargauge(ax, results)
         elif p.type_val == "histogram":
             draw_histogram(ax, results)
         else:
@@ -182,8 +191,9 @@ def main() -> None:
         server = Influxd(Path(tmp) / "influxd").start()
         try:
             day = simulated_day(f"influxdb://127.0.0.1:{server.port}/{DB}", Path(tmp) / "state")
+            week = {**day, "start": day["start"] - (ROLLOUT_DAYS - 1) * 86_400_000}  # the rollout snapshots
             for b in boards():
-                print(render(b, args.lang, server.http, day, args.out))
+                print(render(b, args.lang, server.http, week if b.uid == "citywatch-rollout" else day, args.out))
         finally:
             server.stop()
 

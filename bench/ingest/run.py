@@ -116,7 +116,7 @@ def run_case(case: str, messages: int, work: Path, influx: Influxd | None, profi
             config.write_text(
                 f'{shared}[mqtt]\nurl = "{broker.url}"\nclient_id = "bench-citywatch-{i}"\n{group}'
                 f'[store]\nurl = "{store_url}"\n[state]\nurl = "sqlite:///{state}"\n'
-                f'[api]\nlisten = "127.0.0.1:{ports[i]}"\n'
+                f'[api]\nlisten = "127.0.0.1:{ports[i]}"\nopen = true\n'
                 f'[ingest]\nspool_dir = "{work}/spool-{i}"\nbatch_readings = {batch}\n'
                 f'max_pending_readings = {2 * batch}\n'
                 f'waveform_features = {"false" if case == "waveform-nofeatures" else "true"}\n', encoding="utf-8")

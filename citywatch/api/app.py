@@ -13,14 +13,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from citywatch.api.guard import DEFAULT_MAX_BODY_BYTES, ApiGuard
-from citywatch.api.routers import devices, health, metrics, quarantine
+from citywatch.api.guard import DEFAULT_MAX_BODY_BYTES, ApiGuard, required_role
+from citywatch.api.routers import devices, health, metrics, quarantine, whoami
 from devices.durations import parse_duration_ms
 
 log = logging.getLogger("citywatch.api")
 
 # Domain packages contribute their own routers; mounted when the package provides one.
-_DOMAIN_ROUTERS = ("alerts.api", "alerts.dispatch.api", "devices.rollout_api")
+_DOMAIN_ROUTERS = ("alerts.api", "alerts.dispatch.api", "devices.api", "devices.rollout_api")
 
 
 class _AsciiJSON(JSONResponse):
@@ -44,7 +44,7 @@ def create_app(state: Any) -> FastAPI:
         setattr(app.state, name, value)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(health.router)
-    for r in (devices.router, quarantine.router, metrics.router):
+    for r in (devices.router, quarantine.router, metrics.router, whoami.router):
         app.include_router(r)
     for modname in _DOMAIN_ROUTERS:
         try:
@@ -54,11 +54,52 @@ def create_app(state: Any) -> FastAPI:
                 raise
             continue
         app.include_router(mod.router)
+    if getattr(state, "demo_webhooks", None) is not None:  # citywatch up's webhook receiver
+        from alerts.dispatch.receiver import router as demo_receiver
+
+        app.include_router(demo_receiver)
     api = getattr(getattr(state, "settings", None), "api", None)
     if api is not None:
         app.state.max_silence_ms = parse_duration_ms(api.max_silence)
     app.add_middleware(ApiGuard, max_body_bytes=getattr(api, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
-    if not getattr(state, "tokens", None):
-        log.warning("no [api] tokens configured: the API is open to anyone who can reach %s",
-                    getattr(state, "listen", "it"))
+    _declare_bearer(app)
+    _warn_about_access(state)
     return app
+
+
+def _warn_about_access(state: Any) -> None:
+    where = getattr(state, "listen", "it")
+    if getattr(state, "api_open", False):
+        log.warning("[api] open = true: the API is open, as admin, to anyone who can reach %s", where)
+    if getattr(state, "tokens", None):
+        log.warning("[api] tokens holds plaintext tokens: still accepted; replace them with "
+                    "`citywatch tokens create` (stored hashed) and remove them from the config")
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """The OpenAPI document declares the bearer scheme and, per operation, whether it needs a
+    token and which role (from the guard's :func:`required_role`: one source of truth)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["HTTPBearer"] = {"type": "http", "scheme": "bearer",
+                                 "description": "a token from `citywatch tokens create` (docs/SECURITY.md)"}
+        for path, operations in schema.get("paths", {}).items():
+            for method, op in operations.items():
+                need = required_role(method.upper(), path)
+                if need is None:
+                    continue
+                op["security"] = [{"HTTPBearer": []}]
+                op["x-required-role"] = need
+                op["description"] = (op.get("description", "") + f"\n\nNeeds a **{need}** token or higher.").strip()
+                responses = op.setdefault("responses", {})
+                responses.setdefault("401", {"description": "no token, or an unknown or revoked one"})
+                responses.setdefault("403", {"description": f"the token's role is below {need}"})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -7,15 +7,20 @@ answer). Then the body is capped: a ``Content-Length`` over ``max_body_bytes`` i
 at once, a chunked body is counted while the application reads it and answered 413 as soon as
 it passes the cap (the application then sees the client as gone).
 
-Tokens come from ``app.state.tokens`` (``[api] tokens``: ``{token, role, name}``); roles are
+Tokens come from the state DB (``app.state.token_store``, a
+:class:`~citywatch.api.tokens.TokenStore`: ``citywatch tokens create``) and, for compatibility,
+from ``app.state.tokens`` (``[api] tokens``: plaintext ``{token, role, name}``). Roles are
 ``viewer`` (read), ``operator`` (read, acknowledge, silence) and ``admin`` (everything, including
-writes to the registry). With no tokens configured the API is open (the embedded ``citywatch up``
-default; the app says so at start). Who called is left in ``request.state.user`` and
-``request.state.role``. ``/api/v1/health`` and the OpenAPI document are public.
+writes to the registry). The API is closed by default: without a token a request is answered
+401, unless ``app.state.api_open`` (``[api] open = true``) lets it act as ``anonymous`` admin. Who
+called is left in ``request.state.user``, ``request.state.role`` and ``request.state.districts``
+(the districts the token is limited to; None for all). ``/api/v1/health``, the OpenAPI document
+and the board's pages and assets (``/``, ``/board/...``, ``/alerts/{id}``) are public.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -28,14 +33,19 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ROLES = ("viewer", "operator", "admin")
-PUBLIC_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+                          "/api/v1/demo/webhook"})  # up's webhook receiver: the signature authenticates
+# the board's static assets, and its page for an alert: webhooks.md's ``alert.url`` is
+# ``{public_url}/alerts/{id}``, opened from a link, which carries no token (the page's data
+# comes from /api/v1 with one)
+PUBLIC_PREFIXES = ("/board/", "/alerts/")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def required_role(method: str, path: str) -> str | None:
     """The least role that may do ``method path``; None for the public paths."""
-    if path in PUBLIC_PATHS:
+    if path in PUBLIC_PATHS or path in ("/", "/board") or path.startswith(PUBLIC_PREFIXES):
         return None
     if method in READ_METHODS:
         return "viewer"
@@ -44,12 +54,18 @@ def required_role(method: str, path: str) -> str | None:
     return "operator"
 
 
-def identify(tokens: list[dict[str, str]], authorization: str) -> tuple[str, str] | None:
-    """``(user, role)`` of the bearer token in an ``Authorization`` header; None if unknown."""
+Who = tuple[str, str, tuple[str, ...] | None]  # (name, role, districts or None for all)
+
+
+def bearer(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header; None if it is not one."""
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def identify(tokens: list[dict[str, str]], token: str) -> Who | None:
+    """``(user, role, None)`` of a plaintext ``[api] tokens`` entry; None if unknown."""
     found = None
     for t in tokens:  # every token compared, in constant time each
         if hmac.compare_digest(str(t.get("token", "")).encode(), token.encode()):
@@ -57,7 +73,16 @@ def identify(tokens: list[dict[str, str]], authorization: str) -> tuple[str, str
     if found is None:
         return None
     role = found.get("role", "viewer")
-    return found.get("name") or role, role
+    return found.get("name") or role, role, None
+
+
+def identify_any(app_state: Any, token: str) -> Who | None:
+    """Who a bearer token is: a state-DB token first, then the plaintext ones."""
+    store = getattr(app_state, "token_store", None)
+    stored = store.identify(token) if store is not None else None
+    if stored is not None:
+        return stored.name, stored.role, stored.districts
+    return identify(getattr(app_state, "tokens", None) or [], token)
 
 
 class ApiGuard:
@@ -70,11 +95,17 @@ class ApiGuard:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # the same decisions, as for a GET of its path
+            if self._authorise({**scope, "method": "GET"}, _headers(scope), scope.setdefault("state", {})):
+                await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+                return
+            await self.app(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        refusal = self._authorise(scope, headers)
+        refusal = self._authorise(scope, headers, scope.setdefault("state", {}))
         if refusal is not None:
             await _answer(send, *refusal)
             return
@@ -112,28 +143,37 @@ class ApiGuard:
 
         await self.app(scope, capped_receive, guarded_send)
 
-    def _authorise(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, dict[str, str]] | None:
+    def _authorise(self, scope: Scope, headers: dict[str, str],
+                   state: dict[str, Any]) -> tuple[int, str, dict[str, str]] | None:
+        """Who calls, into ``state``; or the refusal ``(status, detail, headers)``."""
         need = required_role(scope["method"], scope["path"])
-        state = scope.setdefault("state", {})
         if need is None:
             return None
-        app = scope.get("app")
-        tokens = getattr(getattr(app, "state", None), "tokens", None) or []
-        if not tokens:
-            state["user"], state["role"] = "anonymous", "admin"
-            return None
+        app_state = getattr(scope.get("app"), "state", None)
         challenge = {"www-authenticate": "Bearer"}
         authorization = headers.get("authorization")
         if not authorization:
+            if getattr(app_state, "api_open", False):  # [api] open = true
+                state["user"], state["role"], state["districts"] = "anonymous", "admin", None
+                return None
             return 401, "missing bearer token", challenge
-        who = identify(tokens, authorization)
+        token = bearer(authorization)
+        who = identify_any(app_state, token) if token else None
         if who is None:
-            return 401, "unknown token", challenge
-        user, role = who
+            return 401, "unknown or revoked token", challenge
+        _flush_last_use(app_state)
+        user, role, districts = who
         if ROLES.index(role) < ROLES.index(need):
             return 403, f"role {role!r} may not do this (needs {need})", {}
-        state["user"], state["role"] = user, role
+        state["user"], state["role"], state["districts"] = user, role, districts
         return None
+
+
+def _flush_last_use(app_state: Any) -> None:
+    """Write the tokens' last use from a worker thread: never wait for SQLite on the event loop."""
+    store = getattr(app_state, "token_store", None)
+    if store is not None and store.touch_due():
+        asyncio.get_running_loop().run_in_executor(None, store.flush_used)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

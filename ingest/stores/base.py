@@ -63,6 +63,7 @@ class Query:
     end: int  # ms, exclusive
     step_ms: int | None = None
     limit: int = 100_000
+    newest_first: bool = False  # the newest ``limit`` points, newest first; else the oldest, by time
 
 
 @runtime_checkable
@@ -75,7 +76,8 @@ class Store(Protocol):
         ...
 
     def query(self, q: Query) -> list[tuple[int, float]]:
-        """Points ``[(ts_ms, value), ...]`` of one device and metric, by time."""
+        """Points ``[(ts_ms, value), ...]`` of one device and metric, by time (newest first with
+        ``q.newest_first``: then ``q.limit`` keeps the newest)."""
         ...
 
     def latest_values(self, metric: str) -> dict[str, tuple[int, float]]:

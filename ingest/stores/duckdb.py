@@ -254,15 +254,16 @@ class DuckDBStore:
         if q.limit <= 0 or q.end <= q.start:
             return []
         params = {"d": q.device_id, "m": q.metric, "a": q.start, "b": q.end, "lim": q.limit}
+        order = "DESC" if q.newest_first else "ASC"
         if q.step_ms is None:
             sql = (f"SELECT ts, value FROM samples WHERE sid = {_SID} "
-                   "AND ts >= $a AND ts < $b ORDER BY ts LIMIT $lim")
+                   f"AND ts >= $a AND ts < $b ORDER BY ts {order} LIMIT $lim")
         else:
             if q.step_ms <= 0:
                 raise ValueError(f"step_ms must be positive, got {q.step_ms}")
             params["s"] = q.step_ms
             sql = (f"SELECT ts - (((ts % $s) + $s) % $s) AS t, avg(value) FROM samples "
-                   f"WHERE sid = {_SID} AND ts >= $a AND ts < $b GROUP BY t ORDER BY t LIMIT $lim")
+                   f"WHERE sid = {_SID} AND ts >= $a AND ts < $b GROUP BY t ORDER BY t {order} LIMIT $lim")
         rows = self._reader().execute(sql, params).fetchall()
         return [(int(t), float(v)) for t, v in rows]
 

@@ -321,17 +321,18 @@ class InfluxDBStore:
         source = f"{self._rp_prefix()}{quote_ident(kind)}" if kind else "/.*/"
         where = (f"WHERE \"device_id\" = {quote_str(q.device_id)} "
                  f"AND time >= {int(q.start)}ms AND time < {int(q.end)}ms")
+        order = "DESC" if q.newest_first else "ASC"
         if q.step_ms is None:
-            sql = f"SELECT {quote_ident(q.metric)} FROM {source} {where} ORDER BY time ASC LIMIT {int(q.limit)}"
+            sql = f"SELECT {quote_ident(q.metric)} FROM {source} {where} ORDER BY time {order} LIMIT {int(q.limit)}"
         else:
             if q.step_ms <= 0:
                 raise ValueError(f"step_ms must be positive, got {q.step_ms}")
             sql = (f"SELECT mean({quote_ident(q.metric)}) FROM {source} {where} "
-                   f"GROUP BY time({int(q.step_ms)}ms) fill(none) LIMIT {int(q.limit)}")
+                   f"GROUP BY time({int(q.step_ms)}ms) fill(none) ORDER BY time {order} LIMIT {int(q.limit)}")
         points = []
         for _, series in self._select([sql]):
             points.extend((int(t), float(v)) for t, v in series.get("values", []) if v is not None)
-        points.sort()
+        points.sort(reverse=q.newest_first)
         return points[: q.limit]
 
     def latest_values(self, metric: str) -> dict[str, tuple[int, float]]:

@@ -43,9 +43,10 @@ class NoiseModel(IntervalModel):
         night = (h >= 22.0) | (h < 6.0)
         act = np.where(working, np.clip(rng.normal(0.8, 0.15, k), 0.2, 1.0), 0.0)
         machine = self.machine_db[idx] + rng.normal(0.0, 2.0, k)
-        nc, _ = self.effect_mask("night_construction", t, idx)
+        nc, which = self.effect_mask("night_construction", t, idx)
         act = np.where(nc, np.clip(rng.normal(0.95, 0.05, k), 0.7, 1.0), act)
-        machine = np.where(nc, machine + 4.0, machine)
+        if nc.any():  # louder machines than by day: 4 dB, or the scenario's extra_db
+            machine = machine + np.array([w.params.get("extra_db", 4.0) if w else 0.0 for w in which])
         bg = np.where(night, 42.0, 48.0) + rng.normal(0.0, 1.5, k)
         with np.errstate(divide="ignore"):
             laeq = 10 * np.log10(10 ** (bg / 10) + act * 10 ** (machine / 10))

@@ -63,12 +63,15 @@ class ToiletModel(IntervalModel):
         dt_min = (t - self.last_t[idx]) / 60_000.0
         self.last_t[idx] = t
         people = rng.poisson(self.daily[idx] * _PROFILE[h.astype(int) % 24] / 60.0 * dt_min)
-        fail, _ = self.effect_mask("ventilation_failure", t, idx)
+        fail, which = self.effect_mask("ventilation_failure", t, idx)
         tau = np.where(fail, FAILED_VENT_TAU_MIN, VENT_TAU_MIN)
         decay = np.exp(-dt_min / tau)
+        # drains=F: the drains give off F times their usual gas while the fans are down (blocked traps)
+        drains = np.array([w.params.get("drains", 1.0) if w else 1.0 for w in which]) if fail.any() else 1.0
         self.nh3[idx] = self.nh3[idx] * decay + self.smell[idx] * (
-            NH3_PER_USE * people * rng.uniform(0.7, 1.3, k) + NH3_BASE * dt_min)
-        self.h2s[idx] = self.h2s[idx] * decay + H2S_PER_USE * people * rng.uniform(0.6, 1.4, k) + H2S_BASE * dt_min
+            NH3_PER_USE * people * rng.uniform(0.7, 1.3, k) + NH3_BASE * drains * dt_min)
+        self.h2s[idx] = (self.h2s[idx] * decay + H2S_PER_USE * people * rng.uniform(0.6, 1.4, k)
+                         + H2S_BASE * drains * dt_min)
         self.water[idx] += people * rng.uniform(0.006, 0.009, k)
         day_light = np.where((h >= 6) & (h < 22), 1.0, 0.5)
         self.energy[idx] += (self.base_kw[idx] * day_light + 0.02 * people) * dt_min / 60.0

@@ -31,15 +31,17 @@ def test_list_and_filter(env):
     assert r.status_code == 200
     body = r.json()
     assert body["total"] == 2 and body["next"] is None
-    assert [a["rule"] for a in body["items"]] == ["toilet.consumables", "lighting.leakage"]
-    first = body["items"][1]
+    # most severe first (lighting.leakage is critical, toilet.consumables info), then newest
+    assert [(a["rule"], a["severity"]) for a in body["items"]] == [("lighting.leakage", "critical"),
+                                                                    ("toilet.consumables", "info")]
+    first = body["items"][0]
     assert first["started_at"] == "2026-11-29T12:00:00+08:00" and first["state"] == "firing"
     r = client.get("/api/v1/alerts", params={"state": "resolved"})
     assert [a["rule"] for a in r.json()["items"]] == ["toilet.consumables"] and r.json()["total"] == 1
     page = client.get("/api/v1/alerts", params={"limit": 1}).json()
     assert page["next"] and len(page["items"]) == 1
     rest = client.get("/api/v1/alerts", params={"limit": 1, "cursor": page["next"]}).json()
-    assert rest["items"][0]["rule"] == "lighting.leakage" and rest["next"] is None
+    assert rest["items"][0]["rule"] == "toilet.consumables" and rest["next"] is None
     assert client.get("/api/v1/alerts", params={"state": "on-fire"}).status_code == 422
 
 

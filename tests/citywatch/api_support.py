@@ -18,7 +18,7 @@ from devices.model import Device
 from ingest.model import Reading, Readings, Rejection
 
 TOKENS = {role: f"{role}-token-0123456789abcdef" for role in ("viewer", "operator", "admin")}
-NOW = 1_764_428_045_000  # 2025-11-29T15:34:05Z
+NOW = 1_764_428_045_000  # 2025-11-29T14:54:05Z, 22:54:05 in Wuhan
 DEVICE = "noise-jianghan-0001"
 
 

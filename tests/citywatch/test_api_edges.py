@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citywatch.settings import ConfigError, load_settings
+from devices import times
 
 from .api_support import DEVICE, NOW, TOKENS, Served, make_node
 
@@ -125,14 +126,27 @@ def test_bodies_under_the_cap_and_public_paths_pass(served):
     assert httpx.get(served.url + "/metrics", headers=auth("viewer"), timeout=10).status_code == 200
 
 
-def test_no_tokens_leaves_the_api_open(tmp_path):
-    node = make_node(tmp_path / "open", tokens=False)
+def test_no_tokens_leaves_the_api_closed(tmp_path):
+    node = make_node(tmp_path / "closed", tokens=False)
+    try:
+        client = TestClient(node.api_app())
+        assert client.get("/api/v1/devices").status_code == 401
+        assert client.get("/api/v1/health").status_code == 200
+    finally:
+        node.store.close()
+
+
+def test_open_mode_acts_as_anonymous_admin_recording_the_by_given(tmp_path):
+    node = make_node(tmp_path / "open", tokens=False, open=True)
     try:
         client = TestClient(node.api_app())
         assert client.get("/api/v1/devices").status_code == 200
-        r = client.post("/api/v1/silences", json={"matchers": {"kind": "noise"}, "end": NOW + 60_000,
-                                                  "reason": "x"})
+        assert client.get("/api/v1/whoami").json() == {"name": "anonymous", "role": "admin", "districts": None}
+        body = {"matchers": {"kind": "noise"}, "end": NOW + 60_000, "reason": "x"}
+        r = client.post("/api/v1/silences", json=body)
         assert r.status_code == 201 and r.json()["created_by"] == "anonymous"
+        r = client.post("/api/v1/silences", json={**body, "by": "officer-li"})
+        assert r.status_code == 201 and r.json()["created_by"] == "officer-li"
     finally:
         node.store.close()
 
@@ -253,7 +267,7 @@ def test_malformed_json_bodies_give_a_4xx(client, raw):
 def test_an_event_detail_nested_300_deep_does_not_break_the_device_page(client):
     r = client.get(f"/api/v1/devices/{DEVICE}", headers=auth("viewer"))
     assert r.status_code == 200, r.text[:300]
-    events = {e["ts"]: e for e in r.json()["events"]}
+    events = {times.parse_time_ms(e["ts"]): e for e in r.json()["events"]}  # RFC 3339, as every API time
     deep = events[NOW - 1000]["detail"]
     for _ in range(16):
         deep = deep["a"]

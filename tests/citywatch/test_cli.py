@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from citywatch.cli import app
@@ -40,8 +42,41 @@ def test_bad_config_exits_2_naming_the_key(tmp_path):
     assert r.exit_code == 2 and "mqtt.urll: unknown key" in r.output
 
 
+def test_rules_check_takes_config_like_every_subcommand(tmp_path):
+    """operator.md gives ``--config`` to every subcommand; ``rules check`` refused it."""
+    pack = Path(__file__).parents[2] / "alerts" / "pack" / "default.yaml"
+    r = runner.invoke(app, ["rules", "check", str(pack), "--config", config(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "default.yaml: 33 rule(s)" in r.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mqtt]\nurll = 'x'\n", encoding="utf-8")
+    r = runner.invoke(app, ["rules", "check", str(pack), "--config", str(bad)])
+    assert r.exit_code == 2 and "mqtt.urll: unknown key" in r.output
+
+
 def test_every_command_has_help():
     for args in (["up"], ["serve"], ["devices", "import"], ["devices", "export"], ["rollout", "import"],
-                 ["simulate"], ["record"], ["replay"], ["rules", "check"]):
+                 ["simulate"], ["record"], ["replay"], ["rules", "check"],
+                 ["tokens", "create"], ["tokens", "list"], ["tokens", "revoke"]):
         r = runner.invoke(app, [*args, "--help"])
         assert r.exit_code == 0 and "Usage" in r.output, args
+
+
+def test_simulate_into_a_registry_lacking_the_fleet_prints_the_fix_and_register_imports(tmp_path, mosquitto):
+    """``simulate`` into a serve node's registry that lacks the fleet: its messages would be
+    quarantined as unregistered, silently. It warns with the fix; ``--register`` imports the fleet."""
+    from devices.registry import Registry
+    from devices.sqlite import connect
+
+    cfg = config(tmp_path)
+    args = ["simulate", "--kinds", "noise", "--devices", "2", "--duration", "1m", "--speed", "max",
+            "--start", "2026-11-29T08:00+08:00", "--broker", mosquitto.url, "--config", cfg]
+    Registry(connect(tmp_path / "state.db")).close()  # the node's state DB exists, without the fleet
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "2 of 2 simulated devices" in r.output and "--register" in r.output
+    r = runner.invoke(app, [*args, "--register"])
+    assert r.exit_code == 0 and "registered 2 simulated devices" in r.output, r.output
+    assert len(Registry(connect(tmp_path / "state.db")).snapshot()) == 2
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "warning" not in r.output, r.output

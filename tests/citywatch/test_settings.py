@@ -42,6 +42,7 @@ def test_config_named_by_environment(tmp_path):
     ("[store]\nurl = 'postgres://x'\n", {}, "store.url: expected duckdb"),
     ("[state]\nurl = 'state.db'\n", {}, "state.url: expected sqlite"),
     ("[api]\nlisten = 'localhost'\n", {}, "api.listen: expected host:port"),
+    ("[api]\nopen = 'maybe'\n", {}, "api.open: Input should be a valid boolean"),
     ("timezone = 'Mars/Olympus'\n", {}, "timezone: unknown time zone"),
     ("[mqtt]\nqos = 'high'\n", {}, "mqtt.qos:"),
     ("[mqtt]\ntopics = ['city/#/x']\n", {}, "mqtt.topics: "),

@@ -9,12 +9,13 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import httpx
 import pytest
 
-from tests.citywatch.test_up_smoke import citywatch_cmd
+from tests.citywatch.test_up_smoke import _printed_token, _read_lines, citywatch_cmd
 from tests.support.mosquitto import free_port
 
 pytestmark = pytest.mark.integration
@@ -26,10 +27,15 @@ def test_up_has_a_rollout_report_within_a_minute(tmp_path):
     env.pop("CITYWATCH_CONFIG", None)
     proc = subprocess.Popen(citywatch_cmd() + ["up"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=_read_lines, args=(proc, lines), daemon=True)
+    reader.start()
     started = time.monotonic()
     doc = None
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        token = _printed_token(proc, lines, started + 60)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as http:
             while time.monotonic() < started + 60 and doc is None:
                 assert proc.poll() is None
                 try:
@@ -64,9 +70,11 @@ def test_up_has_a_rollout_report_within_a_minute(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            out, _ = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
+            proc.wait()
+        reader.join(10)
+    out = "".join(lines)
     assert proc.returncode == 0, out
     assert "citywatch report rollout" in out and f"127.0.0.1:{port}/api/v1/reports/rollout?format=html" in out

@@ -1,5 +1,6 @@
-"""``citywatch up`` as a real subprocess: readings of all six kinds visible through the API within
-seconds; SIGINT exits 0 and nothing buffered is lost."""
+"""``citywatch up`` as a real subprocess: it prints an admin token that works (and the API refuses
+a request without it); readings of all six kinds visible through the API within seconds; SIGINT
+exits 0 and nothing buffered is lost."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import duckdb
@@ -32,13 +34,20 @@ def test_up_shows_all_kinds_and_stops_cleanly(tmp_path):
     env.pop("CITYWATCH_CONFIG", None)
     proc = subprocess.Popen(citywatch_cmd() + ["up"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=_read_lines, args=(proc, lines), daemon=True)
+    reader.start()
     base = f"http://127.0.0.1:{port}"
     seen: dict[str, int] = {}
     try:
         deadline = time.monotonic() + 90
-        with httpx.Client(base_url=base, timeout=5) as http:
+        token = _printed_token(proc, lines, deadline)
+        assert f"http://127.0.0.1:{port}/" in "".join(lines)  # the board's address
+        assert httpx.get(base + "/api/v1/devices", timeout=5).status_code == 401
+        with httpx.Client(base_url=base, timeout=5, headers={"Authorization": f"Bearer {token}"}) as http:
+            assert http.get("/api/v1/whoami").json() == {"name": "admin", "role": "admin", "districts": None}
             while time.monotonic() < deadline and set(seen) != set(KINDS):
-                assert proc.poll() is None, proc.stdout.read()
+                assert proc.poll() is None, "".join(lines)
                 try:
                     devices = http.get("/api/v1/devices", params={"limit": 10_000}).json()["items"]
                 except httpx.TransportError:
@@ -62,10 +71,12 @@ def test_up_shows_all_kinds_and_stops_cleanly(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            out, _ = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
+            proc.wait()
+        reader.join(10)
+    out = "".join(lines)
     assert proc.returncode == 0, out
     m = re.search(r"stopped\. readings received (\d+), stored (\d+), duplicates (\d+), spooled (\d+)", out)
     assert m, out
@@ -74,6 +85,22 @@ def test_up_shows_all_kinds_and_stops_cleanly(tmp_path):
     assert got >= received > 0 and got == stored + dups + spooled
     con = duckdb.connect(str(tmp_path / "citywatch-data" / "readings.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM readings").fetchone()[0] == stored + spooled
+
+
+def _read_lines(proc: subprocess.Popen, lines: list[str]) -> None:
+    for line in proc.stdout:
+        lines.append(line)
+
+
+def _printed_token(proc: subprocess.Popen, lines: list[str], deadline: float) -> str:
+    """The admin token ``up`` prints at its first start."""
+    while time.monotonic() < deadline:
+        m = re.search(r"admin token \(shown once[^:]*: (cw_\S+)", "".join(lines))
+        if m:
+            return m.group(1)
+        assert proc.poll() is None, "".join(lines)
+        time.sleep(0.2)
+    raise AssertionError("up printed no admin token:\n" + "".join(lines))
 
 
 def _metric_for(device: dict) -> str:

@@ -27,6 +27,7 @@ from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.stores.base import open_store
 from simulators.engine import Simulation
+from tests.dashboards.rollout_sample import sample_document, snapshot_lines
 from tests.pipeline.helpers import Ingest
 
 TZ = "Asia/Shanghai"
@@ -35,6 +36,7 @@ SLOW_KINDS = ["gas_meter", "fume", "noise", "toilet", "lighting"]
 SLOW_SCENARIOS = ["gas-over-flow@03:00", "meter-tamper@04:00", "purifier-off", "night-construction",
                   "dust-storm", "toilet-ventilation-failure", "cabinet-door-open", "lamp-failures"]
 BRIDGE_SCENARIOS = ["overloaded-truck@08:05", "pier-tilt@08:05", "strain-overload@08:10"]
+ROLLOUT_DAYS = 7  # daily snapshots of a sample rollout report, up to the simulated day
 
 
 class InfluxIngest(Ingest):
@@ -83,7 +85,8 @@ def day_start(days_ago: int = 2) -> int:
 def simulated_day(store_url: str, root: Path, start: int | None = None) -> dict:
     """A simulated day of the five slow kinds (00:00-24:00 local, with their fault scenarios) and
     40 minutes (08:00-08:40) of one monitored bridge (8 sensors, one a 100 Hz accelerometer, with
-    its scenarios) through the ingest path and rule engine into ``store_url``.
+    its scenarios) through the ingest path and rule engine into ``store_url``, and the daily
+    ``rollout`` snapshots of a sample programme (13 districts) up to the day's start.
     Returns ``{"start", "end", "messages", "fired"}`` (fired: the rule ids that raised alerts)."""
     start = day_start() if start is None else start
     end = start + 24 * H
@@ -95,5 +98,7 @@ def simulated_day(store_url: str, root: Path, start: int | None = None) -> dict:
     n += ing.run(Simulation(bridge, seed=5, start_ms=b0, scenarios=BRIDGE_SCENARIOS), b0 + 40 * M,
                  flush_every_ms=M, tick=False)
     fired = {a.rule for a in ing.alerts.list_alerts(limit=1000)[0]}
+    as_of = datetime.fromtimestamp(start / 1000, ZoneInfo(TZ)).date().isoformat()
+    ing.store.write_lines(snapshot_lines(sample_document(as_of=as_of), ROLLOUT_DAYS))  # the rollout board's
     ing.close()
     return {"start": start, "end": end, "messages": n, "fired": fired}

@@ -134,7 +134,7 @@ def test_variables_chain_and_real_values_give_valid_queries(day):
         ALL = all_of(model)
         chosen: dict[str, str] = dict(ALL)
         multi: dict[str, str] = dict(ALL)
-        for name in ("district", "asset", "device"):  # each narrowed by the ones above, as in Grafana
+        for name in ("programme", "district", "asset", "device"):  # each narrowed by the ones above, as in Grafana
             if name not in variables:
                 continue
             found = influxql(day, substitute(variables[name], day, chosen))
@@ -166,7 +166,8 @@ def test_prometheus_panels_use_metrics_the_node_exposes(tmp_path):
     from citywatch.settings import load_settings
 
     s = load_settings(env={}, store={"url": f"duckdb:///{tmp_path}/r.duckdb"},
-                      state={"url": f"sqlite:///{tmp_path}/state.db"}, ingest={"spool_dir": str(tmp_path / "spool")})
+                      state={"url": f"sqlite:///{tmp_path}/state.db"}, ingest={"spool_dir": str(tmp_path / "spool")},
+                      api={"open": True})
     node = Node(s)
     node.open()
     try:

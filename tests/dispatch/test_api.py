@@ -15,7 +15,7 @@ def test_deliveries_endpoint_lists_pages_and_filters(harness, receivers):
     bad.behaviour.status = 404
     h = harness([{"name": "ok", "url": ok.url, "secret": "k"},
                  {"name": "bad", "url": bad.url, "secret": "k"}],
-                [{"match": {}, "receivers": ["ok", "bad"]}])
+                [{"match": {}, "receivers": ["ok", "bad"]}], retry_horizon_s=0)
     h.dispatcher.start()
     h.notify(*(make_notice(alert_id=f"a-{i}") for i in range(3)))
     wait_for(lambda: len(h.rows(state="delivered")) == 3 and len(h.rows(state="failed")) == 3)
@@ -33,8 +33,11 @@ def test_deliveries_endpoint_lists_pages_and_filters(harness, receivers):
 
     failed = client.get("/api/v1/deliveries", params={"status": "failed"}).json()
     assert failed["total"] == 3
-    assert {(i["receiver"], i["status"], i["attempts"]) for i in failed["items"]} == {("bad", "failed", 1)}
+    assert {(i["receiver"], i["status"], i["failing"]) for i in failed["items"]} == {("bad", "failed", False)}
     assert failed["items"][0]["last_error"].startswith("HTTP 404")
+    assert "gave up after" in failed["items"][0]["last_error"]
+    # one time convention: RFC 3339 with the configured zone's offset (Asia/Shanghai by default)
+    assert all(i["created_at"].endswith("+08:00") and i["done_at"].endswith("+08:00") for i in failed["items"])
     assert client.get("/api/v1/deliveries", params={"status": "pending"}).json()["total"] == 0
 
     assert client.get("/api/v1/deliveries", params={"status": "lost"}).status_code == 422

@@ -21,7 +21,7 @@ def test_signature_is_hmac_sha256_over_timestamp_dot_body():
 
 
 @pytest.mark.parametrize("status, retryable", [
-    (400, False), (401, False), (403, False), (404, False), (410, False), (422, False),
+    (400, True), (401, True), (403, True), (404, True), (410, True), (422, True),
     (408, True), (429, True), (500, True), (502, True), (503, True), (504, True),
     (301, True), (302, True),
 ])

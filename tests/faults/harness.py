@@ -185,7 +185,7 @@ class Serve:
             *(f"{k} = {json.dumps(v)}" for k, v in (mqtt or {}).items()),
             "[store]", f'url = "{store_url}"',
             "[state]", f'url = "sqlite:///{self.state_db}"',
-            "[api]", f'listen = "127.0.0.1:{self.api_port}"',
+            "[api]", f'listen = "127.0.0.1:{self.api_port}"', "open = true",
             "[rules]", "tick_s = 3600",
             "[ingest]", *(f"{k} = {json.dumps(v)}" for k, v in ingest_cfg.items()),
         ]

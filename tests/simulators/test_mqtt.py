@@ -78,6 +78,23 @@ def test_run_paces_on_the_simulated_clock(mosquitto, small_fleet):
     assert run(mosquitto.url, sim, duration_ms=3_600_000, speed=1.0, stop=stop).messages <= 1
 
 
+def test_a_second_run_goes_on_from_where_the_first_stopped(mosquitto, small_fleet):
+    """``citywatch up``: a backfill at full speed, then live. The live run covers the simulated
+    time after the backfill's end, paced from there (not from the end of the minute the
+    simulation had already generated, which would publish that much ahead of the wall clock)."""
+    fleet = [d for d in small_fleet if d.kind == "noise"]
+    all_ts = [m.sim_ts for m in Simulation(fleet, seed=1, start_ms=START, birth=False).messages(START + 300_000)]
+    sim = Simulation(fleet, seed=1, start_ms=START, birth=False)
+    first = run(mosquitto.url, sim, duration_ms=90_000, speed=None)
+    assert sim.reached == START + 90_000 < sim.now
+    t0 = time.monotonic()
+    second = run(mosquitto.url, sim, duration_ms=60_000, speed=100.0)  # 0.6 s
+    took = time.monotonic() - t0
+    assert first.messages == sum(t < START + 90_000 for t in all_ts)
+    assert second.messages == sum(START + 90_000 <= t < START + 150_000 for t in all_ts)
+    assert 0.4 < took < 2.0
+
+
 def test_unreachable_broker_is_a_clear_error(small_fleet):
     sim = Simulation(_fleet(small_fleet), seed=1, start_ms=START)
     with pytest.raises(BrokerError, match="cannot connect to the MQTT broker at mqtt://127.0.0.1:"):

@@ -84,6 +84,16 @@ def test_query_with_step_means(store: Store) -> None:
     assert points(store, "l-1", "power_w", step_ms=60_000, limit=2) == [(T0, 20.0), (T0 + 60_000, 50.0)]
 
 
+def test_newest_first_keeps_the_latest_points(store: Store) -> None:
+    """``readings?limit=N`` (order=desc, the default) shows the latest N, raw and stepped."""
+    store.write(Readings.from_rows([Reading("t-1", "toilet", "nh3_mgm3", T0 + i * 20_000, float(i), "洪山区", "")
+                                    for i in range(10)]))
+    latest = store.query(Query("t-1", "nh3_mgm3", *EVER, None, 3, newest_first=True))
+    assert latest == [(T0 + 180_000, 9.0), (T0 + 160_000, 8.0), (T0 + 140_000, 7.0)]
+    stepped = store.query(Query("t-1", "nh3_mgm3", *EVER, 60_000, 2, newest_first=True))
+    assert stepped == [(T0 + 180_000, 9.0), (T0 + 120_000, 7.0)]  # means of 9 and of 6, 7, 8
+
+
 def test_time_range_start_inclusive_end_exclusive(store: Store) -> None:
     store.write(Readings.from_rows([Reading("t-1", "toilet", "nh3_mgm3", T0 + i * 1000, float(i), "洪山区", "")
                                     for i in range(10)]))

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi import Query as Q
 
-from citywatch.api.deps import Services, parse_duration_ms, parse_time
+from citywatch.api.deps import CallerDep, Services, json_answer, parse_duration_ms, parse_time, zone
 from devices import times
+from devices.api import public
 from devices.catalogue import CATALOGUE
-from devices.registry import online
+from devices.times import rfc3339
 from ingest.stores.base import Query
 
 router = APIRouter(tags=["devices"])
@@ -38,51 +38,58 @@ def _bounded(value: Any, depth: int = DETAIL_DEPTH) -> Any:
     return out[0]
 
 
-def _public(d, now_ms: int) -> dict[str, Any]:
-    out = asdict(d)
-    out["attrs"] = dict(d.attrs)
-    out["online"] = online(d, now_ms) if d.last_seen is not None else False
-    return out
-
-
 @router.get("/api/v1/devices")
-def list_devices(svc: Services, kind: str | None = Q(None, max_length=SHORT),
+def list_devices(svc: Services, who: CallerDep, kind: str | None = Q(None, max_length=SHORT),
                  district: str | None = Q(None, max_length=SHORT), status: str | None = Q(None, max_length=SHORT),
                  limit: int = Q(100, ge=1, le=10_000), cursor: str | None = Q(None, max_length=SHORT)) -> dict:
-    """The registry with derived last-seen and online state; keyset pagination by device id."""
+    """The registry with derived last-seen and online state; keyset pagination by device id
+    (``next``: the cursor of the next page, null on the last). A token limited to districts
+    lists only their devices."""
     reg = svc.registry_ro
-    items = reg.list(kind=kind, district=district, status=status, limit=limit, after=cursor)
-    now = svc.now()
-    return {
-        "items": [_public(d, now) for d in items],
-        "total": reg.count(kind=kind, district=district, status=status),
+    districts = who.narrow(district)
+    items = reg.list(kind=kind, district=districts, status=status, limit=limit, after=cursor)
+    now, tz = svc.now(), zone(svc)
+    return json_answer({
+        "items": [public(d, now, tz) for d in items],
+        "total": reg.count(kind=kind, district=districts, status=status),
         "next": items[-1].device_id if len(items) == limit else None,
-    }
+    })
+
+
+def device_for(svc: Any, who: Any, device_id: str):
+    """The registered device, or HTTP 404 (also when it is outside the caller's districts)."""
+    d = svc.registry_ro.get(device_id)
+    missing = f"no device {device_id!r}"
+    if d is None:
+        raise HTTPException(404, missing)
+    who.check(d.district, missing)
+    return d
 
 
 @router.get("/api/v1/devices/{device_id}")
-def get_device(svc: Services, device_id: str) -> dict:
-    d = svc.registry_ro.get(device_id)
-    if d is None:
-        raise HTTPException(404, f"no device {device_id!r}")
-    out = _public(d, svc.now())
+def get_device(svc: Services, who: CallerDep, device_id: str) -> dict:
+    d = device_for(svc, who, device_id)
+    tz = zone(svc)
+    out = public(d, svc.now(), tz)
     events = svc.events_ro.for_device(device_id, 0, 2**62, limit=20)
-    out["events"] = [{**e, "detail": _bounded(e["detail"])} for e in events]
+    out["events"] = [{**e, "ts": rfc3339(e["ts"], tz), "detail": _bounded(e["detail"])} for e in events]
     return out
 
 
 @router.get("/api/v1/devices/{device_id}/readings")
-def readings(svc: Services, device_id: str, metric: str = Q(..., max_length=SHORT), start: str | None = None,
-             end: str | None = None, step: str | None = Q(None, max_length=SHORT),
-             limit: int = Q(100_000, ge=1, le=MAX_POINTS)) -> dict:
+def readings(svc: Services, who: CallerDep, device_id: str, metric: str = Q(..., max_length=SHORT),
+             start: str | None = None, end: str | None = None, step: str | None = Q(None, max_length=SHORT),
+             limit: int = Q(100_000, ge=1, le=MAX_POINTS),
+             order: Literal["desc", "asc"] = Q("desc", description="desc (default): the latest `limit` points, "
+                                               "newest first; asc: the oldest `limit` points, oldest first")
+             ) -> dict:
     """Points of one metric, ``[[ts_ms, value], ...]``; with ``step`` the mean per step.
 
-    ``start``/``end``: epoch ms or RFC 3339 within 1970..2262; ``step`` cuts the range into at
-    most 1,000,000 steps.
+    ``start``/``end``: epoch ms or RFC 3339 with an offset, within 1970..2262; ``step`` cuts the
+    range into at most 1,000,000 steps. ``limit`` keeps the latest points by default
+    (``order=desc``, newest first); ``order=asc`` lists the oldest first.
     """
-    d = svc.registry_ro.get(device_id)
-    if d is None:
-        raise HTTPException(404, f"no device {device_id!r}")
+    d = device_for(svc, who, device_id)
     kind = CATALOGUE.get(d.kind)
     if kind is None or metric not in kind.metrics:
         known = ", ".join(kind.metrics) if kind is not None else "none"
@@ -96,5 +103,5 @@ def readings(svc: Services, device_id: str, metric: str = Q(..., max_length=SHOR
     if step_ms is not None and (t_end - t_start) // step_ms > MAX_POINTS:
         raise HTTPException(400, f"step: {step!r} cuts the range into over {MAX_POINTS:,} steps; "
                                  "use a larger step or a shorter range")
-    points = svc.store.query(Query(device_id, metric, t_start, t_end, step_ms, limit))
+    points = svc.store.query(Query(device_id, metric, t_start, t_end, step_ms, limit, newest_first=order == "desc"))
     return {"device_id": device_id, "metric": metric, "points": [[int(t), float(v)] for t, v in points]}
