@@ -1,7 +1,7 @@
 """Wiring of the rollout report (docs/ROLLOUT.md): the service over the configured state DB and
 store, for the API (citywatch/runner.py) and ``citywatch report rollout``; the daily snapshot
 writer of the node. The work is in devices/rollout*.py; HTML and XLSX come from
-dashboards/rollout_report.py, imported when first asked for."""
+dashboards/rollout_report/, imported when first asked for."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _renderer(name: str) -> Callable:
         try:
             import dashboards.rollout_report as r
         except ImportError as e:
-            raise RendererMissing(f"the {name} format needs dashboards/rollout_report.py and its dependencies "
+            raise RendererMissing(f"the {name} format needs dashboards/rollout_report/ and its dependencies "
                                   f"(pip install 'citywatch[dashboards]'): {e}") from None
         return r.render_html(doc, language=arg) if name == "html" else r.render_xlsx(doc, arg)
     return render

@@ -1,4 +1,4 @@
-"""The rollout report as JSON, CSV and a terminal table (HTML and XLSX: dashboards/rollout_report.py,
+"""The rollout report as JSON, CSV and a terminal table (HTML and XLSX: dashboards/rollout_report/,
 handed in as renderers by the wiring).
 
 CSV is RFC 4180 (comma separated, ``"`` quoting, CRLF line ends) in UTF-8 with a byte-order

@@ -2,7 +2,7 @@
 (``GET /api/v1/reports/rollout``) both give it: the parameters checked, the document built live
 or read from a snapshot (``as_of``), and encoded in the format asked for.
 
-Renderers the devices package does not have (HTML and XLSX: dashboards/rollout_report.py) are
+Renderers the devices package does not have (HTML and XLSX: dashboards/rollout_report/) are
 handed in by the wiring as ``renderers = {"html": f(doc, language), "xlsx": f(doc, lists)}``.
 """
 

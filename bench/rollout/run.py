@@ -8,7 +8,7 @@ Builds (once; kept at --db) a state DB with the sample fleet's gas meters as a p
 silent or never heard) and, beside it, the newest RSRP and battery of every commissioned meter
 (what a store's ``latest_values`` returns). Then, each in a fresh child process, times the
 report document as JSON (``RolloutReport.to_dict`` + ``json.dumps``, the exception counts
-included) and, when dashboards/rollout_report.py is importable, as HTML; prints wall time and
+included) and, when dashboards/rollout_report/ is importable, as HTML; prints wall time and
 the child's CPU time over the same span (on a machine shared with other work the wall time
 follows the load) and its peak RSS (``ru_maxrss``, the newest values loaded included).
 """
