@@ -29,6 +29,9 @@ rollout_app = typer.Typer(no_args_is_help=True, help="Rollout programmes (rollou
 app.add_typer(devices_app, name="devices")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(tokens_app, name="tokens")
+from citywatch.rollout import report_app  # noqa: E402  (the rollout report: citywatch/rollout.py)
+
+app.add_typer(report_app, name="report")
 
 err = Console(stderr=True)
 out = Console()
@@ -96,6 +99,7 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     token = first_start_token(open_store(s))
     fleet = sample_fleet(s.up.fleet_scale, seed=s.up.seed, min_per_kind=s.up.devices_per_kind)
     node.registry.upsert(fleet)
+    quiet = _sample_programme(s, node.registry, fleet)
     try:
         node.start()
     except Exception as e:
@@ -103,11 +107,16 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
         broker.stop()
         _fail(str(e))
     stop = _stop_on_signal()
-    sims = demo.Simulators(s, broker.url, demo.simulation(s, fleet, int(time.time() * 1000)))
+    publishing = [d for d in fleet if d.device_id not in quiet]  # not the rollout's planned, unheard, silent
+    sims = demo.Simulators(s, broker.url, demo.simulation(s, publishing, int(time.time() * 1000)))
     sims.start()
     demo.show_backfill(out, sims, lambda: node.totals()["stored"], s.tz, stop)
     if not stop.is_set():  # Ctrl-C during the backfill: straight to stopping
         _print_up(s, broker, fleet, node, webhooks is not None, token)
+        if quiet:
+            out.print(f"the rollout report of the sample programme (docs/ROLLOUT.md): citywatch report rollout, or "
+                      f"curl -H \"Authorization: Bearer {token or '$CITYWATCH_TOKEN'}\" -o rollout.html "
+                      f"'http://{s.api.listen}/api/v1/reports/rollout?format=html'", highlight=False, soft_wrap=True)
     while not stop.wait(0.5):
         pass
     out.print("stopping: draining buffered readings...")
@@ -115,6 +124,18 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     node.stop()
     broker.stop()
     _print_totals(node)
+
+
+def _sample_programme(s: Settings, registry, fleet) -> frozenset[str]:
+    """The demo's rollout programme over the fleet's gas meters; the meters the simulators must
+    leave quiet (planned, never heard, silent)."""
+    if not s.up.rollout_sample:
+        return frozenset()
+    from devices.rollout_sample import sample_programme
+
+    programme = sample_programme(fleet, int(time.time() * 1000), seed=s.up.seed, tz=s.timezone)
+    programme.load(registry)
+    return programme.quiet
 
 
 def _print_up(s: Settings, broker, fleet, node, receiver: bool, token: str | None) -> None:

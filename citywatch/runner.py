@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from citywatch import rollout
 from citywatch.settings import Settings
 from devices.registry import Registry
 from devices.sqlite import connect, parse_url
@@ -175,6 +176,9 @@ class Node:
         self.consumer.start(wait_s=20)
         if evaluates:
             self._spawn(self._tick_loop, "citywatch-rules-tick")
+            self.rollout_snapshots = rollout.snapshot_writer(s, self.state_path, self.store)
+            if self.rollout_snapshots is not None:
+                self._spawn(self._rollout_snapshot_loop, "citywatch-rollout-snapshot")
         # What start-up built after _tune_gc (the API app, its imports, the registry snapshot,
         # the rule state) lives as long as the process: frozen too. Otherwise the first young
         # collection, under load, walked all of it: 86,707 objects, 49-87 ms holding the GIL
@@ -198,6 +202,16 @@ class Node:
                     self.dispatcher.wake()
             except Exception:
                 log.exception("absence-rule tick failed")
+
+    def _rollout_snapshot_loop(self) -> None:
+        """The day's rollout snapshot at start and on the first check of each new local day."""
+        while True:
+            try:
+                self.rollout_snapshots.tick(self.clock())
+            except Exception:
+                log.exception("rollout snapshot failed")
+            if self._stop.wait(self.settings.rollout.snapshot_check_s):
+                return
 
     def _broker_status(self) -> dict:
         """The consumer's fail-closed problem and latest lost session, for /health."""
@@ -225,6 +239,7 @@ class Node:
             broker_status=self._broker_status,
             tokens=s.api.tokens, listen=s.api.listen, demo_webhooks=self.demo_webhooks,
             token_store=TokenStore(self.state_path, clock=self.clock), api_open=s.api.open,
+            rollout=rollout.service(s, latest=self.store.latest_values, clock=self.clock),
         )
         # the API's writes that may queue a notice (acknowledged, resolved) or change what is sent (silences)
         state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake,

@@ -242,6 +242,7 @@ class UpSettings(_Section):
     # show every kind at once (gas meters report once an hour in the demo, once a day for real).
     backfill_s: float = Field(3600.0, ge=0)
     gas_mode: Literal["hourly", "daily"] = "hourly"
+    rollout_sample: bool = True  # the sample programme over the fleet's gas meters (docs/ROLLOUT.md)
     # The demo: a fault scenario every scenario_every while live, each kind in turn ("0": none);
     # the built-in webhook receiver keeps the last webhook_log deliveries.
     scenario_every: str = "3m"
@@ -259,6 +260,25 @@ class UpSettings(_Section):
         if ms != 0 and not 1000 <= ms <= 86_400_000:
             raise ValueError(f"expected 0 (no scenarios) or a duration from 1s to 1d, e.g. \"3m\", got {v!r}")
         return v
+
+
+class RolloutSettings(_Section):
+    """``[rollout]``: the rollout report and its daily snapshots (docs/ROLLOUT.md)."""
+
+    pace_weeks: int = Field(8, ge=1, le=520)  # recent full weeks the pace and its p10/p90 are taken over
+    never_heard_days: float = Field(3.0, ge=0, le=365)  # installed this long ago without a reading
+    silent_days: float = Field(2.0, ge=0, le=365)  # commissioned, no reading for longer than this
+    weak_rsrp_dbm: float = Field(-115.0, ge=-160, le=-20)
+    low_battery_v: float = Field(3.3, gt=0, le=15)  # when a meter's attrs has no battery_warn_v
+    snapshots: bool = True  # the node keeps a daily snapshot (state DB; InfluxDB measurement rollout)
+    snapshot_check_s: float = Field(60.0, gt=0, le=3600)  # how often the node checks for a new local day
+
+    def options(self, tz: str):
+        from devices.rollout import RolloutOptions
+
+        return RolloutOptions(tz=tz, pace_weeks=self.pace_weeks, never_heard_days=self.never_heard_days,
+                              silent_days=self.silent_days, weak_rsrp_dbm=self.weak_rsrp_dbm,
+                              low_battery_v=self.low_battery_v)
 
 
 class DashboardsSettings(_Section):
@@ -286,6 +306,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     up: UpSettings = Field(default_factory=UpSettings)
     dashboards: DashboardsSettings = Field(default_factory=DashboardsSettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     receivers: list[dict[str, Any]] = Field(default_factory=list)
     routes: list[dict[str, Any]] = Field(default_factory=list)
 

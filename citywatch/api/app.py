@@ -20,7 +20,7 @@ from devices.durations import parse_duration_ms
 log = logging.getLogger("citywatch.api")
 
 # Domain packages contribute their own routers; mounted when the package provides one.
-_DOMAIN_ROUTERS = ("alerts.api", "alerts.dispatch.api", "devices.api")
+_DOMAIN_ROUTERS = ("alerts.api", "alerts.dispatch.api", "devices.api", "devices.rollout_api")
 
 
 class _AsciiJSON(JSONResponse):

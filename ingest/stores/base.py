@@ -80,6 +80,11 @@ class Store(Protocol):
         ``q.newest_first``: then ``q.limit`` keeps the newest)."""
         ...
 
+    def latest_values(self, metric: str) -> dict[str, tuple[int, float]]:
+        """``device_id -> (ts_ms, value)``: the newest reading of ``metric`` of every device that
+        has one (the rollout report's weak-signal and low-battery lists)."""
+        ...
+
     def count(self) -> int:
         """Number of readings stored (tests, benchmarks)."""
         ...

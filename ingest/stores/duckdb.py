@@ -268,16 +268,24 @@ class DuckDBStore:
         return [(int(t), float(v)) for t, v in rows]
 
     def latest(self, device_ids: list[str] | None = None) -> dict[tuple[str, str], tuple[int, float]]:
-        """The newest reading of each (device_id, metric), for all devices or the ones given.
-
-        The newest ts of each series comes from ``segments``; only samples from the oldest of
-        those on are read (zone maps skip the rest).
-        """
+        """The newest reading of each (device_id, metric), for all devices or the ones given."""
         where, params = "", {}
         if device_ids is not None:
             if not device_ids:
                 return {}
             where, params = "WHERE list_contains($ids, x.device_id)", {"ids": list(device_ids)}
+        return {(d, m): (t, v) for d, m, t, v in self._newest(where, params)}
+
+    def latest_values(self, metric: str) -> dict[str, tuple[int, float]]:
+        """``device_id -> (ts_ms, value)`` of the newest reading of ``metric`` of every device."""
+        return {d: (t, v) for d, _, t, v in self._newest("WHERE x.metric = $m", {"m": metric})}
+
+    def _newest(self, where: str, params: dict) -> list[tuple[str, str, int, float]]:
+        """The newest sample of each series selected by ``where`` (over ``series x``).
+
+        The newest ts of each series comes from ``segments``; only samples from the oldest of
+        those on are read (zone maps skip the rest).
+        """
         sql = f"""
             WITH l AS (SELECT x.sid, x.device_id, x.metric, max(g.last_ts) AS ts
                        FROM series x JOIN segments g USING (sid) {where}
@@ -285,8 +293,7 @@ class DuckDBStore:
             SELECT l.device_id, l.metric, l.ts, s.value FROM l JOIN samples s
                 ON s.sid = l.sid AND s.ts = l.ts
             WHERE s.ts >= (SELECT min(ts) FROM l)"""
-        rows = self._reader().execute(sql, params).fetchall()
-        return {(d, m): (int(t), float(v)) for d, m, t, v in rows}
+        return [(d, m, int(t), float(v)) for d, m, t, v in self._reader().execute(sql, params).fetchall()]
 
     def count(self) -> int:
         """Number of readings stored."""

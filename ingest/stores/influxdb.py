@@ -76,6 +76,7 @@ from ingest.stores.duckdb import run_breaks
 log = logging.getLogger(__name__)
 
 LINES_PER_BODY = 5_000
+_NOT_READINGS = ("alerts", "rollout")  # measurements written beside the readings (alert changes, rollout snapshots)
 _CLUSTER_GAP_MS = 60_000  # timestamps further apart than this are looked up separately
 _BEYOND_RETENTION = re.compile(r"partial write: points beyond retention policy dropped=(\d+)")
 
@@ -334,12 +335,28 @@ class InfluxDBStore:
         points.sort(reverse=q.newest_first)
         return points[: q.limit]
 
+    def latest_values(self, metric: str) -> dict[str, tuple[int, float]]:
+        """``device_id -> (ts_ms, value)`` of the newest reading of ``metric`` of every device:
+        ``last()`` per ``device_id`` over every measurement that has the field (the readings'
+        kinds; the ``alerts`` and ``rollout`` measurements are not readings and are skipped)."""
+        out: dict[str, tuple[int, float]] = {}
+        sql = f'SELECT last({quote_ident(metric)}) FROM {self._rp_prefix()}/.*/ GROUP BY "device_id"'
+        for _, series in self._select([sql]):
+            device_id = (series.get("tags") or {}).get("device_id")
+            if series.get("name") in _NOT_READINGS or not device_id:
+                continue
+            for t, v in series.get("values", []):
+                if isinstance(v, (int, float)) and (device_id not in out or t > out[device_id][0]):
+                    out[device_id] = (int(t), float(v))
+        return out
+
     def count(self) -> int:
         """Readings stored: the sum of ``count(*)`` over every field of every measurement but
-        ``alerts`` (alert changes, alerts/history_store.py: not readings)."""
+        ``alerts`` and ``rollout`` (alert changes, alerts/history_store.py; rollout snapshots,
+        devices/rollout_history.py: not readings)."""
         total = 0
         for _, series in self._select([f"SELECT count(*) FROM {self._rp_prefix()}/.*/"]):
-            if series.get("name") == "alerts":
+            if series.get("name") in _NOT_READINGS:
                 continue
             for row in series.get("values", []):
                 total += sum(int(v) for v in row[1:] if v is not None)

@@ -39,6 +39,7 @@ DECISIONS: dict[tuple[str, str], str | None] = {
     ("PUT", "/api/v1/devices/{}"): "admin", ("DELETE", "/api/v1/devices/{}"): "admin",
     ("GET", "/api/v1/devices/{}/readings"): "viewer", ("GET", "/api/v1/devices/{}/live"): "viewer",
     ("GET", "/api/v1/quarantine"): "viewer",
+    ("GET", "/api/v1/reports/rollout"): "viewer",
     ("GET", "/api/v1/alerts"): "viewer", ("GET", "/api/v1/alerts/{}"): "viewer",
     ("POST", "/api/v1/alerts/{}/ack"): "operator", ("POST", "/api/v1/alerts/{}/unack"): "operator",
     ("POST", "/api/v1/alerts/{}/resolve"): "operator", ("POST", "/api/v1/alerts/{}/assign"): "operator",

@@ -223,3 +223,18 @@ def test_write_says_the_kinds_of_the_duplicates_it_dropped(store: Store) -> None
     twice = Readings.from_rows(noise("n-3", T0, 50.0, 60.0) * 2)
     written = store.write(twice)
     assert written == 2 and written.duplicates_by_kind == {"noise": 2}
+
+
+def test_latest_values_of_a_metric(store: Store) -> None:
+    rows = [Reading("g-1", "gas_meter", "rsrp_dbm", T0, -100.0, "江汉区", "表-1"),
+            Reading("g-1", "gas_meter", "battery_v", T0, 3.6, "江汉区", "表-1"),
+            Reading("g-2", "gas_meter", "rsrp_dbm", T0 + 5, -121.5, "武昌区", ""),
+            Reading("n-1", "noise", "rsrp_dbm", T0 + 7, -90.0, "江汉区", "")]  # another kind, same metric
+    store.write(Readings.from_rows(rows))
+    store.write(Readings.from_rows([Reading("g-1", "gas_meter", "rsrp_dbm", T0 + 3_600_000, -118.0, "江汉区", "表-1")]))
+    # a late reading, older than the newest: not the latest
+    store.write(Readings.from_rows([Reading("g-2", "gas_meter", "rsrp_dbm", T0 - 3_600_000, -80.0, "武昌区", "")]))
+    assert store.latest_values("rsrp_dbm") == {"g-1": (T0 + 3_600_000, -118.0), "g-2": (T0 + 5, -121.5),
+                                               "n-1": (T0 + 7, -90.0)}
+    assert store.latest_values("battery_v") == {"g-1": (T0, 3.6)}
+    assert store.latest_values("no_such_metric") == {}
