@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from citywatch.settings import ConfigError, Settings, load_settings
+from citywatch.console import ConfigOpt, err, out, settings
+from citywatch.console import fail as _fail
+from citywatch.settings import Settings
 from citywatch.tokens_cli import app as tokens_app
 from citywatch.tokens_cli import closed_reason, first_start_token, open_store
 
@@ -33,23 +34,6 @@ from citywatch.rollout import report_app  # noqa: E402  (the rollout report: cit
 
 app.add_typer(report_app, name="report")
 
-err = Console(stderr=True)
-out = Console()
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
-
-
-def _fail(message: str, code: int = 1) -> None:
-    err.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def settings(config: Path | None, **overrides) -> Settings:
-    try:
-        return load_settings(config, **overrides)
-    except ConfigError as e:
-        _fail(f"configuration: {e}", 2)
-        raise  # unreachable
 
 
 def _logging(verbose: bool) -> None:

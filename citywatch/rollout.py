@@ -17,7 +17,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from citywatch.settings import ConfigError, Settings, load_settings
+from citywatch.console import ConfigOpt, err, settings
+from citywatch.console import fail as _fail
+from citywatch.settings import Settings
 from devices.registry import Registry
 from devices.rollout_service import FORMATS, RendererMissing, ReportError, RolloutService
 from devices.sqlite import connect, parse_url
@@ -25,7 +27,6 @@ from devices.sqlite import connect, parse_url
 log = logging.getLogger("citywatch.rollout")
 
 report_app = typer.Typer(no_args_is_help=True, help="Reports: the rollout report.")
-err = Console(stderr=True)
 
 _OPTION = {"format": "--format", "programme": "--programme", "as_of": "--as-of", "list": "--list",
            "language": "--language"}
@@ -63,9 +64,6 @@ def snapshot_writer(s: Settings, state_path, store):
                           latest=store.latest_values, write_lines=getattr(store, "write_lines", None))
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 class _NoReadings:
@@ -101,7 +99,7 @@ def _open_store(s: Settings):
 
 @report_app.command("rollout")
 def rollout(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")] = None,
+    config: ConfigOpt = None,
     programme: Annotated[str | None, typer.Option("--programme", "-p", help="One programme (default: all).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json, csv, xlsx or html.")] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file (default: stdout).")] = None,
@@ -117,10 +115,7 @@ def rollout(
         _fail(f"--format: expected table, {', '.join(FORMATS)}, got {fmt!r}", 2)
     if fmt == "xlsx" and out is None:
         _fail("--out: the xlsx format is written to a file; give --out PATH", 2)
-    try:
-        s = load_settings(config)
-    except ConfigError as e:
-        _fail(f"configuration: {e}", 2)
+    s = settings(config)
     needs_store = as_of is None and (list_name in (None, "weak_signal", "low_battery"))
     store = _open_store(s) if needs_store else None
     # a file or a pipe gets the table 200 columns wide (rich would cut it to 80)

@@ -12,30 +12,17 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from citywatch.api.tokens import Token, TokenError, TokenStore
+from citywatch.console import ConfigOpt, err, out, settings
+from citywatch.console import fail as _fail
 from citywatch.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="API tokens: create (shown once, stored hashed), list, revoke.")
-err = Console(stderr=True)
-out = Console()
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
 RESERVED = frozenset({"anonymous"})  # what the open API records for a caller without a token
 UP_TOKEN = "admin"  # the name of the token `citywatch up` makes at its first start
 
 
-def _settings(config: Path | None) -> Settings:
-    from citywatch.cli import settings
-
-    return settings(config)
-
-
-def _fail(message: str) -> None:
-    err.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def open_store(s: Settings) -> TokenStore:
@@ -76,7 +63,7 @@ def create(
     config: ConfigOpt = None,
 ) -> None:
     """Create a token; it is printed once on stdout and stored only hashed."""
-    s = _settings(config)
+    s = settings(config)
     wanted = [d.strip() for d in districts.replace("，", ",").split(",") if d.strip()] if districts else None
     try:
         if name.strip() in RESERVED:
@@ -105,7 +92,7 @@ def _row(t: Token, tz: ZoneInfo) -> list[str]:
 def list_tokens(config: ConfigOpt = None) -> None:
     """Every token: id, name, role, districts, created, last used, revoked (never the secret).
     Last use is written at most once a minute by a running API."""
-    s = _settings(config)
+    s = settings(config)
     rows = [["id", "name", "role", "districts", "created", "last used", "revoked"]]
     rows += [_row(t, s.tz) for t in open_store(s).list()]
     widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -124,7 +111,7 @@ def _width(text: str) -> int:
 def revoke(name_or_id: Annotated[str, typer.Argument(help="The token's name or id.")],
            config: ConfigOpt = None) -> None:
     """Revoke a token: a running API refuses it within a second."""
-    s = _settings(config)
+    s = settings(config)
     try:
         t = open_store(s).revoke(name_or_id)
     except TokenError as e:

@@ -16,6 +16,7 @@ Guarantees every store gives:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -96,30 +97,25 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+# The stores, by URL scheme: the module that implements each. A module defines ``parse_url(url)``
+# (ValueError naming the problem) and ``STORE``, its class with ``from_url(url)``. Imported only
+# when its scheme is used, so an InfluxDB node never loads DuckDB and no store imports another.
+SCHEMES = {"duckdb": "ingest.stores.duckdb", "influxdb": "ingest.stores.influxdb"}
+
+
+def _implementation(url: str):
+    scheme = url.split(":", 1)[0]
+    name = SCHEMES.get(scheme)
+    if name is None:
+        raise ValueError(f"expected duckdb:///path or influxdb://host:port/db, got {url!r}")
+    return importlib.import_module(name)
+
+
 def check_url(url: str) -> None:
     """Validate a store URL without opening anything; ValueError naming the problem."""
-    scheme = url.split(":", 1)[0]
-    if scheme == "duckdb":
-        from ingest.stores.duckdb import parse_url
-
-        parse_url(url)
-    elif scheme == "influxdb":
-        from ingest.stores.influxdb import parse_url
-
-        parse_url(url)
-    else:
-        raise ValueError(f"expected duckdb:///path or influxdb://host:port/db, got {url!r}")
+    _implementation(url).parse_url(url)
 
 
 def open_store(url: str) -> Store:
     """The store for ``url``; ValueError naming the problem for a bad URL."""
-    scheme = url.split(":", 1)[0]
-    if scheme == "duckdb":
-        from ingest.stores.duckdb import DuckDBStore
-
-        return DuckDBStore.from_url(url)
-    if scheme == "influxdb":
-        from ingest.stores.influxdb import InfluxDBStore
-
-        return InfluxDBStore.from_url(url)
-    raise ValueError(f"unknown store scheme {scheme!r} in {url!r} (known: duckdb, influxdb)")
+    return _implementation(url).STORE.from_url(url)

@@ -31,7 +31,6 @@ row groups straight to the file instead of logging every row).
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -43,6 +42,7 @@ import pyarrow.compute as pc
 
 from ingest.model import Readings
 from ingest.stores.base import Query, StoreError, StoreUnavailable, Written
+from ingest.stores.runs import run_breaks
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS series (
@@ -363,34 +363,6 @@ class _Runs:
         return list(zip(*(c[self.starts].tolist() for c in cols), strict=False))
 
 
-def run_breaks(*cols: np.ndarray) -> np.ndarray:
-    """Boolean per row: True where a run of rows equal in all ``cols`` starts (always row 0).
-
-    May start extra runs where two equal strings are distinct objects (see :func:`_differs`);
-    callers use runs to look strings up once per run, so an extra run costs one more lookup.
-    """
-    n = len(cols[0])
-    change = np.zeros(n, dtype=bool)
-    if n:
-        change[0] = True
-        for col in cols:
-            change[1:] |= _differs(col)
-    return change
-
-
-def _differs(col: np.ndarray) -> np.ndarray:
-    """``col[1:] != col[:-1]`` for an object column of str, possibly with extra True where two
-    equal strings are distinct objects (harmless: a run split in two is looked up twice).
-
-    Compares the object pointers, which is a plain integer comparison: 20x faster than comparing
-    the strings, and exact for the columns ReadingsBuilder fills with one object per series.
-    """
-    if col.dtype != object or not col.flags.c_contiguous or len(col) == 0:
-        return col[1:] != col[:-1]
-    ptr = np.ctypeslib.as_array((ctypes.c_ssize_t * len(col)).from_address(col.ctypes.data))
-    return ptr[1:] != ptr[:-1]
-
-
 class _Spans:
     """Per series of a batch: its time span and row count (``table``, the segments to record),
     the series that may repeat a reading within the batch (``repeating``: a run whose ts do not
@@ -453,3 +425,6 @@ def _insert_ids(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[str, 
         con.execute(f"INSERT INTO {table} SELECT {', '.join(columns)} FROM _cw_ids")
     finally:
         con.unregister("_cw_ids")
+
+
+STORE = DuckDBStore  # what ingest.stores.base.open_store opens for duckdb:// URLs

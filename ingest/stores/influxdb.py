@@ -71,7 +71,7 @@ import numpy as np
 
 from ingest.model import Readings
 from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable, Written, count_kinds
-from ingest.stores.duckdb import run_breaks
+from ingest.stores.runs import run_breaks
 
 log = logging.getLogger(__name__)
 
@@ -550,3 +550,6 @@ def _error_text(resp: httpx.Response) -> str:
         return str(resp.json().get("error") or resp.text).strip()[:500]
     except ValueError:
         return resp.text.strip()[:500] or resp.reason_phrase
+
+
+STORE = InfluxDBStore  # what ingest.stores.base.open_store opens for influxdb:// URLs
