@@ -278,6 +278,21 @@ def _count(store_url: str) -> int:
         store.close()
 
 
+def summary(results: list[Result]) -> None:
+    """For a case run more than once: median and spread of its readings/s, wall-clock and per
+    CPU-second of the node (the latter less sensitive to other processes on the machine)."""
+    cases = [c for c in dict.fromkeys(r.case for r in results) if sum(r.case == c for r in results) > 1]
+    if not cases:
+        return
+    print("\n| case | runs | readings/s median | min-max | readings per node CPU-second median | min-max |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for c in cases:
+        wall = np.array([r.readings / r.cw_s for r in results if r.case == c])
+        cpu = np.array([r.readings / r.cw_s / r.node_cpu for r in results if r.case == c and r.node_cpu > 0])
+        print(f"| {c} | {len(wall)} | {np.median(wall):,.0f} | {wall.min():,.0f}-{wall.max():,.0f} | "
+              f"{np.median(cpu):,.0f} | {cpu.min():,.0f}-{cpu.max():,.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=100_000, help="single-reading messages per case")
@@ -311,6 +326,7 @@ def main() -> None:
     for r in results:
         print(r.row())
     print("\nCPU columns: CPU seconds per second of the drain, per process (200% is both cores).")
+    summary(results)
     shutil.rmtree(work, ignore_errors=True)
 
 
