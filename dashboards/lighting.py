@@ -49,9 +49,9 @@ def make(lang: str):
     d = d.with_panel(timeseries(Text("Door open", "柜门开启")(lang), [series_query(K, "door_open", agg="max")],
                                 width=12, limits=[(1, "orange")]))
     d = d.with_panel(timeseries(Text("Failed lamps", "故障灯数")(lang), [series_query(K, "lamps_failed", agg="max")],
-                                width=8, limits=[(1, "yellow")]))
-    d = d.with_panel(timeseries(Text("Power", "功率")(lang), [series_query(K, "power_w")], unit="watt", width=8))
-    d = d.with_panel(timeseries(Text("Power factor", "功率因数")(lang), [series_query(K, "power_factor")], width=8,
+                                width=12, limits=[(1, "yellow")]))
+    d = d.with_panel(timeseries(Text("Power", "功率")(lang), [series_query(K, "power_w")], unit="watt", width=12))
+    d = d.with_panel(timeseries(Text("Power factor", "功率因数")(lang), [series_query(K, "power_factor")], width=12,
                                 limits=[(limits.lines("lighting.power_factor")[0][0], "green")], base="blue"))
     d = d.with_panel(alerts_table(lang, [K]))
     return d

@@ -60,6 +60,11 @@ class Context:
             if scale is not None and scale.attr:
                 self.design[metric] = (scale.attr, scale)
 
+    def wanted(self, per_kind: dict[str, int]) -> bool:
+        """Whether a batch with these readings per kind can yield context readings (most of the
+        traffic, e.g. a batch of noise stations, is not looked at)."""
+        return LIGHTING in per_kind or (bool(self.design) and BRIDGE in per_kind)
+
     def position(self, positions: dict, device_id: str, district: str) -> tuple[float, float]:
         lat, lon, reg_district = positions.get(device_id, (None, None, district))
         if lat is not None and lon is not None:

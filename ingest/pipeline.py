@@ -433,7 +433,8 @@ class Pipeline:
         """
         if p.batch is None:
             p.windows = waveform_windows(p.builder) if self.store is not None else []  # features: write stage
-            p.context = messages(p.builder) if self.store is not None and self.context is not None else []
+            p.context = (messages(p.builder) if self.store is not None and self.context is not None
+                         and self.context.wanted(p.per_kind) else [])
             p.batch = p.builder.build()
             p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
             for k, c in p.per_kind.items():
