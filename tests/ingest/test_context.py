@@ -28,6 +28,7 @@ DEVICES = [
     Device("br-sdef", "bridge", district="江岸区", asset_id="BR-1", attrs={"sensor": "strain"}),
     Device("lt-1", "lighting", district="武昌区", asset_id="LC-1", lat=30.55, lon=114.31),
     Device("lt-2", "lighting", district="武昌区", asset_id="LC-2"),
+    Device("lt-3", "lighting", district="开发区（未列入）", asset_id="LC-3"),  # a district not in the fleet's list
     Device("nz-1", "noise", district="武昌区", asset_id="NZ-1"),
 ]
 
@@ -60,6 +61,7 @@ def test_context_readings_beside_their_messages(node):
     send(p, "bridge", "br-sdef", NOW, {"strain_ue": 300.0})
     send(p, "lighting", "lt-1", NOW, {"lamp_on": 1})
     send(p, "lighting", "lt-2", NOW + 60_000, {"lamp_on": 0, "voltage_v": 221.0})
+    send(p, "lighting", "lt-3", NOW, {"lamp_on": 1})
     send(p, "noise", "nz-1", NOW, {"laeq_db": 55.0})
     p.flush()
     assert q.count() == 0
@@ -70,9 +72,11 @@ def test_context_readings_beside_their_messages(node):
     wuchang = DISTRICT_INFO["武昌区"]  # no position: the district's centre
     assert one(store, "lt-2", "sun_elevation_deg", NOW + 60_000) == pytest.approx(
         elevation_deg(NOW + 60_000, wuchang.lat, wuchang.lon), abs=1e-3)
+    # nor a known district: Wuhan's centre
+    assert one(store, "lt-3", "sun_elevation_deg", NOW) == pytest.approx(elevation_deg(NOW, 30.59, 114.30), abs=1e-3)
     # sent 9 readings, 6 derived: all counted as received, each stored once
     received = sum(s.value for m in p.metrics.received.collect() for s in m.samples if s.name.endswith("_total"))
-    assert received == 12 == store.count()
+    assert received == 14 == store.count()
 
 
 def test_design_value_follows_the_registry(node):
