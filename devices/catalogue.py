@@ -31,7 +31,7 @@ class Metric:
     interval_s: float | None = None  # typical reporting interval, None if event-driven
     boolean: bool = False  # sent as 0/1
     cumulative: bool = False  # a counter that only grows
-    derived: bool = False  # computed by citywatch (ingest/features.py), never sent by a device
+    derived: bool = False  # computed by citywatch (ingest/features.py, ingest/context.py), never sent by a device
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lo) and math.isfinite(self.hi) and self.lo < self.hi):
