@@ -26,6 +26,7 @@ from citywatch.settings import Settings
 from devices.registry import Registry
 from devices.sqlite import connect, parse_url
 from ingest import features
+from ingest.context import Context
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import ConsumerOptions, MqttConsumer
@@ -152,6 +153,7 @@ class Node:
             rules=self.engine if evaluates else None,
             after_rules=self.dispatcher.wake if evaluates else None,
             max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
+            context=Context(self.registry, s.rules.files) if records else None,
             max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
             write_linger_ms=s.ingest.write_linger_ms, gate=self.gate,
         )

@@ -1,8 +1,11 @@
-"""Bridges: strain and deflection against the design values, tilt, crack width, weigh-in-motion
-overloads, and vibration (RMS, peak and dominant frequency of each acceleration window, daily
-means over weeks so a falling natural frequency shows)."""
+"""Bridges: strain and deflection against each sensor's design value (stored beside the readings:
+ingest/context.py), tilt, crack width, weigh-in-motion overloads, and vibration (RMS, peak and
+dominant frequency of each acceleration window, daily means over weeks so a falling natural
+frequency shows)."""
 
 from __future__ import annotations
+
+from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
 from dashboards import limits
 from dashboards.common import (
@@ -29,16 +32,44 @@ def _ts(lang, title: Text, metric: str, rule: str | None = None, *, agg: str = "
                       width=width, **kw)
 
 
+def design_queries(metric: str, rule_id: str) -> tuple[InfluxQuery, InfluxQuery]:
+    """Per sensor: its design value as stored beside each reading (ingest/context.py: the
+    attr the rule scales by, e.g. ``design_strain_ue``), and the reading / design value."""
+    design = limits.rule(rule_id).scale.attr
+    line = InfluxQuery(f'SELECT last({ident(design)}) FROM {ident(K)} WHERE {where()} '
+                       'GROUP BY time($__interval), "device_id" fill(none)', alias="design $tag_device_id",
+                       shape="series")
+    # one InfluxDB point holds the reading and its design value: the ratio per point, then the
+    # largest per interval
+    ratio = InfluxQuery(f'SELECT max("r") FROM (SELECT {ident(metric)} / {ident(design)} AS "r" FROM {ident(K)} '
+                        f'WHERE {where()} GROUP BY "device_id") WHERE $timeFilter '
+                        'GROUP BY time($__interval), "device_id" fill(none)', alias="$tag_device_id", shape="series")
+    return line, ratio
+
+
+def _against_design(d, lang, title: Text, metric: str, rule_id: str):
+    """Two panels: the readings with each sensor's design value as a dashed line, and the
+    ratio reading / design value against the rule's multiples (0.8 / 1.0 / 1.2)."""
+    line, ratio = design_queries(metric, rule_id)
+    d = d.with_panel(timeseries(title(lang), [series_query(K, metric, agg="max"), line], unit=limits.unit(K, metric),
+                                width=12, description=Text(
+                                    "Dashed: each sensor's design value (attrs, else the rule pack's default), as "
+                                    "the rule judged the reading.",
+                                    "虚线：各传感器的设计值（attrs，未设则为规则包默认值），即规则判断读数所用的值。")(lang))
+                     .override_by_query("B", [DynamicConfigValue(id_val="custom.lineStyle",
+                                                                 value={"fill": "dash", "dash": [10, 10]})]))
+    levels = ", ".join(f"{v:g}" for v, _ in limits.multiples(rule_id))
+    return d.with_panel(timeseries(Text(f"{title.en} / design value", f"{title.zh} / 设计值")(lang), [ratio],
+                                   unit="none", width=12, limits=limits.multiples(rule_id),
+                                   description=Text(f"Lines: the levels of {rule_id} ({levels} × design value).",
+                                                    f"线：{rule_id} 的告警级别（设计值的 {levels} 倍）。")(lang)))
+
+
 def make(lang: str):
     rated = limits.lines("bridge.overload")[0][0]
     d = frame("citywatch-bridges", TITLE, lang, kinds=[K], tags=["bridge"])
-    design = Text("Lines: 0.8 / 1.0 / 1.2 × the design value of the rule pack's default; a sensor with its own "
-                  "design value in attrs is judged against that by the rule.",
-                  "线：规则包默认设计值的 0.8 / 1.0 / 1.2 倍；"
-                  "在 attrs 中设定了设计值的传感器由规则按其自身设计值判断。")
-    d = d.with_panel(_ts(lang, Text("Strain", "应变"), "strain_ue", "bridge.strain", agg="max", desc=design))
-    d = d.with_panel(_ts(lang, Text("Deflection", "挠度"), "deflection_mm", "bridge.deflection", agg="max",
-                         desc=design))
+    d = _against_design(d, lang, Text("Strain", "应变"), "strain_ue", "bridge.strain")
+    d = _against_design(d, lang, Text("Deflection", "挠度"), "deflection_mm", "bridge.deflection")
     d = d.with_panel(_ts(lang, Text("Tilt", "倾角"), "tilt_deg", "bridge.tilt",
                          desc=Text("Lines: deviation limits of bridge.tilt from a zero baseline.",
                                    "线：bridge.tilt 相对零基线的偏差限值。")))

@@ -1,8 +1,11 @@
 """Threshold lines of the boards, read from the rule pack (alerts/pack/default.yaml) and the
 catalogue (devices/catalogue.py), so a board never disagrees with what raises the alert.
 
-A per-device parameter (``attrs``) cannot be a line of a panel showing many devices: the line is
-the pack's default (e.g. design strain 300 µε), and the panel's description says so.
+A per-device parameter (``attrs``) cannot be a fixed line of a panel showing many devices: the
+line is the pack's default (e.g. crack limit 0.20 mm), and the panel's description says so. The
+bridge design values are the exception: the node stores each reading's design value beside it
+(ingest/context.py), so the bridge board draws them per sensor and the ratio against
+:func:`multiples`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ def lines(rule_id: str) -> list[tuple[float, str]]:
             for v in _value(p):
                 out.append((round(v * scale, 6), colour))
     return sorted(set(out))
+
+
+def multiples(rule_id: str) -> list[tuple[float, str]]:
+    """(multiple, colour) of each level of a rule with a per-device ``scale`` (bridge.strain:
+    0.8 / 1.0 / 1.2 × the design value): the lines of a reading / design value panel."""
+    r = rule(rule_id)
+    if r.scale is None:
+        raise ValueError(f"rule {rule_id} has no scale")
+    return sorted({(float(v), SEVERITY_COLOURS[level.severity]) for level in r.levels for p in level.threshold
+                   for v in _value(p)})
 
 
 def metric(kind: str, name: str) -> Metric:

@@ -31,7 +31,7 @@ class Metric:
     interval_s: float | None = None  # typical reporting interval, None if event-driven
     boolean: bool = False  # sent as 0/1
     cumulative: bool = False  # a counter that only grows
-    derived: bool = False  # computed by citywatch (ingest/features.py), never sent by a device
+    derived: bool = False  # computed by citywatch (ingest/features.py, ingest/context.py), never sent by a device
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lo) and math.isfinite(self.hi) and self.lo < self.hi):
@@ -179,7 +179,7 @@ CATALOGUE: Mapping[str, Kind] = MappingProxyType(
 
 
 # Metrics citywatch computes from what a device sent and stores as readings of that device
-# (ingest/features.py). Not in their kind's ``metrics``: a device sending one is quarantined
+# (ingest/features.py, ingest/context.py). Not in their kind's ``metrics``: a device sending one is quarantined
 # (``unknown_metric``), as the contract's metric list does not name them.
 DERIVED: Mapping[str, Mapping[str, Metric]] = MappingProxyType({
     "bridge": MappingProxyType({m.name: m for m in (
@@ -188,6 +188,14 @@ DERIVED: Mapping[str, Mapping[str, Metric]] = MappingProxyType({
           "", 1.0, derived=True),
         M("accel_freq_hz", "Hz", 0, 1000, "dominant frequency of one accel_ms2 window (FFT peak)",
           "first natural frequency 0.8-6 Hz", 1.0, derived=True),
+        M("design_strain_ue", "microstrain", 0, 100000, "design strain of the sensor at that reading "
+          "(attrs.design_strain_ue, else the bridge.strain default)", "250-450", 1.0, derived=True),
+        M("design_deflection_mm", "mm", 0, 10000, "design deflection of the sensor at that reading "
+          "(attrs.design_deflection_mm, else the bridge.deflection default)", "span/600", 1.0, derived=True),
+    )}),
+    "lighting": MappingProxyType({m.name: m for m in (
+        M("sun_elevation_deg", "degrees", -90, 90, "the sun's elevation at the cabinet at the message's time",
+          "below -0.833: after sunset", 60.0, derived=True),
     )}),
 })
 

@@ -258,6 +258,7 @@ class Registry:
         self._lock = threading.RLock()
         # kind -> (version, attrs map) and (version, snapshot): handed out until the version moves
         self._attrs_cache: dict[str, tuple[int, dict[str, dict]]] = {}
+        self._positions_cache: dict[str, tuple[int, dict]] = {}  # kind -> (version, positions)
         self._snapshot_cache: tuple[int, dict[str, tuple[str, str, str]]] | None = None
         if self._has_schema():  # also lets a read-only connection (query_only) open it
             return
@@ -513,6 +514,18 @@ class Registry:
                 a = parsed[text] = json.loads(text)
             out[device_id] = a
         self._attrs_cache[kind] = (v, out)
+        return out
+
+    def positions(self, kind: str) -> dict[str, tuple[float | None, float | None, str]]:
+        """``device_id -> (lat, lon, district)`` of every device of ``kind`` not retired (one
+        query; the same dict until :meth:`version` changes). Read-only for the caller."""
+        v = self.version()
+        cached = self._positions_cache.get(kind)
+        if cached is not None and cached[0] == v:
+            return cached[1]
+        out = {r[0]: (r[1], r[2], r[3]) for r in self._raw().execute(
+            "SELECT device_id, lat, lon, district FROM devices WHERE kind = ? AND status != 'retired'", (kind,))}
+        self._positions_cache[kind] = (v, out)
         return out
 
     # --- rollout ----------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ingest.context import Context, add_context, messages
 from ingest.decode import Decoded, Decoder
 from ingest.events import EventLog
 from ingest.features import add_derived, derive, merge_batches, waveform_windows
@@ -106,6 +107,7 @@ class _Pending:
     steps_done: int = 0
     rules_done: bool = False  # the rule engine has seen this batch
     windows: list = field(default_factory=list)  # waveform windows (ingest/features.py add_derived)
+    context: list = field(default_factory=list)  # message lists (ingest/context.py add_context)
 
     def absorb(self, other: _Pending) -> None:
         """Add what ``other`` carries (readings not built yet, events, rejections, last-seen
@@ -130,6 +132,7 @@ def _merge(parts: list[_Pending]) -> _Pending:
     """Evaluated batches as one, in order (the write stage's catch-up)."""
     m = _Pending(messages=0, first_at=min(p.first_at for p in parts), rules_done=True)
     m.batch, m.windows = merge_batches(parts)  # with the derived waveform readings (ingest/features.py)
+    m.context = [msgs for p in parts for msgs in p.context]
     for p in parts:
         m.absorb(p)
     return m
@@ -155,6 +158,7 @@ class Pipeline:
         seen_interval_ms: float = 1000.0,
         gate: Gate | None = None,
         clock: Callable[[], float] = time.time,
+        context: Context | None = None,
     ):
         self.store = store
         self.registry = registry
@@ -164,6 +168,7 @@ class Pipeline:
         self.spool = spool
         self.rules = rules
         self.after_rules = after_rules
+        self.context = context  # derived context readings (ingest/context.py)
         # the intake and the write stage step aside while an alert is on its way (ingest/priority.py)
         self.gate = gate if gate is not None else Gate()
         self.decoder = Decoder(DeviceLookup(registry))
@@ -428,6 +433,8 @@ class Pipeline:
         """
         if p.batch is None:
             p.windows = waveform_windows(p.builder) if self.store is not None else []  # features: write stage
+            p.context = (messages(p.builder) if self.store is not None and self.context is not None
+                         and self.context.wanted(p.per_kind) else [])
             p.batch = p.builder.build()
             p.builder = ReadingsBuilder()  # its rows are in the batch now: free them
             for k, c in p.per_kind.items():
@@ -617,6 +624,7 @@ class Pipeline:
         t0 = time.perf_counter()
         self._evaluate(p)  # done by the rules stage (or flush) already, unless called directly
         batch = p.batch = add_derived(self, p) if p.windows else p.batch  # + waveform features
+        batch = p.batch = add_context(self, p) if p.context else batch  # + sun elevation, design values
         # store, quarantine and events are None in a rules-only node (citywatch.runner): the
         # ingest nodes of the shared subscription record them
         if p.steps_done < 1:

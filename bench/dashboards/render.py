@@ -13,6 +13,7 @@ here: a Prometheus panel shows its PromQL. Needs matplotlib (``pip install matpl
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import textwrap
@@ -43,6 +44,7 @@ COLOURS = {"green": "#56a64b", "yellow": "#e0b400", "orange": "#ff780a", "red": 
 def run(http: str, day: dict, q: str) -> list[dict]:
     q = q.replace("$timeFilter", f"time >= {day['start']}ms and time <= {day['end']}ms")
     q = q.replace("$__interval", "5m")
+    q = q.replace("${__from}", str(day["start"])).replace("${__to}", str(day["end"]))
     for v in ("programme", "district", "asset", "device"):
         q = q.replace(f"${v}", ".*")
     r = httpx.get(f"{http}/query", params={"db": DB, "q": q, "epoch": "ms"}, timeout=60)
@@ -52,15 +54,33 @@ def run(http: str, day: dict, q: str) -> list[dict]:
 
 def label(series: dict, alias: str) -> str:
     tags = series.get("tags") or {}
-    if alias.startswith("$tag_"):
-        return str(tags.get(alias[5:], ""))
+    if "$tag_" in alias:
+        return re.sub(r"\$tag_(\w+)", lambda m: str(tags.get(m.group(1), "")), alias)
     return alias or ",".join(str(v) for v in tags.values()) or series["columns"][1]
+
+
+def overrides(panel) -> dict[str, dict]:
+    """refId -> the properties its query's override sets (``byFrameRefID`` matchers)."""
+    out: dict[str, dict] = {}
+    for o in panel.field_config.overrides or []:
+        if o.matcher.id_val == "byFrameRefID":
+            out.setdefault(o.matcher.options, {}).update({p.id_val: p.value for p in o.properties})
+    return out
 
 
 def draw_timeseries(ax, panel, results, tz) -> None:
     bars = getattr(getattr(panel.field_config.defaults, "custom", None), "draw_style", None) == "bars"
     n = 0
+    props = overrides(panel)
+    right = None
     for t, series_list in results:
+        o = props.get(t.ref_id, {})
+        style = "--" if o.get("custom.lineStyle", {}).get("fill") == "dash" else "-"
+        target = ax
+        if o.get("custom.axisPlacement") == "right":
+            right = target = right or ax.twinx()
+            target.tick_params(labelsize=6)
+            target.set_ylabel(o.get("unit", ""), fontsize=6)
         for s in series_list:
             pts = [(v[0], v[1]) for v in s["values"] if v[1] is not None]
             if not pts:
@@ -70,7 +90,8 @@ def draw_timeseries(ax, panel, results, tz) -> None:
             if bars:
                 ax.bar(x, y, width=0.03, alpha=0.7, label=label(s, t.alias))
             else:
-                ax.plot(x, y, lw=0.8, label=label(s, t.alias), marker="o" if len(x) < 3 else None, ms=3)
+                target.plot(x, y, lw=0.8, ls=style, label=label(s, t.alias), marker="o" if len(x) < 3 else None,
+                            ms=3, color=f"C{n % 10}")
             n += 1
     th = panel.field_config.defaults.thresholds
     for step in (th.steps if th else []):
@@ -79,8 +100,9 @@ def draw_timeseries(ax, panel, results, tz) -> None:
     days = (ax.get_xlim()[1] - ax.get_xlim()[0]) > 2  # matplotlib's date units are days
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d" if days else "%H:%M", tz=tz))
     ax.tick_params(labelsize=6)
-    if 0 < n <= 8:
-        ax.legend(fontsize=5, loc="upper left", frameon=False, ncol=2)
+    if 0 < n <= 12:
+        handles = [h for a in (ax, right) if a is not None for h in a.get_legend_handles_labels()[0]]
+        ax.legend(handles=handles, fontsize=5, loc="upper left", frameon=False, ncol=2)
 
 
 def draw_rows(ax, results) -> None:

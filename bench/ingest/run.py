@@ -278,6 +278,43 @@ def _count(store_url: str) -> int:
         store.close()
 
 
+def summary(results: list[Result]) -> None:
+    """For a case run more than once: median and spread of its readings/s, wall-clock and per
+    CPU-second of the node (the latter less sensitive to other processes on the machine)."""
+    cases = [c for c in dict.fromkeys(r.case for r in results) if sum(r.case == c for r in results) > 1]
+    if not cases:
+        return
+    print("\n| case | runs | readings/s median | min-max | readings per node CPU-second median | min-max |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for c in cases:
+        wall = np.array([r.readings / r.cw_s for r in results if r.case == c])
+        cpu = np.array([r.readings / r.cw_s / r.node_cpu for r in results if r.case == c and r.node_cpu > 0])
+        print(f"| {c} | {len(wall)} | {np.median(wall):,.0f} | {wall.min():,.0f}-{wall.max():,.0f} | "
+              f"{np.median(cpu):,.0f} | {cpu.min():,.0f}-{cpu.max():,.0f} |")
+    if len(cases) == 2:
+        blocks(results, *cases)
+
+
+def blocks(results: list[Result], a: str, b: str) -> None:
+    """Two cases interleaved (A B B A ... or A B ...): per block of consecutive runs holding both
+    equally, the change of ``a`` against ``b`` (mean over the block), wall-clock and per node
+    CPU-second; neighbours share the machine's conditions more than the whole run does."""
+    runs = [r for r in results if r.case in (a, b)]
+    size = 4 if len(runs) % 4 == 0 and [r.case for r in runs[:4]] == [a, b, b, a] else 2
+    def mean(block: list[Result], case: str, per_cpu: bool) -> float:
+        return float(np.mean([r.readings / r.cw_s / (r.node_cpu if per_cpu else 1.0)
+                              for r in block if r.case == case]))
+
+    rows = []
+    for k in range(0, len(runs) - size + 1, size):
+        block = runs[k:k + size]
+        rows.append(tuple(mean(block, a, c) / mean(block, b, c) - 1 for c in (False, True)))
+    wall, cpu = np.array(rows).T
+    print(f"\n{a} against {b}, per block of {size} runs: wall-clock "
+          f"{', '.join(f'{x:+.1%}' for x in wall)} (median {np.median(wall):+.1%}); per node CPU-second "
+          f"{', '.join(f'{x:+.1%}' for x in cpu)} (median {np.median(cpu):+.1%})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=100_000, help="single-reading messages per case")
@@ -311,6 +348,7 @@ def main() -> None:
     for r in results:
         print(r.row())
     print("\nCPU columns: CPU seconds per second of the drain, per process (200% is both cores).")
+    summary(results)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ simulated time, so a simulated day is judged the way a replay of recorded traffi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from devices.fleet import sample_fleet
 from devices.model import Device
 from devices.registry import Registry
 from devices.sqlite import connect
+from ingest.context import Context
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import Pipeline
@@ -62,7 +64,8 @@ class InfluxIngest(Ingest):
         self.metrics = IngestMetrics()
         self.pipeline = Pipeline(store=self.store, registry=self.registry, quarantine=self.quarantine,
                                  events=EventLog(self._conns[4]), rules=self.engine, metrics=self.metrics,
-                                 max_batch_readings=200_000, max_batch_messages=50_000)
+                                 max_batch_readings=200_000, max_batch_messages=50_000,
+                                 context=Context(self.registry))
 
     def run(self, sim: Simulation, until_ms: int, *, flush_every_ms: int = 10 * M, tick: bool = True) -> int:
         """:meth:`Ingest.run` (absence rules evaluated at each flush by default), then the alert
@@ -82,8 +85,21 @@ def day_start(days_ago: int = 2) -> int:
     return int((today - timedelta(days=days_ago)).timestamp() * 1000)
 
 
+def silent_meter(ing: InfluxIngest, meter: Device, start: int) -> int:
+    """``meter`` (registered) heard hourly for a day until two days before ``start``, then silent
+    (the gas board's silent-meter table). Returns the messages fed."""
+    first = start - 3 * 24 * H
+    for k in range(25):
+        ts = first + k * H
+        payload = {"ts": ts, "metrics": {"volume_m3": 1200.0 + 0.05 * k, "battery_v": 3.55, "rsrp_dbm": -97.0}}
+        ing.send(f"city/gas_meter/{meter.device_id}/telemetry", json.dumps(payload).encode(), ts + 5)
+    ing.pipeline.flush()
+    return 25
+
+
 def simulated_day(store_url: str, root: Path, start: int | None = None) -> dict:
-    """A simulated day of the five slow kinds (00:00-24:00 local, with their fault scenarios) and
+    """A simulated day of the five slow kinds (00:00-24:00 local, with their fault scenarios; and a
+    gas meter silent since two days before: :func:`silent_meter`) and
     40 minutes (08:00-08:40) of one monitored bridge (8 sensors, one a 100 Hz accelerometer, with
     its scenarios) through the ingest path and rule engine into ``store_url``, and the daily
     ``rollout`` snapshots of a sample programme (13 districts) up to the day's start.
@@ -92,8 +108,12 @@ def simulated_day(store_url: str, root: Path, start: int | None = None) -> dict:
     end = start + 24 * H
     slow = sample_fleet(0, seed=5, kinds=SLOW_KINDS, min_per_kind=4)
     bridge = sample_fleet(0, seed=5, kinds=["bridge"], min_per_kind=8)
-    ing = InfluxIngest(root, store_url, [*slow, *bridge])
-    n = ing.run(Simulation(slow, seed=5, start_ms=start, scenarios=SLOW_SCENARIOS, gas_mode="hourly"), end)
+    like = next(d for d in slow if d.kind == "gas_meter")
+    silent = Device(f"{like.device_id}-silent", "gas_meter", district=like.district, asset_id=like.asset_id,
+                    lat=like.lat, lon=like.lon)
+    ing = InfluxIngest(root, store_url, [*slow, *bridge, silent])
+    n = silent_meter(ing, silent, start)
+    n += ing.run(Simulation(slow, seed=5, start_ms=start, scenarios=SLOW_SCENARIOS, gas_mode="hourly"), end)
     b0 = start + 8 * H
     n += ing.run(Simulation(bridge, seed=5, start_ms=b0, scenarios=BRIDGE_SCENARIOS), b0 + 40 * M,
                  flush_every_ms=M, tick=False)

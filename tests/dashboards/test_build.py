@@ -114,7 +114,9 @@ def test_thresholds_come_from_the_rule_pack():
     assert steps("citywatch-fume", "Fume concentration") == [2.0]
     assert steps("citywatch-toilets", "NH3") == [0.3, 1.0, 3.0]  # class I, II, III
     assert steps("citywatch-lighting", "Cabinet voltage") == [198.0, 235.0]
-    assert steps("citywatch-bridges", "Strain") == [240.0, 300.0, 360.0]
+    # the bridge design values are per sensor (lines from the store): the ratio panel has the levels
+    assert steps("citywatch-bridges", "Strain / design value") == [0.8, 1.0, 1.2]
+    assert steps("citywatch-bridges", "Deflection / design value") == [0.8, 1.0, 1.2]
 
 
 def _cli(*args: str, cwd: Path, pre: str = "") -> subprocess.CompletedProcess:

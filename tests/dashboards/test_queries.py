@@ -9,9 +9,10 @@ writer into the store: tests/dashboards/harness.py) into the session's influxd.
 
 Then every query of every panel and annotation of every board (both languages) runs with its
 variables substituted as Grafana does: ``$timeFilter`` -> ``time >= START ms and time <= END ms``
-(the simulated day), ``$__interval`` -> ``5m``, ``$district``/``$asset``/``$device`` -> the
-variable's "All" value ``.*`` (pass 1: every panel must return data of its shape), then real
-values read with the board's own chained variable queries, regex-escaped and as a multi-value
+(the simulated day), ``${__from}``/``${__to}`` -> START/END (epoch ms), ``$__interval`` -> ``5m``,
+``$district``/``$asset``/``$device`` -> the variable's "All" value ``.*`` (pass 1: every panel
+must return data of its shape), then real values read with the board's own chained variable
+queries, regex-escaped and as a multi-value
 ``(a|b)`` (pass 2: every query must run). A panel with a broken or empty query fails the test
 naming the board and the panel. Prometheus panels: their metric names must be in the real
 ``/metrics`` of a node.
@@ -60,6 +61,8 @@ def regex_escape(value: str) -> str:
 def substitute(q: str, day, values: dict[str, str]) -> str:
     """``q`` as Grafana sends it: only the board's own variables (``values``) are known."""
     q = q.replace("$timeFilter", f"time >= {day['start']}ms and time <= {day['end']}ms")
+    for name, ms in (("__from", day["start"]), ("__to", day["end"])):  # Grafana's range ends, epoch ms
+        q = q.replace(f"${{{name}}}", str(ms)).replace(f"${name}", str(ms))
     q = q.replace("$__interval", INTERVAL)
     for name in sorted(values, key=len, reverse=True):
         q = q.replace(f"${name}", values[name])

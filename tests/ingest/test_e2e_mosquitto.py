@@ -76,6 +76,7 @@ def test_simulated_fleet_through_mosquitto(tmp_path, own_broker):
         expected: dict[tuple[str, str, int], float] = {}
         bad: Counter[str] = Counter()
         derived = 0
+        context: set[tuple] = set()
         for m in messages:
             try:
                 rows = check(m.topic, m.payload, registry, now)
@@ -83,6 +84,11 @@ def test_simulated_fleet_through_mosquitto(tmp_path, own_broker):
                     expected[(dev, metric, ts)] = value
                 if sum(r[1] == "accel_ms2" for r in rows) >= MIN_SAMPLES:
                     derived += 3  # RMS, peak and frequency of the window (ingest/features.py)
+                # a lighting report's sun elevation, a strain or deflection reading's design value
+                # (ingest/context.py), one per device and time
+                context |= {(dev, "sun", ts) for dev, _, ts, _ in rows if registry[dev] == "lighting"}
+                context |= {(dev, metric, ts) for dev, metric, ts, _ in rows
+                            if metric in ("strain_ue", "deflection_mm")}
             except Bad as b:
                 bad[CODES[b.cls]] += 1
         assert len(bad) == len(set(CODES.values())) and sum(bad.values()) >= len(CODES)
@@ -93,6 +99,7 @@ def test_simulated_fleet_through_mosquitto(tmp_path, own_broker):
         stats = publish(mosquitto.url, sim2, duration_ms=until - start, speed=None, client_id="e2e-pub")
         assert stats.messages == len(messages)
 
+        derived += len(context)
         assert wait_for(lambda: node.store.count() >= len(expected) + derived
                         and node.quarantine.count() >= sum(bad.values()), 60), (
             node.store.count(), len(expected), node.quarantine.count(), sum(bad.values()))
