@@ -100,8 +100,10 @@ class Node:
         from alerts.history_store import for_store
         from alerts.rules import RulePack
         from alerts.state import AlertState
+        from dashboards.board import AlertFeed
 
         s = self.settings
+        self.board_feed = AlertFeed()
         base_url = s.api.public_url or f"http://{s.api.listen}"
         # the dispatcher and the rules stage hold it, the intake and the write stage step aside
         self.gate = Gate(max_wait_s=s.ingest.priority_wait_ms / 1000)
@@ -111,6 +113,7 @@ class Node:
         self.outbox = self.dispatcher.make_outbox(engine_conn)
         self.alert_history = for_store(self.store)  # transitions into the store too (InfluxDB)
         history = [self.alert_history.listener] if self.alert_history else []
+        history.append(self.board_feed.listener)  # the board's live stream (dashboards/board/feed.py)
         self.alerts = AlertState(engine_conn, tz=s.timezone, base_url=base_url,
                                  listeners=[self.outbox.listener, *history])
         rules_registry = Registry(connect(self.state_path))
@@ -219,6 +222,7 @@ class Node:
             ack_status=lambda: self.pipeline.ack_status() if hasattr(self, "pipeline") else None,
             broker_status=self._broker_status,
             tokens=s.api.tokens, listen=s.api.listen,
+            board_feed=self.board_feed, broker_url=self.broker_url,
         )
         # the API's writes that may queue a notice (acknowledged) or change what is sent (silences)
         state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake, after_calls=("ack", "add_silence"))

@@ -29,13 +29,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ROLES = ("viewer", "operator", "admin")
 PUBLIC_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# the board's page (also at /alerts/{id}, where webhooks link) and its assets: no data in them
+BOARD_PREFIXES = ("/board/", "/alerts/")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def required_role(method: str, path: str) -> str | None:
     """The least role that may do ``method path``; None for the public paths."""
-    if path in PUBLIC_PATHS:
+    if path in PUBLIC_PATHS or path == "/" or path.startswith(BOARD_PREFIXES):
         return None
     if method in READ_METHODS:
         return "viewer"

@@ -1,0 +1,85 @@
+// The open alerts: firing first, then acknowledged, each most severe and newest first (the API's
+// order), filtered by district, kind and severity on the server, paged with its cursor. The live
+// stream's alert events reload the lists, so a new alert appears without reloading the page.
+import { actionButtons } from "./actions.js";
+import { api } from "./api.js";
+import { getCatalogue, on } from "./session.js";
+import { alertLink, deviceLink, fmt, h, sev, showError, state, when } from "./ui.js";
+
+const PAGE = 50;
+const SECTIONS = { firing: "Firing", acknowledged: "Acknowledged" };
+
+function row(a, reload) {
+  return h("tr", { dataset: { alertId: a.id, state: a.state } },
+    h("td", {}, sev(a.severity)), h("td", {}, state(a.state)), h("td", {}, alertLink(a.id)),
+    h("td", {}, a.summary), h("td", {}, deviceLink(a.device_id), h("br"), h("span", { class: "muted" }, a.district)),
+    h("td", {}, `${fmt(a.value)} / ${fmt(a.threshold)}`), h("td", {}, when(a.fired_at || a.started_at)),
+    h("td", {}, a.acknowledged_by ? `${a.acknowledged_by}: ${a.ack_note || ""}` : a.assignee || ""),
+    h("td", {}, actionButtons(a, reload)));
+}
+
+function section(title) {
+  const body = h("tbody");
+  const more = h("button", { class: "more", hidden: true }, "More");
+  const count = h("span", { class: "muted" });
+  const el = h("div", { class: "card" }, h("h2", {}, title, " ", count),
+    h("table", {}, h("thead", {}, h("tr", {}, ["severity", "state", "alert", "summary", "device", "value / limit",
+      "since", "who", ""].map((t) => h("th", {}, t)))), body), more);
+  return { el, body, more, count, next: null };
+}
+
+function filterBar(cat, districts, onChange) {
+  const select = (name, label, values) => h("label", {}, label,
+    h("select", { name, onchange: onChange }, h("option", { value: "" }, "all"), values.map((v) => h("option", { value: v }, v))));
+  return h("form", { class: "filters", onsubmit: (e) => e.preventDefault() },
+    select("district", "district", districts), select("kind", "kind", Object.keys(cat.kinds)),
+    select("severity", "severity", cat.severities));
+}
+
+export async function render(container) {
+  const [cat, summary] = await Promise.all([getCatalogue(), api("/api/v1/summary")]);
+  const sections = Object.fromEntries(Object.entries(SECTIONS).map(([s, t]) => [s, section(t)]));
+  let filters = {};
+  const bar = filterBar(cat, Object.keys(summary.districts || {}), () => {
+    filters = Object.fromEntries(new FormData(bar).entries());
+    reload();
+  });
+  container.append(h("h1", {}, "Open alerts"), bar, ...Object.values(sections).map((s) => s.el));
+
+  async function load(st, cursor) {
+    const s = sections[st];
+    const data = await api("/api/v1/alerts", { params: { state: st, limit: PAGE, cursor, ...filters } });
+    if (!cursor) s.body.replaceChildren();
+    for (const a of data.items) s.body.append(row(a, reload));
+    s.next = data.next;
+    s.more.hidden = !data.next;
+    s.count.textContent = `(${data.total ?? data.items.length})`;
+    return data.items.map((a) => a.id);
+  }
+  for (const [st, s] of Object.entries(sections)) s.more.addEventListener("click", () => load(st, s.next));
+
+  async function reload() {
+    try {
+      const ids = await Promise.all(Object.keys(sections).map((st) => load(st, null)));
+      return ids.flat();
+    } catch (e) {
+      showError(container, e);
+      return [];
+    }
+  }
+  await reload();
+
+  // live: reload shortly after each burst of alert events; once more if an open one is not listed yet
+  let timer = null;
+  const offAlert = on("alert", (ev) => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      const ids = await reload();
+      if (ev.state && ev.state !== "resolved" && !ids.includes(ev.alert.id)) setTimeout(reload, 1000);
+      const tr = container.querySelector(`tr[data-alert-id="${CSS.escape(ev.alert.id)}"]`);
+      if (tr) tr.classList.add("fresh");
+    }, 150);
+  });
+  const offResync = on("resync", reload);
+  return () => { clearTimeout(timer); offAlert(); offResync(); };
+}
