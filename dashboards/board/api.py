@@ -10,7 +10,8 @@ included, carries the token in ``Authorization``, so the page reads them with ``
 - ``GET /api/v1/devices/{id}/live``: ``ready`` once subscribed, then one ``message`` event per
   MQTT message of the device (:mod:`.live`); ``failed`` if the broker cannot be reached.
 
-Both streams send a comment line every ``heartbeat_s`` (15 s; ``app.state.board_heartbeat_s``),
+Both streams answer 406 unless asked for ``text/event-stream`` (a client reading to the end
+would wait forever), and send a comment line every ``heartbeat_s`` (15 s; ``app.state.board_heartbeat_s``),
 which keeps proxies from closing them and lets the server notice a page that went away.
 """
 
@@ -55,6 +56,14 @@ def sse(event: str, data: Any) -> str:
 def _districts(request: Request) -> frozenset[str] | None:
     d = getattr(request.state, "districts", None)  # set by the guard for district-limited tokens
     return None if d is None else frozenset(d)
+
+
+def _accepts_events(request: Request) -> None:
+    """A stream never ends: only a client that asks for one (``Accept: text/event-stream``, as
+    EventSource and the board send) gets it; any other is answered 406 at once."""
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        raise HTTPException(406, "accept: this endpoint streams server-sent events; "
+                                 "send 'Accept: text/event-stream'")
 
 
 def _heartbeat_s(request: Request) -> float:
@@ -129,6 +138,7 @@ def summary(request: Request) -> dict[str, Any]:
 async def stream(request: Request) -> StreamingResponse:
     """Server-sent events: ``alert`` (each alert transition: ``status``, ``state``, ``alert``,
     ``device`` as in webhooks.md), ``tiles`` (the summary, when it changes), ``resync``."""
+    _accepts_events(request)
     events = _alert_events(_feed(request), _tiles(request), _districts(request), _heartbeat_s(request))
     return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
 
@@ -167,6 +177,7 @@ async def _alert_events(feed: AlertFeed, tiles: Tiles, districts: frozenset[str]
 async def device_live(request: Request, device_id: str) -> StreamingResponse:
     """Server-sent events of the device's MQTT messages as they arrive (``city/{kind}/{id}/#``):
     ``ready``, then ``message`` (``channel``: telemetry, event or status; ``payload``)."""
+    _accepts_events(request)
     s = request.app.state
     d = await run_in_threadpool(s.registry_ro.get, device_id)
     districts = _districts(request)

@@ -4,7 +4,7 @@ import { actionButtons } from "./actions.js";
 import { api } from "./api.js";
 import { lineChart, readings } from "./chart.js";
 import { on } from "./session.js";
-import { deviceLink, fmt, h, sev, showError, state, when } from "./ui.js";
+import { deviceLink, fmt, h, sev, showError, state, valueOf, when } from "./ui.js";
 
 const BEFORE_MS = 30 * 60e3;
 const AFTER_MS = 10 * 60e3;
@@ -14,7 +14,7 @@ function facts(a) {
   const rows = [["alert", a.id], ["rule", a.rule], ["state", state(a.state)], ["severity", sev(a.severity)],
     ["summary", a.summary], ["device", deviceLink(a.device_id)], ["kind", a.kind], ["district", a.district],
     ["responsible unit", d.responsible_unit], ["assigned to", a.assignee], ["metric", a.metric],
-    ["value / limit", `${fmt(a.value)} / ${fmt(a.threshold)}`], ["started", when(a.started_at)],
+    ["value / limit", valueOf(a)], ["started", when(a.started_at)],
     ["fired", when(a.fired_at)], ["ended", when(a.ended_at)],
     ["acknowledged", a.acknowledged_by ? `${a.acknowledged_by} at ${when(a.acknowledged_at)}: ${a.ack_note || ""}` : ""],
     ["silenced", a.silenced ? "yes" : ""]];
@@ -32,7 +32,7 @@ function history(a) {
 }
 
 async function chart(container, a) {
-  if (!a.metric) return;
+  if (!a.metric) return container.append(h("p", { class: "muted" }, `${a.rule} watches events: no readings to chart`));
   const start = Date.parse(a.started_at) - BEFORE_MS;
   const end = Math.min(Date.now(), (a.ended_at ? Date.parse(a.ended_at) : Date.now()) + AFTER_MS);
   const { points, step } = await readings(a.device_id, a.metric, start, end);

@@ -4,7 +4,7 @@
 import { actionButtons } from "./actions.js";
 import { api } from "./api.js";
 import { getCatalogue, on } from "./session.js";
-import { alertLink, deviceLink, fmt, h, sev, showError, state, when } from "./ui.js";
+import { alertLink, deviceLink, h, sev, showError, state, valueOf, when } from "./ui.js";
 
 const PAGE = 50;
 const SECTIONS = { firing: "Firing", acknowledged: "Acknowledged" };
@@ -13,7 +13,7 @@ function row(a, reload) {
   return h("tr", { dataset: { alertId: a.id, state: a.state } },
     h("td", {}, sev(a.severity)), h("td", {}, state(a.state)), h("td", {}, alertLink(a.id)),
     h("td", {}, a.summary), h("td", {}, deviceLink(a.device_id), h("br"), h("span", { class: "muted" }, a.district)),
-    h("td", {}, `${fmt(a.value)} / ${fmt(a.threshold)}`), h("td", {}, when(a.fired_at || a.started_at)),
+    h("td", {}, valueOf(a)), h("td", {}, when(a.fired_at || a.started_at)),
     h("td", {}, a.acknowledged_by ? `${a.acknowledged_by}: ${a.ack_note || ""}` : a.assignee || ""),
     h("td", {}, actionButtons(a, reload)));
 }
@@ -51,6 +51,7 @@ export async function render(container) {
     const data = await api("/api/v1/alerts", { params: { state: st, limit: PAGE, cursor, ...filters } });
     if (!cursor) s.body.replaceChildren();
     for (const a of data.items) s.body.append(row(a, reload));
+    if (!s.body.children.length) s.body.append(h("tr", {}, h("td", { colspan: 9, class: "muted" }, "none")));
     s.next = data.next;
     s.more.hidden = !data.next;
     s.count.textContent = `(${data.total ?? data.items.length})`;

@@ -31,6 +31,9 @@ export function fmt(v, digits = 2) {
   return typeof v === "number" ? String(Number(v.toFixed(digits))) : String(v);
 }
 
+// "value / limit", empty when the alert has neither (an event's alert)
+export const valueOf = (a) => (a.value ?? a.threshold ?? null) === null ? "" : `${fmt(a.value)} / ${fmt(a.threshold)}`;
+
 export const deviceLink = (id) => h("a", { href: `/#/device/${encodeURIComponent(id)}` }, id);
 export const alertLink = (id) => h("a", { href: `/alerts/${encodeURIComponent(id)}` }, id);
 
