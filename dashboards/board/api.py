@@ -147,9 +147,9 @@ async def _alert_events(feed: AlertFeed, tiles: Tiles, districts: frozenset[str]
                         heartbeat_s: float) -> AsyncIterator[str]:
     with feed.subscribe(districts) as sub:
         yield sse("hello", {"heartbeat_s": heartbeat_s})
-        last, fresh = None, False
-        while True:
-            current = await run_in_threadpool(tiles.summary, districts, fresh)
+        last = None
+        while True:  # the tiles at the start, after each burst of alert events, at each heartbeat
+            current = await run_in_threadpool(tiles.summary, districts)
             if current != last:
                 yield sse("tiles", current)
                 last = current
@@ -157,7 +157,6 @@ async def _alert_events(feed: AlertFeed, tiles: Tiles, districts: frozenset[str]
                 event = await asyncio.wait_for(sub.queue.get(), timeout=heartbeat_s)
             except TimeoutError:
                 yield ": keep-alive\n\n"
-                fresh = False
                 continue
             batch = [event]
             while not sub.queue.empty():
@@ -167,7 +166,6 @@ async def _alert_events(feed: AlertFeed, tiles: Tiles, districts: frozenset[str]
                 yield sse("resync", {"reason": "events were missed; reload the lists"})
             for e in batch:
                 yield sse("alert", e)
-            fresh = True  # open alerts by severity changed
 
 
 # --- a device's live telemetry ----------------------------------------------------------------

@@ -3,11 +3,15 @@ by severity (``GET /api/v1/summary``; the live stream sends them again when they
 
 Online follows the registry's rule (devices/registry.py ``online``): the newest reading no
 older than the device's ``attrs.offline_after_s``, else its kind's ``offline_after_s``; never
-seen is offline; retired devices are not counted. Counted in SQL, one grouped query over the
-devices table (about 0.3 s for 500,000 devices, docs/BOARD.md), and cached for ``ttl_s``.
-Readings per minute come from the ingest counters (``citywatch_ingest_readings_received``)
-sampled at each computation: the increase over the last minute, city-wide (null until two
-samples a second apart exist, and on a node that does not ingest).
+seen is offline; retired devices are not counted. That needs one pass over the devices table
+(no index holds ``last_seen``, and adding one would slow ingest's ``mark_seen``): about a second
+for 500,000 devices (docs/BOARD.md). So the pass counts per (kind, district) at once, every
+district scope is summed from it, and it is redone at most every ``presence_ttl_s`` (30 s: the
+shortest offline absence is 5 minutes) in a background thread, the previous counts served
+meanwhile; only the first summary waits for it. Open alerts are counted at each summary
+(an indexed read of the open alerts). Readings per minute come from the ingest counters
+(``citywatch_ingest_readings_received``) sampled at each summary: the increase over the last
+minute, city-wide (null until two samples a second apart exist, and on a node that does not ingest).
 """
 
 from __future__ import annotations
@@ -23,37 +27,25 @@ from devices.catalogue import CATALOGUE, KINDS, SEVERITIES
 _RECEIVED = "citywatch_ingest_readings_received_total"
 RATE_WINDOW_S = 60.0
 
-
-def _in(column: str, values: frozenset[str] | None) -> tuple[str, list[str]]:
-    if values is None:
-        return "", []
-    return f" AND {column} IN ({', '.join('?' * len(values))})", sorted(values)
-
-
-def presence(conn, now_ms: int, districts: frozenset[str] | None = None) -> dict[str, tuple[int, int]]:
-    """``kind -> (online, offline)`` of the registered devices not retired."""
-    limits = ", ".join("(?, ?)" for _ in KINDS)
-    where, args = _in("d.district", districts)
-    sql = (f"WITH k(kind, off_s) AS (VALUES {limits})"
-           " SELECT d.kind, count(*), sum(d.last_seen IS NOT NULL AND ? - d.last_seen <= 1000.0 * coalesce("
-           "   CASE WHEN d.attrs = '{}' THEN NULL ELSE json_extract(d.attrs, '$.offline_after_s') END, k.off_s))"
-           " FROM devices d JOIN k ON k.kind = d.kind"
-           f" WHERE d.status != 'retired'{where} GROUP BY d.kind")
-    params = [v for kind in KINDS for v in (kind, CATALOGUE[kind].offline_after_s)]
-    rows = conn.execute(sql, (*params, now_ms, *args)).fetchall()
-    return {r[0]: (int(r[2] or 0), int(r[1]) - int(r[2] or 0)) for r in rows}
+# kind's absence in ms; a device's own attrs.offline_after_s (only looked up where the text has it)
+_LIMIT_MS = ("coalesce(CASE WHEN instr(attrs, 'offline_after_s') THEN 1000.0 * json_extract(attrs, '$.offline_after_s')"
+             " END, CASE kind " + " ".join(f"WHEN '{k}' THEN {CATALOGUE[k].offline_after_s * 1000:.0f}" for k in KINDS)
+             + " END)")
 
 
-def districts(conn, scope: frozenset[str] | None = None) -> dict[str, int]:
-    """``district -> devices`` (not retired), in name order."""
-    where, args = _in("district", scope)
-    sql = f"SELECT district, count(*) FROM devices WHERE status != 'retired'{where} GROUP BY district"
-    return dict(conn.execute(sql, args).fetchall())
+def presence(conn, now_ms: int) -> dict[tuple[str, str], tuple[int, int]]:
+    """``(kind, district) -> (online, offline)`` of the registered devices not retired."""
+    rows = conn.execute(
+        f"SELECT kind, district, count(*), sum(last_seen IS NOT NULL AND ? - last_seen <= {_LIMIT_MS})"
+        " FROM devices WHERE status != 'retired' GROUP BY kind, district", (now_ms,)).fetchall()
+    return {(r[0], r[1]): (int(r[3] or 0), int(r[2]) - int(r[3] or 0)) for r in rows}
 
 
 def open_alerts(conn, districts: frozenset[str] | None = None) -> dict[str, dict[str, int]]:
     """``kind -> severity -> count`` of the firing and acknowledged alerts."""
-    where, args = _in("district", districts)
+    where, args = "", []
+    if districts is not None:
+        where, args = f" AND district IN ({', '.join('?' * len(districts))})", sorted(districts)
     sql = ("SELECT kind, severity, count(*) FROM alerts WHERE state IN ('firing', 'acknowledged')"
            f"{where} GROUP BY kind, severity")
     out: dict[str, dict[str, int]] = {}
@@ -87,31 +79,56 @@ class ReadingRate:
 
 
 class Tiles:
-    """The tiles over one state-DB connection; thread-safe; cached ``ttl_s`` per district set."""
+    """The tiles over one state-DB connection; thread-safe."""
 
     def __init__(self, conn, now_ms: Callable[[], int], metrics_registry: Any | None = None,
-                 ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 presence_ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.conn = conn
         self.now_ms = now_ms
         self.rate = ReadingRate(metrics_registry, clock) if metrics_registry is not None else None
-        self.ttl_s = ttl_s
+        self.presence_ttl_s = presence_ttl_s
         self.clock = clock
-        self._lock = threading.Lock()
-        self._cache: dict[frozenset[str] | None, tuple[float, dict]] = {}
+        self._lock = threading.Lock()  # the connection, one query at a time
+        self._presence: tuple[float, dict[tuple[str, str], tuple[int, int]]] | None = None
+        self._refreshing = threading.Lock()
 
-    def summary(self, districts_: frozenset[str] | None = None, fresh: bool = False) -> dict[str, Any]:
+    def _count_presence(self) -> None:
+        try:
+            with self._lock:
+                counts = presence(self.conn, self.now_ms())
+            self._presence = (self.clock(), counts)
+        finally:
+            self._refreshing.release()
+
+    def presence(self, fresh: bool = False) -> dict[tuple[str, str], tuple[int, int]]:
+        """The counts of the last pass; a new pass in the background once they are
+        ``presence_ttl_s`` old; waited for when there are none yet (or ``fresh``)."""
+        known = self._presence
+        stale = known is None or fresh or self.clock() - known[0] >= self.presence_ttl_s
+        if stale and self._refreshing.acquire(blocking=False):
+            if known is None or fresh:
+                self._count_presence()
+            else:
+                threading.Thread(target=self._count_presence, name="board-presence", daemon=True).start()
+        elif known is None or fresh:
+            with self._refreshing:  # another caller's pass: wait for it
+                pass
+        return self._presence[1] if self._presence is not None else {}
+
+    def summary(self, districts: frozenset[str] | None = None, fresh: bool = False) -> dict[str, Any]:
         """``{"kinds": {kind: {online, offline, readings_per_min, open: {severity: n}}},
-        "districts": {district: devices}}``, within ``districts_`` (None: all)."""
+        "districts": {district: devices}}``, within ``districts`` (None: all)."""
+        seen = self.presence(fresh)
         with self._lock:
-            hit = self._cache.get(districts_)
-            if hit is not None and not fresh and self.clock() - hit[0] < self.ttl_s:
-                return hit[1]
-            seen = presence(self.conn, self.now_ms(), districts_)
-            alerts = open_alerts(self.conn, districts_)
-            rates = self.rate.per_minute() if self.rate is not None else {}
-            kinds = {k: {"online": seen.get(k, (0, 0))[0], "offline": seen.get(k, (0, 0))[1],
-                         "readings_per_min": rates.get(k),
-                         "open": {s: alerts.get(k, {}).get(s, 0) for s in SEVERITIES}} for k in KINDS}
-            out = {"kinds": kinds, "districts": districts(self.conn, districts_)}
-            self._cache[districts_] = (self.clock(), out)
-            return out
+            alerts = open_alerts(self.conn, districts)
+        rates = self.rate.per_minute() if self.rate is not None else {}
+        up, down, by_district = dict.fromkeys(KINDS, 0), dict.fromkeys(KINDS, 0), {}
+        for (kind, district), (on, off) in seen.items():
+            if districts is not None and district not in districts:
+                continue
+            up[kind] = up.get(kind, 0) + on
+            down[kind] = down.get(kind, 0) + off
+            by_district[district] = by_district.get(district, 0) + on + off
+        kinds = {k: {"online": up[k], "offline": down[k], "readings_per_min": rates.get(k),
+                     "open": {s: alerts.get(k, {}).get(s, 0) for s in SEVERITIES}} for k in KINDS}
+        return {"kinds": kinds, "districts": dict(sorted(by_district.items()))}
