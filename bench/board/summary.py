@@ -59,12 +59,12 @@ def main() -> None:
         print(f"the presence pass (first GET /api/v1/summary, then every 30 s in the background): "
               f"{s * 1000:.0f} ms median of {args.repeat}")
         s, _ = timed(lambda: tiles.summary(), args.repeat)
-        print(f"GET /api/v1/summary between passes: {s * 1000:.1f} ms")
+        print(f"GET /api/v1/summary between passes: {s * 1000:.2f} ms")
         s, _ = timed(lambda: tiles.summary(frozenset({busiest})), args.repeat)
-        print(f"... for a token of one district ({busiest}, {out['districts'][busiest]:,} devices): {s * 1000:.1f} ms")
+        print(f"... for a token of one district ({busiest}, {out['districts'][busiest]:,} devices): {s * 1000:.2f} ms")
         ro = Registry(conn)
         s, _ = timed(lambda: ro.list(limit=100), args.repeat)
-        print(f"first page of GET /api/v1/devices (100 devices): {s * 1000:.1f} ms")
+        print(f"first page of GET /api/v1/devices (100 devices): {s * 1000:.2f} ms")
         s, _ = timed(lambda: ro.list(district=busiest, limit=5000, after=None), args.repeat)
         print(f"one district-view page (5000 devices of {busiest}): {s * 1000:.0f} ms")
 

@@ -34,8 +34,8 @@ export function fmt(v, digits = 2) {
 // "value / limit", empty when the alert has neither (an event's alert)
 export const valueOf = (a) => (a.value ?? a.threshold ?? null) === null ? "" : `${fmt(a.value)} / ${fmt(a.threshold)}`;
 
-export const deviceLink = (id) => h("a", { href: `/#/device/${encodeURIComponent(id)}` }, id);
-export const alertLink = (id) => h("a", { href: `/alerts/${encodeURIComponent(id)}` }, id);
+export const deviceLink = (id) => h("a", { class: "id", href: `/#/device/${encodeURIComponent(id)}` }, id);
+export const alertLink = (id) => h("a", { class: "id", href: `/alerts/${encodeURIComponent(id)}` }, id);
 
 export function showError(container, e) {
   container.append(h("p", { class: "error" }, e.message || String(e)));
