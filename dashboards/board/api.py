@@ -104,9 +104,10 @@ def page() -> HTMLResponse:
 
 
 @router.get("/board/catalogue.json", include_in_schema=False)
-def catalogue() -> dict[str, Any]:
-    """The kinds (names, metrics with units) and severities of catalogue.md, for the page."""
-    return {"severities": list(SEVERITIES),
+def catalogue(request: Request) -> dict[str, Any]:
+    """The kinds (names, metrics with units) and severities of catalogue.md, and the city's time
+    zone (the page shows every time in it, as the API does), for the page."""
+    return {"severities": list(SEVERITIES), "timezone": request.app.state.settings.timezone,
             "kinds": {k.name: {"title": k.title, "title_zh": k.title_zh,
                                "metrics": {m.name: {"unit": m.unit, "boolean": m.boolean}
                                            for m in k.metrics.values()}}

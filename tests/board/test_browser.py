@@ -9,8 +9,10 @@ with a note, its new state shows on the first board. Screenshots go to tests/art
 
 from __future__ import annotations
 
+import json
 import time
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from simulators.engine import Simulation
@@ -19,6 +21,7 @@ from tests.board.support import TOKENS, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+METRIC = "voltage_v"  # the first metric of a lighting cabinet: the one the live chart shows
 NEEDS_17A = "needs 17a's GET /api/v1/whoami (the role decides the buttons)"
 NEEDS_17B = "needs 17b's endpoint"
 
@@ -33,6 +36,15 @@ def run_fault(board, scenario: str = "meter-tamper@2m") -> list[str]:
     fired = wait_until(lambda: [a.id for a in board.node.api_alerts.open_alerts() if a.id not in before],
                        30, f"an alert of {scenario}")
     return fired
+
+
+def publish_one(board, topic: str, payload: str) -> None:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", board.broker.port)
+    c.loop_start()
+    c.publish(topic, payload, qos=1).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
 
 
 def an_open_alert(board) -> str:
@@ -154,4 +166,37 @@ def test_silence_from_the_board_is_listed_and_ended_early(browser, board):
     page.wait_for_selector("td:has-text('检修 inspection')", timeout=10_000)
     page.click(".act-end")
     page.wait_for_selector("td:has-text('检修 inspection')", state="detached", timeout=10_000)
+    page.context.close()
+
+
+def test_a_devices_page_charts_its_readings_and_shows_its_telemetry_live(browser, board, shots):
+    an_open_alert(board)  # the fleet has reported: readings in the store
+    device = "light-wuchang-0001"
+    page = login(browser, board, "viewer", path=f"/#/device/{device}")
+    page.wait_for_selector(".live-card :text('subscribed to city/lighting/light-wuchang-0001/#')", timeout=10_000)
+    page.wait_for_selector(".range-card .uplot", timeout=10_000)  # the last 24 h of readings, charted
+    payload = json.dumps({"ts": int(time.time() * 1000), "metrics": {METRIC: 221.5}})
+    publish_one(board, f"city/lighting/{device}/telemetry", payload)
+    page.wait_for_selector(f"pre.live-log:has-text('{METRIC}')", timeout=10_000)
+    assert "221.5" in page.inner_text("pre.live-log")
+    assert "武昌区" in page.inner_text("#view h1")
+    page.screenshot(path=shots / "device.png", full_page=True)
+    page.context.close()
+    wait_until(lambda: board.app.state.board_live_clients == 0, 10, "the live subscription to end with the page")
+
+
+def test_tiles_and_the_district_view_show_the_open_alerts(browser, board, shots):
+    alert_id = an_open_alert(board)
+    alert = board.node.api_alerts.get(alert_id)
+    page = login(browser, board, "viewer", path="/#/tiles")
+    tile = f".tile[data-kind='{alert.kind}']"
+    page.wait_for_selector(f"{tile} .sev.{alert.severity}", timeout=10_000)
+    page.screenshot(path=shots / "tiles.png", full_page=True)
+    page.goto(f"{board.url}/#/district/{alert.district}")
+    page.wait_for_selector(f"#view h1:has-text('{alert.district}')")
+    note = page.wait_for_selector("p.muted:has-text('with open alerts')", timeout=10_000).inner_text()
+    in_district = sum(1 for d in board.fleet if d.district == alert.district and d.lat is not None)
+    assert note.startswith(f"{in_district} devices with a position")
+    assert " 0 with open alerts" not in note
+    page.screenshot(path=shots / "district.png", full_page=True)
     page.context.close()

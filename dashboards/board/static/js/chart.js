@@ -2,7 +2,7 @@
 // the store's `step` downsampling so a chart never asks for more than about MAX_POINTS points.
 import uPlot from "../vendor/uplot/uPlot.esm.js";
 import { api } from "./api.js";
-import { h } from "./ui.js";
+import { h, zone } from "./ui.js";
 
 const MAX_POINTS = 600;
 const STEPS = [["10s", 10e3], ["30s", 30e3], ["1m", 60e3], ["5m", 300e3], ["15m", 900e3], ["1h", 3600e3],
@@ -35,14 +35,15 @@ export function lineChart(container, title, series, { width, height = 260, marks
     series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: colors[i % colors.length], width: 1.5 })),
       ...marks.map((m) => ({ label: m.label, stroke: "#c0152f", dash: [6, 4], width: 1 }))],
     scales: { x: { time: true } },
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), zone()), // the city's wall time, as everywhere
   };
   const box = h("div", { class: "chart" });
   container.append(box);
   return new uPlot(opts, data, box);
 }
 
-// A chart fed point by point (live telemetry): keeps the last `keep` points
-export function liveChart(container, title, label, { keep = 300 } = {}) {
+// A chart fed point by point (live telemetry): the last `keep` points, over at least `spanS` seconds
+export function liveChart(container, title, label, { keep = 300, spanS = 300 } = {}) {
   const xs = [];
   const ys = [];
   const plot = lineChart(container, title, [{ label, points: [] }], { height: 200 });
@@ -52,6 +53,8 @@ export function liveChart(container, title, label, { keep = 300 } = {}) {
       ys.push(v);
       if (xs.length > keep) { xs.shift(); ys.shift(); }
       plot.setData([xs, ys]);
+      const last = xs[xs.length - 1];
+      plot.setScale("x", { min: Math.min(xs[0], last - spanS), max: last + 5 });
     },
     destroy: () => plot.destroy(),
   };

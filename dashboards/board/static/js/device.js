@@ -11,7 +11,7 @@ const RANGES = { "1 hour": 3600e3, "6 hours": 6 * 3600e3, "24 hours": 86400e3, "
 function facts(d) {
   const rows = [["device", d.device_id], ["kind", d.kind], ["district", d.district], ["asset", `${d.asset_id} ${d.asset_name || ""}`],
     ["responsible unit", d.responsible_unit], ["status", d.status], ["online", d.online ? "yes" : "no"],
-    ["last seen", d.last_seen ? new Date(d.last_seen).toLocaleString() : "never"], ["position", d.lat !== null ? `${d.lat}, ${d.lon}` : ""],
+    ["last seen", d.last_seen ? when(d.last_seen) : "never"], ["position", d.lat !== null ? `${d.lat}, ${d.lon}` : ""],
     ["attributes", Object.keys(d.attrs || {}).length ? JSON.stringify(d.attrs) : ""]];
   return h("dl", { class: "facts" }, rows.filter(([, v]) => v).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
@@ -50,7 +50,7 @@ function liveView(card, d, metrics) {
     if (name === "ready") status.textContent = `subscribed to ${data.topic}`;
     if (name === "failed") status.textContent = data.detail;
     if (name !== "message") return;
-    const line = `${new Date().toLocaleTimeString()} ${data.channel} ${typeof data.payload === "string" ? data.payload : JSON.stringify(data.payload)}`;
+    const line = `${when(Date.now())} ${data.channel} ${typeof data.payload === "string" ? data.payload : JSON.stringify(data.payload)}`;
     log.textContent = `${line}\n${log.textContent}`.slice(0, 20000);
     const p = data.payload;
     for (const r of data.channel === "telemetry" && p && typeof p === "object" ? (p.readings || [p]) : []) {
@@ -70,7 +70,7 @@ export async function render(container, id) {
   }
   const cat = await getCatalogue();
   const metrics = Object.keys(cat.kinds[d.kind]?.metrics || {});
-  const chartCard = h("div", { class: "card" });
+  const chartCard = h("div", { class: "card range-card" });
   const liveCard = h("div", { class: "card live-card" });
   const alertsCard = h("div", { class: "card" }, h("h3", {}, "Alerts"));
   const events = (d.events || []).map((e) => h("tr", {}, h("td", {}, when(e.at || e.ts)), h("td", {}, e.type),

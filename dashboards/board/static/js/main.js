@@ -1,7 +1,7 @@
 // The board's entry: log in with a token, open the live stream, route to the views.
 import { api, ApiError, stream, token } from "./api.js";
-import { bus, session } from "./session.js";
-import { showError } from "./ui.js";
+import { bus, getCatalogue, session } from "./session.js";
+import { setZone, showError } from "./ui.js";
 
 const VIEWS = {
   alerts: () => import("./alerts.js"),
@@ -68,6 +68,7 @@ function openStream() {
 }
 
 async function start() {
+  setZone((await getCatalogue()).timezone);
   $("login").hidden = true;
   $("nav").hidden = false;
   $("logout").hidden = false;

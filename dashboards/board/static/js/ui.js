@@ -19,10 +19,16 @@ export function h(tag, attrs = {}, ...children) {
 export const sev = (s) => h("span", { class: `sev ${s}` }, s || "");
 export const state = (s) => h("span", { class: `state ${s}` }, s || "");
 
-// RFC 3339 (with the city's offset, as the API gives it) shown as local wall time of that offset
+// The city's time zone (catalogue.json): every time is shown in it, as the API writes them
+let cityZone = "Asia/Shanghai";
+export const setZone = (z) => { cityZone = z || cityZone; };
+export const zone = () => cityZone;
+const wall = (ms) => new Intl.DateTimeFormat("sv-SE", { timeZone: cityZone, dateStyle: "short", timeStyle: "medium" }).format(ms);
+
+// RFC 3339 (with the city's offset, as the API gives it) or epoch ms, as the city's wall time
 export function when(t) {
   if (!t) return "";
-  if (typeof t === "number") return new Date(t).toLocaleString();
+  if (typeof t === "number") return wall(t);
   return String(t).replace("T", " ").replace(/(\.\d+)?([+-]\d\d:\d\d|Z)$/, "");
 }
 
