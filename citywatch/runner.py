@@ -268,6 +268,8 @@ class Node:
         if getattr(self, "alert_history", None):
             self.alert_history.stop()
         if self.server is not None:
+            if hasattr(self, "board_feed"):
+                self.board_feed.close()  # the board's streams end: the server waits for open responses
             self.server.should_exit = True
         for t in self._threads:
             t.join(10)

@@ -35,7 +35,7 @@ from alerts.state import rfc3339
 from devices.catalogue import CATALOGUE, SEVERITIES
 from devices.sqlite import connect, parse_url
 
-from .feed import AlertFeed
+from .feed import CLOSED, AlertFeed
 from .live import Broker, device_messages
 from .tiles import Tiles
 
@@ -162,6 +162,8 @@ async def _alert_events(feed: AlertFeed, tiles: Tiles, districts: frozenset[str]
             batch = [event]
             while not sub.queue.empty():
                 batch.append(sub.queue.get_nowait())
+            if CLOSED in batch:
+                return
             if sub.overflowed:
                 sub.overflowed = False
                 yield sse("resync", {"reason": "events were missed; reload the lists"})
@@ -183,20 +185,22 @@ async def device_live(request: Request, device_id: str) -> StreamingResponse:
     if d is None or (districts is not None and d.district not in districts):
         raise HTTPException(404, f"no device {device_id!r}")
     broker = Broker.from_settings(s.settings.mqtt, getattr(s, "broker_url", None))
-    events = _live_events(request.app, broker, d.kind, d.device_id, _heartbeat_s(request))
+    events = _live_events(request.app, _feed(request), broker, d.kind, d.device_id, _heartbeat_s(request))
     return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
-async def _live_events(app: Any, broker: Broker, kind: str, device_id: str, heartbeat_s: float) -> AsyncIterator[str]:
+async def _live_events(app: Any, feed: AlertFeed, broker: Broker, kind: str, device_id: str,
+                       heartbeat_s: float) -> AsyncIterator[str]:
     app.state.board_live_clients = getattr(app.state, "board_live_clients", 0) + 1
     try:
-        async for item in _beating(device_messages(broker, kind, device_id), heartbeat_s):
-            if item is _BEAT:
-                yield ": keep-alive\n\n"
-            elif item is None:
-                yield sse("ready", {"topic": f"city/{kind}/{device_id}/#"})
-            else:
-                yield sse("message", item)
+        with feed.subscribe(frozenset()) as sub:  # no alerts: only the end when the API stops
+            async for item in _beating(device_messages(broker, kind, device_id), heartbeat_s, sub.queue):
+                if item is _BEAT:
+                    yield ": keep-alive\n\n"
+                elif item is None:
+                    yield sse("ready", {"topic": f"city/{kind}/{device_id}/#"})
+                else:
+                    yield sse("message", item)
     except aiomqtt.MqttError as e:
         yield sse("failed", {"detail": f"the broker {broker.address.host}:{broker.address.port}: {e}"})
     finally:
@@ -206,10 +210,10 @@ async def _live_events(app: Any, broker: Broker, kind: str, device_id: str, hear
 _BEAT = object()
 
 
-async def _beating(source: AsyncIterator[Any], every_s: float) -> AsyncIterator[Any]:
-    """``source``'s items, with ``_BEAT`` after each ``every_s`` without one; closing this
-    cancels the reading of ``source`` (an aiomqtt client then disconnects)."""
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(256)
+async def _beating(source: AsyncIterator[Any], every_s: float, queue: asyncio.Queue) -> AsyncIterator[Any]:
+    """``source``'s items, with ``_BEAT`` after each ``every_s`` without one, until ``CLOSED``
+    arrives on ``queue`` (whose other items this puts there); closing this cancels the reading
+    of ``source`` (an aiomqtt client then disconnects)."""
 
     async def pump() -> None:
         try:
@@ -223,10 +227,13 @@ async def _beating(source: AsyncIterator[Any], every_s: float) -> AsyncIterator[
     try:
         while True:
             try:
-                what, item = await asyncio.wait_for(queue.get(), timeout=every_s)
+                got = await asyncio.wait_for(queue.get(), timeout=every_s)
             except TimeoutError:
                 yield _BEAT
                 continue
+            if got is CLOSED:
+                return
+            what, item = got
             if what == "end":
                 return
             if what == "error":

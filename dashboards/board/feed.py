@@ -7,6 +7,7 @@ the subscribers as it is recorded; nothing polls the database. A listener runs i
 transaction that records the change (and a listener that raises rolls it back), so this one
 only copies the notice onto each subscriber's queue, never raises, and never blocks: a
 subscriber whose queue is full is told to reload (``resync``) instead of holding the engine.
+:meth:`AlertFeed.close` ends every stream (the board's device streams subscribe for that alone).
 
 Each subscriber is an asyncio queue on the server's event loop, filled from whatever thread
 records the change (``call_soon_threadsafe``). The event reaches the loop after the listener
@@ -26,6 +27,8 @@ from typing import Any
 from alerts.notice import AlertNotice
 
 log = logging.getLogger("citywatch.board")
+
+CLOSED = object()  # put on every queue by AlertFeed.close(): the stream ends
 
 # notice status -> the alert's state after it (an escalation leaves the state as it was)
 _STATE_AFTER = {"firing": "firing", "acknowledged": "acknowledged", "resolved": "resolved"}
@@ -56,9 +59,20 @@ class Subscription:
         except asyncio.QueueFull:
             self.overflowed = True
 
+    def _end(self) -> None:  # on the loop: CLOSED goes in, even if an event must make room
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(CLOSED)
+
     def offer(self, event: dict[str, Any]) -> None:  # from any thread
+        self._call(self._put, event)
+
+    def end(self) -> None:  # from any thread
+        self._call(self._end)
+
+    def _call(self, fn, *args) -> None:
         try:
-            self.loop.call_soon_threadsafe(self._put, event)
+            self.loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # the loop is closed: the stream is gone
             pass
 
@@ -70,6 +84,16 @@ class AlertFeed:
         self.max_queued = max_queued
         self._subs: set[Subscription] = set()
         self._lock = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        """End every stream (``CLOSED`` on each queue), and those subscribing later at once:
+        the runner calls it before stopping the API server, which waits for open responses."""
+        with self._lock:
+            self.closed = True
+            subs = list(self._subs)
+        for s in subs:
+            s.end()
 
     def listener(self, conn: Any, notice: AlertNotice) -> None:
         """The alert-state listener (``(conn, notice)``); never raises."""
@@ -97,6 +121,8 @@ class AlertFeed:
         sub = Subscription(asyncio.get_running_loop(), districts, self.max_queued)
         with self._lock:
             self._subs.add(sub)
+            if self.closed:
+                sub.end()
         try:
             yield sub
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import Counter
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -17,7 +18,8 @@ from alerts.state import Transition
 from dashboards.board.api import STATIC
 from devices.catalogue import CATALOGUE, SEVERITIES
 from devices.model import Device
-from tests.board.support import wait_until
+from tests.board.support import TOKENS as TOKENS_BOARD
+from tests.board.support import start_board_node, wait_until
 from tests.citywatch.api_support import NOW, TOKENS, Served, make_node
 
 
@@ -195,3 +197,19 @@ def test_streams_answer_406_to_a_client_that_does_not_ask_for_events(served):
     for path in ("/api/v1/stream", "/api/v1/devices/noise-jianghan-0001/live"):
         r = httpx.get(served.url + path, headers={**auth(), "Accept": "application/json"})
         assert r.status_code == 406 and "text/event-stream" in r.json()["detail"], path
+
+
+def test_stopping_the_node_ends_open_streams_at_once(tmp_path):
+    """The API server waits for open responses when it stops: the board's streams end first
+    (Ctrl-C on ``citywatch up`` with a board open must not hang)."""
+    board = start_board_node(tmp_path / "node", heartbeat_s=60.0)
+    headers = {"Authorization": f"Bearer {TOKENS_BOARD['viewer']}"}
+    streams = [EventReader(board.url + "/api/v1/stream", headers),
+               EventReader(board.url + f"/api/v1/devices/{board.fleet[0].device_id}/live", headers)]
+    wait_until(lambda: streams[0].named("tiles") and streams[1].named("ready"), 10, "both streams open")
+    t0 = time.monotonic()
+    board.stop()
+    assert time.monotonic() - t0 < 5.0
+    for s in streams:
+        s.thread.join(5)
+        assert not s.thread.is_alive()

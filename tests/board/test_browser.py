@@ -52,8 +52,21 @@ def an_open_alert(board) -> str:
     return open_[0].id if open_ else run_fault(board)[0]
 
 
+_contexts: list = []
+
+
+@pytest.fixture(autouse=True)
+def _close_pages():
+    """Every page a test opened is closed after it, passed or not (an open stream would keep the
+    node's API from stopping until it ends)."""
+    yield
+    while _contexts:
+        _contexts.pop().close()
+
+
 def login(browser, board, role: str, path: str = "/"):
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    _contexts.append(context)
     page = context.new_page()
     page.goto(board.url + path)
     page.fill("#token", TOKENS[role])
@@ -63,7 +76,9 @@ def login(browser, board, role: str, path: str = "/"):
 
 
 def test_a_wrong_token_is_refused_and_nothing_is_shown(browser, board, shots):
-    page = browser.new_page()
+    context = browser.new_context()
+    _contexts.append(context)
+    page = context.new_page()
     page.goto(board.url + "/")
     page.fill("#token", "not-a-token")
     page.click("#login button[type=submit]")
@@ -71,7 +86,6 @@ def test_a_wrong_token_is_refused_and_nothing_is_shown(browser, board, shots):
     assert page.is_hidden("#nav")
     assert page.evaluate("sessionStorage.getItem('citywatch.token')") is None
     page.screenshot(path=shots / "refused.png")
-    page.close()
 
 
 def test_fault_alert_appears_live_opens_from_the_webhook_and_its_ack_shows_on_a_second_board(browser, board, shots):
@@ -108,8 +122,6 @@ def test_fault_alert_appears_live_opens_from_the_webhook_and_its_ack_shows_on_a_
     assert first.evaluate("window.__notReloaded") is True
     first.screenshot(path=shots / "3-first-board-updated.png", full_page=True)
     assert board.node.api_alerts.get(alert_id).acked_by == "operator-officer"
-    first.context.close()
-    second.context.close()
 
 
 def test_the_api_refuses_a_viewers_acknowledgement(browser, board):
@@ -122,7 +134,6 @@ def test_the_api_refuses_a_viewers_acknowledgement(browser, board):
                            alert_id)
     assert status == 403
     assert board.node.api_alerts.get(alert_id).ack_note != "not mine"
-    page.context.close()
 
 
 @pytest.mark.xfail(strict=False, reason=NEEDS_17A)
@@ -135,7 +146,6 @@ def test_a_viewers_board_has_no_action_buttons(browser, board, shots):
     page.goto(board.url + "/#/alerts")
     page.wait_for_selector(f"tr[data-alert-id='{alert_id}']")
     assert page.locator(".act-ack").count() == 0
-    page.context.close()
 
 
 @pytest.mark.xfail(strict=False, reason=NEEDS_17B)
@@ -152,7 +162,6 @@ def test_resolve_assign_and_comment_from_the_alert_page(browser, board):
     page.fill("dialog input[name=note]", "meter replaced")
     page.click("dialog button.ok")
     page.wait_for_selector("dd[data-field='state']:has-text('resolved')", timeout=10_000)
-    page.context.close()
 
 
 @pytest.mark.xfail(strict=False, reason=NEEDS_17B)
@@ -166,7 +175,6 @@ def test_silence_from_the_board_is_listed_and_ended_early(browser, board):
     page.wait_for_selector("td:has-text('检修 inspection')", timeout=10_000)
     page.click(".act-end")
     page.wait_for_selector("td:has-text('检修 inspection')", state="detached", timeout=10_000)
-    page.context.close()
 
 
 def test_a_devices_page_charts_its_readings_and_shows_its_telemetry_live(browser, board, shots):
@@ -181,7 +189,7 @@ def test_a_devices_page_charts_its_readings_and_shows_its_telemetry_live(browser
     assert "221.5" in page.inner_text("pre.live-log")
     assert "武昌区" in page.inner_text("#view h1")
     page.screenshot(path=shots / "device.png", full_page=True)
-    page.context.close()
+    page.context.close()  # the page goes: its subscription ends
     wait_until(lambda: board.app.state.board_live_clients == 0, 10, "the live subscription to end with the page")
 
 
@@ -199,4 +207,3 @@ def test_tiles_and_the_district_view_show_the_open_alerts(browser, board, shots)
     assert note.startswith(f"{in_district} devices with a position")
     assert " 0 with open alerts" not in note
     page.screenshot(path=shots / "district.png", full_page=True)
-    page.context.close()
