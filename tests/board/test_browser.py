@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -207,3 +208,14 @@ def test_tiles_and_the_district_view_show_the_open_alerts(browser, board, shots)
     assert note.startswith(f"{in_district} devices with a position")
     assert " 0 with open alerts" not in note
     page.screenshot(path=shots / "district.png", full_page=True)
+
+
+@pytest.mark.xfail(strict=False, reason=NEEDS_17B)
+def test_the_alerts_export_as_csv(browser, board):
+    alert_id = an_open_alert(board)
+    page = login(browser, board, "operator", path="/#/alerts")
+    page.wait_for_selector(f"tr[data-alert-id='{alert_id}']")
+    with page.expect_download(timeout=10_000) as d:
+        page.click("button.export")
+    text = Path(d.value.path()).read_text(encoding="utf-8")
+    assert text.splitlines()[0].startswith(("id,", "\ufeffid,")) and alert_id in text

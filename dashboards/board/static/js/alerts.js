@@ -2,7 +2,7 @@
 // order), filtered by district, kind and severity on the server, paged with its cursor. The live
 // stream's alert events reload the lists, so a new alert appears without reloading the page.
 import { actionButtons } from "./actions.js";
-import { api } from "./api.js";
+import { api, download } from "./api.js";
 import { getCatalogue, on } from "./session.js";
 import { alertLink, deviceLink, h, sev, showError, state, valueOf, when } from "./ui.js";
 
@@ -28,12 +28,13 @@ function section(title) {
   return { el, body, more, count, next: null };
 }
 
-function filterBar(cat, districts, onChange) {
+function filterBar(cat, districts, onChange, onExport) {
   const select = (name, label, values) => h("label", {}, label,
     h("select", { name, onchange: onChange }, h("option", { value: "" }, "all"), values.map((v) => h("option", { value: v }, v))));
   return h("form", { class: "filters", onsubmit: (e) => e.preventDefault() },
     select("district", "district", districts), select("kind", "kind", Object.keys(cat.kinds)),
-    select("severity", "severity", cat.severities));
+    select("severity", "severity", cat.severities),
+    h("button", { type: "button", class: "export", onclick: onExport }, "Export CSV"));
 }
 
 export async function render(container) {
@@ -43,7 +44,8 @@ export async function render(container) {
   const bar = filterBar(cat, Object.keys(summary.districts || {}), () => {
     filters = Object.fromEntries(new FormData(bar).entries());
     reload();
-  });
+  }, () => download("/api/v1/alerts", { format: "csv", limit: 1000, ...filters }, "alerts.csv")
+    .catch((e) => showError(container, e)));
   container.append(h("h1", {}, "Open alerts"), bar, ...Object.values(sections).map((s) => s.el));
 
   async function load(st, cursor) {

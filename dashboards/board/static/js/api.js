@@ -43,6 +43,16 @@ export async function api(path, { method = "GET", body, params } = {}) {
   return data;
 }
 
+// Saves what `path` answers as a file (the token is in the request, so a plain link cannot do)
+export async function download(path, params, filename) {
+  const r = await fetch(withQuery(path, params), { headers: headers() });
+  if (!r.ok) throw new ApiError(r.status, await r.text());
+  const url = URL.createObjectURL(await r.blob());
+  const a = Object.assign(document.createElement("a"), { href: url, download: filename });
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
 // Server-sent events over fetch: onEvent(name, data) per event, until signal aborts.
 // Reconnects after a pause when the stream ends or fails (onState(false) meanwhile).
 export async function stream(path, onEvent, { signal, onState = () => {}, retryMs = 2000 } = {}) {
