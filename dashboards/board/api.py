@@ -49,8 +49,14 @@ _init_lock = threading.Lock()
 
 
 def sse(event: str, data: Any) -> str:
-    """One server-sent event (JSON data, UTF-8: Chinese names as they are)."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    """One server-sent event (JSON data, UTF-8: Chinese names as they are; escaped when the data
+    holds what UTF-8 cannot encode, e.g. a lone surrogate a device sent as ``"\\ud800"``)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    return f"event: {event}\ndata: {text}\n\n"
 
 
 def _districts(request: Request) -> frozenset[str] | None:

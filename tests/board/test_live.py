@@ -65,11 +65,14 @@ def test_live_relays_the_devices_messages_only_and_unsubscribes_when_the_page_go
         publish(mosquitto.url, [("city/noise/noise-jianghan-0043/telemetry", b'{"ts": 1, "metrics": {}}'),
                                 (f"{ours}/telemetry", json.dumps(reading).encode()),
                                 (f"{ours}/event", json.dumps(event, ensure_ascii=False).encode()),
-                                (f"{ours}/telemetry", b"{not json")])
-        got = wait_until(lambda: reader.named("message") if len(reader.named("message")) >= 3 else None, 10,
-                         "three messages")
+                                (f"{ours}/telemetry", b"{not json"),
+                                (f"{ours}/status", b'{"note": "\\ud800"}'),  # a lone surrogate: JSON, not UTF-8
+                                (f"{ours}/status", b"online")])
+        got = wait_until(lambda: reader.named("message") if len(reader.named("message")) >= 5 else None, 10,
+                         "five messages")
         assert got == [{"channel": "telemetry", "payload": reading}, {"channel": "event", "payload": event},
-                       {"channel": "telemetry", "payload": "{not json"}]
+                       {"channel": "telemetry", "payload": "{not json"},
+                       {"channel": "status", "payload": {"note": "\ud800"}}, {"channel": "status", "payload": "online"}]
     finally:
         reader.close()
     wait_until(lambda: app.state.board_live_clients == 0, 10, "the subscription to end with the page")

@@ -72,7 +72,7 @@ export async function render(container) {
   }
   await reload();
 
-  // live: reload shortly after each burst of alert events; once more if an open one is not listed yet
+  // live: reload 50 ms after each burst of alert events; once more if an open one is not listed yet
   let timer = null;
   const offAlert = on("alert", (ev) => {
     clearTimeout(timer);
@@ -81,7 +81,7 @@ export async function render(container) {
       if (ev.state && ev.state !== "resolved" && !ids.includes(ev.alert.id)) setTimeout(reload, 1000);
       const tr = container.querySelector(`tr[data-alert-id="${CSS.escape(ev.alert.id)}"]`);
       if (tr) tr.classList.add("fresh");
-    }, 150);
+    }, 50);
   });
   const offResync = on("resync", reload);
   return () => { clearTimeout(timer); offAlert(); offResync(); };
