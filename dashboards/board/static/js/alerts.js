@@ -18,6 +18,10 @@ function row(a, reload) {
     h("td", {}, actionButtons(a, reload)));
 }
 
+// an alert as the list shows it, from a stream event (the webhook's alert and device objects)
+const fromEvent = (ev) => ({ ...ev.alert, state: ev.state, device_id: ev.device.id, district: ev.device.district,
+  kind: ev.device.kind, device: ev.device });
+
 function section(title) {
   const body = h("tbody");
   const more = h("button", { class: "more", hidden: true }, "More");
@@ -38,15 +42,18 @@ function filterBar(cat, districts, onChange, onExport) {
 }
 
 export async function render(container) {
-  const [cat, summary] = await Promise.all([getCatalogue(), api("/api/v1/summary")]);
+  const cat = await getCatalogue();
   const sections = Object.fromEntries(Object.entries(SECTIONS).map(([s, t]) => [s, section(t)]));
   let filters = {};
-  const bar = filterBar(cat, Object.keys(summary.districts || {}), () => {
+  const bar = filterBar(cat, [], () => {
     filters = Object.fromEntries(new FormData(bar).entries());
     reload();
   }, () => download("/api/v1/alerts", { format: "csv", limit: 1000, ...filters }, "alerts.csv")
     .catch((e) => showError(container, e)));
   container.append(h("h1", {}, "Open alerts"), bar, ...Object.values(sections).map((s) => s.el));
+  // the districts (from the tiles, whose first count can take a while) fill the filter when known
+  api("/api/v1/summary").then((summary) => bar.elements.district.append(
+    ...Object.keys(summary.districts || {}).map((d) => h("option", { value: d }, d)))).catch((e) => showError(container, e));
 
   async function load(st, cursor) {
     const s = sections[st];
@@ -72,15 +79,28 @@ export async function render(container) {
   }
   await reload();
 
-  // live: reload 50 ms after each burst of alert events; once more if an open one is not listed yet
+  // live: an open alert's event shows at once (a row from the event's own data), then the lists
+  // reload 50 ms after the burst; an alert the reload did not see yet (its commit still under
+  // way) keeps its row, and the lists reload once more a second later
   let timer = null;
+  const pending = new Map();
+  const show = (ev) => {
+    const section = sections[ev.state];
+    if (!section || container.querySelector(`tr[data-alert-id="${CSS.escape(ev.alert.id)}"]`)) return;
+    const tr = row(fromEvent(ev), reload);
+    tr.classList.add("fresh");
+    section.body.prepend(tr);
+  };
   const offAlert = on("alert", (ev) => {
+    if (ev.state) pending.set(ev.alert.id, ev);
+    show(ev);
     clearTimeout(timer);
     timer = setTimeout(async () => {
       const ids = await reload();
-      if (ev.state && ev.state !== "resolved" && !ids.includes(ev.alert.id)) setTimeout(reload, 1000);
-      const tr = container.querySelector(`tr[data-alert-id="${CSS.escape(ev.alert.id)}"]`);
-      if (tr) tr.classList.add("fresh");
+      const unseen = [...pending.values()].filter((e) => e.state !== "resolved" && !ids.includes(e.alert.id));
+      pending.clear();
+      unseen.forEach(show);
+      if (unseen.length) setTimeout(reload, 1000);
     }, 50);
   });
   const offResync = on("resync", reload);
