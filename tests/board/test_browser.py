@@ -219,3 +219,17 @@ def test_the_alerts_export_as_csv(browser, board):
         page.click("button.export")
     text = Path(d.value.path()).read_text(encoding="utf-8")
     assert text.splitlines()[0].startswith(("id,", "\ufeffid,")) and alert_id in text
+
+
+@pytest.mark.xfail(strict=False, reason=NEEDS_17B)
+def test_the_district_filter_narrows_the_open_alerts(browser, board):
+    alert_id = an_open_alert(board)
+    district = board.node.api_alerts.get(alert_id).district
+    other = next(d.district for d in board.fleet if d.district != district)
+    page = login(browser, board, "viewer", path="/#/alerts")
+    page.wait_for_selector(f"tr[data-alert-id='{alert_id}']")
+    page.wait_for_selector(f"select[name=district] option[value='{other}']", state="attached")
+    page.select_option("select[name=district]", other)
+    page.wait_for_selector(f"tr[data-alert-id='{alert_id}']", state="detached", timeout=10_000)
+    page.select_option("select[name=district]", district)
+    page.wait_for_selector(f"tr[data-alert-id='{alert_id}']", timeout=10_000)
