@@ -233,3 +233,23 @@ def test_the_district_filter_narrows_the_open_alerts(browser, board):
     page.wait_for_selector(f"tr[data-alert-id='{alert_id}']", state="detached", timeout=10_000)
     page.select_option("select[name=district]", district)
     page.wait_for_selector(f"tr[data-alert-id='{alert_id}']", timeout=10_000)
+
+
+def test_the_quarantine_and_a_failing_delivery_are_shown(browser, board, shots):
+    publish_one(board, "city/lighting/light-wuchang-0001/telemetry", "{not json")
+    wait_until(lambda: board.node.quarantine.count() > 0, 10, "the rejection")
+    board.receiver.behaviour.status = 500  # the dispatch centre answers 500: retried, and shown failing
+    try:
+        run_fault(board, "cabinet-door-open@2m")
+        wait_until(lambda: board.receiver.received() and
+                   any(h.json["alert"]["rule"] == "lighting.door_open" for h in board.receiver.received()),
+                   15, "a refused delivery attempt")
+        page = login(browser, board, "viewer", path="/#/quarantine")
+        page.wait_for_selector("td:has-text('bad_json')", timeout=10_000)
+        assert "light-wuchang-0001" in page.inner_text("#view table")
+        page.screenshot(path=shots / "quarantine.png", full_page=True)
+        page.goto(board.url + "/#/deliveries")
+        page.wait_for_selector("td .error:has-text('500')", timeout=10_000)
+        page.screenshot(path=shots / "deliveries.png", full_page=True)
+    finally:
+        board.receiver.behaviour.status = 204
