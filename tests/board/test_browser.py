@@ -253,3 +253,26 @@ def test_the_quarantine_and_a_failing_delivery_are_shown(browser, board, shots):
         page.screenshot(path=shots / "deliveries.png", full_page=True)
     finally:
         board.receiver.behaviour.status = 204
+
+
+def test_times_typed_on_the_board_are_the_citys(browser, board):
+    page = login(browser, board, "viewer", path="/#/tiles")
+    page.wait_for_selector(".tile")
+    got = page.evaluate("""async () => { const ui = await import("/board/js/ui.js");
+        return [ui.cityTime("2026-12-07T01:00"), ui.when(Date.UTC(2026, 11, 6, 17, 0, 0))]; }""")
+    assert got == ["2026-12-07T01:00:00+08:00", "2026-12-07 01:00:00"]  # Asia/Shanghai, the node's zone
+
+
+@pytest.mark.xfail(strict=False, reason=NEEDS_17B)
+def test_a_monthly_maintenance_window_is_added_listed_and_deleted(browser, board):
+    page = login(browser, board, "operator", path="/#/maintenance")
+    page.click(".act-add")
+    page.fill("dialog input[name=district]", "武昌区")
+    page.fill("dialog input[name=start]", "2026-12-15T01:00")
+    page.select_option("dialog select[name=every]", "monthly")
+    page.fill("dialog input[name=reason]", "长江大桥月度检修 monthly inspection")
+    page.click("dialog button.ok")
+    page.wait_for_selector("td:has-text('长江大桥月度检修')", timeout=10_000)
+    assert "monthly" in page.inner_text("#view table")
+    page.click("#view table button:has-text('Delete')")
+    page.wait_for_selector("td:has-text('长江大桥月度检修')", state="detached", timeout=10_000)

@@ -2,7 +2,7 @@
 // monthly, e.g. a bridge's monthly inspection night; add, delete).
 import { api } from "./api.js";
 import { getCatalogue, session } from "./session.js";
-import { ask, h, pagedTable, showError, when } from "./ui.js";
+import { ask, cityTime, h, pagedTable, showError, when } from "./ui.js";
 
 const matchers = (m) => Object.entries(m || {}).map(([k, v]) => `${k}=${v}`).join(", ");
 const MATCHERS = ["rule", "kind", "district", "device", "severity"];
@@ -32,13 +32,13 @@ export async function render(container) {
 async function addWindow(cat, table, container) {
   const v = await ask("New maintenance window", [
     ...MATCHERS.map((m) => ({ name: m, label: `${m} (optional)`, ...(m === "kind" ? { options: ["", ...Object.keys(cat.kinds)] } : {}) })),
-    { name: "start", label: "first start", type: "datetime-local", required: true },
+    { name: "start", label: "first start (the city's time)", type: "datetime-local", required: true },
     { name: "duration", label: "duration (e.g. 8h)", value: "8h", required: true },
     { name: "every", label: "repeats", options: ["", "daily", "weekly", "monthly"], value: "monthly" },
     { name: "reason", label: "reason", required: true }], "Add");
   if (!v) return;
   const body = { matchers: Object.fromEntries(MATCHERS.filter((m) => v[m]).map((m) => [m, v[m]])),
-    start: new Date(v.start).getTime(), duration: v.duration, every: v.every || null, reason: v.reason };
+    start: cityTime(v.start), duration: v.duration, every: v.every || null, reason: v.reason };
   try {
     await api("/api/v1/maintenance", { method: "POST", body });
     table.reload();

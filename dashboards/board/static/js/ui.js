@@ -25,6 +25,16 @@ export const setZone = (z) => { cityZone = z || cityZone; };
 export const zone = () => cityZone;
 const wall = (ms) => new Intl.DateTimeFormat("sv-SE", { timeZone: cityZone, dateStyle: "short", timeStyle: "medium" }).format(ms);
 
+// A wall time typed in the city's zone ("2026-12-07T01:00" from a datetime-local input) as RFC 3339
+// with the city's offset at that time (the offset of a zone without summer time, e.g. +08:00)
+export function cityTime(local) {
+  const guess = new Date(`${local}:00Z`);
+  const name = new Intl.DateTimeFormat("en-US", { timeZone: cityZone, timeZoneName: "longOffset" })
+    .formatToParts(guess).find((p) => p.type === "timeZoneName").value; // "GMT+08:00" or "GMT"
+  const offset = name === "GMT" ? "+00:00" : name.slice(3);
+  return `${local}:00${offset}`;
+}
+
 // RFC 3339 (with the city's offset, as the API gives it) or epoch ms, as the city's wall time
 export function when(t) {
   if (!t) return "";
