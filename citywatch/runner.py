@@ -103,8 +103,10 @@ class Node:
         from alerts.history_store import for_store
         from alerts.rules import RulePack
         from alerts.state import AlertState
+        from dashboards.board import AlertFeed
 
         s = self.settings
+        self.board_feed = AlertFeed()
         base_url = s.api.public_url or f"http://{s.api.listen}"
         # the dispatcher and the rules stage hold it, the intake and the write stage step aside
         self.gate = Gate(max_wait_s=s.ingest.priority_wait_ms / 1000)
@@ -114,6 +116,7 @@ class Node:
         self.outbox = self.dispatcher.make_outbox(engine_conn)
         self.alert_history = for_store(self.store)  # transitions into the store too (InfluxDB)
         history = [self.alert_history.listener] if self.alert_history else []
+        history.append(self.board_feed.listener)  # the board's live stream (dashboards/board/feed.py)
         self.alerts = AlertState(engine_conn, tz=s.timezone, base_url=base_url,
                                  listeners=[self.outbox.listener, *history])
         rules_registry = Registry(connect(self.state_path))
@@ -242,6 +245,7 @@ class Node:
             tokens=s.api.tokens, listen=s.api.listen, demo_webhooks=self.demo_webhooks,
             token_store=TokenStore(self.state_path, clock=self.clock), api_open=s.api.open,
             rollout=rollout.service(s, latest=self.store.latest_values, clock=self.clock),
+            board_feed=self.board_feed, broker_url=self.broker_url,
         )
         # the API's writes that may queue a notice (acknowledged, resolved) or change what is sent (silences)
         state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake,
@@ -288,6 +292,8 @@ class Node:
         if getattr(self, "alert_history", None):
             self.alert_history.stop()
         if self.server is not None:
+            if hasattr(self, "board_feed"):
+                self.board_feed.close()  # the board's streams end: the server waits for open responses
             self.server.should_exit = True
         for t in self._threads:
             t.join(10)

@@ -21,6 +21,8 @@ log = logging.getLogger("citywatch.api")
 
 # Domain packages contribute their own routers; mounted when the package provides one.
 _DOMAIN_ROUTERS = ("alerts.api", "alerts.dispatch.api", "devices.api", "devices.rollout_api")
+# The duty board (presentation): its page at /, its assets, tiles and live streams.
+_BOARD_ROUTER = "dashboards.board.api"
 
 
 class _AsciiJSON(JSONResponse):
@@ -58,6 +60,7 @@ def create_app(state: Any) -> FastAPI:
         from alerts.dispatch.receiver import router as demo_receiver
 
         app.include_router(demo_receiver)
+    app.include_router(importlib.import_module(_BOARD_ROUTER).router)
     api = getattr(getattr(state, "settings", None), "api", None)
     if api is not None:
         app.state.max_silence_ms = parse_duration_ms(api.max_silence)

@@ -35,9 +35,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ROLES = ("viewer", "operator", "admin")
 PUBLIC_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
                           "/api/v1/demo/webhook"})  # up's webhook receiver: the signature authenticates
-# the board's static assets, and its page for an alert: webhooks.md's ``alert.url`` is
-# ``{public_url}/alerts/{id}``, opened from a link, which carries no token (the page's data
-# comes from /api/v1 with one)
+# the board's page and its assets (no data in them), also at /alerts/{id}: webhooks.md's
+# ``alert.url`` is ``{public_url}/alerts/{id}``, opened from a link, which carries no token (the
+# page's data comes from /api/v1 with one)
 PUBLIC_PREFIXES = ("/board/", "/alerts/")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -45,7 +45,7 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def required_role(method: str, path: str) -> str | None:
     """The least role that may do ``method path``; None for the public paths."""
-    if path in PUBLIC_PATHS or path in ("/", "/board") or path.startswith(PUBLIC_PREFIXES):
+    if path in PUBLIC_PATHS or path == "/" or path.startswith(PUBLIC_PREFIXES):
         return None
     if method in READ_METHODS:
         return "viewer"
