@@ -10,10 +10,12 @@ import pytest
 
 from tests.board.support import ARTIFACTS, CHROMIUM, start_board_node
 
+DEMO_SECRET = "board-demo-secret"  # the demo receiver's (tests/board/test_browser.py)
+
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    b = start_board_node(tmp_path_factory.mktemp("board"))
+    b = start_board_node(tmp_path_factory.mktemp("board"), demo_secret=DEMO_SECRET)
     yield b
     b.stop()
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from alerts.dispatch.receiver import WebhookLog
 from citywatch.runner import Node
 from citywatch.settings import load_settings
 from devices.fleet import sample_fleet
@@ -46,7 +47,8 @@ class BoardNode:
         self.broker.stop()
 
 
-def start_board_node(root: Path, *, heartbeat_s: float = 1.0) -> BoardNode:
+def start_board_node(root: Path, *, heartbeat_s: float = 1.0, demo_secret: str | None = None) -> BoardNode:
+    """A node serving the board; with ``demo_secret``, also citywatch up's webhook receiver."""
     broker = Mosquitto(root / "mosquitto").start()
     receiver = LoopbackReceiver()
     port = free_port()
@@ -60,6 +62,8 @@ def start_board_node(root: Path, *, heartbeat_s: float = 1.0) -> BoardNode:
         routes=[{"match": {}, "receivers": ["centre"]}],
         ingest={"spool_dir": str(root / "spool")})
     node = Node(s)
+    if demo_secret is not None:
+        node.demo_webhooks = WebhookLog(demo_secret, tz=s.timezone)
     node.open()
     devices = fleet()
     node.registry.upsert(devices)

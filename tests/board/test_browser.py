@@ -13,18 +13,19 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
+from alerts.dispatch.webhook import sign
 from simulators.engine import Simulation
 from simulators.publish import run as publish
+from tests.board.conftest import DEMO_SECRET
 from tests.board.support import TOKENS, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 METRIC = "voltage_v"  # the first metric of a lighting cabinet: the one the live chart shows
-NEEDS_17A = "needs 17a's GET /api/v1/whoami (the role decides the buttons)"
-NEEDS_17B = "needs 17b's endpoint"
 
 
 def run_fault(board, scenario: str = "meter-tamper@2m") -> list[str]:
@@ -137,7 +138,6 @@ def test_the_api_refuses_a_viewers_acknowledgement(browser, board):
     assert board.node.api_alerts.get(alert_id).ack_note != "not mine"
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_17A)
 def test_a_viewers_board_has_no_action_buttons(browser, board, shots):
     alert_id = an_open_alert(board)
     page = login(browser, board, "viewer", path=f"/alerts/{alert_id}")
@@ -149,7 +149,6 @@ def test_a_viewers_board_has_no_action_buttons(browser, board, shots):
     assert page.locator(".act-ack").count() == 0
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_17B)
 def test_resolve_assign_and_comment_from_the_alert_page(browser, board):
     alert_id = an_open_alert(board)
     page = login(browser, board, "operator", path=f"/alerts/{alert_id}")
@@ -165,7 +164,6 @@ def test_resolve_assign_and_comment_from_the_alert_page(browser, board):
     page.wait_for_selector("dd[data-field='state']:has-text('resolved')", timeout=10_000)
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_17B)
 def test_silence_from_the_board_is_listed_and_ended_early(browser, board):
     alert_id = an_open_alert(board)
     page = login(browser, board, "operator", path=f"/alerts/{alert_id}")
@@ -210,7 +208,6 @@ def test_tiles_and_the_district_view_show_the_open_alerts(browser, board, shots)
     page.screenshot(path=shots / "district.png", full_page=True)
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_17B)
 def test_the_alerts_export_as_csv(browser, board):
     alert_id = an_open_alert(board)
     page = login(browser, board, "operator", path="/#/alerts")
@@ -221,7 +218,6 @@ def test_the_alerts_export_as_csv(browser, board):
     assert text.splitlines()[0].startswith(("id,", "\ufeffid,")) and alert_id in text
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_17B)
 def test_the_district_filter_narrows_the_open_alerts(browser, board):
     alert_id = an_open_alert(board)
     district = board.node.api_alerts.get(alert_id).district
@@ -263,7 +259,6 @@ def test_times_typed_on_the_board_are_the_citys(browser, board):
     assert got == ["2026-12-07T01:00:00+08:00", "2026-12-07 01:00:00"]  # Asia/Shanghai, the node's zone
 
 
-@pytest.mark.xfail(strict=False, reason=NEEDS_17B)
 def test_a_monthly_maintenance_window_is_added_listed_and_deleted(browser, board):
     page = login(browser, board, "operator", path="/#/maintenance")
     page.click(".act-add")
@@ -276,3 +271,24 @@ def test_a_monthly_maintenance_window_is_added_listed_and_deleted(browser, board
     assert "monthly" in page.inner_text("#view table")
     page.click("#view table button:has-text('Delete')")
     page.wait_for_selector("td:has-text('长江大桥月度检修')", state="detached", timeout=10_000)
+
+
+def test_up_s_webhook_receiver_log_shows_verified_and_refused_deliveries(browser, board, shots):
+    """The "Received" view (citywatch up's receiver): a signed delivery shows verified, one with
+    a tampered body shows why it was refused."""
+    body = json.dumps({"status": "firing", "alert": {"id": "01DEMO", "rule": "gas.tamper", "severity": "major",
+                                                     "summary": "表箱被打开"},
+                       "device": {"id": "gas-wuchang-0001", "kind": "gas_meter", "district": "武昌区"}}).encode()
+    stamp = int(time.time())
+    headers = {"Content-Type": "application/json", "X-Citywatch-Timestamp": str(stamp),
+               "X-Citywatch-Signature": sign(DEMO_SECRET, stamp, body)}
+    url = board.url + "/api/v1/demo/webhook"
+    assert httpx.post(url, content=body, headers={**headers, "X-Citywatch-Delivery": "d-1"}).status_code == 204
+    tampered = body.replace(b"firing", b"resolved")
+    assert httpx.post(url, content=tampered, headers={**headers, "X-Citywatch-Delivery": "d-2"}).status_code == 401
+    page = login(browser, board, "viewer", path="/#/received")
+    page.wait_for_selector("td:has-text('signature does not verify')", timeout=10_000)
+    text = page.inner_text("#view table")
+    assert "表箱被打开" in text and "yes" in text
+    assert page.locator("#nav-received").is_visible()
+    page.screenshot(path=shots / "received.png", full_page=True)

@@ -13,6 +13,7 @@ const VIEWS = {
   maintenance: () => import("./silences.js").then((m) => ({ render: m.renderMaintenance })),
   quarantine: () => import("./records.js").then((m) => ({ render: m.renderQuarantine })),
   deliveries: () => import("./records.js").then((m) => ({ render: m.renderDeliveries })),
+  received: () => import("./records.js").then((m) => ({ render: m.renderReceived })),
 };
 
 const $ = (id) => document.getElementById(id);
@@ -76,6 +77,8 @@ async function start() {
   $("who").textContent = session.role ? `${session.name} (${session.role}${scope})` : "";
   document.body.dataset.role = session.role || "";
   openStream();
+  // citywatch up's webhook receiver: its log has a view where it runs
+  api("/api/v1/demo/webhooks", { params: { limit: 1 } }).then(() => { $("nav-received").hidden = false; }, () => {});
   window.addEventListener("hashchange", show);
   await show();
 }
