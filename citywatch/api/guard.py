@@ -45,7 +45,7 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def required_role(method: str, path: str) -> str | None:
     """The least role that may do ``method path``; None for the public paths."""
-    if path in PUBLIC_PATHS or path == "/" or path.startswith(PUBLIC_PREFIXES):
+    if path in PUBLIC_PATHS or path in ("/", "/board") or path.startswith(PUBLIC_PREFIXES):
         return None
     if method in READ_METHODS:
         return "viewer"
