@@ -24,6 +24,7 @@ class AlertNotice:
     #                            started_at, ended_at (RFC 3339 with offset), acknowledged_by
     device: Mapping[str, Any]  # id, kind, district, asset_id, lat, lon, responsible_unit
     silenced: bool = False  # recorded, not sent on
+    previous_severity: str | None = None  # an ``escalated`` notice's severity before it rose
 
 
 class NoticeListener(Protocol):

@@ -526,6 +526,7 @@ class AlertState:
                 log.info("%s %s: %s of %s skipped: resolved by hand", t.rule, t.device_id, ch, t.alert_id)
                 continue
             elif ch == "escalated":
+                previous = c.execute("SELECT severity FROM alerts WHERE id = ?", (t.alert_id,)).fetchone()[0]
                 c.execute("UPDATE alerts SET severity = ?, summary = ?, value = ?, threshold = ?"
                           " WHERE id = ?", (t.severity, t.summary, t.value, t.threshold, t.alert_id))
             elif ch == "resolved":
@@ -540,7 +541,7 @@ class AlertState:
                 if silenced != alert.silenced:
                     c.execute("UPDATE alerts SET silenced = ? WHERE id = ?", (int(silenced), alert.id))
                     alert = replace(alert, silenced=silenced)
-                notices.append(self._notify(ch, alert))
+                notices.append(self._notify(ch, alert, previous if ch == "escalated" else None))
         return notices
 
     def _state_of(self, alert_id: str) -> str | None:
@@ -558,9 +559,9 @@ class AlertState:
         event time is silenced."""
         return [*self.silences(), *self.maintenance_windows()]
 
-    def _notify(self, status: str, alert: Alert) -> AlertNotice:
+    def _notify(self, status: str, alert: Alert, previous_severity: str | None = None) -> AlertNotice:
         notice = AlertNotice(status, alert.webhook_alert(self.tz, self.base_url), dict(alert.device),
-                             alert.silenced)
+                             alert.silenced, previous_severity)
         for listener in self.listeners:
             listener(self.conn, notice)
         return notice

@@ -91,12 +91,13 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 def build_body(delivery_id: str, status: str, alert: Mapping[str, Any], device: Mapping[str, Any],
-               public_url: str) -> bytes:
+               public_url: str, top: Mapping[str, Any] | None = None) -> bytes:
     """The webhook body (webhooks.md) as UTF-8 JSON bytes.
 
     Every field of the contract is present (``null`` when the notice lacks it); fields the
     notice carries beyond the contract follow them (receivers ignore unknown fields).
-    ``alert.url`` defaults to ``{public_url}/alerts/{id}``.
+    ``alert.url`` defaults to ``{public_url}/alerts/{id}``. ``top``: top-level fields after
+    ``status``, e.g. an ``escalated`` notice's ``reason`` (:func:`escalation_fields`).
     """
     a = {k: alert.get(k) for k in ALERT_FIELDS}
     a.update((k, v) for k, v in alert.items() if k not in a)
@@ -104,9 +105,20 @@ def build_body(delivery_id: str, status: str, alert: Mapping[str, Any], device: 
         a["url"] = f"{public_url.rstrip('/')}/alerts/{quote(str(a['id']), safe='')}"
     d = {k: device.get(k) for k in DEVICE_FIELDS}
     d.update((k, v) for k, v in device.items() if k not in d)
-    doc = {"version": BODY_VERSION, "delivery_id": delivery_id, "status": status, "alert": a,
-           "device": d}
+    doc = {"version": BODY_VERSION, "delivery_id": delivery_id, "status": status, **(top or {}),
+           "alert": a, "device": d}
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=_json_default).encode()
+
+
+def escalation_fields(status: str, scheduled: bool, previous_severity: str | None) -> dict[str, Any]:
+    """The top-level fields webhooks.md gives an ``escalated`` notice: ``reason``
+    ``escalate_after`` for a route's escalation (a ``scheduled`` row), else ``severity_raised``
+    with the ``previous_severity``; none for other statuses."""
+    if status != "escalated":
+        return {}
+    if scheduled:
+        return {"reason": "escalate_after"}
+    return {"reason": "severity_raised", "previous_severity": previous_severity}
 
 
 def _json_default(obj: Any) -> Any:
@@ -198,7 +210,8 @@ class Outbox:
             rows += [(r, "escalated", "scheduled", due, 1) for r in route.escalate_to]
         for receiver, status, state, due, escalation in rows:
             delivery_id = _IDS.new(now)
-            body = build_body(delivery_id, status, notice.alert, notice.device, self._public_url)
+            top = escalation_fields(status, bool(escalation), notice.previous_severity)
+            body = build_body(delivery_id, status, notice.alert, notice.device, self._public_url, top)
             conn.execute(
                 "INSERT INTO dispatch_deliveries (delivery_id, alert_id, receiver, notice, state, body,"
                 " created_at, next_attempt_at, escalation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -221,6 +221,7 @@ def test_bridge_strain_rising_severity_upgrades_the_same_alert():
     assert [(x.change, x.severity) for x in a.history] == [
         ("pending", "warning"), ("firing", "warning"), ("escalated", "major"), ("escalated", "critical")]
     assert [n.status for n in h.notices] == ["firing", "escalated", "escalated"]
+    assert [n.previous_severity for n in h.notices] == [None, "warning", "major"]  # webhooks.md's reason
     assert len({n.alert["id"] for n in h.notices}) == 1
     # falling back to warning level does not downgrade or resolve; below 0.8x resolves
     h.feed(series("bridge-0001", "bridge", "strain_ue", t0 + 40 * S, S, [250, 100]))

@@ -175,7 +175,8 @@ def wait_for(pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.
 def make_notice(status: str = "firing", *, alert_id: str = "a-7f3c2e", severity: str = "warning",
                 rule: str = "noise.night_laeq", kind: str = "noise", district: str = "江汉区",
                 responsible_unit: str = "江汉区城管执法局", started_at: str = "2026-11-29T23:14:05+08:00",
-                silenced: bool = False, acknowledged_by: str | None = None) -> AlertNotice:
+                silenced: bool = False, acknowledged_by: str | None = None,
+                previous_severity: str | None = None) -> AlertNotice:
     alert = {
         "id": alert_id, "rule": rule, "severity": severity,
         "summary": "Night construction noise 61.3 dB(A) over the 55 dB(A) limit (GB 12523-2011)",
@@ -186,7 +187,8 @@ def make_notice(status: str = "firing", *, alert_id: str = "a-7f3c2e", severity:
     device = {"id": f"{kind}-jianghan-0042", "kind": kind, "district": district,
               "asset_id": "site-2026-118", "lat": 30.601, "lon": 114.271,
               "responsible_unit": responsible_unit}
-    return AlertNotice(status=status, alert=alert, device=device, silenced=silenced)
+    return AlertNotice(status=status, alert=alert, device=device, silenced=silenced,
+                       previous_severity=previous_severity)
 
 
 @dataclass

@@ -170,6 +170,21 @@ def test_severity_raised_to_major_schedules_one_escalation_from_now(box):
         ("b", "firing"), ("a", "escalated"), ("b", "escalated"), ("a", "escalated"), ("b", "escalated")]
 
 
+def test_escalated_bodies_name_their_cause(box):
+    """webhooks.md: an ``escalated`` notice's top-level ``reason`` is ``severity_raised`` (with
+    ``previous_severity``) or ``escalate_after`` (a route's escalation); other notices have none."""
+    conn, box, now = box
+    write(conn, box, make_notice(severity="warning"))
+    write(conn, box, make_notice("escalated", severity="major", previous_severity="warning"))
+    bodies = [(r["notice"], r["escalation"], json.loads(r["body"])) for r in rows(conn)]
+    assert all("reason" not in b for n, _, b in bodies if n == "firing")
+    raised = [b for n, esc, b in bodies if n == "escalated" and not esc]
+    assert raised and all(b["reason"] == "severity_raised" and b["previous_severity"] == "warning"
+                          and b["alert"]["severity"] == "major" for b in raised)
+    scheduled = [b for n, esc, b in bodies if esc]
+    assert scheduled and all(b["reason"] == "escalate_after" and "previous_severity" not in b for b in scheduled)
+
+
 def test_outbox_of_an_earlier_version_gains_the_escalation_column(db_path):
     conn = connect(db_path)
     conn.execute("CREATE TABLE dispatch_deliveries (delivery_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL,"
