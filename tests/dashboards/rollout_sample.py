@@ -4,7 +4,7 @@
 13 Wuhan districts, ``weeks`` of weekly series ending with the week of ``as_of``; each district
 draws a weekly pace, some districts behind (they miss the deadline at their pace), one done, one
 whose recent p10 pace is 0 (no late forecast) and one with no pace at all (on track unknown).
-The figures are consistent with each other the way 16a's report makes them (totals are the sums,
+The figures are consistent with each other the way devices/rollout.py makes them (totals are the sums,
 cumulative the running sums, forecasts from the pace), but nothing here is the report's own
 computation: the renderers only show what the document says.
 """
