@@ -120,7 +120,7 @@ def _axes_style(ax, family: list[str], top: float, language: str) -> None:
     thousands = top >= 10_000
     ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _pos: f"{v / 1000:,.0f}k" if thousands and v
                                                        else f"{v:,.0f}"))
-    ax.yaxis.set_major_locator(mticker.MaxNLocator(5))
+    ax.yaxis.set_major_locator(mticker.MaxNLocator(5, integer=True))  # meters: no 0.2 steps printed as 0, 0, 1
     ax.tick_params(labelsize=8)
     for t in (*ax.get_xticklabels(), *ax.get_yticklabels()):
         t.set_fontfamily(family)
