@@ -1,10 +1,13 @@
-"""What the alert lifecycle hands to dispatch: one notice per change a receiver cares about.
+"""What the alert store hands to its listeners: one notice per change a receiver cares about.
 
-The lifecycle (``alerts.lifecycle``) builds an :class:`AlertNotice` for each ``firing``,
-``resolved``, ``acknowledged`` (and dispatch's own ``escalated``) change and calls every
-registered listener with the open SQLite connection *inside the transaction* that records the
-change, so that an outbox row written by the listener commits or rolls back with it.
-The field names follow webhooks.md (``alert`` and ``device`` objects).
+:class:`alerts.state.AlertState` builds an :class:`AlertNotice` for each ``firing``,
+``resolved``, ``acknowledged`` and ``escalated`` (severity raised) change (a route's
+``escalate_after`` escalation is an outbox row dispatch schedules itself, not a notice) and
+calls every listener it was given (``AlertState(conn, listeners=[...])``) with its open SQLite
+connection *inside the transaction* that records the change, so that an outbox row written by
+the listener commits or rolls back with it. The listeners a node registers: dispatch's outbox
+(alerts/dispatch/outbox.py), the alert history in the store (alerts/history_store.py) and the
+duty board's feed (dashboards/board/feed.py). The field names follow webhooks.md (``alert`` and ``device`` objects).
 """
 
 from __future__ import annotations

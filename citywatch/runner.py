@@ -1,9 +1,10 @@
 """The all-in-one runner: wires the packages into one process.
 
-``Node(settings).start()`` opens the state DB and the store, then starts, in order: dispatch,
-the ingest pipeline, the MQTT consumer, the absence-rule ticker and the API. ``stop()`` undoes
-it in reverse, draining first: buffered readings are written and acknowledged before the
-consumer disconnects, so Ctrl-C loses nothing. ``citywatch up`` adds the embedded broker and a
+``Node(settings).start()`` opens the state DB and the store, then starts, in order: the alert
+history writer, dispatch, the ingest pipeline, the API, the MQTT consumer, the absence-rule ticker
+and the rollout snapshots (docs/ARCHITECTURE.md, "Threads of a node"). ``stop()`` drains first:
+buffered readings are written and acknowledged before the consumer disconnects, so Ctrl-C loses
+nothing. ``citywatch up`` adds the embedded broker and a
 sample fleet with its simulators in front.
 """
 

@@ -4,8 +4,9 @@ Wiring (the lead's side)::
 
     config = DispatchConfig.from_raw(toml.get("receivers", []), toml.get("routes", []))
     dispatcher = Dispatcher(state_db_path, config, public_url="http://host:8080")
-    outbox = dispatcher.make_outbox(devices.sqlite.connect(state_db_path))
-    lifecycle.add_listener(outbox.listener)     # called inside the alert transaction
+    conn = devices.sqlite.connect(state_db_path)
+    outbox = dispatcher.make_outbox(conn)       # on the alert store's own connection
+    alerts = AlertState(conn, listeners=[outbox.listener])   # called inside the alert transaction
     dispatcher.start()                          # a thread; or ``await dispatcher.run(stop)``
     ...after each alert commit that produced notices: dispatcher.wake()
     app.state.outbox = outbox; app.include_router(alerts.dispatch.api.router)
