@@ -20,11 +20,7 @@ from devices.catalogue import CATALOGUE, SEVERITIES
 from devices.model import Device
 from tests.board.support import TOKENS as TOKENS_BOARD
 from tests.board.support import start_board_node, wait_until
-from tests.citywatch.api_support import NOW, TOKENS, Served, make_node
-
-
-def auth(role: str = "viewer") -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[role]}"}
+from tests.citywatch.api_support import NOW, Served, auth, make_node
 
 
 @pytest.fixture
@@ -130,7 +126,7 @@ def test_summary_counts_match_an_independent_count(node, served):
         limit_ms = 1000 * d.attrs.get("offline_after_s", CATALOGUE[d.kind].offline_after_s)
         up = d.last_seen is not None and NOW - d.last_seen <= limit_ms
         (expected_online if up else expected_offline)[d.kind] += 1
-    body = httpx.get(served.url + "/api/v1/summary", headers=auth()).json()
+    body = httpx.get(served.url + "/api/v1/summary", headers=auth("viewer")).json()
     assert body["at"] == datetime.fromtimestamp(NOW / 1000, ZoneInfo("Asia/Shanghai")).isoformat()
     for kind, t in body["kinds"].items():
         assert (t["online"], t["offline"]) == (expected_online[kind], expected_offline[kind]), kind
@@ -174,7 +170,7 @@ class EventReader:
 
 
 def test_the_stream_carries_transitions_and_tile_changes(node, served):
-    reader = EventReader(served.url + "/api/v1/stream", auth())
+    reader = EventReader(served.url + "/api/v1/stream", auth("viewer"))
     try:
         wait_until(lambda: reader.named("tiles"), 10, "the first tiles")
         assert reader.named("hello") and reader.named("tiles")[0]["kinds"]["noise"]["open"]["critical"] == 0
@@ -195,7 +191,7 @@ def test_the_stream_carries_transitions_and_tile_changes(node, served):
 
 def test_streams_answer_406_to_a_client_that_does_not_ask_for_events(served):
     for path in ("/api/v1/stream", "/api/v1/devices/noise-jianghan-0001/live"):
-        r = httpx.get(served.url + path, headers={**auth(), "Accept": "application/json"})
+        r = httpx.get(served.url + path, headers={**auth("viewer"), "Accept": "application/json"})
         assert r.status_code == 406 and "text/event-stream" in r.json()["detail"], path
 
 

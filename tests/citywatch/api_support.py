@@ -22,6 +22,11 @@ NOW = 1_764_428_045_000  # 2025-11-29T14:54:05Z, 22:54:05 in Wuhan
 DEVICE = "noise-jianghan-0001"
 
 
+def auth(role: str) -> dict[str, str]:
+    """The ``Authorization`` header of the configured token of ``role``."""
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
 def nested(depth: int) -> str:
     """A JSON object nested ``depth`` levels deep, as an older version could have stored it."""
     return '{"a":' * depth + "1" + "}" * depth

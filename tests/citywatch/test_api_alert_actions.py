@@ -8,35 +8,18 @@ import csv
 import io
 
 import pytest
-from fastapi.testclient import TestClient
 
 from ingest.model import Reading, Readings
 
-from .api_support import DEVICE, NOW, TOKENS, make_node
+from .api_support import DEVICE, NOW, auth
 
 MIN = 60_000
-
-
-def auth(role: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[role]}"}
 
 
 def loud(node, start: int, minutes: int, value: float = 70.0) -> None:
     """noise.night_laeq: over 55 dB(A) for 5 minutes at night (NOW is 22:54 in Wuhan)."""
     node.engine.process(Readings.from_rows([Reading(DEVICE, "noise", "laeq_db", start + i * MIN, value, "江汉区",
                                                     "site-1") for i in range(minutes)]))
-
-
-@pytest.fixture
-def node(tmp_path):
-    n = make_node(tmp_path / "node")
-    yield n
-    n.store.close()
-
-
-@pytest.fixture
-def client(node):
-    return TestClient(node.api_app(), raise_server_exceptions=False)
 
 
 def test_resolve_by_hand_and_the_node_engine_starts_over(node, client):

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from citywatch.settings import ConfigError, load_settings
 from devices import times
 
-from .api_support import DEVICE, NOW, TOKENS, Served, make_node
+from .api_support import DEVICE, NOW, TOKENS, Served, auth, make_node
 
 MB = 1 << 20
 
@@ -32,15 +32,6 @@ def served(node):
     s = Served(node.api_app())
     yield s
     s.close()
-
-
-@pytest.fixture
-def client(node):
-    return TestClient(node.api_app(), raise_server_exceptions=False)
-
-
-def auth(role: str = "admin") -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[role]}"}
 
 
 def post_json(client, path: str, body, role: str):
@@ -172,7 +163,7 @@ READINGS = f"/api/v1/devices/{DEVICE}/readings"
     ({"metric": "colour"}, "metric"),
 ])
 def test_readings_parameters_give_a_4xx_naming_them(client, params, name):
-    r = client.get(READINGS, params={"metric": "laeq_db", **params}, headers=auth())
+    r = client.get(READINGS, params={"metric": "laeq_db", **params}, headers=auth("admin"))
     assert 400 <= r.status_code < 500, (params, r.status_code, r.text[:300])
     assert name in r.text
 
@@ -198,14 +189,14 @@ def test_readings_with_sane_parameters(client):
     ("/api/v1/devices", {"limit": "1e3"}, "limit"),
 ])
 def test_list_parameters_give_a_4xx_naming_them(client, path, params, name):
-    r = client.get(path, params=params, headers=auth())
+    r = client.get(path, params=params, headers=auth("admin"))
     assert 400 <= r.status_code < 500, (path, params, r.status_code, r.text[:300])
     assert name in r.text
 
 
 def test_a_quarantine_cursor_pages(client):
-    page = client.get("/api/v1/quarantine", params={"limit": 2}, headers=auth()).json()
-    rest = client.get("/api/v1/quarantine", params={"cursor": page["next"]}, headers=auth()).json()
+    page = client.get("/api/v1/quarantine", params={"limit": 2}, headers=auth("admin")).json()
+    rest = client.get("/api/v1/quarantine", params={"cursor": page["next"]}, headers=auth("admin")).json()
     assert len(page["items"]) == 2 and len(rest["items"]) == 1
 
 

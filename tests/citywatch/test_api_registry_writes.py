@@ -5,33 +5,16 @@ its own, as the running node's) seeing each change."""
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from devices.registry import Registry
 from devices.sqlite import connect
 from ingest.lookup import DeviceLookup
 
-from .api_support import DEVICE, TOKENS, make_node
+from .api_support import DEVICE, auth
 
 NEW = {"device_id": "bridge-hanyang-0007", "kind": "bridge", "district": "汉阳区", "lat": 30.55, "lon": 114.28,
        "asset_id": "长江大桥", "asset_name": "长江大桥 桥墩3", "responsible_unit": "市桥梁管理处",
        "installed_at": "2026-03-02", "attrs": {"sensor": "crack", "offline_after_s": 1800}}
-
-
-def auth(role: str = "admin") -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[role]}"}
-
-
-@pytest.fixture
-def node(tmp_path):
-    n = make_node(tmp_path / "node")
-    yield n
-    n.store.close()
-
-
-@pytest.fixture
-def client(node):
-    return TestClient(node.api_app(), raise_server_exceptions=False)
 
 
 @pytest.fixture
@@ -47,26 +30,26 @@ def lookup(node):
 
 def test_create_change_retire_and_the_lookup_follows(client, lookup):
     assert lookup(NEW["device_id"]) is None
-    r = client.post("/api/v1/devices", json=NEW, headers=auth())
+    r = client.post("/api/v1/devices", json=NEW, headers=auth("admin"))
     assert r.status_code == 201, r.text
     d = r.json()
     assert d["status"] == "installed" and d["attrs"] == NEW["attrs"] and d["online"] is False
     assert lookup(NEW["device_id"]) == ("bridge", "汉阳区", "长江大桥")
-    assert client.post("/api/v1/devices", json=NEW, headers=auth()).status_code == 409
+    assert client.post("/api/v1/devices", json=NEW, headers=auth("admin")).status_code == 409
 
     url = f"/api/v1/devices/{NEW['device_id']}"
-    r = client.patch(url, json={"district": "武昌区", "attrs": {"sensor": "temp"}}, headers=auth())
+    r = client.patch(url, json={"district": "武昌区", "attrs": {"sensor": "temp"}}, headers=auth("admin"))
     assert r.status_code == 200, r.text
     assert r.json()["district"] == "武昌区" and r.json()["attrs"] == {"sensor": "temp"}
     assert r.json()["asset_name"] == "长江大桥 桥墩3"  # absent fields kept
     assert lookup(NEW["device_id"]) == ("bridge", "武昌区", "长江大桥")  # a hit, refreshed all the same
 
-    r = client.delete(url, headers=auth())
+    r = client.delete(url, headers=auth("admin"))
     assert r.status_code == 200 and r.json()["status"] == "retired"
     assert lookup(NEW["device_id"]) is None  # its messages now go to the quarantine
     assert client.get(url, headers=auth("viewer")).json()["status"] == "retired"  # kept, with its history
-    assert client.delete("/api/v1/devices/nope-1", headers=auth()).status_code == 404
-    assert client.patch("/api/v1/devices/nope-1", json={"district": "x"}, headers=auth()).status_code == 404
+    assert client.delete("/api/v1/devices/nope-1", headers=auth("admin")).status_code == 404
+    assert client.patch("/api/v1/devices/nope-1", json={"district": "x"}, headers=auth("admin")).status_code == 404
 
 
 @pytest.mark.parametrize("method, path, body, field", [
@@ -87,7 +70,7 @@ def test_create_change_retire_and_the_lookup_follows(client, lookup):
     ("patch", f"/api/v1/devices/{DEVICE}", {"lon": None}, "lon"),  # it has a lat
 ])
 def test_validation_names_the_field(client, method, path, body, field):
-    r = getattr(client, method)(path, json=body, headers=auth())
+    r = getattr(client, method)(path, json=body, headers=auth("admin"))
     assert r.status_code == 422, (body, r.text)
     assert any(field in [str(x) for x in e["loc"]] for e in r.json()["detail"]), r.text
 

@@ -12,25 +12,9 @@ from devices.model import Device
 from ingest.decode import Decoder
 from ingest.model import Reading, Readings, ReadingsBuilder
 
-from .api_support import DEVICE, NOW, TOKENS, make_node
+from .api_support import DEVICE, NOW, auth, make_node
 
 OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?\+08:00$")  # Asia/Shanghai, the default zone
-
-
-def auth(role: str = "admin") -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[role]}"}
-
-
-@pytest.fixture
-def node(tmp_path):
-    n = make_node(tmp_path / "node")
-    yield n
-    n.store.close()
-
-
-@pytest.fixture
-def client(node):
-    return TestClient(node.api_app(), raise_server_exceptions=False)
 
 
 def test_pending_alerts_have_their_summary(node, client):

@@ -1,0 +1,21 @@
+"""The API as ``serve`` builds it, over a seeded node (api_support.make_node); modules that need
+another node (other settings, no tokens) define their own ``node``."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.citywatch.api_support import make_node
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = make_node(tmp_path / "node")
+    yield n
+    n.store.close()
+
+
+@pytest.fixture
+def client(node):
+    return TestClient(node.api_app(), raise_server_exceptions=False)
