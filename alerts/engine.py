@@ -1,10 +1,11 @@
 """The rule engine: evaluates a rule pack on batches of readings, in event time.
 
-Evaluation is vectorised per (kind, metric): a batch is grouped by metric once, each rule
-compares its slice of values with its (per-device) thresholds in a few numpy operations, and
-only the rows of devices where a condition is true or a (rule, device) stream is already
-active go through the Python state machine. When nothing fires the cost per rule is a handful
-of array operations on its slice.
+Evaluation is vectorised per (kind, metric): a batch is grouped by metric once and each rule's
+type (``alerts/rule_types``) gets its slice; a metric rule compares it with its (per-device)
+thresholds in a few numpy operations, and only the rows of devices where a condition is true
+or a (rule, device) stream is already active go through the Python state machine. When nothing
+fires the cost per rule is a handful of array operations on its slice. The engine keeps the
+batch loop, the event-time bookkeeping, the transitions and the commit.
 
 Per (rule, device) stream state: ``inactive -> pending -> firing -> resolved`` (back to
 ``inactive``). :meth:`RuleEngine._move` is the one place where a stream changes state; it logs

@@ -1,7 +1,9 @@
 """The rule format: YAML files of rules, parsed once into frozen values, validated completely.
 
 A rule file is a mapping with a ``rules`` list (see ``alerts/pack/default.yaml``, the built-in
-pack, for every feature in use). One rule is one of three types:
+pack, for every feature in use). A rule has a type, one module each in ``alerts/rule_types``
+(registered by name in ``alerts/rule_types/__init__.py``), selected by ``type: NAME`` or by the
+type's marker key; the built-in types:
 
 - **metric** (has ``metric``): a condition on a metric of one kind, evaluated per reading in
   event time. The value compared is the reading itself, or a transform of it:
@@ -30,7 +32,8 @@ A PARAM (thresholds, ``scale``, ``deviation``) is a number, or a per-device para
 a ``map`` (``{attr: class, map: {I: 0.3, II: 1.0}, default: II}``).
 
 Every rule has ``id``, ``kind``, ``description``, ``source`` (the standard, or "(est.)") and
-``summary``, a ``str.format`` template over :data:`SUMMARY_FIELDS`.
+``summary``, a ``str.format`` template over :data:`SUMMARY_FIELDS` (and its type's own fields);
+:func:`parse_rule` parses these once, then hands the rule to its type's parser.
 
 Operators add files: a rule whose id is already defined (built-in or an earlier file)
 overrides it field by field (a shallow merge), so ``{id: fume.concentration, enabled: false}``
