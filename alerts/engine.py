@@ -596,7 +596,7 @@ class RuleEngine:
                 if ev.kind == rt.rule.kind:
                     rt.impl.on_event(self, call, rt, ev)
 
-    # --- absence ----------------------------------------------------------------------------
+    # --- ticks: the kinds of the devices in last_seen ---------------------------------------
 
     def _kind_of(self, device_id: str) -> str | None:
         """The kind of a device: from the readings seen, else from ``device_info``."""
@@ -606,9 +606,10 @@ class RuleEngine:
         info = self.device_info(device_id)
         return info.get("kind") if info else None
 
-    def _tick_kinds(self, ids: list[str]) -> np.ndarray:
-        """Kind codes of ``ids``; reuses the previous tick's when the ids are the same or
-        only new ones were appended (a registry dict updated in place)."""
+    def kind_codes(self, ids: list[str]) -> np.ndarray:
+        """Per device id, the index of its kind in the catalogue (-1: unknown); reuses the
+        previous tick's when the ids are the same or only new ones were appended (a registry
+        dict updated in place)."""
         old_ids, old_codes = self._tick_cache
         k = len(old_ids)
         if k and len(ids) >= k and ids[:k] == old_ids:
@@ -645,10 +646,6 @@ class RuleEngine:
         for rt in self._tick_rts:
             rt.impl.on_tick(self, call, rt, now_ms, seen)
         return self._commit(call)
-
-    def kind_codes(self, ids: list[str]) -> np.ndarray:
-        """Per device id, the index of its kind in the catalogue (-1: unknown)."""
-        return self._tick_kinds(ids)
 
     # --- introspection ----------------------------------------------------------------------
 
