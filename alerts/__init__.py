@@ -1,6 +1,7 @@
 """Alerts: rules, evaluation, lifecycle, dispatch.
 
 - ``alerts.rules``: the YAML rule format, ``RulePack.load(files)``; built-in pack in ``pack/``.
+- ``alerts.rule_types``: one module per rule type (metric, event, absence), registered by name.
 - ``alerts.engine``: ``RuleEngine`` evaluates a pack on ``Readings`` batches and events
   (event time), and absence rules on ``tick``.
 - ``alerts.state``: ``AlertState``, alerts with history, acknowledgements, manual resolves,

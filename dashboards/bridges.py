@@ -35,7 +35,7 @@ def _ts(lang, title: Text, metric: str, rule: str | None = None, *, agg: str = "
 def design_queries(metric: str, rule_id: str) -> tuple[InfluxQuery, InfluxQuery]:
     """Per sensor: its design value as stored beside each reading (ingest/context.py: the
     attr the rule scales by, e.g. ``design_strain_ue``), and the reading / design value."""
-    design = limits.rule(rule_id).scale.attr
+    design = limits.rule(rule_id).params.scale.attr
     line = InfluxQuery(f'SELECT last({ident(design)}) FROM {ident(K)} WHERE {where()} '
                        'GROUP BY time($__interval), "device_id" fill(none)', alias="design $tag_device_id",
                        shape="series")

@@ -38,7 +38,7 @@ def lines(rule_id: str) -> list[tuple[float, str]]:
     """(value, colour) of each level of a metric rule: thresholds times the scale's default; a
     per-class mapping (toilet.nh3) gives one line per class; a band (``outside``) both edges."""
     r = rule(rule_id)
-    scale = _value(r.scale)[0] if r.scale is not None else 1.0
+    scale = _value(r.params.scale)[0] if r.type == "metric" else 1.0
     out = []
     for level in r.levels:
         colour = SEVERITY_COLOURS[level.severity]
@@ -52,7 +52,7 @@ def multiples(rule_id: str) -> list[tuple[float, str]]:
     """(multiple, colour) of each level of a rule with a per-device ``scale`` (bridge.strain:
     0.8 / 1.0 / 1.2 × the design value): the lines of a reading / design value panel."""
     r = rule(rule_id)
-    if r.scale is None:
+    if r.type != "metric":
         raise ValueError(f"rule {rule_id} has no scale")
     return sorted({(float(v), SEVERITY_COLOURS[level.severity]) for level in r.levels for p in level.threshold
                    for v in _value(p)})

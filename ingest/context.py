@@ -54,7 +54,7 @@ class Context:
         self.design = {}  # reading metric -> (derived metric, Param)
         for metric, rule_id in DESIGN_RULES.items():
             try:
-                scale = pack.get(rule_id).scale
+                scale = pack.get(rule_id).params.scale
             except KeyError:
                 continue
             if scale is not None and scale.attr:

@@ -14,4 +14,4 @@ def test_offline_rules_match_presence():
     pack = RulePack.load()
     for kind in KINDS:
         [rule] = [r for r in pack.rules if r.kind == kind and r.type == "absence"]
-        assert rule.absent_ms == offline_after_ms(kind)
+        assert rule.params.absent_ms == offline_after_ms(kind)

@@ -47,7 +47,7 @@ def test_durations():
 def test_operator_file_adds_rules(tmp_path):
     pack = RulePack.load([write(tmp_path, GOOD)])
     r = pack.get("noise.site_limit")
-    assert (r.origin, r.for_ms, str(r.during)) == (str(tmp_path / "rules.yaml"), 2 * M, "08:00-18:00")
+    assert (r.origin, r.params.for_ms, str(r.params.during)) == (str(tmp_path / "rules.yaml"), 2 * M, "08:00-18:00")
     assert len(pack.rules) == 34
 
 
@@ -60,7 +60,7 @@ def test_operator_file_overrides_and_disables_builtins(tmp_path):
     pack = RulePack.load([f])
     assert "toilet.consumables" not in [r.id for r in pack.active]
     fc = pack.get("fume.concentration")
-    assert fc.levels[0].threshold[0].default == 1.0 and fc.for_ms == 9 * M  # other fields kept
+    assert fc.levels[0].threshold[0].default == 1.0 and fc.params.for_ms == 9 * M  # other fields kept
     h = Harness(pack=pack)
     t0 = at("2026-11-29 12:00:00")
     h.feed(series("fume-0001", "fume", "fume_mgm3", t0, 3 * M, [1.5] * 3)
@@ -115,7 +115,7 @@ def test_structural_errors(tmp_path):
 def test_check_file_accepts_partial_overrides(tmp_path):
     f = write(tmp_path, "rules:\n  - {id: gas.offline, absent: 2d}\n")
     [r] = check_file(f)
-    assert r.absent_ms == 2 * 24 * 3600_000 and r.kind == "gas_meter"
+    assert r.params.absent_ms == 2 * 24 * 3600_000 and r.kind == "gas_meter"
 
 
 def test_rules_check_cli(tmp_path):
@@ -202,7 +202,7 @@ def test_a_mistyped_override_is_reported(tmp_path):
 def test_absence_per_device_from_attrs(tmp_path):
     f = write(tmp_path, "rules:\n  - {id: noise.offline, absent: {attr: offline_after_s, default: 20m}}\n")
     r = RulePack.load([f]).get("noise.offline")
-    assert (r.absent_attr, r.absent_ms) == ("offline_after_s", 20 * M)
+    assert (r.params.absent_attr, r.params.absent_ms) == ("offline_after_s", 20 * M)
     for bad, field in (("{attr: offline_after_s}", "absent"), ("{attr: x, default: soon}", "absent.default")):
         f = write(tmp_path, f"rules:\n  - {{id: noise.offline, absent: {bad}}}\n")
         with pytest.raises(RuleError) as e:
