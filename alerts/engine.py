@@ -493,8 +493,9 @@ class RuleEngine:
     def process(self, batch: Readings, events: Sequence[Event] = ()) -> list[Transition]:
         """Evaluate a batch of readings and events (event time); commit; return transitions.
 
-        _Call it after the batch is durable in the store and before acknowledging its
-        messages: processing the same batch again is a no-op (see the module docstring).
+        The pipeline calls it in its rules stage, before the batch's store write, so a notice
+        does not wait for the store; a message is acknowledged only after both the store write
+        and this commit. Processing the same batch again is a no-op (see the module docstring).
         The alerts do not depend on how readings are split into batches; the returned list
         may omit pending-then-dropped pairs that start and end inside one batch.
         """
