@@ -42,25 +42,33 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from devices.catalogue import KINDS, SEVERITIES
+from devices.catalogue import SEVERITIES
 from devices.sqlite import execute_values, relax, sync_wal, write_transaction
-from devices.times import rfc3339
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
 from .maintenance import EVERY, PERIOD_MS, MaintenanceWindow
+from .model import (
+    ALERT_STATES,
+    SILENCE_MATCHERS,  # noqa: F401  (imported from here by alerts/api.py)
+    Alert,
+    HistoryEntry,
+    Silence,
+    Transition,
+    check_matchers,
+    require_text,
+    require_who,
+)
 from .notice import AlertNotice, NoticeListener
 
 log = logging.getLogger("citywatch.alerts")
 _encode = msgspec.json.Encoder().encode
 
-ALERT_STATES = ("pending", "firing", "acknowledged", "resolved")
-SILENCE_MATCHERS = ("rule", "kind", "district", "device", "severity")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -207,185 +215,6 @@ class AlertFilter:
             args.extend(self.districts)
         return where, args
 
-
-def check_matchers(matchers: object) -> dict[str, str]:
-    """The matchers of a silence or a maintenance window, checked; InvalidSilence naming the problem."""
-    if not isinstance(matchers, Mapping) or not matchers:
-        raise InvalidSilence(f"a silence needs at least one matcher of {', '.join(SILENCE_MATCHERS)}")
-    unknown = set(matchers) - set(SILENCE_MATCHERS)
-    if unknown:
-        raise InvalidSilence(f"unknown matcher(s) {sorted(unknown)}; use {', '.join(SILENCE_MATCHERS)}")
-    clean = {}
-    for k, v in matchers.items():
-        if not isinstance(v, str) or not v:
-            raise InvalidSilence(f"matcher {k!r} must be a non-empty string, got {v!r}")
-        clean[k] = v
-    if "kind" in clean and clean["kind"] not in KINDS:
-        raise InvalidSilence(f"matcher kind {clean['kind']!r} is not one of {', '.join(KINDS)}")
-    if "severity" in clean and clean["severity"] not in SEVERITIES:
-        raise InvalidSilence(f"matcher severity {clean['severity']!r} is not one of {', '.join(SEVERITIES)}")
-    return clean
-
-
-def _who(by: object, verb: str) -> str:
-    return _required(by, f"{verb} needs the name of who does it ('by')")
-
-
-def _required(value: object, what: str) -> str:
-    if not value or not str(value).strip():
-        raise InvalidSilence(what)
-    return str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One change of a (rule, device) stream, as decided by the engine.
-
-    ``from_state``/``to_state`` are ``inactive``, ``pending``, ``firing`` or ``resolved``;
-    a severity upgrade is ``firing -> firing`` with ``severity`` above ``prev_severity``.
-    ``ts`` is event time (ms). ``alert_id`` is the open alert's id (stable from pending on).
-    ``summary`` and ``threshold`` are empty for ``pending`` and ``dropped`` (never notified).
-    """
-
-    rule: str
-    device_id: str
-    kind: str
-    alert_id: str
-    from_state: str
-    to_state: str
-    ts: int
-    severity: str
-    summary: str
-    metric: str | None = None
-    value: float | None = None
-    threshold: float | None = None
-    started_ms: int | None = None
-    prev_severity: str | None = None
-    district: str = ""
-    asset_id: str = ""
-    pending_severity: str | None = None  # pending -> firing: the severity and value when the
-    pending_value: float | None = None  # condition started (for the alert's history)
-    by: str | None = None  # a change an operator made (a manual resolve): who, and their note
-    note: str | None = None
-
-    @property
-    def change(self) -> str:
-        """What happened: ``pending``, ``dropped``, ``firing``, ``escalated`` or ``resolved``."""
-        if self.to_state == "firing":
-            return "escalated" if self.from_state == "firing" else "firing"
-        if self.to_state == "inactive":
-            return "dropped"
-        return self.to_state
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    id: str
-    matchers: Mapping[str, str]
-    start_ms: int
-    end_ms: int
-    reason: str
-    created_by: str
-    created_ms: int
-    ended_by: str | None = None  # who ended it early (DELETE)
-
-    def active(self, at_ms: int) -> bool:
-        return self.start_ms <= at_ms < self.end_ms
-
-    def matches(self, labels: Mapping[str, Any]) -> bool:
-        return all(str(labels.get(k)) == v for k, v in self.matchers.items())
-
-    def to_api(self, tz: ZoneInfo) -> dict:
-        return {
-            "id": self.id, "matchers": dict(self.matchers), "start": rfc3339(self.start_ms, tz),
-            "end": rfc3339(self.end_ms, tz), "reason": self.reason, "created_by": self.created_by,
-            "created_at": rfc3339(self.created_ms, tz), "ended_by": self.ended_by,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    ts_ms: int
-    change: str  # pending, firing, escalated, acknowledged, unacknowledged, resolved, assigned, commented
-    severity: str | None
-    value: float | None
-    threshold: float | None
-    by: str | None = None
-    note: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    id: str
-    rule: str
-    device_id: str
-    kind: str
-    district: str
-    state: str
-    severity: str
-    silenced: bool
-    summary: str
-    metric: str | None
-    value: float | None
-    threshold: float | None
-    started_ms: int
-    fired_ms: int | None
-    ended_ms: int | None
-    acked_by: str | None
-    acked_ms: int | None
-    ack_note: str | None
-    device: Mapping[str, Any]
-    seq: int = 0
-    history: tuple[HistoryEntry, ...] = field(default=())
-    assignee: str | None = None  # the responsible unit it is handed to
-
-    @classmethod
-    def _from_row(cls, r: sqlite3.Row, history: tuple[HistoryEntry, ...] = ()) -> Alert:
-        return cls(
-            r["id"], r["rule"], r["device_id"], r["kind"], r["district"], r["state"],
-            r["severity"], bool(r["silenced"]), r["summary"], r["metric"], r["value"],
-            r["threshold"], r["started_ms"], r["fired_ms"], r["ended_ms"], r["acked_by"],
-            r["acked_ms"], r["ack_note"], json.loads(r["device"]), r["seq"], history, r["assignee"],
-        )
-
-    @property
-    def labels(self) -> dict[str, str]:
-        """What silences and maintenance windows match on."""
-        return {"rule": self.rule, "kind": self.kind, "district": self.district, "device": self.device_id,
-                "severity": self.severity}
-
-    def webhook_alert(self, tz: ZoneInfo, base_url: str = "") -> dict:
-        """The ``alert`` object of webhooks.md."""
-        return {
-            "id": self.id, "rule": self.rule, "severity": self.severity, "summary": self.summary,
-            "metric": self.metric, "value": self.value, "threshold": self.threshold,
-            "started_at": rfc3339(self.started_ms, tz), "ended_at": rfc3339(self.ended_ms, tz),
-            "acknowledged_by": self.acked_by,
-            "url": f"{base_url.rstrip('/')}/alerts/{self.id}" if base_url else None,
-        }
-
-    def to_api(self, tz: ZoneInfo, detail: bool = False) -> dict:
-        """The alert as the REST API shows it; with ``history`` and ``comments`` when it has a
-        history or ``detail`` (one alert's page: empty lists for a pending alert)."""
-        out = {
-            "id": self.id, "rule": self.rule, "state": self.state, "severity": self.severity,
-            "silenced": self.silenced, "summary": self.summary, "device_id": self.device_id,
-            "kind": self.kind, "district": self.district, "metric": self.metric,
-            "value": self.value, "threshold": self.threshold,
-            "started_at": rfc3339(self.started_ms, tz), "fired_at": rfc3339(self.fired_ms, tz),
-            "ended_at": rfc3339(self.ended_ms, tz), "acknowledged_by": self.acked_by,
-            "acknowledged_at": rfc3339(self.acked_ms, tz), "ack_note": self.ack_note,
-            "assignee": self.assignee, "device": dict(self.device),
-        }
-        if self.history or detail:
-            out["history"] = [
-                {"at": rfc3339(h.ts_ms, tz), "change": h.change, "severity": h.severity,
-                 "value": h.value, "threshold": h.threshold, "by": h.by, "note": h.note}
-                for h in self.history
-            ]
-            out["comments"] = [{"at": rfc3339(h.ts_ms, tz), "by": h.by, "text": h.note}
-                               for h in self.history if h.change == "commented"]
-        return out
 
 
 @dataclass(slots=True)
@@ -656,7 +485,7 @@ class AlertState:
         a pending or resolved alert cannot be acknowledged (AlertsError); an unknown id raises
         AlertNotFound.
         """
-        by = _who(by, "acknowledge")
+        by = require_who(by, "acknowledge")
         with self.transaction():
             alert = self._open_row(alert_id, "acknowledged", ("firing", "acknowledged"))
             if alert.state == "acknowledged":
@@ -675,7 +504,7 @@ class AlertState:
         No notice: webhooks.md has no status for it, and receivers already heard ``firing``; an
         escalation the acknowledgement cancelled stays cancelled.
         """
-        by = _who(by, "un-acknowledge")
+        by = require_who(by, "un-acknowledge")
         with self.transaction():
             alert = self._open_row(alert_id, "un-acknowledged", ("firing", "acknowledged"))
             if alert.state == "firing":
@@ -694,7 +523,7 @@ class AlertState:
         The engine then forgets the condition (:meth:`take_resets`): if it still holds, the next
         evaluation starts it over (pending, then a new alert after the rule's ``for``).
         """
-        by = _who(by, "resolve")
+        by = require_who(by, "resolve")
         with self.transaction():
             a = self._open_row(alert_id, "resolved", ("firing", "acknowledged"))
             t = Transition(a.rule, a.device_id, a.kind, a.id, "firing", "resolved",
@@ -708,7 +537,7 @@ class AlertState:
 
     def assign(self, alert_id: str, unit: str, by: str, now_ms: int) -> Alert:
         """Hand a fired alert to a responsible unit ("" takes the assignment back)."""
-        by = _who(by, "assign")
+        by = require_who(by, "assign")
         with self.transaction():
             alert = self._open_row(alert_id, "assigned", ("firing", "acknowledged", "resolved"))
             self.conn.execute("UPDATE alerts SET assignee = ? WHERE id = ?", (unit or None, alert_id))
@@ -717,8 +546,8 @@ class AlertState:
 
     def comment(self, alert_id: str, text: str, by: str, now_ms: int) -> Alert:
         """Add a comment to a fired alert (its history, and its ``comments``)."""
-        by = _who(by, "comment")
-        text = _required(text, "a comment needs a text")
+        by = require_who(by, "comment")
+        text = require_text(text, "a comment needs a text")
         with self.transaction():
             alert = self._open_row(alert_id, "commented", ("firing", "acknowledged", "resolved"))
             self._history(alert_id, now_ms, "commented", alert.severity, alert.value, alert.threshold, by, text)
@@ -747,8 +576,8 @@ class AlertState:
         clean = check_matchers(matchers)
         if not end_ms > start_ms:
             raise InvalidSilence("a silence must end after it starts")
-        reason = _required(reason, "a silence needs a reason")
-        by = _required(by, "a silence needs the name of who sets it ('by')")
+        reason = require_text(reason, "a silence needs a reason")
+        by = require_text(by, "a silence needs the name of who sets it ('by')")
         s = Silence("s-" + secrets.token_hex(4), clean, int(start_ms), int(end_ms), reason,
                     by, int(now_ms if now_ms is not None else start_ms))
         with self.transaction():
@@ -770,7 +599,7 @@ class AlertState:
     def end_silence(self, silence_id: str, by: str, now_ms: int) -> Silence:
         """End a silence early (now; a silence not started yet never starts). One already over is
         left as it is. KeyError if there is none."""
-        by = _who(by, "end a silence")
+        by = require_who(by, "end a silence")
         with self.transaction():
             r = self.conn.execute("SELECT start_ms, end_ms FROM silences WHERE id = ?", (silence_id,)).fetchone()
             if r is None:
@@ -793,8 +622,8 @@ class AlertState:
             raise InvalidSilence(f"duration must be positive and at most the period ({every}: "
                                  f"{longest and longest // 86_400_000} days), so occurrences never overlap")
         w = MaintenanceWindow("m-" + secrets.token_hex(4), clean, int(first_start_ms), int(duration_ms), every,
-                              _required(reason, "a maintenance window needs a reason"),
-                              _required(by, "a maintenance window needs the name of who sets it ('by')"),
+                              require_text(reason, "a maintenance window needs a reason"),
+                              require_text(by, "a maintenance window needs the name of who sets it ('by')"),
                               int(now_ms), tz or self.tz.key)
         with self.transaction():
             self.conn.execute(
@@ -816,7 +645,7 @@ class AlertState:
     def end_maintenance(self, window_id: str, by: str, now_ms: int) -> MaintenanceWindow:
         """End a window (DELETE): it covers nothing from now on; its past stays (replays). KeyError
         if there is none."""
-        by = _who(by, "end a maintenance window")
+        by = require_who(by, "end a maintenance window")
         with self.transaction():
             r = self.conn.execute("SELECT ended_ms FROM maintenance WHERE id = ?", (window_id,)).fetchone()
             if r is None:
@@ -830,7 +659,7 @@ class AlertState:
         r = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if r is None:
             raise AlertNotFound(f"no alert {alert_id!r}")
-        return Alert._from_row(r)
+        return Alert.from_row(r)
 
     def _pending(self, where: str = "", args: tuple = (), limit: int = -1, offset: int = 0) -> list[Alert]:
         """Pending alerts, most severe then newest condition start first."""
@@ -864,7 +693,7 @@ class AlertState:
                                   h["by"], h["note"])
                      for h in self.conn.execute(
                          "SELECT * FROM alert_history WHERE alert_id = ? ORDER BY seq", (alert_id,)))
-        return Alert._from_row(r, hist)
+        return Alert.from_row(r, hist)
 
     @_locked
     def list_alerts(self, state: str | None = None, limit: int = 100, after_cursor: str | None = None,
@@ -897,7 +726,7 @@ class AlertState:
             args += [rank, rank, seq]
         sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(cond) if cond else "")
         rows = self.conn.execute(sql + f" ORDER BY {_RANK_COL} DESC, seq DESC LIMIT ?", (*args, limit + 1)).fetchall()
-        items = [Alert._from_row(r) for r in rows[:limit]]
+        items = [Alert.from_row(r) for r in rows[:limit]]
         nxt = f"c{_RANK.get(items[-1].severity, -1)}-{items[-1].seq}" if len(rows) > limit else None
         return items, nxt
 
@@ -924,4 +753,4 @@ class AlertState:
         """Firing and acknowledged alerts, oldest first."""
         rows = self.conn.execute(
             "SELECT * FROM alerts WHERE state IN ('firing', 'acknowledged') ORDER BY seq")
-        return [Alert._from_row(r) for r in rows]
+        return [Alert.from_row(r) for r in rows]
