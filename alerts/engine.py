@@ -335,7 +335,6 @@ class RuleEngine:
         for listener in listeners:
             if listener not in state.listeners:
                 state.listeners.append(listener)
-        state.summarize = self.summarize
         state.tz = self.tz  # notices and the API show times in the engine's zone
         self._slots: dict[str, _Slots] = {k: _Slots() for k in CATALOGUE}
         self._slots_by_index = list(self._slots.values())
@@ -453,9 +452,11 @@ class RuleEngine:
         severity = rule.levels[max(sev, 0)].severity
         where = call.where.get((rule.kind, st.device_id), ("", ""))
         fvalue = None if value is None else float(value)
-        if to in ("pending", "inactive"):
-            # frequent and never notified: no summary (the API formats one for pending alerts)
-            info = {"summary": "", "threshold": None}
+        if to == "inactive":
+            info = {"summary": "", "threshold": None}  # a pending alert dropped: never shown again
+            log.debug("%s %s: %s => %s (%s)", rule.id, st.device_id, frm.upper(), to.upper(), severity)
+        elif to == "pending":  # not notified, shown by the API (the alert store's pending_alerts)
+            info = self._summary(rt, st.device_id, sev, value, fields)
             log.debug("%s %s: %s => %s (%s)", rule.id, st.device_id, frm.upper(), to.upper(), severity)
         else:
             info = self._summary(rt, st.device_id, sev, value, fields)
@@ -506,12 +507,6 @@ class RuleEngine:
             rt.set_active(slot, False)
             call.touch(rt, slot, st)
             log.info("%s %s: alert %s resolved by hand; evaluating afresh", rule_id, device_id, alert_id)
-
-    def summarize(self, rule_id: str, device: str, sev: int, value: float | None) -> str:
-        """The summary of a rule's alert for a device at a severity level and value (the API
-        uses it for pending alerts); "" for a rule no longer loaded."""
-        rt = self._by_id.get(rule_id)
-        return self._summary(rt, device, sev, value, None)["summary"] if rt else ""
 
     def _summary(self, rt: _Runtime, device: str, sev: int, value: float | None,
                  extra: Mapping[str, Any] | None) -> dict:
@@ -661,24 +656,21 @@ class RuleEngine:
 
     def retire_removed_rules(self, now_ms: int) -> list[Transition]:
         """Resolve at ``now_ms`` the open alerts of rules this engine does not run (removed from
-        the rule files, or disabled), each with a ``resolved`` notice, and delete those rules'
-        stream, window and previous-value rows. Returns the transitions.
+        the rule files, or disabled), each with a ``resolved`` notice, drop their pending ones, and
+        delete those rules' stream, window and previous-value rows. Returns the transitions.
 
         Nothing would ever evaluate such an alert again: left open, it would stay on the board
         and unresolved at the dispatch centre for good. Call it once at start, with the machine
         clock (there is no reading to take the time from).
         """
         with self._lock:
-            gone = [a for a in self.state.open_alerts() if a.rule not in self._by_id]
-            transitions = [
-                Transition(a.rule, a.device_id, a.kind, a.id, "firing", "resolved",
-                           max(now_ms, a.fired_ms or a.started_ms), a.severity, a.summary, a.metric,
-                           None, a.threshold, a.started_ms, district=a.district)
-                for a in gone]
-            devices = {a.id: a.device for a in gone}
             with self.state.transaction():
-                self.state.apply(transitions, lambda t: devices[t.alert_id])
+                gone = self.state.retire_rules(self._by_id, now_ms)
                 deleted = self.state.forget_rules(self._by_id)
+            transitions = [
+                Transition(a.rule, a.device_id, a.kind, a.id, "firing", "resolved", a.ended_ms or now_ms,
+                           a.severity, a.summary, a.metric, None, a.threshold, a.started_ms, district=a.district)
+                for a in gone]
             self._unsynced = self._unsynced or (self.deferred and bool(transitions or deleted))
             for a in gone:
                 log.warning("alert %s (%s on %s) resolved: its rule is no longer loaded", a.id, a.rule,

@@ -42,7 +42,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,6 +52,7 @@ from devices.catalogue import SEVERITIES
 from devices.sqlite import execute_values, relax, sync_wal, write_transaction
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
+from .lifecycle import SILENCING_EVENTS, AlertEvent, Outcome, transition
 from .maintenance import EVERY, PERIOD_MS, MaintenanceWindow
 from .model import (
     ALERT_STATES,
@@ -135,6 +136,20 @@ CREATE TABLE IF NOT EXISTS alert_resets (
     rule TEXT NOT NULL,
     device_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pending_alerts (
+    id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    district TEXT NOT NULL DEFAULT '',
+    severity TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    metric TEXT,
+    value REAL,
+    started_ms INTEGER NOT NULL,
+    PRIMARY KEY (rule, device_id)
+);
+CREATE INDEX IF NOT EXISTS pending_alerts_by_id ON pending_alerts(id);
 CREATE TABLE IF NOT EXISTS rule_streams (
     rule TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -167,9 +182,12 @@ _MIGRATIONS = (
     ("silences", "ended_by", "TEXT"),
 )
 
+# the lifecycle event of each change of an engine Transition
+_ENGINE_EVENTS = {"pending": "pend", "dropped": "drop", "firing": "fire", "escalated": "escalate",
+                  "resolved": "resolve"}
+
 # most severe first: the rank of a severity (critical 3 .. info 0), as SQL over a column
 _RANK = {sev: i for i, sev in enumerate(SEVERITIES)}
-_VIEW_SEVERITY = "json_extract(data, '$.view.severity')"  # a pending alert's (rule_streams)
 _FIRED_CURSOR = re.compile(r"c(-?[0-9])-([0-9]{1,18})")  # rank-seq of the last item shown
 _PENDING_CURSOR = re.compile(r"p([0-9]{1,18})")  # offset
 
@@ -181,8 +199,28 @@ def _rank_sql(column: str) -> str:
 _RANK_COL = _rank_sql("severity")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Add the columns of :data:`_MIGRATIONS` a state DB made by an older version lacks."""
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+# pending alerts of a state DB from before ``pending_alerts``: kept in the engine's stream rows
+# (a JSON ``view``); copied once, without a summary (they had none stored)
+_PENDING_FROM_STREAMS = """
+INSERT OR IGNORE INTO pending_alerts (id, rule, device_id, kind, district, severity, summary, metric, value,
+                                      started_ms)
+SELECT coalesce(json_extract(data, '$.alert'), ''), rule, device_id, coalesce(json_extract(data, '$.view.kind'), ''),
+       coalesce(json_extract(data, '$.view.district'), ''), coalesce(json_extract(data, '$.view.severity'), ''),
+       '', json_extract(data, '$.view.metric'), json_extract(data, '$.view.value'),
+       coalesce(json_extract(data, '$.started'), last_ts)
+FROM rule_streams WHERE state = 'pending'
+"""
+
+
+def _migrate(conn: sqlite3.Connection, tables_before: set[str]) -> None:
+    """Add the columns of :data:`_MIGRATIONS` a state DB made by an older version lacks, and
+    the pending alerts it kept in the engine's stream rows."""
+    if "pending_alerts" not in tables_before and "rule_streams" in tables_before:
+        conn.execute(_PENDING_FROM_STREAMS)
     for table, column, definition in _MIGRATIONS:
         if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
@@ -199,19 +237,16 @@ class AlertFilter:
     device_id: str | None = None
     districts: Sequence[str] | None = None
 
-    def sql(self, pending: bool = False) -> tuple[list[str], list]:
-        """``(conditions, args)`` over the ``alerts`` table, or over ``rule_streams`` (pending)."""
-        col = {"district": "json_extract(data, '$.view.district')", "kind": "json_extract(data, '$.view.kind')",
-               "severity": _VIEW_SEVERITY} if pending else {}
+    def sql(self) -> tuple[list[str], list]:
+        """``(conditions, args)`` over the ``alerts`` or the ``pending_alerts`` table."""
         where, args = [], []
         for name in ("district", "kind", "severity", "device_id"):
             value = getattr(self, name)
             if value is not None:
-                where.append(f"{col.get(name, name)} = ?")
+                where.append(f"{name} = ?")
                 args.append(value)
         if self.districts is not None:
-            where.append(f"{col.get('district', 'district')} IN ({','.join('?' * len(self.districts))})"
-                         if self.districts else "0")
+            where.append(f"district IN ({','.join('?' * len(self.districts))})" if self.districts else "1 = 0")
             args.extend(self.districts)
         return where, args
 
@@ -257,13 +292,11 @@ class AlertState:
         self.tz = ZoneInfo(tz)
         self.base_url = base_url
         self.listeners: list[NoticeListener] = list(listeners)
-        # (rule, device, severity level, value) -> summary of a pending alert; the rule engine
-        # sets it (pending alerts store no summary)
-        self.summarize: Callable[[str, str, int, float | None], str] | None = None
         self._in_tx = 0  # the thread inside a transaction, 0 if none
         self._lock = threading.RLock()
+        tables_before = _tables(conn)
         conn.executescript(_SCHEMA)
-        _migrate(conn)
+        _migrate(conn, tables_before)
 
     # --- transactions -------------------------------------------------------------------------
 
@@ -319,69 +352,95 @@ class AlertState:
               device_of: Callable[[Transition], Mapping[str, Any]]) -> list[AlertNotice]:
         """Record the engine's transitions (inside :meth:`transaction`) and notify listeners.
 
-        ``pending``/``dropped`` transitions write nothing here (pending alerts live in the stream
-        state); ``firing`` inserts the alert, ``escalated`` raises its severity, ``resolved``
-        closes it; each adds a history row and sends a notice (``firing``, ``escalated``,
-        ``resolved``), flagged ``silenced`` when an active silence matches at the event time.
-        Returns the notices sent. ``device_of(t)`` gives the device object of webhooks.md.
+        Each becomes an event of :func:`alerts.lifecycle.transition` on the alert it concerns:
+        ``pending`` (a row in ``pending_alerts``), ``dropped`` (that row deleted), ``firing``
+        (the alert inserted), ``escalated``, ``resolved``; each change of a fired alert adds
+        history rows and sends its notice, flagged ``silenced`` when an active silence matches
+        at the event time. Returns the notices sent. ``device_of(t)`` gives the device object
+        of webhooks.md.
         """
         self._require_tx()
-        silencers = None
-        notices = []
-        c = self.conn
+        notify = ("firing", "escalated", "resolved")
+        silencers = self._silencers() if any(t.change in notify for t in transitions) else ()
+        notices: list[AlertNotice] = []
         for t in transitions:
             ch = t.change
-            if ch in ("pending", "dropped"):
-                continue  # pending lives in the stream state only
-            if ch == "firing":
-                dev = dict(device_of(t))
-                started = t.started_ms if t.started_ms is not None else t.ts
-                c.execute(
-                    "INSERT INTO alerts (id, rule, device_id, kind, district, state, severity,"
-                    " summary, metric, value, threshold, started_ms, fired_ms, device)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (t.alert_id, t.rule, t.device_id, t.kind, dev.get("district") or t.district,
-                     "firing", t.severity, t.summary, t.metric, t.value, t.threshold, started,
-                     t.ts, json.dumps(dev, ensure_ascii=False)),
-                )
-                if t.from_state == "pending":
-                    c.execute("INSERT INTO alert_history (alert_id, ts_ms, change, severity, value,"
-                              " threshold) VALUES (?,?,?,?,?,?)",
-                              (t.alert_id, started, "pending", t.pending_severity or t.severity,
-                               t.pending_value, t.threshold))
-            elif self._state_of(t.alert_id) == "resolved":
-                # resolved by hand (an operator) since the engine last looked: nothing to change,
-                # nothing to send; the engine forgets the stream (take_resets)
+            ev = AlertEvent(_ENGINE_EVENTS[ch], alert=self._described(t, device_of) if ch in ("pending", "firing")
+                            else None, severity=t.severity, summary=t.summary, value=t.value, threshold=t.threshold)
+            before = self._engine_target(t)
+            out = self._change(before, ev, t.ts, silencers, notices)
+            if not out.changed and before is not None and before.state == "resolved":
                 log.info("%s %s: %s of %s skipped: resolved by hand", t.rule, t.device_id, ch, t.alert_id)
-                continue
-            elif ch == "escalated":
-                previous = c.execute("SELECT severity FROM alerts WHERE id = ?", (t.alert_id,)).fetchone()[0]
-                c.execute("UPDATE alerts SET severity = ?, summary = ?, value = ?, threshold = ?"
-                          " WHERE id = ?", (t.severity, t.summary, t.value, t.threshold, t.alert_id))
-            elif ch == "resolved":
-                c.execute("UPDATE alerts SET state = 'resolved', ended_ms = ? WHERE id = ?",
-                          (t.ts, t.alert_id))
-            self._history(t.alert_id, t.ts, ch, t.severity, t.value, t.threshold, t.by, t.note)
-            if ch in ("firing", "escalated", "resolved"):
-                if silencers is None:
-                    silencers = self._silencers()
-                alert = self._get_row(t.alert_id)
-                silenced = any(s.active(t.ts) and s.matches(alert.labels) for s in silencers)
-                if silenced != alert.silenced:
-                    c.execute("UPDATE alerts SET silenced = ? WHERE id = ?", (int(silenced), alert.id))
-                    alert = replace(alert, silenced=silenced)
-                notices.append(self._notify(ch, alert, previous if ch == "escalated" else None))
         return notices
 
-    def _state_of(self, alert_id: str) -> str | None:
-        r = self.conn.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-        return None if r is None else r[0]
+    def _engine_target(self, t: Transition) -> Alert | None:
+        """The alert an engine transition concerns: the pending one of its stream (or none) for
+        ``pending``/``dropped``/``firing``, else the fired alert (AlertNotFound if there is none)."""
+        if t.change in ("pending", "dropped", "firing"):
+            pending = self._pending(" AND rule = ? AND device_id = ?", (t.rule, t.device_id))
+            if pending:
+                return pending[0]
+            if t.change == "firing" and t.from_state == "pending":  # pending before pending_alerts existed
+                started = t.started_ms if t.started_ms is not None else t.ts
+                return Alert(t.alert_id, t.rule, t.device_id, t.kind, t.district, "pending",
+                             t.pending_severity or t.severity, False, "", t.metric, t.pending_value, None,
+                             started, None, None, None, None, None, {})
+            return None
+        return self._get_row(t.alert_id)
+
+    @staticmethod
+    def _described(t: Transition, device_of: Callable[[Transition], Mapping[str, Any]]) -> Alert:
+        """The alert as an engine's ``pending``/``firing`` transition describes it."""
+        dev = dict(device_of(t)) if t.change == "firing" else {}
+        started = t.started_ms if t.started_ms is not None else t.ts
+        return Alert(t.alert_id, t.rule, t.device_id, t.kind, dev.get("district") or t.district, "pending",
+                     t.severity, False, t.summary, t.metric, t.value, t.threshold, started, None, None, None,
+                     None, None, dev)
+
+    def _change(self, before: Alert | None, ev: AlertEvent, at_ms: int, silencers: Sequence,
+                notices: list[AlertNotice]) -> Outcome:
+        """Apply one event (inside :meth:`transaction`): the transition function decides, this
+        writes its result (the alert or pending row, history rows) and sends its notices."""
+        out = transition(before, ev, at_ms, silencers)
+        if not out.changed:
+            return out
+        self._write(before, out.alert)
+        for h in out.history:
+            self._history(out.alert.id, h.ts_ms, h.change, h.severity, h.value, h.threshold, h.by, h.note)
+        for n in out.notices:
+            notices.append(self._notify(n.status, out.alert, n.previous_severity))
+        return out
+
+    def _write(self, before: Alert | None, after: Alert | None) -> None:
+        c = self.conn
+        if before is not None and before.state == "pending" and (after is None or after.state != "pending"):
+            c.execute("DELETE FROM pending_alerts WHERE rule = ? AND device_id = ?", (before.rule, before.device_id))
+        if after is None:
+            return
+        if after.state == "pending":
+            c.execute("INSERT INTO pending_alerts (id, rule, device_id, kind, district, severity, summary, metric,"
+                      " value, started_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                      (after.id, after.rule, after.device_id, after.kind, after.district, after.severity,
+                       after.summary, after.metric, after.value, after.started_ms))
+        elif before is None or before.state == "pending":
+            c.execute(
+                "INSERT INTO alerts (id, rule, device_id, kind, district, state, severity, silenced, summary,"
+                " metric, value, threshold, started_ms, fired_ms, device) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (after.id, after.rule, after.device_id, after.kind, after.district, after.state, after.severity,
+                 int(after.silenced), after.summary, after.metric, after.value, after.threshold,
+                 after.started_ms, after.fired_ms, json.dumps(dict(after.device), ensure_ascii=False)))
+        else:
+            c.execute("UPDATE alerts SET state = ?, severity = ?, silenced = ?, summary = ?, value = ?,"
+                      " threshold = ?, ended_ms = ?, acked_by = ?, acked_ms = ?, ack_note = ? WHERE id = ?",
+                      (after.state, after.severity, int(after.silenced), after.summary, after.value,
+                       after.threshold, after.ended_ms, after.acked_by, after.acked_ms, after.ack_note, after.id))
 
     def _history(self, alert_id: str, ts_ms: int, change: str, severity: str | None, value: float | None,
                  threshold: float | None, by: str | None = None, note: str | None = None) -> None:
         self.conn.execute(
             "INSERT INTO alert_history (alert_id, ts_ms, change, severity, value, threshold, by, note)"
             " VALUES (?,?,?,?,?,?,?,?)", (alert_id, ts_ms, change, severity, value, threshold, by, note or None))
+
 
     def _silencers(self) -> list[Silence | MaintenanceWindow]:
         """Every silence and maintenance window: an alert matching one active at a transition's
@@ -468,15 +527,36 @@ class AlertState:
     def _open_row(self, alert_id: str, verb: str, states: tuple[str, ...]) -> Alert:
         """The alert (inside a transaction), which must be in one of ``states``: AlertNotFound,
         or AlertsError saying why it cannot be ``verb``-ed."""
-        try:
-            alert = self._get_row(alert_id)
-        except AlertNotFound:
-            if self._pending(" AND json_extract(data, '$.alert') = ?", (alert_id,)):
-                raise AlertsError(f"alert {alert_id} is pending (it has not fired); it cannot be {verb}") from None
-            raise
+        alert = self._fired_or_pending(alert_id)
+        if alert.state == "pending":
+            raise AlertsError(f"alert {alert_id} is pending (it has not fired); it cannot be {verb}")
         if alert.state not in states:
             raise AlertsError(f"alert {alert_id} is {alert.state}; only a {' or '.join(states)} alert can be {verb}")
         return alert
+
+    def _fired_or_pending(self, alert_id: str) -> Alert:
+        try:
+            return self._get_row(alert_id)
+        except AlertNotFound:
+            pending = self._pending(" AND id = ?", (alert_id,))
+            if pending:
+                return pending[0]
+            raise
+
+    def _operate(self, kind: str, alert_id: str, by: str, now_ms: int, note: str) -> Alert:
+        """An operator's event on an alert (the transition function decides), in one transaction;
+        InvalidTransition (an AlertsError) if the alert's state does not allow it."""
+        with self.transaction():
+            before = self._fired_or_pending(alert_id)
+            silencers = self._silencers() if kind in SILENCING_EVENTS else ()
+            out = self._change(before, AlertEvent(kind, by=by, note=note), now_ms, silencers, [])
+            if out.changed:
+                log.info("%s %s: %s => %s by %s", before.rule, before.device_id, before.state.upper(),
+                         out.alert.state.upper(), by)
+            if out.changed and kind == "resolve_by_hand":
+                self.conn.execute("INSERT OR REPLACE INTO alert_resets (alert_id, rule, device_id) VALUES (?,?,?)",
+                                  (before.id, before.rule, before.device_id))
+        return self.get(alert_id)
 
     def ack(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert:
         """Acknowledge an open alert; notifies listeners with ``acknowledged``.
@@ -485,18 +565,7 @@ class AlertState:
         a pending or resolved alert cannot be acknowledged (AlertsError); an unknown id raises
         AlertNotFound.
         """
-        by = require_who(by, "acknowledge")
-        with self.transaction():
-            alert = self._open_row(alert_id, "acknowledged", ("firing", "acknowledged"))
-            if alert.state == "acknowledged":
-                return self.get(alert_id)
-            self.conn.execute(
-                "UPDATE alerts SET state = 'acknowledged', acked_by = ?, acked_ms = ?, ack_note = ?"
-                " WHERE id = ?", (by, now_ms, note or None, alert_id))
-            self._history(alert_id, now_ms, "acknowledged", alert.severity, alert.value, alert.threshold, by, note)
-            log.info("%s %s: FIRING => ACKNOWLEDGED by %s", alert.rule, alert.device_id, by)
-            self._notify("acknowledged", self._get_row(alert_id))
-        return self.get(alert_id)
+        return self._operate("ack", alert_id, require_who(by, "acknowledge"), now_ms, note)
 
     def unack(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert:
         """Take an acknowledgement back: ``acknowledged -> firing`` (a firing alert: no change).
@@ -504,36 +573,28 @@ class AlertState:
         No notice: webhooks.md has no status for it, and receivers already heard ``firing``; an
         escalation the acknowledgement cancelled stays cancelled.
         """
-        by = require_who(by, "un-acknowledge")
-        with self.transaction():
-            alert = self._open_row(alert_id, "un-acknowledged", ("firing", "acknowledged"))
-            if alert.state == "firing":
-                return self.get(alert_id)
-            self.conn.execute("UPDATE alerts SET state = 'firing', acked_by = NULL, acked_ms = NULL,"
-                              " ack_note = NULL WHERE id = ?", (alert_id,))
-            self._history(alert_id, now_ms, "unacknowledged", alert.severity, alert.value, alert.threshold,
-                          by, note)
-            log.info("%s %s: ACKNOWLEDGED => FIRING by %s", alert.rule, alert.device_id, by)
-        return self.get(alert_id)
+        return self._operate("unack", alert_id, require_who(by, "un-acknowledge"), now_ms, note)
 
     def resolve(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert:
-        """Resolve an open alert by hand: the engine's ``resolved`` transition (same history row,
-        same ``resolved`` notice, silenced the same way), with who and their note.
+        """Resolve an open alert by hand: like the engine's resolve (a history row, a
+        ``resolved`` notice, silenced the same way), with who and their note.
 
         The engine then forgets the condition (:meth:`take_resets`): if it still holds, the next
         evaluation starts it over (pending, then a new alert after the rule's ``for``).
         """
-        by = require_who(by, "resolve")
-        with self.transaction():
-            a = self._open_row(alert_id, "resolved", ("firing", "acknowledged"))
-            t = Transition(a.rule, a.device_id, a.kind, a.id, "firing", "resolved",
-                           max(now_ms, a.fired_ms or a.started_ms), a.severity, a.summary, a.metric, a.value,
-                           a.threshold, a.started_ms, district=a.district, by=by, note=note or None)
-            self.apply([t], lambda _: a.device)
-            self.conn.execute("INSERT OR REPLACE INTO alert_resets (alert_id, rule, device_id) VALUES (?,?,?)",
-                              (a.id, a.rule, a.device_id))
-            log.info("%s %s: %s => RESOLVED by %s (by hand)", a.rule, a.device_id, a.state.upper(), by)
-        return self.get(alert_id)
+        return self._operate("resolve_by_hand", alert_id, require_who(by, "resolve"), now_ms, note)
+
+    def retire_rules(self, keep: Iterable[str], now_ms: int) -> list[Alert]:
+        """Retire the pending and open alerts of every rule not in ``keep`` (inside
+        :meth:`transaction`): pending ones vanish, open ones resolve at ``now_ms`` with a
+        ``resolved`` notice. Returns the alerts resolved."""
+        self._require_tx()
+        keep = set(keep)
+        gone = [a for a in [*self._pending(), *self.open_alerts()] if a.rule not in keep]
+        silencers = self._silencers() if gone else ()
+        outs = [self._change(a, AlertEvent("retire"), now_ms, silencers, []) for a in gone]
+        return [o.alert for o in outs if o.alert is not None]
+
 
     def assign(self, alert_id: str, unit: str, by: str, now_ms: int) -> Alert:
         """Hand a fired alert to a responsible unit ("" takes the assignment back)."""
@@ -664,28 +725,19 @@ class AlertState:
     def _pending(self, where: str = "", args: tuple = (), limit: int = -1, offset: int = 0) -> list[Alert]:
         """Pending alerts, most severe then newest condition start first."""
         rows = self.conn.execute(
-            "SELECT * FROM rule_streams WHERE state = 'pending'" + where
-            + f" ORDER BY {_rank_sql(_VIEW_SEVERITY)} DESC, json_extract(data, '$.started') DESC, rule, device_id"
-            " LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
-        out = []
-        for r in rows:
-            d = json.loads(r["data"])
-            v = d.get("view") or {}
-            summary = (self.summarize(r["rule"], r["device_id"], v.get("sev", 0), v.get("value"))
-                       if self.summarize else "")
-            out.append(Alert(
-                d.get("alert") or "", r["rule"], r["device_id"], v.get("kind", ""),
-                v.get("district", ""), "pending", v.get("severity", ""), False, summary,
-                v.get("metric"), v.get("value"), None, d.get("started") or r["last_ts"],
-                None, None, None, None, None, {}))
-        return out
+            "SELECT * FROM pending_alerts WHERE 1 = 1" + where
+            + f" ORDER BY {_RANK_COL} DESC, started_ms DESC, rule, device_id LIMIT ? OFFSET ?",
+            (*args, limit, offset)).fetchall()
+        return [Alert(r["id"], r["rule"], r["device_id"], r["kind"], r["district"], "pending", r["severity"], False,
+                      r["summary"], r["metric"], r["value"], None, r["started_ms"], None, None, None, None, None, {})
+                for r in rows]
 
     @_locked
     def get(self, alert_id: str) -> Alert:
         """The alert with its history; AlertNotFound if there is none."""
         r = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if r is None:
-            pending = self._pending(" AND json_extract(data, '$.alert') = ?", (alert_id,))
+            pending = self._pending(" AND id = ?", (alert_id,))
             if pending:
                 return pending[0]
             raise AlertNotFound(f"no alert {alert_id!r}")
@@ -713,7 +765,7 @@ class AlertState:
             if m is None:
                 raise AlertsError(f"bad cursor {after_cursor!r}; pass the 'next' of a previous page")
             offset = int(m[1])
-            cond, args = where.sql(pending=True)
+            cond, args = where.sql()
             items = self._pending("".join(f" AND {c}" for c in cond), tuple(args), limit + 1, offset)
             return items[:limit], (f"p{offset + limit}" if len(items) > limit else None)
         cond, args = self._fired_where(state, where)
@@ -741,8 +793,8 @@ class AlertState:
     @_locked
     def count_alerts(self, state: str | None = None, where: AlertFilter = AlertFilter()) -> int:
         if state == "pending":
-            cond, args = where.sql(pending=True)
-            return self.conn.execute("SELECT count(*) FROM rule_streams WHERE state = 'pending'"
+            cond, args = where.sql()
+            return self.conn.execute("SELECT count(*) FROM pending_alerts WHERE 1 = 1"
                                      + "".join(f" AND {c}" for c in cond), args).fetchone()[0]
         cond, args = self._fired_where(state, where)
         return self.conn.execute("SELECT count(*) FROM alerts" + (" WHERE " + " AND ".join(cond) if cond else ""),

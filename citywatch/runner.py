@@ -127,7 +127,6 @@ class Node:
         api_conn = connect(self.state_path)
         self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
                                      listeners=[self.dispatcher.make_outbox(api_conn).listener, *history])
-        self.api_alerts.summarize = self.engine.summarize  # pending alerts' summaries in the API
         self.api_outbox = self.dispatcher.make_outbox(connect(self.state_path))
         self.api_outbox.tz = s.tz  # /deliveries times in the zone's offset, as every API time
 
