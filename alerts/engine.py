@@ -61,9 +61,11 @@ import numpy as np
 from devices.catalogue import CATALOGUE
 from ingest.model import Event, Readings
 
+from .checkpoints import CheckpointStore, SqliteCheckpoints, StreamRow
+from .model import Transition
 from .notice import NoticeListener
 from .rules import RANGE_OPS, Param, Rule, RulePack, format_duration
-from .state import AlertState, StreamRow, Transition
+from .store import AlertState, AlertStore
 
 log = logging.getLogger("citywatch.alerts")
 
@@ -309,13 +311,16 @@ class RuleEngine:
     shared with API threads.
     """
 
-    def __init__(self, pack: RulePack | Sequence[Rule], state: AlertState, *,
+    def __init__(self, pack: RulePack | Sequence[Rule], state: AlertStore, *,
                  attrs: AttrsFn = lambda kind: _NO_ATTRS, device_info: DeviceInfoFn = lambda d: None,
                  tz: str = "Asia/Shanghai", listeners: Iterable[NoticeListener] = (),
-                 attrs_recheck_s: float = 0.0, deferred: bool = False) -> None:
+                 attrs_recheck_s: float = 0.0, deferred: bool = False,
+                 checkpoints: CheckpointStore | None = None) -> None:
         rules = pack.active if isinstance(pack, RulePack) else tuple(r for r in pack if r.enabled)
         self._lock = threading.Lock()
         self.state = state
+        # its stream state, in the alert store's state DB (one transaction for both) unless given
+        self.checkpoints = checkpoints if checkpoints is not None else SqliteCheckpoints(state.db)
         self.deferred = deferred
         # deferred mode: memories changed since the last checkpoint, and those it is saving
         # ((rule id, device id) -> acc list, or -> (ts, value) for change rules)
@@ -381,7 +386,7 @@ class RuleEngine:
             rt.n_active = 0
             rt.prev_val[:] = np.nan
             rt.prev_ts[:] = -(2 ** 62)
-        for row in self.state.load_streams():
+        for row in self.checkpoints.load_streams():
             rt = self._by_id.get(row.rule)
             if rt is None:
                 continue  # a rule since removed or disabled
@@ -406,9 +411,9 @@ class RuleEngine:
                 rt.ensure(slot + 1)
                 rt.set_active(slot, True)
         self._restore_acc((rule, dev, [bucket, total, n, ts])
-                          for rule, dev, bucket, total, n, ts in self.state.load_acc())
+                          for rule, dev, bucket, total, n, ts in self.checkpoints.load_acc())
         self._restore_prev((rule_id, device_id, ts, value)
-                           for rule_id, device_id, ts, value in self.state.load_prev())
+                           for rule_id, device_id, ts, value in self.checkpoints.load_prev())
 
     def _restore_acc(self, rows: Iterable[tuple[str, str, list]]) -> None:
         for rule_id, device_id, acc in rows:
@@ -635,11 +640,11 @@ class RuleEngine:
                     self.state.apply(call.transitions, self._device)
                     gone = [(rid, self._by_id[rid].slots.ids[slot]) for rid, slot in call.dropped
                             if (rid, slot) not in call.dirty]
-                    self.state.save_streams((st.to_row(rt.rule.id) for rt, st in call.dirty.values()), gone)
+                    self.checkpoints.save_streams((st.to_row(rt.rule.id) for rt, st in call.dirty.values()), gone)
                     if not deferred:
-                        self.state.save_acc(_acc_row(rt.rule.id, st.device_id, st.acc)
+                        self.checkpoints.save_acc(_acc_row(rt.rule.id, st.device_id, st.acc)
                                             for rt, st in call.acc.values())
-                        self.state.save_prev(call.prev)
+                        self.checkpoints.save_prev(call.prev)
             except BaseException:
                 log.exception("alert changes rolled back; reloading rule-engine state")
                 self._reload()
@@ -666,7 +671,7 @@ class RuleEngine:
         with self._lock:
             with self.state.transaction():
                 gone = self.state.retire_rules(self._by_id, now_ms)
-                deleted = self.state.forget_rules(self._by_id)
+                deleted = self.checkpoints.forget_rules(self._by_id)
             transitions = [
                 Transition(a.rule, a.device_id, a.kind, a.id, "firing", "resolved", a.ended_ms or now_ms,
                            a.severity, a.summary, a.metric, None, a.threshold, a.started_ms, district=a.district)
@@ -699,8 +704,8 @@ class RuleEngine:
             try:
                 if acc or prev:
                     with self.state.transaction():
-                        self.state.save_acc(_acc_row(rule, dev, a) for (rule, dev), a in acc.items())
-                        self.state.save_prev((rule, dev, ts, value) for (rule, dev), (ts, value) in prev.items())
+                        self.checkpoints.save_acc(_acc_row(rule, dev, a) for (rule, dev), a in acc.items())
+                        self.checkpoints.save_prev((rule, dev, ts, value) for (rule, dev), (ts, value) in prev.items())
                 self.state.sync()  # outside the state's lock: the rules commit meanwhile
             except BaseException:
                 with self._lock:

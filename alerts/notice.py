@@ -1,9 +1,10 @@
 """What the alert lifecycle hands to dispatch: one notice per change a receiver cares about.
 
-The lifecycle (``alerts.lifecycle``) builds an :class:`AlertNotice` for each ``firing``,
-``resolved``, ``acknowledged`` (and dispatch's own ``escalated``) change and calls every
-registered listener with the open SQLite connection *inside the transaction* that records the
-change, so that an outbox row written by the listener commits or rolls back with it.
+The transition function (``alerts.lifecycle``) decides which change sends a notice (``firing``,
+``escalated``, ``resolved``, ``acknowledged``); the alert store (``alerts.store``) builds the
+:class:`AlertNotice` and calls every registered listener with the open SQLite connection
+*inside the transaction* that records the change, so that an outbox row written by the
+listener commits or rolls back with it.
 The field names follow webhooks.md (``alert`` and ``device`` objects).
 """
 

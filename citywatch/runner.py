@@ -102,7 +102,7 @@ class Node:
         from alerts.engine import RuleEngine
         from alerts.history_store import for_store
         from alerts.rules import RulePack
-        from alerts.state import AlertState
+        from alerts.store import AlertState
         from dashboards.board import AlertFeed
 
         s = self.settings

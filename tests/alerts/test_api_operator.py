@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from alerts.api import router
-from alerts.state import AlertFilter
+from alerts.store import AlertFilter
 from devices.catalogue import SEVERITIES
 
 from .helpers import Harness, M, S, at, series

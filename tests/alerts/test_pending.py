@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from alerts.state import AlertState
+from alerts.store import AlertState
 from devices.sqlite import connect
 
 T0 = 1_764_000_000_000

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alerts.state import Transition
+from alerts.model import Transition
 from citywatch.api.tokens import TokenStore
 from citywatch.runner import Node
 from citywatch.settings import load_settings

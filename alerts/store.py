@@ -1,62 +1,59 @@
-"""Alert lifecycle persistence in the state DB (SQLite): alerts, their history, silences, and
-the rule engine's per-(rule, device) stream state.
+"""The alert store: alerts, their history, pending alerts, silences and maintenance windows in
+the state DB (SQLite), and the notices of their changes to listeners (dispatch's outbox rows,
+the board's live stream, the store's ``alerts`` measurement).
 
 Guarantees:
 - One open alert per (rule, device): a unique partial index over the open states
   (``firing``, ``acknowledged``) makes a duplicate impossible, also across restarts.
 - Every change of one engine call (or one :meth:`AlertState.ack`) commits in ONE transaction
-  (:meth:`AlertState.transaction`); notice listeners run inside it, so an outbox row a listener
-  writes commits or rolls back with the alert change. A listener that raises rolls back all.
-- The engine's stream state (pending start per level, last evaluated ts) is saved in the same
-  transaction as the alerts it produced, so after a crash or a restart the engine resumes
-  exactly where the last committed call left it. Its per-reading memories (window aggregates in
-  ``rule_acc``, the previous value of ``change`` rules in ``rule_prev``) are saved either in
-  that transaction too or, by an engine in deferred mode, at its checkpoints, which the ingest
-  pipeline takes before it acknowledges the readings (alerts/engine.py).
+  (:meth:`AlertState.transaction`, of the :class:`~alerts.statedb.StateDB` it shares with the
+  engine's checkpoint store, alerts/checkpoints.py, so the engine's stream state commits with
+  the alerts it produced); notice listeners run inside it, so an outbox row a listener writes
+  commits or rolls back with the alert change. A listener that raises rolls back all.
+- Every change of an alert is decided by one pure function (alerts/lifecycle.py
+  :func:`~alerts.lifecycle.transition`); this store reads the alert, calls it, and writes what it
+  returns (the alert or pending row, history rows, notices).
 
-Alert states: ``pending`` (condition true, waiting for ``for``; never notified; kept only in
-the engine's stream state, so the frequent pending-then-dropped case costs no alert rows; its id
-is the one the alert gets if it fires), ``firing``, ``acknowledged`` (still open, an operator
-took it), ``resolved``. The ``alerts`` table holds the alerts that fired. ``silenced`` is a
-flag: the alert is recorded, and its notices carry ``silenced=True`` so dispatch does not send
-them on; it is set when a silence or a maintenance window (alerts/maintenance.py) matching the
-alert is active at the transition's event time.
+Alert states: ``pending`` (condition true, waiting for ``for``; never notified; a row of
+``pending_alerts``, written with its summary by the engine's transitions; its id is the one the
+alert gets if it fires), ``firing``, ``acknowledged`` (still open, an operator took it),
+``resolved``. The ``alerts`` table holds the alerts that fired. ``silenced`` is a flag: the
+alert is recorded, and its notices carry ``silenced=True`` so dispatch does not send them on;
+it is set when a silence or a maintenance window (alerts/maintenance.py) matching the alert is
+active at the transition's time.
 
 Operators' changes (acknowledge and take back, resolve by hand, assign, comment) are history
-rows with who made them. A manual resolve goes through :meth:`AlertState.apply`, as the
-engine's resolves do, and leaves a row in ``alert_resets``: the engine forgets that stream
-before its next evaluation (engine.py ``_take_resets``), so a condition that still holds starts
-over as a new alert; an engine transition of an alert already resolved by hand is skipped.
-Columns added since the first state DBs are added where missing (:data:`_MIGRATIONS`).
+rows with who made them. A manual resolve leaves a row in ``alert_resets``: the engine forgets
+that stream before its next evaluation (engine.py ``_take_resets``), so a condition that still
+holds starts over as a new alert; an engine transition of an alert already resolved by hand is
+skipped. Columns added since the first state DBs are added where missing (:data:`_MIGRATIONS`).
+
+:class:`AlertStore` lists what the engine, the API and the board use; :class:`AlertState` is
+the SQLite one (plain SQL; the one SQLite-only statement copies pending alerts out of the
+engine's JSON of older state DBs, once).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import re
 import secrets
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import msgspec
-
 from devices.catalogue import SEVERITIES
-from devices.sqlite import execute_values, relax, sync_wal, write_transaction
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
 from .lifecycle import SILENCING_EVENTS, AlertEvent, Outcome, transition
 from .maintenance import EVERY, PERIOD_MS, MaintenanceWindow
 from .model import (
     ALERT_STATES,
-    SILENCE_MATCHERS,  # noqa: F401  (imported from here by alerts/api.py)
     Alert,
     HistoryEntry,
     Silence,
@@ -66,9 +63,9 @@ from .model import (
     require_who,
 )
 from .notice import AlertNotice, NoticeListener
+from .statedb import StateDB, locked
 
 log = logging.getLogger("citywatch.alerts")
-_encode = msgspec.json.Encoder().encode
 
 
 _SCHEMA = """
@@ -150,30 +147,6 @@ CREATE TABLE IF NOT EXISTS pending_alerts (
     PRIMARY KEY (rule, device_id)
 );
 CREATE INDEX IF NOT EXISTS pending_alerts_by_id ON pending_alerts(id);
-CREATE TABLE IF NOT EXISTS rule_streams (
-    rule TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    last_ts INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (rule, device_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rule_acc (
-    rule TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    bucket INTEGER NOT NULL,
-    sum REAL NOT NULL,
-    n INTEGER NOT NULL,
-    last_ts INTEGER NOT NULL,
-    PRIMARY KEY (rule, device_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rule_prev (
-    rule TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    value REAL NOT NULL,
-    PRIMARY KEY (rule, device_id)
-) WITHOUT ROWID;
 """
 
 # Columns added since the first state DBs: (table, column, definition), added where missing.
@@ -197,10 +170,6 @@ def _rank_sql(column: str) -> str:
 
 
 _RANK_COL = _rank_sql("severity")
-
-
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 # pending alerts of a state DB from before ``pending_alerts``: kept in the engine's stream rows
@@ -252,79 +221,87 @@ class AlertFilter:
 
 
 
-@dataclass(slots=True)
-class StreamRow:
-    """The persisted state of one (rule, device) stream (the engine owns its ``data``)."""
+class AlertStore(Protocol):
+    """What callers use of the alert store (a PostgreSQL one would implement the same)."""
 
-    rule: str
-    device_id: str
-    state: str  # inactive, pending, firing
-    last_ts: int
-    data: dict
+    tz: ZoneInfo
+    listeners: list[NoticeListener]
 
+    # the shared state DB's transaction, and its durability (deferred mode: alerts/engine.py)
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    def relax_commits(self) -> None: ...
+    def sync(self) -> None: ...
 
-def _locked(method):
-    """Run the method holding the state's lock (one connection, several threads)."""
+    # the engine's side (inside transaction())
+    def new_alert_id(self, rule: str, device_id: str, started_ms: int, reserved: set[str]) -> str: ...
+    def apply(self, transitions: Sequence[Transition],
+              device_of: Callable[[Transition], Mapping[str, Any]]) -> list[AlertNotice]: ...
+    def retire_rules(self, keep: Iterable[str], now_ms: int) -> list[Alert]: ...
+    def take_resets(self) -> list[tuple[str, str, str]]: ...
+    def clear_resets(self, alert_ids: Iterable[str]) -> None: ...
 
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-    return wrapper
+    # operators' side (each its own transaction)
+    def ack(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert: ...
+    def unack(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert: ...
+    def resolve(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert: ...
+    def assign(self, alert_id: str, unit: str, by: str, now_ms: int) -> Alert: ...
+    def comment(self, alert_id: str, text: str, by: str, now_ms: int) -> Alert: ...
+    def add_silence(self, matchers: Mapping[str, str], start_ms: int, end_ms: int, reason: str,
+                    by: str, *, now_ms: int | None = None) -> Silence: ...
+    def silences(self, active_at: int | None = None) -> list[Silence]: ...
+    def end_silence(self, silence_id: str, by: str, now_ms: int) -> Silence: ...
+    def add_maintenance(self, matchers: Mapping[str, str], first_start_ms: int, duration_ms: int,
+                        every: str | None, reason: str, by: str, *, now_ms: int, tz: str | None = None
+                        ) -> MaintenanceWindow: ...
+    def maintenance_windows(self, include_ended: bool = True) -> list[MaintenanceWindow]: ...
+    def end_maintenance(self, window_id: str, by: str, now_ms: int) -> MaintenanceWindow: ...
+
+    # reads
+    def get(self, alert_id: str) -> Alert: ...
+    def list_alerts(self, state: str | None = None, limit: int = 100, after_cursor: str | None = None,
+                    where: AlertFilter = ...) -> tuple[list[Alert], str | None]: ...
+    def count_alerts(self, state: str | None = None, where: AlertFilter = ...) -> int: ...
+    def open_alerts(self) -> list[Alert]: ...
 
 
 class AlertState:
-    """Alerts, history, silences and engine stream state in the state DB.
+    """The alert store in the SQLite state DB (:class:`AlertStore`).
 
     Thread-safe: the rule engine (ingest thread) and the API (server threads) may share one
-    instance; a lock serialises the use of its connection, and a transaction holds it from
-    ``BEGIN`` to ``COMMIT``.
-
-    ``conn`` comes from :func:`devices.sqlite.connect` (autocommit mode; this class issues its
-    own ``BEGIN IMMEDIATE``/``COMMIT``). ``tz`` is the zone of the RFC 3339 times in notices
-    and the API; ``base_url`` (optional) makes the ``url`` of webhook alerts. ``listeners``
-    are called with ``(conn, AlertNotice)`` inside the transaction of each notifiable change.
+    instance (the :class:`~alerts.statedb.StateDB`'s lock). ``conn``: a connection from
+    :func:`devices.sqlite.connect`, or a StateDB to share with the engine's checkpoint store.
+    ``tz`` is the zone of the RFC 3339 times in notices and the API; ``base_url`` (optional)
+    makes the ``url`` of webhook alerts. ``listeners`` are called with ``(conn, AlertNotice)``
+    inside the transaction of each notifiable change.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, tz: str = "Asia/Shanghai", base_url: str = "",
+    def __init__(self, conn: sqlite3.Connection | StateDB, *, tz: str = "Asia/Shanghai", base_url: str = "",
                  listeners: Iterable[NoticeListener] = ()) -> None:
-        self.conn = conn
+        self.db = conn if isinstance(conn, StateDB) else StateDB(conn)
+        self.conn = self.db.conn
         self.tz = ZoneInfo(tz)
         self.base_url = base_url
         self.listeners: list[NoticeListener] = list(listeners)
-        self._in_tx = 0  # the thread inside a transaction, 0 if none
-        self._lock = threading.RLock()
-        tables_before = _tables(conn)
-        conn.executescript(_SCHEMA)
-        _migrate(conn, tables_before)
+        tables_before = self.db.tables()
+        self.conn.executescript(_SCHEMA)
+        _migrate(self.conn, tables_before)
 
-    # --- transactions -------------------------------------------------------------------------
+    # --- transactions (of the state DB it shares with the engine's checkpoint store) -----------
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back and re-raises on any exception."""
-        with self._lock:
-            if self._in_tx:
-                raise AlertsError("nested alert-state transaction")
-            with write_transaction(self.conn):
-                self._in_tx = threading.get_ident()
-                try:
-                    yield self.conn
-                finally:
-                    self._in_tx = 0
+        return self.db.transaction()
 
     def relax_commits(self) -> None:
         """Commits stop waiting for the disk; :meth:`sync` makes them durable (devices.sqlite)."""
-        with self._lock:
-            relax(self.conn)
+        self.db.relax_commits()
 
     def sync(self) -> None:
         """Every commit so far is durable when this returns (an fsync of the state DB's WAL)."""
-        sync_wal(self.conn)
+        self.db.sync()
 
     def _require_tx(self) -> None:
-        if self._in_tx != threading.get_ident():
-            raise AlertsError("alert changes must be applied inside AlertState.transaction()")
+        self.db.require_tx()
 
     # --- engine side --------------------------------------------------------------------------
 
@@ -333,7 +310,7 @@ class AlertState:
         """The id a pending alert shows: the one :meth:`new_alert_id` gives unless it clashes."""
         return "a-" + hashlib.sha1(f"{rule}|{device_id}|{started_ms}".encode()).hexdigest()[:6]
 
-    @_locked
+    @locked
     def new_alert_id(self, rule: str, device_id: str, started_ms: int, reserved: set[str]) -> str:
         """A short id (``a-7f3c2e``) derived from (rule, device, start); longer on a clash."""
         digest = hashlib.sha1(f"{rule}|{device_id}|{started_ms}".encode()).hexdigest()
@@ -454,71 +431,6 @@ class AlertState:
             listener(self.conn, notice)
         return notice
 
-    @_locked
-    def load_streams(self) -> list[StreamRow]:
-        return [StreamRow(r["rule"], r["device_id"], r["state"], r["last_ts"], json.loads(r["data"]))
-                for r in self.conn.execute("SELECT * FROM rule_streams")]
-
-    def save_streams(self, rows: Iterable[StreamRow], deleted: Iterable[tuple[str, str]] = ()) -> None:
-        """Upsert stream rows and delete ``(rule, device_id)`` ones (inside :meth:`transaction`)."""
-        self._require_tx()
-        # (no statement for nothing to do, one per table otherwise: each one gives up the GIL,
-        # and under load taking it back can wait for other threads, on the alert path; see
-        # devices.sqlite.execute_values)
-        deleted = list(deleted)
-        if deleted:
-            execute_values(self.conn, "DELETE FROM rule_streams WHERE (rule, device_id) IN (VALUES {values})",
-                           deleted)
-        # msgspec: the same JSON as json.dumps(separators=(",", ":")) for this data (finite numbers,
-        # str, None, lists, dicts), ~10x faster; a batch saves a stream per device it touched
-        rows = [(r.rule, r.device_id, r.state, r.last_ts, _encode(r.data).decode()) for r in rows]
-        if rows:
-            execute_values(
-                self.conn, "INSERT INTO rule_streams (rule, device_id, state, last_ts, data) VALUES {values}"
-                " ON CONFLICT (rule, device_id) DO UPDATE SET state = excluded.state,"
-                " last_ts = excluded.last_ts, data = excluded.data", rows)
-
-    @_locked
-    def load_acc(self) -> list[tuple[str, str, int, float, int, int]]:
-        """``(rule, device_id, bucket, sum, n, last_ts)``: each window aggregate in progress."""
-        return [tuple(r) for r in self.conn.execute(
-            "SELECT rule, device_id, bucket, sum, n, last_ts FROM rule_acc")]
-
-    def save_acc(self, rows: Iterable[tuple[str, str, int, float, int, int]]) -> None:
-        """Upsert ``(rule, device_id, bucket, sum, n, last_ts)`` rows (inside :meth:`transaction`)."""
-        self._require_tx()
-        rows = list(rows)
-        if rows:
-            execute_values(
-                self.conn, "INSERT INTO rule_acc (rule, device_id, bucket, sum, n, last_ts) VALUES {values}"
-                " ON CONFLICT (rule, device_id) DO UPDATE SET bucket = excluded.bucket, sum = excluded.sum,"
-                " n = excluded.n, last_ts = excluded.last_ts", rows)
-
-    @_locked
-    def load_prev(self) -> list[tuple[str, str, int, float]]:
-        """``(rule, device_id, ts, value)``: each device's newest value for ``change`` rules."""
-        return [tuple(r) for r in self.conn.execute("SELECT rule, device_id, ts, value FROM rule_prev")]
-
-    def save_prev(self, rows: Iterable[tuple[str, str, int, float]]) -> None:
-        """Upsert ``(rule, device_id, ts, value)`` rows (inside :meth:`transaction`)."""
-        self._require_tx()
-        rows = list(rows)
-        if rows:
-            execute_values(
-                self.conn, "INSERT INTO rule_prev (rule, device_id, ts, value) VALUES {values}"
-                " ON CONFLICT (rule, device_id) DO UPDATE SET ts = excluded.ts, value = excluded.value",
-                rows)
-
-    def forget_rules(self, keep: Iterable[str]) -> int:
-        """Delete the engine state (streams, window aggregates, previous values) of every rule
-        not in ``keep`` (inside :meth:`transaction`); returns the rows deleted."""
-        self._require_tx()
-        keep = sorted(set(keep))
-        marks = ",".join("?" * len(keep))
-        where = f"WHERE rule NOT IN ({marks})" if keep else ""
-        return sum(self.conn.execute(f"DELETE FROM {table} {where}", keep).rowcount
-                   for table in ("rule_streams", "rule_acc", "rule_prev"))
-
     # --- operator side ------------------------------------------------------------------------
     # Every change an operator makes is an alert transition recorded in the alert's history with
     # who made it; state changes that notify (acknowledged, resolved) send their notice through
@@ -617,7 +529,7 @@ class AlertState:
     def take_resets(self) -> list[tuple[str, str, str]]:
         """``(alert_id, rule, device_id)`` of the alerts resolved by hand since the engine last
         cleared them (:meth:`clear_resets`, in the transaction of its commit)."""
-        with self._lock:
+        with self.db.lock:
             return [tuple(r) for r in self.conn.execute("SELECT alert_id, rule, device_id FROM alert_resets")]
 
     def clear_resets(self, alert_ids: Iterable[str]) -> None:
@@ -650,7 +562,7 @@ class AlertState:
         log.info("silence %s %s until %s: %s (by %s)", s.id, s.matchers, s.end_ms, s.reason, by)
         return s
 
-    @_locked
+    @locked
     def silences(self, active_at: int | None = None) -> list[Silence]:
         rows = self.conn.execute("SELECT * FROM silences ORDER BY start_ms").fetchall()
         out = [Silence(r["id"], json.loads(r["matchers"]), r["start_ms"], r["end_ms"], r["reason"],
@@ -695,7 +607,7 @@ class AlertState:
         log.info("maintenance window %s %s every %s: %s (by %s)", w.id, w.matchers, every or "once", reason, by)
         return w
 
-    @_locked
+    @locked
     def maintenance_windows(self, include_ended: bool = True) -> list[MaintenanceWindow]:
         rows = self.conn.execute("SELECT * FROM maintenance" + ("" if include_ended else " WHERE ended_ms IS NULL")
                                  + " ORDER BY created_ms, id").fetchall()
@@ -732,7 +644,7 @@ class AlertState:
                       r["summary"], r["metric"], r["value"], None, r["started_ms"], None, None, None, None, None, {})
                 for r in rows]
 
-    @_locked
+    @locked
     def get(self, alert_id: str) -> Alert:
         """The alert with its history; AlertNotFound if there is none."""
         r = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
@@ -747,7 +659,7 @@ class AlertState:
                          "SELECT * FROM alert_history WHERE alert_id = ? ORDER BY seq", (alert_id,)))
         return Alert.from_row(r, hist)
 
-    @_locked
+    @locked
     def list_alerts(self, state: str | None = None, limit: int = 100, after_cursor: str | None = None,
                     where: AlertFilter = AlertFilter()) -> tuple[list[Alert], str | None]:
         """Alerts most severe first, then newest, optionally of one state and narrowed by
@@ -790,7 +702,7 @@ class AlertState:
             args.insert(0, state)
         return cond, args
 
-    @_locked
+    @locked
     def count_alerts(self, state: str | None = None, where: AlertFilter = AlertFilter()) -> int:
         if state == "pending":
             cond, args = where.sql()
@@ -800,7 +712,7 @@ class AlertState:
         return self.conn.execute("SELECT count(*) FROM alerts" + (" WHERE " + " AND ".join(cond) if cond else ""),
                                  args).fetchone()[0]
 
-    @_locked
+    @locked
     def open_alerts(self) -> list[Alert]:
         """Firing and acknowledged alerts, oldest first."""
         rows = self.conn.execute(
