@@ -440,7 +440,7 @@ class RuleEngine:
         self._restore_acc((rule, dev, a) for (rule, dev), a in acc.items())
         self._restore_prev((rule, dev, ts, value) for (rule, dev), (ts, value) in prev.items())
 
-    # --- the one transition function ---------------------------------------------------------
+    # --- the one place a stream changes state (what that does to alerts: alerts/lifecycle.py) ---
 
     def _move(self, call: _Call, rt: _Runtime, slot: int, st: _Stream, to: str, ts: int, *,
               sev: int, value: float | None, started: int | None = None,
