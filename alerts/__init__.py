@@ -4,9 +4,13 @@
 - ``alerts.rule_types``: one module per rule type (metric, event, absence), registered by name.
 - ``alerts.engine``: ``RuleEngine`` evaluates a pack on ``Readings`` batches and events
   (event time), and absence rules on ``tick``.
-- ``alerts.state``: ``AlertState``, alerts with history, acknowledgements, manual resolves,
-  assignments, comments, silences, maintenance windows and the engine's stream state in the
-  state DB; ``alerts.maintenance``: when a recurring maintenance window is active.
+- ``alerts.model``: the value types (``Alert``, ``HistoryEntry``, ``Silence``, the engine's
+  ``Transition``); ``alerts.lifecycle``: the one transition function of alerts.
+- ``alerts.store``: the alert store (``AlertStore``; ``AlertState`` in SQLite): alerts with
+  history, pending alerts, acknowledgements, manual resolves, assignments, comments, silences,
+  maintenance windows; ``alerts.checkpoints``: the engine's stream state (``CheckpointStore``);
+  ``alerts.statedb``: the state DB connection and transaction both share;
+  ``alerts.maintenance``: when a recurring maintenance window is active.
 - ``alerts.notice``: what the lifecycle hands to dispatch; ``alerts.dispatch``: webhooks.
 - ``alerts.api`` (REST router), ``alerts.cli`` (``citywatch rules``), ``alerts.presence``.
 

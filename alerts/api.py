@@ -2,7 +2,7 @@
 history, acknowledge and take it back, resolve by hand, assign, comment; silences; maintenance
 windows.
 
-Handlers use ``request.app.state.alerts`` (an :class:`~alerts.state.AlertState`) and
+Handlers use ``request.app.state.alerts`` (an :class:`~alerts.store.AlertState`) and
 ``request.app.state.now()`` (epoch ms), both set by the application. Who acts is
 ``request.state.user`` when authentication sets it (a token's name), else the ``by`` of the
 body. A token limited to districts (``request.state.districts``, None: all) sees and acts on
@@ -30,7 +30,8 @@ from devices.api import storable
 from devices.catalogue import KINDS, SEVERITIES
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
-from .state import ALERT_STATES, SILENCE_MATCHERS, Alert, AlertFilter, AlertState
+from .model import ALERT_STATES, SILENCE_MATCHERS, Alert
+from .store import AlertFilter, AlertState
 
 router = APIRouter(tags=["alerts"])
 

@@ -60,6 +60,8 @@ import numpy as np
 from devices.catalogue import CATALOGUE
 from ingest.model import Event, Readings
 
+from .checkpoints import CheckpointStore, SqliteCheckpoints
+from .model import Transition
 from .notice import NoticeListener
 from .rules import Param, Rule, RulePack
 from .runtime import Call as _Call
@@ -71,7 +73,7 @@ from .runtime import Slots as _Slots
 from .runtime import Stream as _Stream
 from .runtime import acc_row as _acc_row
 from .runtime import grow as _grow
-from .state import AlertState, Transition
+from .store import AlertState, AlertStore
 
 log = logging.getLogger("citywatch.alerts")
 
@@ -106,15 +108,18 @@ class RuleEngine:
     shared with API threads.
     """
 
-    def __init__(self, pack: RulePack | Sequence[Rule], state: AlertState, *,
+    def __init__(self, pack: RulePack | Sequence[Rule], state: AlertStore, *,
                  attrs: AttrsFn = lambda kind: _NO_ATTRS, device_info: DeviceInfoFn = lambda d: None,
                  tz: str = "Asia/Shanghai", listeners: Iterable[NoticeListener] = (),
                  attrs_recheck_s: float = 0.0, deferred: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 checkpoints: CheckpointStore | None = None) -> None:
         rules = pack.active if isinstance(pack, RulePack) else tuple(r for r in pack if r.enabled)
         self._lock = threading.Lock()
         self.clock = clock
         self.state = state
+        # its stream state, in the alert store's state DB (one transaction for both) unless given
+        self.checkpoints = checkpoints if checkpoints is not None else SqliteCheckpoints(state.db)
         self.deferred = deferred
         # deferred mode: memories changed since the last checkpoint, and those it is saving
         # ((rule id, device id) -> acc list, or -> (ts, value) for change rules)
@@ -134,7 +139,6 @@ class RuleEngine:
         for listener in listeners:
             if listener not in state.listeners:
                 state.listeners.append(listener)
-        state.summarize = self.summarize
         state.tz = self.tz  # notices and the API show times in the engine's zone
         self._slots: dict[str, _Slots] = {k: _Slots() for k in CATALOGUE}
         self._slots_by_index = list(self._slots.values())
@@ -174,7 +178,7 @@ class RuleEngine:
             rt.n_active = 0
             rt.prev_val[:] = np.nan
             rt.prev_ts[:] = -(2 ** 62)
-        for row in self.state.load_streams():
+        for row in self.checkpoints.load_streams():
             rt = self._by_id.get(row.rule)
             if rt is None:
                 continue  # a rule since removed or disabled
@@ -199,9 +203,9 @@ class RuleEngine:
                 rt.ensure(slot + 1)
                 rt.set_active(slot, True)
         self._restore_acc((rule, dev, [bucket, total, n, ts])
-                          for rule, dev, bucket, total, n, ts in self.state.load_acc())
+                          for rule, dev, bucket, total, n, ts in self.checkpoints.load_acc())
         self._restore_prev((rule_id, device_id, ts, value)
-                           for rule_id, device_id, ts, value in self.state.load_prev())
+                           for rule_id, device_id, ts, value in self.checkpoints.load_prev())
 
     def _restore_acc(self, rows: Iterable[tuple[str, str, list]]) -> None:
         for rule_id, device_id, acc in rows:
@@ -228,7 +232,7 @@ class RuleEngine:
         self._restore_acc((rule, dev, a) for (rule, dev), a in acc.items())
         self._restore_prev((rule, dev, ts, value) for (rule, dev), (ts, value) in prev.items())
 
-    # --- the one transition function ---------------------------------------------------------
+    # --- the one place a stream changes state (what that does to alerts: alerts/lifecycle.py) ---
 
     def _move(self, call: _Call, rt: _Runtime, slot: int, st: _Stream, to: str, ts: int, *,
               sev: int, value: float | None, started: int | None = None,
@@ -245,9 +249,11 @@ class RuleEngine:
         severity = rule.levels[max(sev, 0)].severity
         where = call.where.get((rule.kind, st.device_id), ("", ""))
         fvalue = None if value is None else float(value)
-        if to in ("pending", "inactive"):
-            # frequent and never notified: no summary (the API formats one for pending alerts)
-            info = {"summary": "", "threshold": None}
+        if to == "inactive":
+            info = {"summary": "", "threshold": None}  # a pending alert dropped: never shown again
+            log.debug("%s %s: %s => %s (%s)", rule.id, st.device_id, frm.upper(), to.upper(), severity)
+        elif to == "pending":  # not notified, shown by the API (the alert store's pending_alerts)
+            info = self._summary(rt, st.device_id, sev, value, fields)
             log.debug("%s %s: %s => %s (%s)", rule.id, st.device_id, frm.upper(), to.upper(), severity)
         else:
             info = self._summary(rt, st.device_id, sev, value, fields)
@@ -297,12 +303,6 @@ class RuleEngine:
             rt.set_active(slot, False)
             call.touch(rt, slot, st)
             log.info("%s %s: alert %s resolved by hand; evaluating afresh", rule_id, device_id, alert_id)
-
-    def summarize(self, rule_id: str, device: str, sev: int, value: float | None) -> str:
-        """The summary of a rule's alert for a device at a severity level and value (the API
-        uses it for pending alerts); "" for a rule no longer loaded."""
-        rt = self._by_id.get(rule_id)
-        return self._summary(rt, device, sev, value, None)["summary"] if rt else ""
 
     def _summary(self, rt: _Runtime, device: str, sev: int, value: float | None,
                  extra: Mapping[str, Any] | None) -> dict:
@@ -406,11 +406,11 @@ class RuleEngine:
                     self.state.apply(call.transitions, self._device)
                     gone = [(rid, self._by_id[rid].slots.ids[slot]) for rid, slot in call.dropped
                             if (rid, slot) not in call.dirty]
-                    self.state.save_streams((st.to_row(rt.rule) for rt, st in call.dirty.values()), gone)
+                    self.checkpoints.save_streams((st.to_row(rt.rule) for rt, st in call.dirty.values()), gone)
                     if not deferred:
-                        self.state.save_acc(_acc_row(rt.rule.id, st.device_id, st.acc)
+                        self.checkpoints.save_acc(_acc_row(rt.rule.id, st.device_id, st.acc)
                                             for rt, st in call.acc.values())
-                        self.state.save_prev(call.prev)
+                        self.checkpoints.save_prev(call.prev)
             except BaseException:
                 log.exception("alert changes rolled back; reloading rule-engine state")
                 self._reload()
@@ -427,24 +427,21 @@ class RuleEngine:
 
     def retire_removed_rules(self, now_ms: int) -> list[Transition]:
         """Resolve at ``now_ms`` the open alerts of rules this engine does not run (removed from
-        the rule files, or disabled), each with a ``resolved`` notice, and delete those rules'
-        stream, window and previous-value rows. Returns the transitions.
+        the rule files, or disabled), each with a ``resolved`` notice, drop their pending ones, and
+        delete those rules' stream, window and previous-value rows. Returns the transitions.
 
         Nothing would ever evaluate such an alert again: left open, it would stay on the board
-        and unresolved at the dispatch centre for good. _Call it once at start, with the machine
+        and unresolved at the dispatch centre for good. Call it once at start, with the machine
         clock (there is no reading to take the time from).
         """
         with self._lock:
-            gone = [a for a in self.state.open_alerts() if a.rule not in self._by_id]
-            transitions = [
-                Transition(a.rule, a.device_id, a.kind, a.id, "firing", "resolved",
-                           max(now_ms, a.fired_ms or a.started_ms), a.severity, a.summary, a.metric,
-                           None, a.threshold, a.started_ms, district=a.district)
-                for a in gone]
-            devices = {a.id: a.device for a in gone}
             with self.state.transaction():
-                self.state.apply(transitions, lambda t: devices[t.alert_id])
-                deleted = self.state.forget_rules(self._by_id)
+                gone = self.state.retire_rules(self._by_id, now_ms)
+                deleted = self.checkpoints.forget_rules(self._by_id)
+            transitions = [
+                Transition(a.rule, a.device_id, a.kind, a.id, "firing", "resolved", a.ended_ms or now_ms,
+                           a.severity, a.summary, a.metric, None, a.threshold, a.started_ms, district=a.district)
+                for a in gone]
             self._unsynced = self._unsynced or (self.deferred and bool(transitions or deleted))
             for a in gone:
                 log.warning("alert %s (%s on %s) resolved: its rule is no longer loaded", a.id, a.rule,
@@ -458,7 +455,7 @@ class RuleEngine:
         checkpoint and make every commit so far durable (one fsync). Returns the rows saved
         (without deferred mode there is never anything to do).
 
-        _Call it before acknowledging the readings passed to :meth:`process`. It holds the
+        Call it before acknowledging the readings passed to :meth:`process`. It holds the
         engine only to take the changes, not while it writes, so the rules go on meanwhile.
         On failure the changes stay for the next checkpoint.
         """
@@ -473,8 +470,8 @@ class RuleEngine:
             try:
                 if acc or prev:
                     with self.state.transaction():
-                        self.state.save_acc(_acc_row(rule, dev, a) for (rule, dev), a in acc.items())
-                        self.state.save_prev((rule, dev, ts, value) for (rule, dev), (ts, value) in prev.items())
+                        self.checkpoints.save_acc(_acc_row(rule, dev, a) for (rule, dev), a in acc.items())
+                        self.checkpoints.save_prev((rule, dev, ts, value) for (rule, dev), (ts, value) in prev.items())
                 self.state.sync()  # outside the state's lock: the rules commit meanwhile
             except BaseException:
                 with self._lock:

@@ -14,7 +14,7 @@ measurement ``alerts``:
 
 An escalation moves the alert to another ``severity`` series; a second point closes the old one
 (``open`` = 0, state ``escalated``), so ``last("open")`` per series counts open alerts exactly
-(one open alert per rule and device: alerts/state.py).
+(one open alert per rule and device: alerts/store.py).
 
 Off the alert path: the listener runs inside the transaction that records the change (it only
 reads the history row just written and appends to a buffer); a thread writes the buffer to the

@@ -16,7 +16,7 @@ made, stored with it), so "every day at 01:00" stays at 01:00 local time:
   past: a replay of old readings is silenced exactly as the live run was.
 
 An alert matching an active window is silenced exactly as by a silence: it is recorded, and its
-notices carry ``silenced`` so dispatch does not send them (alerts/state.py ``apply``, on the
+notices carry ``silenced`` so dispatch does not send them (alerts/store.py ``apply``, on the
 transition's event time).
 """
 

@@ -1,6 +1,7 @@
 """What the alert store hands to its listeners: one notice per change a receiver cares about.
 
-:class:`alerts.state.AlertState` builds an :class:`AlertNotice` for each ``firing``,
+The transition function (``alerts.lifecycle``) decides which change sends a notice;
+:class:`alerts.store.AlertState` builds an :class:`AlertNotice` for each ``firing``,
 ``resolved``, ``acknowledged`` and ``escalated`` (severity raised) change (a route's
 ``escalate_after`` escalation is an outbox row dispatch schedules itself, not a notice) and
 calls every listener it was given (``AlertState(conn, listeners=[...])``) with its open SQLite

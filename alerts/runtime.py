@@ -20,8 +20,9 @@ import numpy as np
 
 from devices.catalogue import CATALOGUE
 
+from .checkpoints import StreamRow
+from .model import Transition
 from .rules import Rule
-from .state import StreamRow, Transition
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import RuleEngine

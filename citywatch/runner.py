@@ -103,7 +103,7 @@ class Node:
         from alerts.engine import RuleEngine
         from alerts.history_store import for_store
         from alerts.rules import RulePack
-        from alerts.state import AlertState
+        from alerts.store import AlertState
         from dashboards.board import AlertFeed
 
         s = self.settings
@@ -128,7 +128,6 @@ class Node:
         api_conn = connect(self.state_path)
         self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
                                      listeners=[self.dispatcher.make_outbox(api_conn).listener, *history])
-        self.api_alerts.summarize = self.engine.summarize  # pending alerts' summaries in the API
         self.api_outbox = self.dispatcher.make_outbox(connect(self.state_path))
         self.api_outbox.tz = s.tz  # /deliveries times in the zone's offset, as every API time
 

@@ -31,7 +31,7 @@ from decode import load  # bench/ingest/decode.py, beside this script: the other
 import ingest.decode
 from alerts.engine import RuleEngine
 from alerts.rules import RulePack
-from alerts.state import AlertState
+from alerts.store import AlertState
 from devices.model import Device
 from devices.registry import Registry
 from devices.sqlite import connect

@@ -31,9 +31,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 
-from alerts.state import rfc3339
 from devices.catalogue import CATALOGUE, SEVERITIES
 from devices.sqlite import connect, parse_url
+from devices.times import rfc3339
 
 from .feed import CLOSED, AlertFeed
 from .live import Broker, device_messages

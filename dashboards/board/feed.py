@@ -1,7 +1,7 @@
 """Alert transitions for the board's live stream, straight from the alert state.
 
 :meth:`AlertFeed.listener` is an alert-state notice listener (alerts/notice.py): the runner
-registers it on every :class:`~alerts.state.AlertState` of the process (the rule engine's and
+registers it on every :class:`~alerts.store.AlertState` of the process (the rule engine's and
 the API's), so each ``firing``, ``escalated``, ``acknowledged`` and ``resolved`` change reaches
 the subscribers as it is recorded; nothing polls the database. A listener runs inside the
 transaction that records the change (and a listener that raises rolls it back), so this one

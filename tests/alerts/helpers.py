@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from alerts.engine import RuleEngine
+from alerts.model import Alert
 from alerts.rules import RulePack
-from alerts.state import Alert, AlertState
+from alerts.store import AlertState
 from devices.sqlite import connect
 from ingest.model import Event, Reading, Readings
 

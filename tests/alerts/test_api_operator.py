@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from alerts.api import router
-from alerts.state import AlertFilter
+from alerts.store import AlertFilter
 from devices.catalogue import SEVERITIES
 
 from .helpers import Harness, M, S, at, series
@@ -88,6 +88,8 @@ def test_pending_list_filters(env):
     h.feed(series("toilet-0002", "toilet", "h2s_mgm3", T0, M, [0.05], district="武昌区"))
     got = client.get("/api/v1/alerts", params={"state": "pending", "district": "武昌区"}).json()
     assert [a["device_id"] for a in got["items"]] == ["toilet-0002"] and got["total"] == 1
+    [pending] = got["items"]  # its summary, written by the engine with the pending row
+    assert pending["summary"] == "Toilet H2S 0.050 mg/m³ over the 0.01 mg/m³ limit for 10m (GB/T 17217-1998)"
     assert client.get("/api/v1/alerts", params={"state": "pending", "kind": "bridge"}).json()["total"] == 0
 
 

@@ -5,7 +5,7 @@ changed (``attrs_recheck_s``); alerts themselves follow event time."""
 from __future__ import annotations
 
 from alerts.engine import RuleEngine
-from alerts.state import AlertState
+from alerts.store import AlertState
 from devices.sqlite import connect
 
 from .helpers import PACK, M, at, batch, series

@@ -179,7 +179,7 @@ def test_event_rule_cleared_by_another_event(tmp_path):
 
 def test_during_windows_follow_the_configured_zone():
     from alerts.engine import RuleEngine
-    from alerts.state import AlertState
+    from alerts.store import AlertState
     from devices.sqlite import connect
 
     state = AlertState(connect(":memory:"))

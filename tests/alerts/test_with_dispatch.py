@@ -36,6 +36,8 @@ def test_firing_escalated_resolved_reach_the_outbox(tmp_path):
     assert body["alert"]["started_at"] == "2026-11-29T12:00:00+08:00"
     assert body["device"]["district"] == "江汉区" and body["device"]["responsible_unit"]
     assert got[1][1]["alert"]["severity"] == "critical"
+    # the engine's escalation names its cause (webhooks.md): the severity rose, from warning
+    assert (got[1][1]["reason"], got[1][1]["previous_severity"]) == ("severity_raised", "warning")
 
 
 def test_silenced_alerts_are_recorded_but_not_delivered(tmp_path):

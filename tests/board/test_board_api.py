@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from alerts.state import Transition
+from alerts.model import Transition
 from dashboards.board.api import STATIC
 from devices.catalogue import CATALOGUE, SEVERITIES
 from devices.model import Device

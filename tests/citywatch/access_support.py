@@ -4,11 +4,10 @@ two districts (江汉区, 武昌区) and one unregistered device."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alerts.state import Transition
+from alerts.model import Transition
 from citywatch.api.tokens import TokenStore
 from citywatch.runner import Node
 from citywatch.settings import load_settings
@@ -67,10 +66,10 @@ def _seed_scoped(access: Access) -> None:
         with node.api_alerts.transaction():
             node.api_alerts.apply([t], lambda t: info(t.device_id))
         access.alerts[district] = aid
-        data = {"alert": f"p-{district_code(district)}", "started": NOW - 1000,
-                "view": {"kind": kind, "district": district, "severity": "warning"}}
-        node.api_alerts.conn.execute("INSERT INTO rule_streams VALUES (?, ?, 'pending', ?, ?)",
-                                     ("r.pending", device, NOW - 1000, json.dumps(data, ensure_ascii=False)))
+        node.api_alerts.conn.execute(
+            "INSERT INTO pending_alerts (id, rule, device_id, kind, district, severity, started_ms)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (f"p-{district_code(district)}", "r.pending", device, kind, district, "warning", NOW - 1000))
     node.quarantine.add([Rejection(f"city/bridge/{WUCHANG_DEVICE}/telemetry", b"{bad", NOW - 10, "json: malformed",
                                    WUCHANG_DEVICE, "bridge"),
                          Rejection("city/noise/unknown-0001/telemetry", b"{}", NOW - 20, "unregistered",

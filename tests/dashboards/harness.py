@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from alerts.engine import RuleEngine
 from alerts.history_store import for_store
 from alerts.rules import RulePack
-from alerts.state import AlertState
+from alerts.store import AlertState
 from devices.fleet import sample_fleet
 from devices.model import Device
 from devices.registry import Registry

@@ -18,7 +18,7 @@ import time
 
 from alerts.engine import RuleEngine
 from alerts.rules import RulePack
-from alerts.state import AlertState
+from alerts.store import AlertState
 from devices.model import Device
 from devices.registry import Registry
 from devices.sqlite import connect, write_transaction

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from alerts.engine import RuleEngine
+from alerts.model import Alert
 from alerts.rules import RulePack
-from alerts.state import Alert, AlertState
+from alerts.store import AlertState
 from citywatch.runner import Node
 from citywatch.settings import load_settings
 from devices.model import Device
