@@ -37,8 +37,8 @@
   from the broker is a protocol error (the connection is closed and made again).
 - Retained messages are told apart: ``on_batch`` gets ``(topic, payload, ack, True)`` for a
   PUBLISH with the retain flag, ``on_message`` gets ``retained=True`` if it takes that keyword.
-- Reconnects by itself with backoff (0.2 s doubling to 5 s; back to 0.2 s after a connection
-  that lasted 5 s) after a drop, a broker restart, a refused CONNECT or a missed PINGRESP;
+- Reconnects by itself with backoff (0.2 s doubling to 5 s, jittered down to half; back to 0.2 s
+  after a connection that lasted 5 s) after a drop, a broker restart, a refused CONNECT or a missed PINGRESP;
   resubscribes on every connection; ``connected`` is clear while down. A malformed packet
   closes the connection (logged) and never ends the I/O thread; an exception from
   ``on_message`` is logged with the topic and the loop goes on (that message stays
@@ -67,6 +67,7 @@ import ssl
 import threading
 import time
 
+from devices.backoff import Backoff
 from ingest.mqtt import (
     MAX_PACKET_SIZE,
     BrokerAddress,
@@ -113,7 +114,8 @@ log = logging.getLogger("citywatch.mqtt.wire")
 __all__ = ["ProtocolError", "WireConsumer"]
 
 CHUNK = 256 * 1024  # bytes asked of one recv
-BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+# reconnects: 0.2 s doubling to 5 s, each delay at least half its ceiling (devices/backoff.py)
+RECONNECT = Backoff(0.2, 5.0, jitter=0.5)
 CONNECT_TIMEOUT_S = 10.0  # TCP/TLS connect, then CONNACK
 STABLE_S = 5.0  # a connection that lasted this long resets the backoff
 FLUSH_EVERY = 1024  # packets parsed between two PUBACK flushes inside one chunk
@@ -401,7 +403,7 @@ class WireConsumer:
 
     def _run(self) -> None:
         self._io_ident = threading.get_ident()
-        delay = BACKOFF_MIN_S
+        retry = RECONNECT.streak()
         while not self._stopping.is_set():
             sock = None
             self._connacked = False
@@ -444,12 +446,11 @@ class WireConsumer:
                 self._first_error = failure
                 self._first_done.set()
             if self._connacked and time.monotonic() - self._connacked_at >= STABLE_S:
-                delay = BACKOFF_MIN_S  # a connection that had lasted: retry soon
+                retry.reset()  # a connection that had lasted: retry soon
             # else (refused, or dropped at once, e.g. two consumers sharing a client id taking
             # the session from each other): keep doubling
-            if self._stopping.wait(delay):
+            if self._stopping.wait(retry.next()):
                 break
-            delay = min(delay * 2, BACKOFF_MAX_S)
 
     def _open(self) -> socket.socket:
         a = self.address
