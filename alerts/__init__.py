@@ -7,7 +7,7 @@
   assignments, comments, silences, maintenance windows and the engine's stream state in the
   state DB; ``alerts.maintenance``: when a recurring maintenance window is active.
 - ``alerts.notice``: what the lifecycle hands to dispatch; ``alerts.dispatch``: webhooks.
-- ``alerts.api`` (REST router), ``alerts.cli`` (``citywatch rules``), ``alerts.presence``.
+- ``alerts.api`` (REST router), ``alerts.cli`` (``citywatch rules``).
 
 Submodules are imported explicitly (``from alerts.engine import RuleEngine``) so that importing
 one part does not pull in the others.

@@ -437,13 +437,3 @@ def wait_first_connection(consumer, wait_s: float) -> None:
     if consumer._first_error is not None:
         consumer.stop()
         raise consumer._first_error
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
-    """Poll ``predicate`` until true or the timeout (for start-up and tests)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()

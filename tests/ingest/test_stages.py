@@ -24,10 +24,10 @@ from devices.registry import Registry
 from devices.sqlite import connect, write_transaction
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
-from ingest.mqtt import wait_for
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.stores.duckdb import DuckDBStore
+from tests.support.wait import wait_for
 
 NOW = 1_764_403_200_000
 

@@ -17,9 +17,10 @@ import paho.mqtt.publish as paho_publish
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from ingest.mqtt import ConsumerOptions, MqttError, wait_for
+from ingest.mqtt import ConsumerOptions, MqttError
 from ingest.wire import WireConsumer
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
