@@ -77,6 +77,7 @@ from ingest.mqtt import (
     OnMessage,
     SubscriptionRefused,
     accepts_retained,
+    close_gracefully,
     note_session,
     wait_first_connection,
 )
@@ -484,7 +485,7 @@ class WireConsumer:
                         with write_lock:
                             self._sock = None  # the sender writes nothing after the DISCONNECT
                             sock.sendall(_DISCONNECT)
-                    self._close_gracefully(sock)
+                    close_gracefully(sock)
                     return
                 timeout = self._tick(connect_deadline)
                 if tls:
@@ -525,23 +526,6 @@ class WireConsumer:
                     self._flush_acks()
         except TimeoutError:
             raise _Closed(f"socket send or receive timed out ({CONNECT_TIMEOUT_S:.0f} s)") from None
-
-    @staticmethod
-    def _close_gracefully(sock: socket.socket) -> None:
-        """Half-close, then read (and discard) until the broker closes or 2 s pass.
-
-        The broker may still be reading our last PUBACKs (Mosquitto reads them one packet at a
-        time) and writing to us; closing at once makes our kernel answer with a RST, and the
-        broker drops the PUBACKs it had not read yet (measured: up to ~40,000 acknowledged
-        messages redelivered after a stop; tests/ingest/test_wire.py checks this)."""
-        try:
-            sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + 2.0
-            while (left := deadline - time.monotonic()) > 0:
-                if not select.select([sock], [], [], left)[0] or not sock.recv(CHUNK):
-                    return
-        except OSError:
-            pass
 
     def _tick(self, connect_deadline: float) -> float | None:
         """CONNACK and PINGRESP deadlines (the sender thread sends the PINGREQs); returns the
