@@ -37,8 +37,8 @@
   from the broker is a protocol error (the connection is closed and made again).
 - Retained messages are told apart: ``on_batch`` gets ``(topic, payload, ack, True)`` for a
   PUBLISH with the retain flag, ``on_message`` gets ``retained=True`` if it takes that keyword.
-- Reconnects by itself with backoff (0.2 s doubling to 5 s, jittered down to half; back to 0.2 s
-  after a connection that lasted 5 s) after a drop, a broker restart, a refused CONNECT or a missed PINGRESP;
+- Reconnects by itself with backoff (0.2 s doubling to 5 s, jittered down by up to a quarter; back to
+  0.2 s after a connection that lasted 5 s) after a drop, a broker restart, a refused CONNECT or a missed PINGRESP;
   resubscribes on every connection; ``connected`` is clear while down. A malformed packet
   closes the connection (logged) and never ends the I/O thread; an exception from
   ``on_message`` is logged with the topic and the loop goes on (that message stays
@@ -115,8 +115,10 @@ log = logging.getLogger("citywatch.mqtt.wire")
 __all__ = ["ProtocolError", "WireConsumer"]
 
 CHUNK = 256 * 1024  # bytes asked of one recv
-# reconnects: 0.2 s doubling to 5 s, each delay at least half its ceiling (devices/backoff.py)
-RECONNECT = Backoff(0.2, 5.0, jitter=0.5)
+# reconnects: 0.2 s doubling to 5 s, each delay 75-100 % of that (devices/backoff.py): consumers
+# that lost the broker together spread out, and the doubling stays what two consumers fighting
+# over one client id need (test_two_consumers_sharing_a_client_id_back_off)
+RECONNECT = Backoff(0.2, 5.0, jitter=0.25)
 CONNECT_TIMEOUT_S = 10.0  # TCP/TLS connect, then CONNACK
 STABLE_S = 5.0  # a connection that lasted this long resets the backoff
 FLUSH_EVERY = 1024  # packets parsed between two PUBACK flushes inside one chunk
