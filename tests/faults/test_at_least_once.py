@@ -315,7 +315,8 @@ def test_f_spool_full_holds_acks_and_survives_sigkill(tmp_path, broker, influxd,
     assert on_disk < 2 * limit, f"spool holds {on_disk} bytes, limit {limit}"
     serve.kill()
     serve.start()  # influxd still down: the spool on disk is kept, still full
-    time.sleep(2)
+    # the new process has found the spool and tried to drain it into the absent store
+    serve.wait_metrics(lambda m: m.get("citywatch_ingest_spool_bytes", 0) > 0, 30, "the spool found at restart")
     assert sum(p.stat().st_size for p in spool_dir.glob("*.seg")) >= on_disk * 0.9
     influxd.start()
     deadline = time.monotonic() + 120
