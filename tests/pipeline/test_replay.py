@@ -112,8 +112,14 @@ def test_replay_at_100x_raises_the_alerts_of_the_live_run(tmp_path, broker):
         node_b.stop()
     replayed = all_alerts(node_b.alerts)
     replayed_pending = node_b.alerts.list_alerts("pending", 1000)[0]
-    print(f"live {live_s:.1f} s, replay at 100x {replay_s:.2f} s, {len(recorded)} messages")
+    totals_a, totals_b = node_a.totals(), node_b.totals()
+    print(f"live {live_s:.1f} s, replay at 100x {replay_s:.2f} s, {len(recorded)} messages; "
+          f"totals live {totals_a}, replayed {totals_b}")
     assert replay_s < live_s / 20, (replay_s, live_s)
     assert signature(replayed) == signature(live)
     assert signature(replayed_pending) == signature(live_pending)
-    assert node_b.totals()["received"] == node_a.totals()["received"]
+    # every reading stored once by each node; "received" may count a redelivered message twice
+    # (at least once), and did once in 12 runs: 3 readings more in the replay, alerts identical
+    assert totals_a["stored"] == totals_b["stored"] == dry.readings_out, (totals_a, totals_b)
+    assert totals_a["received"] - totals_a["duplicates"] == totals_b["received"] - totals_b["duplicates"], (
+        totals_a, totals_b)
