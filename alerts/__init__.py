@@ -12,7 +12,7 @@
   ``alerts.statedb``: the state DB connection and transaction both share;
   ``alerts.maintenance``: when a recurring maintenance window is active.
 - ``alerts.notice``: what the lifecycle hands to dispatch; ``alerts.dispatch``: webhooks.
-- ``alerts.api`` (REST router), ``alerts.cli`` (``citywatch rules``), ``alerts.presence``.
+- ``alerts.api`` (REST router), ``alerts.cli`` (``citywatch rules``).
 
 Submodules are imported explicitly (``from alerts.engine import RuleEngine``) so that importing
 one part does not pull in the others.

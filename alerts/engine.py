@@ -640,7 +640,7 @@ class RuleEngine:
     def _tick(self, now_ms: int, last_seen: Mapping[str, int | None]) -> list[Transition]:
         call = _Call()
         self._take_resets(call)
-        seen = _Seen(self, last_seen)
+        seen = _Seen(self.kind_codes, last_seen)
         for rt in self._tick_rts:
             rt.impl.on_tick(self, call, rt, now_ms, seen)
         return self._commit(call)

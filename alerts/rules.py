@@ -51,11 +51,11 @@ from typing import Any
 
 import yaml
 
-from devices.catalogue import CATALOGUE, KINDS
+from devices.catalogue import KINDS
 
 from .errors import RuleError
 from .rule_types import RULE_TYPES, Ctx, RuleType
-from .rule_types.base import ONE, OPS, RANGE_OPS, Condition, Level, Param, Window, parse_duration
+from .rule_types.base import ONE, OPS, RANGE_OPS, Condition, Level, Param, Rule, Window, parse_duration
 
 __all__ = ["BUILTIN_PACK", "ONE", "OPS", "RANGE_OPS", "SUMMARY_FIELDS", "Condition", "Level", "Param", "Rule",
            "RulePack", "Window", "check_file", "parse_duration", "parse_rule"]
@@ -68,43 +68,6 @@ SUMMARY_FIELDS = (
 )
 _COMMON_KEYS = {"id", "kind", "description", "source", "summary", "enabled", "type"}
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_]*(\.[a-z0-9_]+)*$")
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One validated rule: the fields every rule has, and its type's own ``params`` (a frozen
-    value of the type's module, e.g. ``MetricParams``). See the module docstring."""
-
-    id: str
-    kind: str
-    description: str
-    source: str
-    summary: str
-    type: str  # a name in alerts.rule_types.RULE_TYPES: "metric", "event", "absence", ...
-    levels: tuple[Level, ...]  # severities lowest first (event, absence: one, without threshold)
-    params: Any = None
-    metric: str | None = None  # the metric it reads (None: none)
-    enabled: bool = True
-    origin: str = ""  # the file that defined (or last overrode) it
-
-    @property
-    def impl(self) -> RuleType:
-        """The rule's type (parser, evaluation, stream state)."""
-        return RULE_TYPES[self.type]
-
-    @property
-    def severities(self) -> tuple[str, ...]:
-        return tuple(lv.severity for lv in self.levels)
-
-    @property
-    def unit(self) -> str:
-        if self.metric is None:
-            return ""
-        return CATALOGUE[self.kind].metrics[self.metric].unit
-
-    def describe_condition(self) -> str:
-        """A one-line human form of the condition, for ``rules check`` and the docs."""
-        return self.impl.describe(self)
 
 
 # --- parsing ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -23,9 +23,6 @@ from devices.catalogue import CATALOGUE
 from .checkpoints import StreamRow
 from .model import Transition
 from .rules import Rule
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .engine import RuleEngine
 
 _NAN = float("nan")
 
@@ -195,9 +192,9 @@ class Call:
 class Seen:
     """What one tick knows of the devices' last-seen times, computed once for all its rules."""
 
-    def __init__(self, engine: RuleEngine, last_seen: Mapping[str, int | None]) -> None:
+    def __init__(self, kind_codes: Callable[[list[str]], np.ndarray], last_seen: Mapping[str, int | None]) -> None:
         self.last_seen = last_seen
-        self._engine = engine
+        self._kind_codes = kind_codes  # the engine's: device ids -> catalogue kind indexes
         self._codes: np.ndarray | None = None
 
     @cached_property
@@ -212,7 +209,7 @@ class Seen:
     def codes(self) -> np.ndarray:
         """Per device (``ids``), the index of its kind in the catalogue (-1: unknown)."""
         if self._codes is None:
-            self._codes = self._engine.kind_codes(self.ids)
+            self._codes = self._kind_codes(self.ids)
         return self._codes
 
     @staticmethod

@@ -3,7 +3,8 @@
 Modules: ``catalogue`` (kinds and metrics), ``model`` (Device, RolloutTarget), ``registry``
 (the Registry over SQLite), ``csvio`` (devices.csv / rollout.csv), ``fleet`` (sample Wuhan
 fleets), ``rollout*`` (the rollout report: docs/ROLLOUT.md), ``credentials`` (MQTT accounts from the registry:
-Mosquitto passwd and ACL), ``errors``.
+Mosquitto passwd and ACL), ``errors``; small utilities the other packages share: ``times``, ``durations``,
+``backoff`` (the retry delays of every retry loop), ``sqlite``.
 """
 
 from devices.csvio import (

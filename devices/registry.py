@@ -454,20 +454,27 @@ class Registry:
 
         The same dict object is returned until :meth:`version` changes (a new one after):
         treat it as read-only. To know when to reload, read :meth:`version` *before* it."""
-        v = self.version()
-        cached = self._snapshot_cache
-        if cached is not None and cached[0] == v:
-            return cached[1]
-        rows = self._raw().execute(
-            "SELECT device_id, kind, district, asset_id FROM devices WHERE status != 'retired'"
-        )
-        snap = {r[0]: (r[1], r[2], r[3]) for r in rows}
-        self._snapshot_cache = (v, snap)
-        return snap
+        with self._lock:  # see version()
+            v = self.version()
+            cached = self._snapshot_cache
+            if cached is not None and cached[0] == v:
+                return cached[1]
+            rows = self._raw().execute(
+                "SELECT device_id, kind, district, asset_id FROM devices WHERE status != 'retired'"
+            )
+            snap = {r[0]: (r[1], r[2], r[3]) for r in rows}
+            self._snapshot_cache = (v, snap)
+            return snap
 
     def version(self) -> int:
-        """A counter that changes whenever the devices table is changed by an upsert."""
-        return self.conn.execute("SELECT value FROM registry_meta WHERE key = 'version'").fetchone()[0]
+        """A counter that changes whenever the devices table is changed by an upsert.
+
+        Under the registry's lock, like its transactions: a node's pipeline shares one Registry
+        between the decoder's lookup (this and :meth:`snapshot`, on the MQTT thread) and
+        :meth:`mark_seen` (the write stage); one connection used by two threads at once failed
+        a ``BEGIN IMMEDIATE`` with "no more rows available" (tests/faults test_e, 1 run in 5)."""
+        with self._lock:
+            return self.conn.execute("SELECT value FROM registry_meta WHERE key = 'version'").fetchone()[0]
 
     def mark_seen(self, seen: Mapping[str, int]) -> None:
         """Record traffic: ``seen`` maps device_id -> newest event time (ms) of a batch.

@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from devices.backoff import Backoff
 from ingest.context import Context, add_context, messages
 from ingest.decode import Decoded, Decoder
 from ingest.events import EventLog
@@ -58,6 +59,9 @@ log = logging.getLogger("citywatch.ingest")
 Ack = Callable[[], None]
 
 SEEN_CHUNK = 256  # devices per last-seen transaction (see Pipeline._note_seen)
+# a failed write or an unavailable store: retried after 0.1 s doubling to 5 s, each delay at
+# least half its ceiling (devices/backoff.py)
+WRITE_RETRY = Backoff(0.1, 5.0, jitter=0.5)
 
 # Errors that a write raises because of what it was given, not because the store or the state
 # DB is unavailable: the same rows would be refused again, so retrying the batch cannot help.
@@ -158,6 +162,8 @@ class Pipeline:
         seen_interval_ms: float = 1000.0,
         gate: Gate | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
         context: Context | None = None,
     ):
         self.store = store
@@ -181,10 +187,15 @@ class Pipeline:
         self.linger_s = linger_ms / 1000.0
         self.write_linger_s = write_linger_ms / 1000.0
         self.seen_interval_s = seen_interval_ms / 1000.0
+        # Time is passed in: ``clock`` (unix seconds) stamps what is received and quarantined,
+        # ``monotonic`` times the lingers, the last-seen interval, withheld acknowledgements and
+        # the stop timeout, ``sleep`` waits between retries; tests drive them.
         self.clock = clock
+        self.monotonic = monotonic
+        self.sleep = sleep
         # last-seen times not yet written to the registry (write stage; see _note_seen)
         self._seen: dict[str, int] = {}
-        self._seen_written = time.monotonic()
+        self._seen_written = self.monotonic()
         # (since, why, messages) while acknowledgements are withheld (see ack_status)
         self._withheld: tuple[float, str, int] | None = None
         self._pending = _Pending()
@@ -226,7 +237,7 @@ class Pipeline:
                 self._cond.wait(0.5)  # backpressure: the MQTT socket stops being read
             if self._stop:
                 return  # stopping: not taken, not acknowledged; the broker redelivers them later
-        started = time.monotonic()
+        started = self.monotonic()
         q = _Pending(messages=len(messages))  # decoded here, then added to the pending batch in one step
         decode_into = self.decoder.decode_into
         per_kind, channels, acks = q.per_kind, q.channels, q.acks
@@ -320,9 +331,9 @@ class Pipeline:
             self._stop = True
             self._cond.notify_all()
         if self._threads:
-            deadline = time.monotonic() + timeout
+            deadline = self.monotonic() + timeout
             for t in self._threads:
-                t.join(max(deadline - time.monotonic(), 0.0))
+                t.join(max(deadline - self.monotonic(), 0.0))
         else:
             self.flush()
 
@@ -380,7 +391,7 @@ class Pipeline:
             return False
         if len(p.builder) >= self.max_batch_readings or p.messages >= self.max_batch_messages:
             return True
-        return time.monotonic() - p.first_at >= self.linger_s
+        return self.monotonic() - p.first_at >= self.linger_s
 
     def _rules_stage(self) -> None:
         """Takes the pending batch once it is due, evaluates it, passes it to the write stage."""
@@ -389,7 +400,7 @@ class Pipeline:
                 with self._cond:
                     while not self._due() and not self._stop:
                         if self._pending.messages:
-                            wait = self.linger_s - (time.monotonic() - self._pending.first_at)
+                            wait = self.linger_s - (self.monotonic() - self._pending.first_at)
                         else:
                             wait = 0.5
                         self._cond.wait(max(wait, 0.001))
@@ -547,7 +558,7 @@ class Pipeline:
         alert path; fewer, larger writes leave more of both to it. Acknowledgements wait for the
         write, so this is the longest extra time a message stays unacknowledged."""
         while self._ruled and not (self._rules_stopped or self._stop or self._flush_waiting):
-            age = time.monotonic() - self._ruled[0].first_at
+            age = self.monotonic() - self._ruled[0].first_at
             if (age >= self.write_linger_s
                     or sum(len(b.batch) for b in self._ruled) >= self.max_batch_readings
                     or 2 * (self._pending.readings + self._inflight_readings) >= self.max_pending_readings):
@@ -584,7 +595,7 @@ class Pipeline:
         a message's content is set aside by the step itself (:meth:`_isolate`), so only an
         unavailable store or state DB can keep a batch here.
         """
-        delay = 0.1
+        retry = WRITE_RETRY.streak()
         while True:
             try:
                 self._write(p)
@@ -597,14 +608,14 @@ class Pipeline:
                     self._withheld = None
                     return
                 self._hold(f"writing a batch failed: {type(e).__name__}: {e}", p.messages)
+                delay = retry.next()
                 log.exception("writing a batch of %d messages failed; retrying in %.1f s (not acknowledged "
                               "meanwhile)", p.messages, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                self.sleep(delay)
 
     def _hold(self, reason: str, messages: int) -> None:
         """Note that the acknowledgements of ``messages`` are withheld, and why (:meth:`ack_status`)."""
-        since = self._withheld[0] if self._withheld is not None else time.monotonic()
+        since = self._withheld[0] if self._withheld is not None else self.monotonic()
         self._withheld = (since, reason[:500], messages)
 
     def ack_status(self) -> dict[str, Any] | None:
@@ -614,7 +625,7 @@ class Pipeline:
         if w is None:
             return None
         since, reason, messages = w
-        return {"reason": reason, "for_s": round(time.monotonic() - since, 1), "messages": messages}
+        return {"reason": reason, "for_s": round(self.monotonic() - since, 1), "messages": messages}
 
     def _write(self, p: _Pending) -> None:
         """Make ``p`` durable, then acknowledge it. Resumable: a step that raised is repeated by
@@ -724,7 +735,7 @@ class Pipeline:
         for dev, ts in seen.items():
             if ts > mine.get(dev, 0):
                 mine[dev] = ts
-        if mine and (force or time.monotonic() - self._seen_written >= self.seen_interval_s):
+        if mine and (force or self.monotonic() - self._seen_written >= self.seen_interval_s):
             # in transactions of SEEN_CHUNK devices: each holds the state DB's write lock, which
             # the rule engine's commit (on the alert path) waits for; one of 1,000 devices took
             # ~20 ms under load, a chunk ~5
@@ -738,13 +749,13 @@ class Pipeline:
                                   chunk[j][1], chunk[j][0], e), "registry")
                 for dev, _ in chunk:
                     del mine[dev]
-            self._seen_written = time.monotonic()
+            self._seen_written = self.monotonic()
 
     def _store_durably(self, batch: Readings, per_kind: dict[str, int]) -> None:
         """Write ``batch`` (``per_kind``: its readings per kind) to the store, or to the spool while
         the store is unavailable. What the store refuses (:class:`StoreRejected`) is raised, for
         :meth:`_isolate` to find the readings it refuses."""
-        delay = 0.1
+        retry = WRITE_RETRY.streak()
         while True:
             spool = self.spool
             if spool is not None and spool.depth()[0]:
@@ -756,6 +767,7 @@ class Pipeline:
             except StoreUnavailable as e:
                 if self._stop or self._flush_waiting:
                     raise  # stopping: the batch stays unacknowledged (_write_until_done)
+                delay = retry.next()
                 if spool is None:
                     log.warning("store unavailable (%s); retrying in %.1f s", e, delay)
                     self._hold(f"store unavailable: {e}", self._inflight_messages)
@@ -766,8 +778,7 @@ class Pipeline:
                 else:
                     log.warning("store unavailable and spool full: holding acknowledgements")
                     self._hold(f"store unavailable and the spool full: {e}", self._inflight_messages)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                self.sleep(delay)
                 continue
             dups = getattr(new, "duplicates_by_kind", None)
             if dups is None:  # a store that does not say: duplicates are rare, count them together

@@ -37,8 +37,8 @@
   from the broker is a protocol error (the connection is closed and made again).
 - Retained messages are told apart: ``on_batch`` gets ``(topic, payload, ack, True)`` for a
   PUBLISH with the retain flag, ``on_message`` gets ``retained=True`` if it takes that keyword.
-- Reconnects by itself with backoff (0.2 s doubling to 5 s; back to 0.2 s after a connection
-  that lasted 5 s) after a drop, a broker restart, a refused CONNECT or a missed PINGRESP;
+- Reconnects by itself with backoff (0.2 s doubling to 5 s, jittered down by up to a quarter; back to
+  0.2 s after a connection that lasted 5 s) after a drop, a broker restart, a refused CONNECT or a missed PINGRESP;
   resubscribes on every connection; ``connected`` is clear while down. A malformed packet
   closes the connection (logged) and never ends the I/O thread; an exception from
   ``on_message`` is logged with the topic and the loop goes on (that message stays
@@ -67,6 +67,7 @@ import ssl
 import threading
 import time
 
+from devices.backoff import Backoff
 from ingest.mqtt import (
     MAX_PACKET_SIZE,
     BrokerAddress,
@@ -76,6 +77,7 @@ from ingest.mqtt import (
     OnMessage,
     SubscriptionRefused,
     accepts_retained,
+    close_gracefully,
     note_session,
     wait_first_connection,
 )
@@ -113,7 +115,10 @@ log = logging.getLogger("citywatch.mqtt.wire")
 __all__ = ["ProtocolError", "WireConsumer"]
 
 CHUNK = 256 * 1024  # bytes asked of one recv
-BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+# reconnects: 0.2 s doubling to 5 s, each delay 75-100 % of that (devices/backoff.py): consumers
+# that lost the broker together spread out, and the doubling stays what two consumers fighting
+# over one client id need (test_two_consumers_sharing_a_client_id_back_off)
+RECONNECT = Backoff(0.2, 5.0, jitter=0.25)
 CONNECT_TIMEOUT_S = 10.0  # TCP/TLS connect, then CONNACK
 STABLE_S = 5.0  # a connection that lasted this long resets the backoff
 FLUSH_EVERY = 1024  # packets parsed between two PUBACK flushes inside one chunk
@@ -401,7 +406,7 @@ class WireConsumer:
 
     def _run(self) -> None:
         self._io_ident = threading.get_ident()
-        delay = BACKOFF_MIN_S
+        retry = RECONNECT.streak()
         while not self._stopping.is_set():
             sock = None
             self._connacked = False
@@ -444,12 +449,11 @@ class WireConsumer:
                 self._first_error = failure
                 self._first_done.set()
             if self._connacked and time.monotonic() - self._connacked_at >= STABLE_S:
-                delay = BACKOFF_MIN_S  # a connection that had lasted: retry soon
+                retry.reset()  # a connection that had lasted: retry soon
             # else (refused, or dropped at once, e.g. two consumers sharing a client id taking
             # the session from each other): keep doubling
-            if self._stopping.wait(delay):
+            if self._stopping.wait(retry.next()):
                 break
-            delay = min(delay * 2, BACKOFF_MAX_S)
 
     def _open(self) -> socket.socket:
         a = self.address
@@ -483,7 +487,7 @@ class WireConsumer:
                         with write_lock:
                             self._sock = None  # the sender writes nothing after the DISCONNECT
                             sock.sendall(_DISCONNECT)
-                    self._close_gracefully(sock)
+                    close_gracefully(sock)
                     return
                 timeout = self._tick(connect_deadline)
                 if tls:
@@ -524,23 +528,6 @@ class WireConsumer:
                     self._flush_acks()
         except TimeoutError:
             raise _Closed(f"socket send or receive timed out ({CONNECT_TIMEOUT_S:.0f} s)") from None
-
-    @staticmethod
-    def _close_gracefully(sock: socket.socket) -> None:
-        """Half-close, then read (and discard) until the broker closes or 2 s pass.
-
-        The broker may still be reading our last PUBACKs (Mosquitto reads them one packet at a
-        time) and writing to us; closing at once makes our kernel answer with a RST, and the
-        broker drops the PUBACKs it had not read yet (measured: up to ~40,000 acknowledged
-        messages redelivered after a stop; tests/ingest/test_wire.py checks this)."""
-        try:
-            sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + 2.0
-            while (left := deadline - time.monotonic()) > 0:
-                if not select.select([sock], [], [], left)[0] or not sock.recv(CHUNK):
-                    return
-        except OSError:
-            pass
 
     def _tick(self, connect_deadline: float) -> float | None:
         """CONNACK and PINGRESP deadlines (the sender thread sends the PINGREQs); returns the

@@ -101,10 +101,12 @@ def read(path: str | Path) -> Iterator[Recording]:
 def record(broker_url: str | BrokerURL, out_path: str | Path, *, topics: Sequence[str] = ("city/#",),
            duration_s: float | None = None, count: int | None = None, stop: threading.Event | None = None,
            progress: bool = False, client_id: str | None = None,
-           clock: Callable[[], float] = time.time) -> int:
+           clock: Callable[[], float] = time.time, subscribed: threading.Event | None = None) -> int:
     """Subscribe to ``topics`` (QoS 1) and write every message received to ``out_path`` until
     ``duration_s`` has passed, ``count`` messages are written, or ``stop`` is set (without any,
-    until ``stop`` is set: pass one). Returns the number of messages written."""
+    until ``stop`` is set: pass one). ``subscribed`` is set once the broker has acknowledged the
+    subscription (every message published after that is recorded). Returns the number of
+    messages written."""
     stop = stop or threading.Event()
     writer = Writer(out_path)
     enough = threading.Event()
@@ -117,6 +119,8 @@ def record(broker_url: str | BrokerURL, out_path: str | Path, *, topics: Sequenc
             enough.set()
 
     client = connect(broker_url, client_id, on_message=on_message)
+    if subscribed is not None:
+        client.on_subscribe = lambda *args: subscribed.set()
     bar = _Progress(progress, "record", int((duration_s or 0) * 1000) or (count or 0))
     try:
         client.subscribe([(t, 1) for t in topics])

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from devices.backoff import Backoff
 from devices.sqlite import connect, write_transaction
 
 from . import outbox as ob
@@ -161,6 +162,7 @@ class Dispatcher:
                  gate: PriorityGate | None = None) -> None:
         if not (0 < backoff_base_s <= backoff_cap_s):
             raise ValueError("backoff: need 0 < backoff_base_s <= backoff_cap_s")
+        self._backoff = Backoff(backoff_base_s, backoff_cap_s, jitter=1.0, rng=rng or random.Random())
         if (retry_horizon_s < 0 or poll_interval_s <= 0 or drain_timeout_s < 0 or queue_per_slot < 1
                 or (retention_s is not None and retention_s <= 0)):
             raise ValueError("need retry_horizon_s >= 0, poll_interval_s > 0, drain_timeout_s >= 0, "
@@ -170,14 +172,12 @@ class Dispatcher:
         self._clock = clock
         self.public_url = public_url
         self._base = backoff_base_s
-        self._cap = backoff_cap_s
         self._horizon = retry_horizon_s
         self._poll = poll_interval_s
         self._drain = drain_timeout_s
         self._queue_per_slot = queue_per_slot
         self._retention = retention_s
         self.metrics = metrics or default_metrics()
-        self._rng = rng or random.Random()
         self._make_notifier = notifier_factory or (lambda r: WebhookNotifier(r, clock=clock))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -231,8 +231,7 @@ class Dispatcher:
 
     def backoff(self, failed_attempts: int) -> float:
         """Seconds to wait after the ``failed_attempts``-th failed attempt (full jitter)."""
-        ceiling = min(self._cap, self._base * 2.0 ** min(failed_attempts - 1, 64))
-        return self._rng.uniform(0.0, ceiling)
+        return self._backoff.delay(failed_attempts)
 
     # --- thread wrapper -------------------------------------------------------------------
 

@@ -9,24 +9,9 @@ or a plug-in may also call :func:`register` before loading the rules). See alert
 from __future__ import annotations
 
 from .absence import AbsenceRule
-from .base import Ctx, Parsed, RuleType
+from .base import RULE_TYPES, Ctx, Parsed, RuleType, register, unregister
 from .event import EventRule
 from .metric import MetricRule
-
-RULE_TYPES: dict[str, RuleType] = {}
-
-
-def register(rule_type: RuleType) -> RuleType:
-    """Make ``rule_type`` known by its name (a later one of the same name replaces it)."""
-    if not rule_type.name:
-        raise ValueError("a rule type needs a name")
-    RULE_TYPES[rule_type.name] = rule_type
-    return rule_type
-
-
-def unregister(name: str) -> None:
-    RULE_TYPES.pop(name, None)
-
 
 register(MetricRule())
 register(EventRule())

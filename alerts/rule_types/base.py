@@ -27,8 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ingest.model import Event, Readings
 
-    from ..rules import Rule
-
 OPS = (">", ">=", "<", "<=", "==", "!=", "outside", "inside")
 RANGE_OPS = ("outside", "inside")
 _NUMBER_RE = re.compile(r"^[+-]?\d+(\.\d*)?$")
@@ -330,3 +328,57 @@ class RuleType:
     def handles(self, hook: str) -> bool:
         """Whether this type overrides ``evaluate``, ``on_event`` or ``on_tick``."""
         return getattr(type(self), hook) is not getattr(RuleType, hook)
+
+
+# The registry of rule types by name (alerts/rule_types/__init__.py registers the built-in ones).
+# It lives here, beside the interface and the rule value, so that no type module imports back.
+RULE_TYPES: dict[str, RuleType] = {}
+
+
+def register(rule_type: RuleType) -> RuleType:
+    """Make ``rule_type`` known by its name (a later one of the same name replaces it)."""
+    if not rule_type.name:
+        raise ValueError("a rule type needs a name")
+    RULE_TYPES[rule_type.name] = rule_type
+    return rule_type
+
+
+def unregister(name: str) -> None:
+    RULE_TYPES.pop(name, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One validated rule: the fields every rule has, and its type's own ``params`` (a frozen
+    value of the type's module, e.g. ``MetricParams``). See the module docstring."""
+
+    id: str
+    kind: str
+    description: str
+    source: str
+    summary: str
+    type: str  # a name in alerts.rule_types.RULE_TYPES: "metric", "event", "absence", ...
+    levels: tuple[Level, ...]  # severities lowest first (event, absence: one, without threshold)
+    params: Any = None
+    metric: str | None = None  # the metric it reads (None: none)
+    enabled: bool = True
+    origin: str = ""  # the file that defined (or last overrode) it
+
+    @property
+    def impl(self) -> RuleType:
+        """The rule's type (parser, evaluation, stream state)."""
+        return RULE_TYPES[self.type]
+
+    @property
+    def severities(self) -> tuple[str, ...]:
+        return tuple(lv.severity for lv in self.levels)
+
+    @property
+    def unit(self) -> str:
+        if self.metric is None:
+            return ""
+        return CATALOGUE[self.kind].metrics[self.metric].unit
+
+    def describe_condition(self) -> str:
+        """A one-line human form of the condition, for ``rules check`` and the docs."""
+        return self.impl.describe(self)

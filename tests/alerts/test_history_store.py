@@ -116,8 +116,8 @@ def test_a_node_writes_its_alert_changes_to_the_store(influxd, mosquitto, tmp_pa
     from citywatch.settings import load_settings
     from devices.registry import Registry
     from devices.sqlite import connect
-    from ingest.mqtt import wait_for
     from tests.support.mosquitto import free_port
+    from tests.support.wait import wait_for
 
     db = "nodehistory"
     Registry(connect(tmp_path / "state.db")).upsert([Device("lighting-h-01", "lighting", "江汉区")])

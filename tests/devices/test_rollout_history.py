@@ -106,8 +106,8 @@ def test_a_node_on_influxdb_keeps_the_days_snapshot_at_start(influxd, mosquitto,
 
     from citywatch.runner import Node
     from citywatch.settings import load_settings
-    from ingest.mqtt import wait_for
     from tests.support.mosquitto import free_port
+    from tests.support.wait import wait_for
 
     now = int(time.time() * 1000)
     reg = Registry.open(tmp_path / "state.db")

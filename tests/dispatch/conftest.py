@@ -68,6 +68,7 @@ class Hit:
 class Behaviour:
     status: int = 204
     delay_s: float = 0.0
+    hold: threading.Event | None = None  # set: each request hangs until it is set (at most 30 s)
 
 
 class LoopbackReceiver:
@@ -101,6 +102,8 @@ class LoopbackReceiver:
                 b = receiver.behaviour
                 if b.delay_s:
                     time.sleep(b.delay_s)
+                if b.hold is not None:
+                    b.hold.wait(30)
                 text = b"" if b.status == 204 else b"ok"  # a 204 has no body
                 try:
                     self.send_response(b.status)

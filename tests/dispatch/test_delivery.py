@@ -1,19 +1,35 @@
-"""End to end over real HTTP on 127.0.0.1: contract, retries, isolation, escalation, routes."""
+"""End to end over real HTTP on 127.0.0.1: contract, retries, isolation, escalation, routes.
+
+No test sleeps before checking that something did not happen: :func:`scanned_and_stopped` proves
+the dispatcher has looked at the outbox after the point (the gate hold a wake-up takes is let go
+by the scan that answers it) and answered every attempt it started (``stop`` drains them).
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.dispatch import DispatchConfig, Dispatcher, DispatchError, DispatchMetrics
+from ingest.priority import Gate
 
 from .conftest import example_receiver, make_notice, wait_for
 
 
 def recv(name, r, **kw):
     return {"name": name, "url": r.url, "secret": f"secret-{name}", **kw}
+
+
+def scanned_and_stopped(h, gate: Gate) -> None:
+    """Wake the dispatcher, wait for the scan that answers the wake-up (it reads the clock and the
+    outbox after this call), then stop it: every attempt it started has been answered (or cut
+    off). What the receivers have not got by then was not sent. ``h.dispatcher.start()`` resumes."""
+    h.dispatcher.wake()
+    assert wait_for(lambda: not gate.held, 5)
+    h.dispatcher.stop(timeout=10)
 
 
 def test_body_and_headers_match_the_contract_and_verify(harness, receivers):
@@ -58,12 +74,12 @@ def test_receiver_gets_the_notice_once_it_recovers_same_delivery_id(harness, rec
         r.up()
     r.behaviour.status, r.behaviour.delay_s = 204, 0.0
     wait_for(lambda: h.rows(state="delivered"), timeout=5)
-    time.sleep(0.1)
+    wait_for(lambda: h.metric("citywatch_dispatch_retried_total", "jh") >= 2)
+    h.dispatcher.stop(timeout=10)  # attempts still in flight (a timed-out one) answered: all are in
     ids = set(r.ids())
     assert ids == {row["delivery_id"]}
     ok = [hit for hit in r.received() if hit.delivery_id == row["delivery_id"]][-1]
     assert example_receiver.verify("secret-jh", ok.headers, ok.body, time.time())
-    wait_for(lambda: h.metric("citywatch_dispatch_retried_total", "jh") >= 2)
 
 
 def test_every_attempt_is_signed_afresh(harness, receivers, clock):
@@ -117,16 +133,20 @@ def test_gives_up_after_the_retry_horizon_and_keeps_the_row(harness, receivers, 
 
 def test_dead_receiver_does_not_delay_a_healthy_one(harness, receivers):
     dead, healthy = receivers(), receivers()
-    dead.behaviour.delay_s = 3.0  # hangs until our 2 s timeout
-    h = harness([recv("dead", dead, timeout="2s", max_concurrency=2), recv("ok", healthy)],
+    dead.behaviour.hold = threading.Event()  # every request to it hangs until the end of the test
+    h = harness([recv("dead", dead, timeout="20s", max_concurrency=2), recv("ok", healthy)],
                 [{"match": {}, "receivers": ["dead", "ok"]}])
     h.dispatcher.start()
-    t0 = time.monotonic()
-    for i in range(20):
-        h.notify(make_notice(alert_id=f"a-{i}"))
-    wait_for(lambda: len(healthy.received()) == 20, timeout=2)
-    assert max(hit.at for hit in healthy.received()) - t0 < 0.5
-    assert len(dead.received()) <= 2  # its lane is stuck, bounded by max_concurrency
+    try:
+        for i in range(20):
+            h.notify(make_notice(alert_id=f"a-{i}"))
+        wait_for(lambda: len(healthy.received()) == 20, timeout=10)
+        wait_for(lambda: len(dead.received()) == 2)  # its lane is stuck, bounded by max_concurrency
+        # all 20 reached the healthy one while every attempt to the dead one was still hanging
+        assert [r["attempts"] for r in h.rows(receiver="dead")] == [0] * 20
+        assert len(dead.received()) == 2  # both slots still taken: nothing more can have gone to it
+    finally:
+        dead.behaviour.hold.set()
 
 
 def test_notices_of_one_alert_arrive_in_order_after_an_outage(harness, receivers):
@@ -138,9 +158,13 @@ def test_notices_of_one_alert_arrive_in_order_after_an_outage(harness, receivers
     wait_for(lambda: len(r.received()) >= 1)
     h.notify(make_notice("acknowledged", acknowledged_by="王工"))
     h.notify(make_notice("resolved"))
-    time.sleep(0.2)
+    # two more attempts: the second was claimed after the commit above, by a scan that saw all three
+    n = len(r.received())
+    wait_for(lambda: len(r.received()) >= n + 2)
+    h.dispatcher.stop(timeout=10)
     assert {hit.json["status"] for hit in r.received()} == {"firing"}  # held behind the firing
     r.behaviour.status = 200
+    h.dispatcher.start()
     wait_for(lambda: len(h.rows(state="delivered")) == 3)
     statuses = []
     for hit in r.received():
@@ -156,15 +180,16 @@ ESCALATING = [{"match": {"severity": ["major", "critical"]}, "receivers": ["jh"]
 
 def test_escalation_after_escalate_after(harness, receivers, clock):
     jh, duty = receivers(), receivers()
-    h = harness([recv("jh", jh), recv("duty", duty)], ESCALATING)
+    gate = Gate()
+    h = harness([recv("jh", jh), recv("duty", duty)], ESCALATING, gate=gate)
     h.dispatcher.start()
     started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(clock()))
     h.notify(make_notice(severity="critical", started_at=started))
     wait_for(lambda: len(jh.received()) == 1)
     clock.advance(9 * 60)
-    h.dispatcher.wake()
-    time.sleep(0.2)
-    assert duty.received() == []
+    scanned_and_stopped(h, gate)
+    assert duty.received() == []  # 9 minutes: not yet
+    h.dispatcher.start()
     clock.advance(61)
     h.dispatcher.wake()
     (hit,) = wait_for(duty.received)
@@ -179,16 +204,16 @@ def test_escalation_after_escalate_after(harness, receivers, clock):
 
 def test_no_escalation_when_acknowledged_in_time(harness, receivers, clock):
     jh, duty = receivers(), receivers()
-    h = harness([recv("jh", jh), recv("duty", duty)], ESCALATING)
+    gate = Gate()
+    h = harness([recv("jh", jh), recv("duty", duty)], ESCALATING, gate=gate)
     h.dispatcher.start()
     started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(clock()))
     h.notify(make_notice(severity="major", started_at=started))
     clock.advance(5 * 60)
     h.notify(make_notice("acknowledged", severity="major", acknowledged_by="王工"))
     clock.advance(60 * 60)
-    h.dispatcher.wake()
     wait_for(lambda: len(jh.received()) == 2)
-    time.sleep(0.2)
+    scanned_and_stopped(h, gate)  # a scan an hour past the escalation time
     assert duty.received() == []
     assert [r["state"] for r in h.rows(receiver="duty")] == ["cancelled"]
     assert [hit.json["status"] for hit in jh.received()] == ["firing", "acknowledged"]
@@ -209,7 +234,8 @@ def test_routes_pick_the_right_receivers(harness, receivers):
              make_notice(alert_id="a-gas", kind="gas_meter", district="洪山区"),
              make_notice(alert_id="a-silenced", severity="critical", silenced=True))
     wait_for(lambda: len(h.rows(state="delivered")) == 5)
-    time.sleep(0.1)
+    h.dispatcher.stop(timeout=10)
+    assert len(h.rows()) == 5  # the silenced notice has no delivery; the rows were written by notify
 
     def got(r):
         return sorted(hit.json["alert"]["id"] for hit in r.received())

@@ -9,13 +9,13 @@ from devices.registry import Registry
 from devices.sqlite import connect
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
-from ingest.mqtt import wait_for
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.spool import Spool
 from ingest.stores.duckdb import DuckDBStore
 from ingest.stores.influxdb import InfluxDBStore
 from tests.support.process import free_port
+from tests.support.wait import wait_for
 
 NOW = 1_764_403_200_000
 

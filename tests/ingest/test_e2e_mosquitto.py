@@ -18,12 +18,12 @@ from citywatch.settings import load_settings
 from devices.catalogue import KINDS
 from devices.fleet import sample_fleet
 from ingest.features import MIN_SAMPLES
-from ingest.mqtt import wait_for
 from ingest.stores.base import Query
 from simulators.engine import Simulation
 from simulators.publish import run as publish
 from tests.simulators.contract_check import Bad, check
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

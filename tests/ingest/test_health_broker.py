@@ -9,9 +9,9 @@ import os
 import httpx
 import pytest
 
-from ingest.mqtt import wait_for
 from tests.faults.harness import Serve
 from tests.ingest.test_wire_guarantees import DYNSEC, dynsec_broker, write_dynsec
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not os.path.exists(DYNSEC), reason="needs dynsec")]
 

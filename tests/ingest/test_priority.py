@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from ingest.mqtt import wait_for
 from ingest.priority import Gate
 from ingest.stores.duckdb import DuckDBStore
+from tests.support.wait import wait_for
 
 from .test_stages import NOW, GatedStore, _node, _send
 

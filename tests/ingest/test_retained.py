@@ -17,12 +17,13 @@ from devices.registry import Registry
 from devices.sqlite import connect
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
-from ingest.mqtt import ConsumerOptions, MqttConsumer, wait_for
+from ingest.mqtt import ConsumerOptions, MqttConsumer
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.stores.duckdb import DuckDBStore
 from ingest.wire import WireConsumer
 from tests.support.mosquitto import Mosquitto
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

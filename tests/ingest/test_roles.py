@@ -15,10 +15,10 @@ from citywatch.settings import ConfigError, load_settings
 from devices.model import Device
 from devices.registry import Registry
 from devices.sqlite import connect
-from ingest.mqtt import wait_for
 from ingest.stores.influxdb import InfluxDBStore
 from tests.support.influxd import Influxd
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ from devices.registry import Registry
 from devices.sqlite import connect, write_transaction
 from ingest.events import EventLog
 from ingest.metrics import IngestMetrics
-from ingest.mqtt import wait_for
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.stores.duckdb import DuckDBStore
+from tests.support.wait import wait_for
 
 NOW = 1_764_403_200_000
 
@@ -153,7 +153,9 @@ def test_merged_writes_are_bounded_by_batch_readings(tmp_path):
 
 
 def test_last_seen_is_written_at_most_every_interval_and_at_flush(tmp_path):
-    p, _, _, state = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"), seen_interval_ms=60_000)
+    skipped = [0.0]  # the test moves the pipeline's monotonic clock forward
+    p, _, _, state = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"), seen_interval_ms=60_000,
+                           monotonic=lambda: time.monotonic() + skipped[0])
     reader = Registry(connect(state))
     for k in range(3):
         _send(p, k, ts=NOW + k)
@@ -163,17 +165,33 @@ def test_last_seen_is_written_at_most_every_interval_and_at_flush(tmp_path):
     real = p.registry.mark_seen
     p.registry.mark_seen = lambda seen: (calls.append(dict(seen)), real(seen))
     p.start()
+    acks: list[int] = []
     try:
         for k in range(3, 6):
-            _send(p, k, ts=NOW + k)
-        assert wait_for(lambda: p.store.count() == 6, 10)
-        time.sleep(0.3)
+            _send(p, k, ts=NOW + k, acks=acks)
+        # a batch is acknowledged after its last-seen times were offered to the registry
+        assert wait_for(lambda: len(acks) == 3, 10)
         assert calls == []  # within the interval: not yet
         assert "l-4" not in reader.last_seen_map()
+        skipped[0] += 60.0  # a minute later, the idle write stage writes them
+        assert wait_for(lambda: calls, 10)
     finally:
         p.stop()
-    assert calls == [{"l-3": NOW + 3, "l-4": NOW + 4, "l-5": NOW + 5}]  # at stop, once
+    assert calls == [{"l-3": NOW + 3, "l-4": NOW + 4, "l-5": NOW + 5}]  # once: nothing left for the stop
     assert reader.last_seen_map()["l-5"] == NOW + 5
+
+
+def test_last_seen_is_written_at_stop(tmp_path):
+    p, _, _, state = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"), seen_interval_ms=60_000)
+    acks: list[int] = []
+    p.start()
+    try:
+        _send(p, 1, ts=NOW + 1, acks=acks)
+        assert wait_for(lambda: acks == [1], 10)
+        assert "l-1" not in Registry(connect(state)).last_seen_map()  # within the interval
+    finally:
+        p.stop()
+    assert Registry(connect(state)).last_seen_map()["l-1"] == NOW + 1
 
 
 def test_writers_of_one_process_queue_instead_of_failing_busy(tmp_path):
@@ -274,7 +292,13 @@ def test_a_message_is_acknowledged_after_the_rule_engines_checkpoint(tmp_path):
     state = tmp_path / "state.db"
     Registry(connect(state)).upsert([Device("n-1", "noise", "江汉区")])
     engine = RuleEngine(RulePack.load(), AlertState(connect(state)), tz="Asia/Shanghai", deferred=True)
-    p, _, _, _ = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"), rules=engine)
+    retrying = threading.Event()
+
+    def sleep(s: float) -> None:  # the pipeline's pause between two attempts of a write
+        retrying.set()
+        time.sleep(s)
+
+    p, _, _, _ = _node(tmp_path, DuckDBStore(tmp_path / "r.duckdb"), rules=engine, sleep=sleep)
     acked: list[tuple[int, int]] = []  # (message, readings in the saved mean when it was acknowledged)
 
     def saved() -> int:
@@ -295,8 +319,8 @@ def test_a_message_is_acknowledged_after_the_rule_engines_checkpoint(tmp_path):
             c.execute("CREATE TRIGGER refuse BEFORE INSERT ON rule_acc"
                       " BEGIN SELECT RAISE(ABORT, 'full'); END")
         send(3)
-        time.sleep(0.5)  # stored, evaluated, the checkpoint retried with backoff: not acknowledged
-        assert len(acked) == 3 and p.store.count() == 4
+        assert retrying.wait(10)  # stored, evaluated, the checkpoint refused: retried with backoff
+        assert len(acked) == 3 and p.store.count() == 4  # not acknowledged
         with sqlite3.connect(state) as c:
             c.execute("DROP TRIGGER refuse")
         assert wait_for(lambda: len(acked) == 4, 10)

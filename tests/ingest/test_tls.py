@@ -12,12 +12,13 @@ import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from citywatch.settings import ConfigError, load_settings
-from ingest.mqtt import ConsumerOptions, MqttConsumer, MqttError, TlsOptions, wait_for
+from ingest.mqtt import ConsumerOptions, MqttConsumer, MqttError, TlsOptions
 from ingest.wire import WireConsumer
 from simulators.errors import BrokerError
 from simulators.mqtt import BrokerURL, Publisher
 from tests.support.certs import CA
 from tests.support.mosquitto import Mosquitto, TlsListener
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,14 @@
 """WireConsumer against a real Mosquitto (session fixture, or an own one for restarts).
 
-A loopback TCP relay between the consumer and the broker records what the consumer sends (to
-check PUBACK order, PINGREQs, connection counts) and can inject bytes or cut connections.
+A loopback TCP relay between the consumer and the broker records what each side sends (to
+check PUBACK order, PINGREQs, connection counts, what the broker delivered) and can inject bytes
+or cut connections.
+
+No test sleeps to see that nothing (more) happened: it first proves the system has got past the
+point, then checks. A marker message published after the others arrives after them (one
+client's messages are delivered in order), a ``stop()`` has sent every acknowledgement called
+before it (test_acks_called_just_before_stop_all_reach_the_broker), and a keep-alive round trip
+begun now (:func:`round_trip`) is answered after everything the broker had decided to send.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import paho.mqtt.publish as paho_publish
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from ingest.mqtt import ConsumerOptions, MqttError, wait_for
+from ingest.mqtt import ConsumerOptions, MqttError
 from ingest.wire import WireConsumer
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -78,13 +86,14 @@ def packets(stream: bytes) -> list[tuple[int, bytes]]:
 
 
 class Relay:
-    """TCP relay 127.0.0.1:port -> broker; records client->broker bytes per connection."""
+    """TCP relay 127.0.0.1:port -> broker; records the bytes of both directions per connection."""
 
     def __init__(self, broker_port: int):
         self.broker_port = broker_port
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.sent: list[bytearray] = []  # per connection, what the client sent
+        self.got: list[bytearray] = []  # per connection, what the broker sent the client
         self.conns: list[tuple[socket.socket, socket.socket]] = []
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -100,12 +109,13 @@ class Relay:
             except OSError:
                 return
             broker = socket.create_connection(("127.0.0.1", self.broker_port))
-            record = bytearray()
+            record, answer = bytearray(), bytearray()
             with self.lock:
                 self.sent.append(record)
+                self.got.append(answer)
                 self.conns.append((client, broker))
             threading.Thread(target=self._pump, args=(client, broker, record), daemon=True).start()
-            threading.Thread(target=self._pump, args=(broker, client, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(broker, client, answer), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, record: bytearray | None) -> None:
         try:
@@ -125,6 +135,10 @@ class Relay:
     def client_packets(self, conn: int = -1) -> list[tuple[int, bytes]]:
         with self.lock:
             return packets(bytes(self.sent[conn]))
+
+    def broker_packets(self, conn: int = -1) -> list[tuple[int, bytes]]:
+        with self.lock:
+            return packets(bytes(self.got[conn]))
 
     def pubacks(self, conn: int = -1) -> list[int]:
         return [int.from_bytes(body[:2], "big") for first, body in self.client_packets(conn)
@@ -149,6 +163,45 @@ class Relay:
     def close(self) -> None:
         self.server.close()
         self.cut()
+
+
+def round_trip(relay: Relay, conn: int = -1, timeout_s: float = 5.0) -> list[tuple[int, bytes]]:
+    """Wait for the answer to a PINGREQ the consumer sends after this call (a consumer with a short
+    ``keepalive_s``); returns what the broker sent on the connection before that PINGRESP. The
+    broker answers in order, so that is everything it had decided to send until then."""
+    asked = sum(1 for first, _ in relay.client_packets(conn) if first == 0xC0)
+
+    def answered() -> list | None:
+        got = relay.broker_packets(conn)
+        resps = [i for i, (first, _) in enumerate(got) if first == 0xD0]
+        return got[:resps[asked]] if len(resps) > asked else None
+
+    assert wait_for(lambda: answered() is not None, timeout_s), "no keep-alive round trip"
+    return answered()
+
+
+def publishes(packets_: list[tuple[int, bytes]]) -> int:
+    return sum(1 for first, _ in packets_ if first >> 4 == 3)
+
+
+def marked(port: int, topic: str, got: Received, timeout_s: float = 5.0) -> list[tuple[str, bytes, object]]:
+    """Publish a marker on ``topic`` and wait until ``got`` has it: the messages before it are
+    then all the consumer was sent before the marker. Returns them (the marker left out)."""
+    return marked_all(port, topic, [got], timeout_s)[0]
+
+
+def marked_all(port: int, topic: str, receivers: list[Received], timeout_s: float = 5.0) -> list[list]:
+    """:func:`marked` for several consumers subscribed to ``topic``: one marker, awaited by all."""
+    marker = f"marker-{uuid.uuid4().hex[:8]}".encode()
+    publish(port, [(topic, marker, 1)])
+    out = []
+    for got in receivers:
+        assert wait_for(lambda got=got: marker in got.payloads, timeout_s), "the marker did not arrive"
+        with got.lock:
+            i = [p for _, p, _ in got.items].index(marker)
+            assert len(got.items) == i + 1, "messages after the marker"
+            out.append(got.items[:i])
+    return out
 
 
 @pytest.fixture
@@ -196,10 +249,9 @@ def test_qos1_topics_and_payloads_intact(mosquitto, topic, protocol, batched):
                 (f"{topic}/bin", b"\x00\xff\x10\x30\x40", 1)]
         msgs += [(f"{topic}/seq", str(i).encode(), 1) for i in range(200)]
         publish(mosquitto.port, msgs)
-        assert wait_for(lambda: len(got) >= len(msgs), 10)
-        time.sleep(0.1)
-        assert [(t, p) for t, p, _ in got.items] == [(t, p) for t, p, _ in msgs]
-        assert all(a is not None for _, _, a in got.items)
+        items = marked(mosquitto.port, f"{topic}/end", got, 10)
+        assert [(t, p) for t, p, _ in items] == [(t, p) for t, p, _ in msgs]
+        assert all(a is not None for _, _, a in items)
     finally:
         c.stop()
 
@@ -234,23 +286,20 @@ def test_unacked_redelivered_acked_not_in_ack_order(mosquitto, relay, topic, pro
         acker.start()
         acker.join()
         assert wait_for(lambda: len(relay.pubacks()) == 11, 5)
-        time.sleep(0.3)
-        assert relay.pubacks() == [a.args[2] for _, _, a in items[:11]]
     finally:
-        c.stop()
+        c.stop()  # sends every acknowledgement that may go out: the record is complete
+    assert relay.pubacks() == [a.args[2] for _, _, a in items[:11]]
     again = Received(ack_now=True)
     c2 = started(mosquitto.url, again, opts)
     try:
-        assert wait_for(lambda: len(again) >= 9, 5)
-        time.sleep(0.3)
-        assert again.payloads == [str(i).encode() for i in range(11, 20)]
+        assert [p for _, p, _ in marked(mosquitto.port, f"{topic}/m", again)] == [
+            str(i).encode() for i in range(11, 20)]
     finally:
         c2.stop()
-    rest = Received()
+    rest = Received(ack_now=True)
     c3 = started(mosquitto.url, rest, opts)  # all acked now: nothing left
     try:
-        time.sleep(0.3)
-        assert len(rest) == 0
+        assert marked(mosquitto.port, f"{topic}/m", rest) == []
     finally:
         c3.stop()
 
@@ -267,10 +316,10 @@ def test_pubacks_go_out_in_receive_order(mosquitto, relay, topic):
         pids = [ack.args[2] for _, _, ack in got.items]
         for i in (3, 1, 2):
             got.items[i][2]()
-        time.sleep(0.3)
-        assert relay.pubacks() == []  # message 0 is not acked yet
         got.items[0][2]()
+        # had any of 1-3 gone out before message 0 was acked, it would come before 0 here
         assert wait_for(lambda: len(relay.pubacks()) == 4, 5)
+        assert relay.pubacks() == pids[:4]
         for i in (9, 8, 4, 5, 6, 7):
             got.items[i][2]()
         assert wait_for(lambda: len(relay.pubacks()) == 10, 5)
@@ -289,12 +338,13 @@ def test_ack_from_an_older_connection_is_dropped(mosquitto, relay, topic):
         relay.cut()  # the connection drops; the consumer reconnects and gets the message again
         assert wait_for(lambda: len(got) == 2 and len(relay.sent) == 2, 5)
         old_ack()
-        time.sleep(0.3)
-        assert relay.pubacks(1) == []  # never sent on the new connection
-        got.items[1][2]()
-        assert wait_for(lambda: len(relay.pubacks(1)) == 1, 5)
+        new_ack = got.items[1][2]
+        new_ack()
+        assert wait_for(lambda: len(relay.pubacks(1)) >= 1, 5)
     finally:
-        c.stop()
+        c.stop()  # every acknowledgement that may go out has gone out
+    assert relay.pubacks(0) == []
+    assert relay.pubacks(1) == [new_ack.args[2]]  # the old ack was never sent on the new connection
 
 
 def test_broker_restart_reconnects_and_resumes(tmp_path, topic):
@@ -323,34 +373,41 @@ def test_receive_maximum_bounds_unacked_in_flight(mosquitto, topic, protocol):
     the test broker's limit (unlimited) applies. Mosquitto 2.0.11 refills the whole backlog after
     the first ack (paho-mqtt sees the same), so only the first window is exact."""
     got = Received()
-    c = started(mosquitto.url, got, options(protocol, f"{topic}/#", receive_maximum=10))
+    relay = Relay(mosquitto.port)
+    c = started(relay.url, got, options(protocol, f"{topic}/#", receive_maximum=10, keepalive_s=1))
     try:
         publish(mosquitto.port, [(f"{topic}/m", str(i).encode(), 1) for i in range(35)])
-        assert wait_for(lambda: len(got) >= 10, 5)
-        time.sleep(0.5)
-        assert len(got) == (10 if protocol == 5 else 35)
+        window = 10 if protocol == 5 else 35
+        # the broker has taken all 35: what it sends unacknowledged is decided by the round trip
+        assert publishes(round_trip(relay)) == window
+        assert wait_for(lambda: len(got) == window, 5)
         for _, _, ack in list(got.items):  # from this (non-I/O) thread
             ack()
         assert wait_for(lambda: len(got) >= 35, 5)
         for _, _, ack in list(got.items)[10:]:
             ack()
-        time.sleep(0.2)
+        assert publishes(round_trip(relay)) == 35  # nothing sent twice
         assert got.payloads == [str(i).encode() for i in range(35)]
     finally:
         c.stop()
+        relay.close()
 
 
 @pytest.mark.parametrize("protocol", [4, 5])
 def test_shared_subscription_splits_messages(mosquitto, topic, protocol):
     a, b = Received(ack_now=True), Received(ack_now=True)
-    ca = started(mosquitto.url, a, options(protocol, f"$share/g/{topic}/#"))
-    cb = started(mosquitto.url, b, options(protocol, f"$share/g/{topic}/#"))
+    # each also subscribes (not shared) to the marker's topic: both get the marker, after their share
+    def opts():
+        o = options(protocol, f"$share/g/{topic}/#")
+        o.topics.append(f"{topic}-end")
+        return o
+    ca = started(mosquitto.url, a, opts())
+    cb = started(mosquitto.url, b, opts())
     try:
         publish(mosquitto.port, [(f"{topic}/m", str(i).encode(), 1) for i in range(100)])
-        assert wait_for(lambda: len(a) + len(b) >= 100, 10)
-        time.sleep(0.2)
-        assert len(a) > 0 and len(b) > 0
-        assert sorted(a.payloads + b.payloads, key=int) == [str(i).encode() for i in range(100)]
+        share_a, share_b = marked_all(mosquitto.port, f"{topic}-end", [a, b], 10)
+        assert len(share_a) > 0 and len(share_b) > 0
+        assert sorted([p for _, p, _ in share_a + share_b], key=int) == [str(i).encode() for i in range(100)]
     finally:
         ca.stop()
         cb.stop()
@@ -360,9 +417,11 @@ def test_keepalive_keeps_an_idle_connection_open(mosquitto, relay, topic):
     got = Received(ack_now=True)
     c = started(relay.url, got, options(4, f"{topic}/#", keepalive_s=1))
     try:
-        time.sleep(2.6)  # > 1.5 x keepalive: the broker would have closed a silent client
+        # the broker answers a third PINGREQ (> 1.5 x keepalive after the CONNECT: a silent client
+        # would have been closed by then) on the first connection
+        for _ in range(3):
+            round_trip(relay)
         assert c.connected.is_set() and len(relay.sent) == 1
-        assert sum(1 for first, _ in relay.client_packets() if first == 0xC0) >= 2  # PINGREQs
         publish(mosquitto.port, [(f"{topic}/m", b"still here", 1)])
         assert wait_for(lambda: got.payloads == [b"still here"], 5)
     finally:
@@ -527,11 +586,10 @@ def test_acks_called_just_before_stop_all_reach_the_broker(mosquitto, topic, pro
         acker.join()
     finally:
         c.stop()
-    rest = Received()
+    rest = Received(ack_now=True)
     c2 = started(mosquitto.url, rest, opts)
     try:
-        time.sleep(0.5)
-        assert len(rest) == 0
+        assert marked(mosquitto.port, f"{topic}/m", rest, 10) == []  # nothing redelivered before it
     finally:
         c2.stop()
 

@@ -16,10 +16,11 @@ import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from ingest.metrics import IngestMetrics
-from ingest.mqtt import MAX_PACKET_SIZE, ConsumerOptions, MqttConsumer, SubscriptionRefused, wait_for
+from ingest.mqtt import MAX_PACKET_SIZE, ConsumerOptions, MqttConsumer, SubscriptionRefused
 from ingest.wire import WireConsumer
 from tests.ingest.test_wire import Received, Relay
 from tests.support.mosquitto import Mosquitto
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -24,12 +24,12 @@ from devices.model import Device
 from devices.registry import Registry
 from devices.sqlite import connect
 from ingest.events import EventLog
-from ingest.mqtt import wait_for
 from ingest.pipeline import Pipeline
 from ingest.quarantine import Quarantine
 from ingest.stores.base import open_store
 from simulators.engine import Simulation
 from tests.support.mosquitto import free_port
+from tests.support.wait import wait_for
 
 TZ = "Asia/Shanghai"
 S, M, H = 1000, 60_000, 3_600_000

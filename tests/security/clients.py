@@ -11,7 +11,7 @@ import threading
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from ingest.mqtt import wait_for
+from tests.support.wait import wait_for
 
 ACCEPTED, NOT_AUTHORISED = 0, 5  # MQTT 3.1.1 CONNACK return codes
 

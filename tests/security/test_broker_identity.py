@@ -18,10 +18,11 @@ import pytest
 from devices.credentials import generate
 from devices.model import Device
 from devices.registry import Registry
-from ingest.mqtt import ConsumerOptions, wait_for
+from ingest.mqtt import ConsumerOptions
 from ingest.wire import WireConsumer
 from tests.security.clients import ACCEPTED, NOT_AUTHORISED, Client, Received, connack
 from tests.support.mosquitto import Mosquitto
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 

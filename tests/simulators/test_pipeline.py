@@ -15,11 +15,11 @@ import pytest
 from citywatch.runner import Node
 from citywatch.settings import load_settings
 from devices.fleet import sample_fleet
-from ingest.mqtt import wait_for
 from simulators.engine import Simulation
 from simulators.publish import run as publish
 from simulators.scenarios import SCENARIOS
 from simulators.timeutil import DAY_MS, HOUR_MS, local_midnight
+from tests.support.wait import wait_for
 
 from .conftest import free_port
 from .contract_check import Bad, check
