@@ -443,7 +443,7 @@ class Pipeline:
         (idempotent) and the store gets the readings.
         """
         if p.batch is None:
-            p.windows = waveform_windows(p.builder) if self.store is not None else []  # features: derive(), after the gate
+            p.windows = waveform_windows(p.builder) if self.store is not None else []  # features: derive()
             p.context = (messages(p.builder) if self.store is not None and self.context is not None
                          and self.context.wanted(p.per_kind) else [])
             p.batch = p.builder.build()
