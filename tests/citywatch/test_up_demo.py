@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import time
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.citywatch.test_up_smoke import citywatch_cmd
 from tests.support.mosquitto import free_port
+from tests.support.process import interrupt
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,11 +63,6 @@ def test_up_fires_an_alert_and_a_verified_webhook_arrives(tmp_path):
             assert first["delivery_id"] in {d["delivery_id"] for d in delivered}
             assert not [i for i in http.get("/api/v1/demo/webhooks").json()["items"] if not i["verified"]]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
     assert proc.returncode == 0, log.read_text()[-3000:]
     print(f"first verified webhook {waited:.0f} s after going live: {first['alert']['rule']}")

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from tests.citywatch.test_up_smoke import _printed_token, _read_lines, citywatch_cmd
 from tests.support.mosquitto import free_port
+from tests.support.process import interrupt
 
 pytestmark = pytest.mark.integration
 
@@ -68,12 +68,7 @@ def test_up_has_a_rollout_report_within_a_minute(tmp_path):
                                 cwd=tmp_path, env=env, capture_output=True, timeout=120, check=False)
         assert len(json.loads(listed.stdout)) == doc["exceptions"]["silent"]["count"]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
         reader.join(10)
     out = "".join(lines)
     assert proc.returncode == 0, out

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import pytest
 
 from devices.catalogue import KINDS
 from tests.support.mosquitto import free_port
+from tests.support.process import interrupt
 
 pytestmark = pytest.mark.integration
 
@@ -69,12 +69,7 @@ def test_up_shows_all_kinds_and_stops_cleanly(tmp_path):
                            if line.startswith("citywatch_ingest_readings_received_total"))
             assert received > 0
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
         reader.join(10)
     out = "".join(lines)
     assert proc.returncode == 0, out

@@ -76,3 +76,14 @@ def port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def interrupt(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Ctrl-C ``proc`` (SIGINT: a citywatch process drains and stops) and wait for it; SIGKILL
+    if it has not ended within ``timeout`` (its return code then tells the test)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
