@@ -353,6 +353,13 @@ class AlertState:
     def _engine_target(self, t: Transition) -> Alert | None:
         """The alert an engine transition concerns: the pending one of its stream (or none) for
         ``pending``/``dropped``/``firing``, else the fired alert (AlertNotFound if there is none)."""
+        if t.change == "pending" and t.from_state == "inactive":
+            return None  # a stream starting: it has no pending row (most transitions; no query)
+        if t.change == "dropped" and t.from_state == "pending":
+            # its pending row, deleted by (rule, device): only its being there matters
+            return Alert(t.alert_id, t.rule, t.device_id, t.kind, t.district, "pending", t.pending_severity
+                         or t.severity, False, "", t.metric, t.pending_value, None, t.started_ms or t.ts,
+                         None, None, None, None, None, {})
         if t.change in ("pending", "dropped", "firing"):
             pending = self._pending(" AND rule = ? AND device_id = ?", (t.rule, t.device_id))
             if pending:
