@@ -38,3 +38,33 @@ def fsynced(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
     return paths
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """One real PostgreSQL for the session (tests/support/postgres.py); started on first use."""
+    from tests.support import postgres as pg
+
+    if not pg.available():
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)")
+    server = pg.Postgres(tmp_path_factory.mktemp("postgres"))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def pg_state_url(postgres, request) -> str:
+    """A ``[state] url`` on the session's PostgreSQL with a schema of its own (empty, dropped after)."""
+    from tests.support.postgres import fresh_schema
+
+    with fresh_schema(postgres, request.node.name) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request, tmp_path) -> str:
+    """A fresh state database on each engine: the conformance tests of the state-DB code run
+    once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state.db"
+    return request.getfixturevalue("pg_state_url")
