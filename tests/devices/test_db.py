@@ -50,7 +50,7 @@ def test_same_rows_on_both_engines(conn):
     rows = conn.execute("SELECT id, name, ratio, flag, blob, ts_ms FROM t ORDER BY id LIMIT ?", (-1,)).fetchall()
     assert [tuple(r) for r in rows][0][1:] == ("50%", 0.5, 1, b"\x00\xff", 1_780_000_000_123)
     assert [r["name"] for r in rows] == ["50%", "b"]
-    assert dict(zip(rows[0].keys(), rows[0]))["flag"] == 1
+    assert dict(zip(rows[0].keys(), rows[0], strict=True))["flag"] == 1
     total, mean, count = conn.execute("SELECT sum(flag), avg(ratio), count(*) FROM t").fetchone()
     assert (total, mean, count) == (1, 0.5, 2) and isinstance(total, int)
     assert db.tables(conn) >= {"t", "schema_versions"} and {"id", "blob", "ts_ms"} <= db.columns(conn, "t")
