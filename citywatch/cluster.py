@@ -1,0 +1,181 @@
+"""Several nodes on one state database: who is there (membership) and who does what (leases).
+
+Nodes find each other through the state database (PostgreSQL when there are several; the same
+tables work on SQLite for one node): each writes a heartbeat row in ``cluster_nodes``, and a
+piece of work that must run in one place at a time (the outbox's dispatcher, each partition of
+the rule evaluation) is held through a row of ``cluster_leases``.
+
+A lease is a name, an owner, an expiry and an epoch. Times are the database's clock (one clock
+for every node, so nodes' clocks may disagree). :meth:`Leases.acquire` takes a free or expired
+lease, or renews the caller's own, in one statement; the epoch grows by one at each change of
+owner (a fencing token: :meth:`Leases.holds` lets a commit check, inside its own transaction,
+that its lease is still the one it took). A holder counts its lease as lost at
+``start of its acquire call + ttl - margin`` on its own monotonic clock, before the database
+lets anyone else take it, and stops the work it guards then.
+
+What it costs: a node that dies holds its leases until they expire (``[node] lease_s``): the
+work they guard waits that long (docs/ARCHITECTURE.md, "Several nodes").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from devices import db
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cluster_leases (
+    name        TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    acquired_ms INTEGER NOT NULL,
+    expires_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cluster_nodes (
+    node_id    TEXT PRIMARY KEY,
+    host       TEXT NOT NULL,
+    listen     TEXT NOT NULL,
+    roles      TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    seen_ms    INTEGER NOT NULL
+)
+"""
+MIGRATIONS = [_SCHEMA]
+
+
+def db_now_sql(conn: Any) -> str:
+    """SQL for the database's clock in milliseconds since 1970."""
+    if db.is_postgres(conn):
+        return "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    return "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+
+
+def new_node_id(listen: str) -> str:
+    """This process's name in the cluster: host, API address, pid and a random part (a restarted
+    node is a new member; its leases expire and are taken over, as a dead node's are)."""
+    return f"{socket.gethostname()}/{listen}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    name: str
+    owner: str
+    epoch: int
+    expires_ms: int  # database clock
+    valid_until: float  # the holder's monotonic clock: counted as lost from then on
+
+
+class Leases:
+    """Leases on the state database (``conn`` from :func:`devices.db.connect`, this caller's own)."""
+
+    def __init__(self, conn: Any, owner: str, ttl_s: float, *, margin_s: float | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.conn = conn
+        self.owner = owner
+        self.ttl_ms = int(ttl_s * 1000)
+        self.margin_s = ttl_s / 5 if margin_s is None else margin_s
+        self.monotonic = monotonic
+        self._now = db_now_sql(conn)
+        db.migrate(conn, "cluster", MIGRATIONS)
+
+    def acquire(self, name: str) -> Lease | None:
+        """Take ``name`` if it is free or expired, or renew it if this owner holds it; None if
+        another owner holds it."""
+        started = self.monotonic()
+        now = self._now
+        with db.write_transaction(self.conn) as c:
+            row = c.execute(
+                f"INSERT INTO cluster_leases (name, owner, epoch, acquired_ms, expires_ms)"
+                f" VALUES (?, ?, 1, {now}, {now} + ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " epoch = CASE WHEN cluster_leases.owner = excluded.owner THEN cluster_leases.epoch"
+                " ELSE cluster_leases.epoch + 1 END,"
+                " acquired_ms = CASE WHEN cluster_leases.owner = excluded.owner THEN cluster_leases.acquired_ms"
+                " ELSE excluded.acquired_ms END,"
+                " expires_ms = excluded.expires_ms"
+                " WHERE cluster_leases.owner = excluded.owner OR cluster_leases.expires_ms <= excluded.acquired_ms"
+                " RETURNING epoch, expires_ms",
+                (name, self.owner, self.ttl_ms)).fetchone()
+        if row is None:
+            return None
+        return Lease(name, self.owner, int(row[0]), int(row[1]), started + self.ttl_ms / 1000 - self.margin_s)
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease up now (the work it guards has stopped): another node may take it at once."""
+        with db.write_transaction(self.conn) as c:
+            c.execute(f"UPDATE cluster_leases SET expires_ms = {self._now} WHERE name = ? AND owner = ? AND epoch = ?",
+                      (lease.name, lease.owner, lease.epoch))
+
+    def holds(self, conn: Any, lease: Lease) -> bool:
+        """Inside a transaction on ``conn``: whether ``lease`` is still this owner's, same epoch,
+        unexpired (a commit that needs exclusive ownership checks this and aborts if not)."""
+        return conn.execute(
+            f"SELECT 1 FROM cluster_leases WHERE name = ? AND owner = ? AND epoch = ? AND expires_ms > {self._now}",
+            (lease.name, lease.owner, lease.epoch)).fetchone() is not None
+
+    def holders(self, prefix: str = "") -> dict[str, tuple[str, int]]:
+        """Unexpired leases (name -> (owner, epoch)) whose name starts with ``prefix``."""
+        rows = self.conn.execute(
+            f"SELECT name, owner, epoch FROM cluster_leases WHERE expires_ms > {self._now}"
+            " AND substr(name, 1, ?) = ?", (len(prefix), prefix)).fetchall()
+        return {r[0]: (r[1], int(r[2])) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    node_id: str
+    host: str
+    listen: str
+    roles: tuple[str, ...]
+    started_ms: int
+    seen_ms: int
+
+
+class Membership:
+    """This node's heartbeat row, and the nodes whose heartbeat is recent."""
+
+    def __init__(self, conn: Any, node_id: str, listen: str, roles: Sequence[str], ttl_s: float) -> None:
+        self.conn = conn
+        self.node_id = node_id
+        self.listen = listen
+        self.roles = tuple(roles)
+        self.ttl_ms = int(ttl_s * 1000)
+        self._now = db_now_sql(conn)
+        db.migrate(conn, "cluster", MIGRATIONS)
+
+    def beat(self) -> None:
+        now = self._now
+        with db.write_transaction(self.conn) as c:
+            c.execute(f"INSERT INTO cluster_nodes (node_id, host, listen, roles, started_ms, seen_ms)"
+                      f" VALUES (?, ?, ?, ?, {now}, {now})"
+                      f" ON CONFLICT (node_id) DO UPDATE SET seen_ms = excluded.seen_ms",
+                      (self.node_id, socket.gethostname(), self.listen, ",".join(self.roles)))
+            # members silent for ten lease times are gone for good: their rows go
+            c.execute(f"DELETE FROM cluster_nodes WHERE seen_ms < {now} - ?", (10 * self.ttl_ms,))
+
+    def leave(self) -> None:
+        with db.write_transaction(self.conn) as c:
+            c.execute("DELETE FROM cluster_nodes WHERE node_id = ?", (self.node_id,))
+
+    def live(self, role: str | None = None) -> list[Member]:
+        """Nodes heard within the lease time (with ``role``, if given), oldest first."""
+        rows = self.conn.execute(
+            f"SELECT node_id, host, listen, roles, started_ms, seen_ms FROM cluster_nodes"
+            f" WHERE seen_ms > {self._now} - ? ORDER BY started_ms, node_id", (self.ttl_ms,)).fetchall()
+        members = [Member(r[0], r[1], r[2], tuple(r[3].split(",")), int(r[4]), int(r[5])) for r in rows]
+        return [m for m in members if role is None or role in m.roles or "all" in m.roles]
+
+
+def fair_share(total: int, members: int) -> int:
+    """How many of ``total`` partitions one of ``members`` nodes should hold (rounded up, so that
+    every partition has room)."""
+    return -(-total // max(members, 1))
