@@ -113,7 +113,8 @@ class RuleEngine:
                  tz: str = "Asia/Shanghai", listeners: Iterable[NoticeListener] = (),
                  attrs_recheck_s: float = 0.0, deferred: bool = False,
                  clock: Callable[[], float] = time.monotonic,
-                 checkpoints: CheckpointStore | None = None) -> None:
+                 checkpoints: CheckpointStore | None = None,
+                 fence: Callable[[Any], None] | None = None) -> None:
         rules = pack.active if isinstance(pack, RulePack) else tuple(r for r in pack if r.enabled)
         self._lock = threading.Lock()
         self.clock = clock
@@ -121,6 +122,9 @@ class RuleEngine:
         # its stream state, in the alert store's state DB (one transaction for both) unless given
         self.checkpoints = checkpoints if checkpoints is not None else SqliteCheckpoints(state.db)
         self.deferred = deferred
+        # called inside each commit's transaction with its connection; raises to refuse the
+        # commit (several nodes: this node no longer holds the lease on these devices' rules)
+        self.fence = fence
         # deferred mode: memories changed since the last checkpoint, and those it is saving
         # ((rule id, device id) -> acc list, or -> (ts, value) for change rules)
         self._unsaved_acc: dict[tuple[str, str], list] = {}
@@ -401,7 +405,9 @@ class RuleEngine:
         if (call.transitions or call.dirty or call.dropped or call.resets
                 or (not deferred and (call.acc or call.prev))):
             try:
-                with self.state.transaction():
+                with self.state.transaction() as conn:
+                    if self.fence is not None:
+                        self.fence(conn)
                     self.state.clear_resets(call.resets)
                     self.state.apply(call.transitions, self._device)
                     gone = [(rid, self._by_id[rid].slots.ids[slot]) for rid, slot in call.dropped
@@ -469,7 +475,9 @@ class RuleEngine:
                 self._unsynced = False
             try:
                 if acc or prev:
-                    with self.state.transaction():
+                    with self.state.transaction() as conn:
+                        if self.fence is not None:
+                            self.fence(conn)
                         self.checkpoints.save_acc(_acc_row(rule, dev, a) for (rule, dev), a in acc.items())
                         self.checkpoints.save_prev((rule, dev, ts, value) for (rule, dev), (ts, value) in prev.items())
                 self.state.sync()  # outside the state's lock: the rules commit meanwhile

@@ -179,3 +179,74 @@ def fair_share(total: int, members: int) -> int:
     """How many of ``total`` partitions one of ``members`` nodes should hold (rounded up, so that
     every partition has room)."""
     return -(-total // max(members, 1))
+
+
+class LeaseLost(RuntimeError):
+    """This node no longer holds the lease its work needs (a commit is refused)."""
+
+
+class Duty:
+    """Work that runs on one node at a time: ``start(lease)`` when this node takes the lease
+    ``name``, ``stop()`` when it loses it (expired before a renewal got through, or taken).
+
+    :meth:`tick` is called often (a tenth of the lease time): it renews, takes, or gives up.
+    :meth:`fence` is for the work's commits: inside their transaction, it raises LeaseLost if
+    the lease is no longer this node's (a stalled node whose lease moved on writes nothing).
+    """
+
+    def __init__(self, leases: Leases, name: str, start: Callable[[Lease], None], stop: Callable[[], None]) -> None:
+        self.leases = leases
+        self.name = name
+        self._start = start
+        self._stop = stop
+        self.lease: Lease | None = None
+
+    def tick(self) -> None:
+        if self.lease is not None and self.leases.monotonic() >= self.lease.valid_until:
+            self._lose("its lease ran out before a renewal got through")
+        try:
+            got = self.leases.acquire(self.name)
+        except db.DBError as e:
+            log.warning("%s: cannot reach the state DB to take or renew the lease: %s", self.name, e)
+            return
+        if got is None:
+            if self.lease is not None:
+                self._lose("another node holds the lease")
+            return
+        if self.lease is not None:
+            self.lease = got
+            return
+        log.info("%s: this node took the lease (epoch %d): starting", self.name, got.epoch)
+        self.lease = got
+        try:
+            self._start(got)
+        except Exception:
+            log.exception("%s: could not start; giving the lease up", self.name)
+            self.lease = None
+            self._release(got)
+
+    def fence(self, conn: Any) -> None:
+        lease = self.lease
+        if lease is None or not self.leases.holds(conn, lease):
+            raise LeaseLost(f"{self.name}: this node no longer holds the lease")
+
+    def close(self) -> None:
+        """Stop the work and give the lease up (a clean shutdown: the next node starts at once)."""
+        lease = self.lease
+        if lease is not None:
+            self._lose("this node is stopping")
+            self._release(lease)
+
+    def _lose(self, why: str) -> None:
+        log.warning("%s: stopping: %s", self.name, why)
+        self.lease = None
+        try:
+            self._stop()
+        except Exception:
+            log.exception("%s: stopping failed", self.name)
+
+    def _release(self, lease: Lease) -> None:
+        try:
+            self.leases.release(lease)
+        except db.DBError as e:
+            log.warning("%s: could not release the lease (it expires by itself): %s", self.name, e)

@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry
 
 from citywatch import rollout
 from citywatch.settings import Settings
+from devices.db import connect, parse_url
 from devices.registry import Registry
-from devices.sqlite import connect, parse_url
 from ingest import features
 from ingest.context import Context
 from ingest.events import EventLog
@@ -100,9 +100,7 @@ class Node:
     def _open_rules(self) -> None:
         from alerts.dispatch.dispatcher import Dispatcher
         from alerts.dispatch.metrics import DispatchMetrics
-        from alerts.engine import RuleEngine
         from alerts.history_store import for_store
-        from alerts.rules import RulePack
         from alerts.store import AlertState
         from dashboards.board import AlertFeed
 
@@ -120,10 +118,8 @@ class Node:
         history.append(self.board_feed.listener)  # the board's live stream (dashboards/board/feed.py)
         self.alerts = AlertState(engine_conn, tz=s.timezone, base_url=base_url,
                                  listeners=[self.outbox.listener, *history])
-        rules_registry = Registry(connect(self.state_path))
-        self.engine = RuleEngine(RulePack.load(s.rules.files), self.alerts, attrs=rules_registry.attrs_snapshot,
-                                 device_info=rules_registry.device_info, tz=s.timezone, attrs_recheck_s=1.0,
-                                 deferred=True)  # the pipeline checkpoints before acknowledging
+        if not s.clustered:  # several nodes: made where the rule-evaluation lease is taken
+            self.engine = self.make_engine()
         # The API acknowledges from its own threads: its own connection, the same listeners.
         api_conn = connect(self.state_path)
         self.api_alerts = AlertState(api_conn, tz=s.timezone, base_url=base_url,
@@ -131,10 +127,27 @@ class Node:
         self.api_outbox = self.dispatcher.make_outbox(connect(self.state_path))
         self.api_outbox.tz = s.tz  # /deliveries times in the zone's offset, as every API time
 
+    def make_engine(self, fence=None):
+        """The rule engine over the alert store, its state restored from the state DB."""
+        from alerts.engine import RuleEngine
+        from alerts.rules import RulePack
+
+        s = self.settings
+        rules_registry = Registry(connect(self.state_path))
+        return RuleEngine(RulePack.load(s.rules.files), self.alerts, attrs=rules_registry.attrs_snapshot,
+                          device_info=rules_registry.device_info, tz=s.timezone, attrs_recheck_s=1.0,
+                          deferred=True, fence=fence)  # deferred: the pipeline checkpoints before acknowledging
+
     def start(self) -> None:
         self.open()
         _tune_gc()
         self.started_ms = self.clock()
+        if self.settings.clustered:
+            from citywatch.clustered import start_clustered
+
+            start_clustered(self)
+            gc.freeze()
+            return
         s = self.settings
         # role "ingest" records (store, quarantine, events); role "rules" evaluates and dispatches;
         # "all" does both (settings.py: only ingest nodes may share a subscription)
@@ -148,62 +161,76 @@ class Node:
             if self.engine.retire_removed_rules(self.clock()):
                 self.engine.checkpoint()
                 self.dispatcher.wake()
-        features.ENABLED = s.ingest.waveform_features
-        self.pipeline = Pipeline(
-            store=self.store if records else None, registry=self.registry,
-            quarantine=self.quarantine if records else None, events=self.events if records else None,
-            metrics=self.ingest_metrics, spool=self.spool if records else None,
-            rules=self.engine if evaluates else None,
-            after_rules=self.dispatcher.wake if evaluates else None,
-            max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
-            context=Context(self.registry, s.rules.files) if records else None,
-            max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
-            write_linger_ms=s.ingest.write_linger_ms, gate=self.gate,
-        )
+        self.pipeline = self.make_pipeline(records=records, engine=self.engine if evaluates else None)
         self.pipeline.start()
         topics = list(s.mqtt.topics)
         if s.mqtt.shared_group:
             topics = [f"$share/{s.mqtt.shared_group}/{t}" for t in topics]
-        options = ConsumerOptions(
-            client_id=s.mqtt.client_id, topics=topics, qos=s.mqtt.qos, protocol=self.mqtt_protocol,
-            username=s.mqtt.username, password=s.mqtt.password, receive_maximum=s.mqtt.receive_maximum,
-            tls=s.mqtt.tls_options(),
-        )
-        if s.mqtt.client == "wire":  # what one read of the socket held, decoded in one call
-            self.consumer = WireConsumer(self.broker_url, self.pipeline.submit, options,
-                                         on_batch=self.pipeline.submit_many, metrics=self.ingest_metrics)
-        else:
-            self.consumer = MqttConsumer(self.broker_url, self.pipeline.submit, options,
-                                         metrics=self.ingest_metrics)
+        self.consumer = self.make_consumer(self.pipeline, s.mqtt.client_id, topics)
         # The API first: its start-up (imports, uvicorn) then does not compete with the backlog a
         # resumed session delivers the moment the consumer connects.
         self._start_api()
         self.consumer.start(wait_s=20)
         if evaluates:
             self._spawn(self._tick_loop, "citywatch-rules-tick")
-            self.rollout_snapshots = rollout.snapshot_writer(s, self.state_path, self.store)
-            if self.rollout_snapshots is not None:
-                self._spawn(self._rollout_snapshot_loop, "citywatch-rollout-snapshot")
+            self._start_rollout_snapshots()
         # What start-up built after _tune_gc (the API app, its imports, the registry snapshot,
         # the rule state) lives as long as the process: frozen too. Otherwise the first young
         # collection, under load, walked all of it: 86,707 objects, 49-87 ms holding the GIL
         # (bench/alert_latency --profile).
         gc.freeze()
 
+    def _start_rollout_snapshots(self) -> None:
+        self.rollout_snapshots = rollout.snapshot_writer(self.settings, self.state_path, self.store)
+        if self.rollout_snapshots is not None:
+            self._spawn(self._rollout_snapshot_loop, "citywatch-rollout-snapshot")
+
+    def make_pipeline(self, *, records: bool, engine) -> Pipeline:
+        """The ingest pipeline: recording (store, quarantine, events) and/or evaluating ``engine``."""
+        s = self.settings
+        features.ENABLED = s.ingest.waveform_features
+        return Pipeline(
+            store=self.store if records else None, registry=self.registry,
+            quarantine=self.quarantine if records else None, events=self.events if records else None,
+            metrics=self.ingest_metrics, spool=self.spool if records else None,
+            rules=engine, after_rules=self.dispatcher.wake if engine is not None else None,
+            max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
+            context=Context(self.registry, s.rules.files) if records else None,
+            max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
+            write_linger_ms=s.ingest.write_linger_ms, gate=self.gate,
+        )
+
+    def make_consumer(self, pipeline: Pipeline, client_id: str, topics: list[str]):
+        """An MQTT consumer (persistent session ``client_id``) feeding ``pipeline``."""
+        s = self.settings
+        options = ConsumerOptions(
+            client_id=client_id, topics=topics, qos=s.mqtt.qos, protocol=self.mqtt_protocol,
+            username=s.mqtt.username, password=s.mqtt.password, receive_maximum=s.mqtt.receive_maximum,
+            tls=s.mqtt.tls_options(),
+        )
+        if s.mqtt.client == "wire":  # what one read of the socket held, decoded in one call
+            return WireConsumer(self.broker_url, pipeline.submit, options,
+                                on_batch=pipeline.submit_many, metrics=self.ingest_metrics)
+        return MqttConsumer(self.broker_url, pipeline.submit, options, metrics=self.ingest_metrics)
+
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
-    def _tick_loop(self) -> None:
+    def _tick_loop(self, stop: threading.Event | None = None, engine=None, since_ms: int | None = None) -> None:
+        """Absence rules every ``[rules] tick_s`` until ``stop`` (default: the node's)."""
+        stop = stop or self._stop
+        engine = engine or self.engine
+        since_ms = self.started_ms if since_ms is None else since_ms
         conn_registry = Registry(connect(self.state_path))
-        while not self._stop.wait(self.settings.rules.tick_s):
+        while not stop.wait(self.settings.rules.tick_s):
             try:
-                # Silence that began before this process started is not evidence of absence
+                # Silence that began before evaluation started here is not evidence of absence
                 # (the broker may still be handing over a backlog): count from the start.
-                last_seen = {d: max(ts, self.started_ms) for d, ts in conn_registry.last_seen_map().items()}
-                if self.engine.tick(self.clock(), last_seen):
-                    self.engine.checkpoint()  # deferred mode: its commit durable now, not at the next batch
+                last_seen = {d: max(ts, since_ms) for d, ts in conn_registry.last_seen_map().items()}
+                if engine.tick(self.clock(), last_seen):
+                    engine.checkpoint()  # deferred mode: its commit durable now, not at the next batch
                     self.dispatcher.wake()
             except Exception:
                 log.exception("absence-rule tick failed")
@@ -280,6 +307,10 @@ class Node:
     def stop(self) -> None:
         """Drain and stop: nothing buffered is lost."""
         self._stop.set()
+        if self.settings.clustered and hasattr(self, "duties"):
+            from citywatch.clustered import stop_clustered
+
+            stop_clustered(self)  # the rules and dispatch duties stop, their leases are given up
         # The pipeline first: it stops taking messages, writes what it holds and acknowledges it
         # while the consumer is still connected; what arrives after stays unacknowledged in the
         # broker's session. Then the consumer disconnects.

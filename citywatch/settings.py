@@ -143,7 +143,7 @@ class StateSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        from devices.sqlite import parse_url
+        from devices.db import parse_url
 
         parse_url(v)
         return v
@@ -152,6 +152,17 @@ class StateSettings(_Section):
 class RulesSettings(_Section):
     files: list[str] = Field(default_factory=list)
     tick_s: float = Field(10.0, gt=0)  # how often absence rules are evaluated
+
+
+class NodeSettings(_Section):
+    """``[node]``: this node among several on one PostgreSQL state DB (citywatch/cluster.py)."""
+
+    # how long a dead node's leases (rule evaluation, dispatch) last before another node takes
+    # the work over; renewed every third of it
+    lease_s: float = Field(10.0, ge=1, le=600)
+
+
+ROLES = ("ingest", "rules", "dispatch", "api")
 
 
 class ApiSettings(_Section):
@@ -293,11 +304,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid")
 
     timezone: str = "Asia/Shanghai"
-    # "all": one process does everything. To spread ingest over several processes: several
-    # "ingest" nodes (store, quarantine, events) sharing one MQTT 5 subscription
-    # ([mqtt] shared_group), plus exactly one "rules" node (rule engine, dispatch) subscribed
-    # without a group, so that each device's rule state lives in one process.
-    role: Literal["all", "ingest", "rules"] = "all"
+    # What this node does: "all", or a comma list of ingest (store, quarantine, events), rules
+    # (rule engine), dispatch (webhooks), api. On SQLite (one node): "rules" also dispatches,
+    # and several "ingest" nodes may share a subscription ([mqtt] shared_group) beside exactly
+    # one "rules" node. On PostgreSQL (several nodes): rules and dispatch run where their lease
+    # is held (docs/ARCHITECTURE.md, "Several nodes").
+    role: str = "all"
+    node: NodeSettings = Field(default_factory=NodeSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     state: StateSettings = Field(default_factory=StateSettings)
@@ -319,8 +332,37 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {v!r}") from None
         return v
 
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str) -> str:
+        names = [r.strip() for r in v.split(",") if r.strip()]
+        unknown = [r for r in names if r not in ("all", *ROLES)]
+        if unknown or not names:
+            raise ValueError(f"unknown role(s) {unknown or [v]}: \"all\" or a comma list of {', '.join(ROLES)}")
+        return "all" if "all" in names else ",".join(r for r in ROLES if r in names)
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """What this node does (``all`` spelled out)."""
+        return frozenset(ROLES) if self.role == "all" else frozenset(self.role.split(","))
+
+    @property
+    def clustered(self) -> bool:
+        """Whether the state DB is shared with other nodes (PostgreSQL): leases decide who evaluates
+        rules and who dispatches."""
+        from devices.db import is_shared, parse_url
+
+        return is_shared(parse_url(self.state.url))
+
     @model_validator(mode="after")
     def _roles(self) -> Settings:
+        if self.clustered:
+            if self.mqtt.shared_group and self.mqtt.protocol != 5:
+                raise ValueError("mqtt.shared_group: shared subscriptions need mqtt.protocol = 5")
+            return self
+        if self.role not in ("all", "ingest", "rules"):
+            raise ValueError(f"role: {self.role!r} needs a PostgreSQL [state] url (several nodes); with SQLite "
+                             "a node is \"all\", \"ingest\" or \"rules\"")
         if self.mqtt.shared_group and self.role != "ingest":
             raise ValueError("mqtt.shared_group: only role = \"ingest\" nodes may share a subscription; "
                              "rules need every reading of a device in one process (one role = \"rules\" "

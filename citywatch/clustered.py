@@ -1,0 +1,138 @@
+"""A node among several on one PostgreSQL state DB (``Settings.clustered``): what runs where.
+
+- ``ingest``: the recording pipeline (store, quarantine, events), its consumer on the shared
+  subscription ``$share/<group>/<topic>`` (``[mqtt] shared_group``, default ``citywatch``) with a
+  session of this node's own (client id ``<client_id>-<api listen>``): each reading is recorded
+  by one ingest node.
+- ``rules``: the rule evaluation, run by the one node holding the lease ``rules``: an engine
+  restored from the state DB's checkpoints, its pipeline and its consumer on the persistent
+  session ``<client_id>-rules`` (not shared: every reading; one client id for whoever holds the
+  lease, so the next holder resumes the queue and nothing unacknowledged is lost). Its commits
+  are fenced: a node whose lease moved on writes nothing (citywatch/cluster.py).
+- ``dispatch``: the outbox's dispatcher, run by the one node holding the lease ``dispatch``.
+- ``api``: the API (any number of nodes).
+
+One thread per node heartbeats its membership row and ticks the duties a tenth of the lease
+time apart. docs/ARCHITECTURE.md, "Several nodes", has the failure cases and their costs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+from citywatch.cluster import Duty, Leases, Membership, new_node_id
+from devices.db import connect
+
+log = logging.getLogger("citywatch.cluster")
+
+
+def start_clustered(node) -> None:
+    s = node.settings
+    roles = s.roles
+    node.node_id = new_node_id(s.api.listen)
+    ttl = s.node.lease_s
+    node.membership = Membership(connect(node.state_path), node.node_id, s.api.listen, sorted(roles), ttl)
+    leases = Leases(connect(node.state_path), node.node_id, ttl)
+    node.duties = []
+    if node.alert_history:
+        node.alert_history.start()
+    if "dispatch" in roles:
+        node.duties.append(Duty(leases, "dispatch", lambda lease: _start_dispatch(node), lambda: _stop_dispatch(node)))
+    if "rules" in roles:
+        rules = _Rules(node)
+        duty = Duty(leases, "rules", rules.start, rules.stop)
+        rules.fence = duty.fence
+        node.duties.append(duty)
+        node._start_rollout_snapshots()  # one a day: a second node's is the same row, ignored
+    if "api" in roles:
+        node._start_api()
+    if "ingest" in roles:
+        node.pipeline = node.make_pipeline(records=True, engine=None)
+        node.pipeline.start()
+        group = s.mqtt.shared_group or ("citywatch" if node.mqtt_protocol == 5 else "")
+        topics = [f"$share/{group}/{t}" if group else t for t in s.mqtt.topics]
+        if not group:
+            log.warning("MQTT 3.1.1: no shared subscription, so every ingest node records every reading "
+                        "(stored once: the store's writes are idempotent; quarantine and events twice)")
+        node.consumer = node.make_consumer(node.pipeline, f"{s.mqtt.client_id}-{_slug(s.api.listen)}", topics)
+        node.consumer.start(wait_s=20)
+    node.membership.beat()
+    for duty in node.duties:
+        duty.tick()
+    node._spawn(lambda: _cluster_loop(node, ttl / 10), "citywatch-cluster")
+
+
+def _cluster_loop(node, every_s: float) -> None:
+    while not node._stop.wait(every_s):
+        try:
+            node.membership.beat()
+        except Exception as e:  # the state DB away: the duties' own checks decide what stops
+            log.warning("cluster heartbeat failed: %s", e)
+        for duty in node.duties:
+            duty.tick()
+    for duty in node.duties:
+        duty.close()
+    try:
+        node.membership.leave()
+    except Exception as e:
+        log.warning("could not leave the cluster cleanly (the row expires): %s", e)
+
+
+def stop_clustered(node) -> None:
+    """Stop the duties (the cluster loop gives the leases up) and the ingest side."""
+    node._stop.set()
+    for t in node._threads:
+        if t.name == "citywatch-cluster":
+            t.join(30)
+
+
+def _start_dispatch(node) -> None:
+    node.dispatcher.start()
+    node._dispatching = True
+
+
+def _stop_dispatch(node) -> None:
+    node.dispatcher.stop(timeout=10)
+    node._dispatching = False
+
+
+class _Rules:
+    """The rule evaluation while this node holds the ``rules`` lease."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self.fence = None
+        self.parts = None
+
+    def start(self, lease) -> None:
+        node, s = self.node, self.node.settings
+        engine = node.make_engine(fence=self.fence)
+        if engine.retire_removed_rules(node.clock()):
+            engine.checkpoint()
+            node.dispatcher.wake()
+        pipeline = node.make_pipeline(records=False, engine=engine)
+        pipeline.start()
+        consumer = node.make_consumer(pipeline, f"{s.mqtt.client_id}-rules", list(s.mqtt.topics))
+        stop = threading.Event()
+        tick = threading.Thread(target=node._tick_loop, args=(stop, engine, node.clock()),
+                                name="citywatch-rules-tick", daemon=True)
+        self.parts = (engine, pipeline, consumer, stop, tick)
+        node.engine = engine
+        consumer.start(wait_s=20)
+        tick.start()
+
+    def stop(self) -> None:
+        if self.parts is None:
+            return
+        engine, pipeline, consumer, stop, tick = self.parts
+        self.parts = None
+        stop.set()
+        pipeline.stop(timeout=10)  # what it holds is committed (if the fence lets it) and acknowledged
+        consumer.stop()
+        tick.join(10)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
