@@ -114,7 +114,8 @@ class RuleEngine:
                  attrs_recheck_s: float = 0.0, deferred: bool = False,
                  clock: Callable[[], float] = time.monotonic,
                  checkpoints: CheckpointStore | None = None,
-                 fence: Callable[[Any], None] | None = None) -> None:
+                 fence: Callable[[Any], None] | None = None,
+                 owns: Callable[[str], bool] | None = None) -> None:
         rules = pack.active if isinstance(pack, RulePack) else tuple(r for r in pack if r.enabled)
         self._lock = threading.Lock()
         self.clock = clock
@@ -125,6 +126,10 @@ class RuleEngine:
         # called inside each commit's transaction with its connection; raises to refuse the
         # commit (several nodes: this node no longer holds the lease on these devices' rules)
         self.fence = fence
+        # the devices this engine evaluates (a partition, alerts/partitions.py); None: all. It
+        # restores only their state and takes only their manual resets; readings and ticks of
+        # other devices are not passed to it (the pipeline's ``accept``, the caller's tick map)
+        self.owns = owns
         # deferred mode: memories changed since the last checkpoint, and those it is saving
         # ((rule id, device id) -> acc list, or -> (ts, value) for change rules)
         self._unsaved_acc: dict[tuple[str, str], list] = {}
@@ -182,9 +187,10 @@ class RuleEngine:
             rt.n_active = 0
             rt.prev_val[:] = np.nan
             rt.prev_ts[:] = -(2 ** 62)
+        owns = self.owns or (lambda device_id: True)
         for row in self.checkpoints.load_streams():
             rt = self._by_id.get(row.rule)
-            if rt is None:
+            if rt is None or not owns(row.device_id):
                 continue  # a rule since removed or disabled
             slot = rt.slots[row.device_id]
             st = _Stream.from_row(row, rt.rule)
@@ -194,7 +200,7 @@ class RuleEngine:
         # an open alert always has a firing stream (also if stream rows were lost): adopt it
         for a in self.state.open_alerts():
             rt = self._by_id.get(a.rule)
-            if rt is None or a.severity not in rt.rule.severities:
+            if rt is None or a.severity not in rt.rule.severities or not owns(a.device_id):
                 continue
             slot = rt.slots[a.device_id]
             st = rt.stream(slot)
@@ -207,9 +213,9 @@ class RuleEngine:
                 rt.ensure(slot + 1)
                 rt.set_active(slot, True)
         self._restore_acc((rule, dev, [bucket, total, n, ts])
-                          for rule, dev, bucket, total, n, ts in self.checkpoints.load_acc())
+                          for rule, dev, bucket, total, n, ts in self.checkpoints.load_acc() if owns(dev))
         self._restore_prev((rule_id, device_id, ts, value)
-                           for rule_id, device_id, ts, value in self.checkpoints.load_prev())
+                           for rule_id, device_id, ts, value in self.checkpoints.load_prev() if owns(device_id))
 
     def _restore_acc(self, rows: Iterable[tuple[str, str, list]]) -> None:
         for rule_id, device_id, acc in rows:
@@ -295,6 +301,8 @@ class RuleEngine:
         alert: at the next matching event). A manual resolve is not a silence.
         """
         for alert_id, rule_id, device_id in self.state.take_resets():
+            if self.owns is not None and not self.owns(device_id):
+                continue  # another partition's: its engine takes it
             call.resets.append(alert_id)
             rt = self._by_id.get(rule_id)
             slot = rt.slots.get(device_id) if rt is not None else None

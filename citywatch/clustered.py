@@ -4,11 +4,15 @@
   subscription ``$share/<group>/<topic>`` (``[mqtt] shared_group``, default ``citywatch``) with a
   session of this node's own (client id ``<client_id>-<api listen>``): each reading is recorded
   by one ingest node.
-- ``rules``: the rule evaluation, run by the one node holding the lease ``rules``: an engine
-  restored from the state DB's checkpoints, its pipeline and its consumer on the persistent
-  session ``<client_id>-rules`` (not shared: every reading; one client id for whoever holds the
-  lease, so the next holder resumes the queue and nothing unacknowledged is lost). Its commits
-  are fenced: a node whose lease moved on writes nothing (citywatch/cluster.py).
+- ``rules``: the rule evaluation, in ``[node] partitions`` partitions of the devices
+  (alerts/partitions.py), each run by the one node holding its lease ``rules/p<N>``: an engine
+  restoring its devices' state from the state DB's checkpoints, its pipeline and its consumer on
+  the persistent session ``<client_id>-rules-p<N>`` (not shared: every reading, of which it keeps
+  its devices'; one client id for whoever holds the lease, so the next holder resumes the queue
+  and nothing unacknowledged is lost). Its commits are fenced: a node whose lease moved on
+  writes nothing (citywatch/cluster.py). Each ``rules`` node aims at its fair share of the
+  partitions (rounded up) among the live ``rules`` nodes: it takes free ones up to it and gives
+  one back per tick above it.
 - ``dispatch``: the outbox's dispatcher, run by the one node holding the lease ``dispatch``.
 - ``api``: the API (any number of nodes).
 
@@ -21,8 +25,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import zlib
 
-from citywatch.cluster import Duty, Leases, Membership, new_node_id
+from alerts.partitions import owner_of, topic_filter
+from citywatch.cluster import Duty, Leases, Membership, fair_share, new_node_id
+from devices import db
 from devices.db import connect
 
 log = logging.getLogger("citywatch.cluster")
@@ -41,10 +48,7 @@ def start_clustered(node) -> None:
     if "dispatch" in roles:
         node.duties.append(Duty(leases, "dispatch", lambda lease: _start_dispatch(node), lambda: _stop_dispatch(node)))
     if "rules" in roles:
-        rules = _Rules(node)
-        duty = Duty(leases, "rules", rules.start, rules.stop)
-        rules.fence = duty.fence
-        node.duties.append(duty)
+        node.duties.append(_Partitions(node, leases, node.membership, s.node.partitions))
         node._start_rollout_snapshots()  # one a day: a second node's is the same row, ignored
     if "api" in roles:
         node._start_api()
@@ -98,28 +102,77 @@ def _stop_dispatch(node) -> None:
     node._dispatching = False
 
 
-class _Rules:
-    """The rule evaluation while this node holds the ``rules`` lease."""
+class _Partitions:
+    """This node's share of the rule-evaluation partitions (a duty each)."""
 
-    def __init__(self, node) -> None:
+    def __init__(self, node, leases: Leases, membership: Membership, n: int) -> None:
+        self.leases = leases
+        self.membership = membership
+        self.n = n
+        self.duties = []
+        for i in range(n):
+            rules = _Rules(node, i, n)
+            duty = Duty(leases, f"rules/p{i}", rules.start, rules.stop)
+            rules.fence = duty.fence
+            self.duties.append(duty)
+        first = zlib.crc32(node.node_id.encode()) % n  # nodes try different partitions first
+        self.order = self.duties[first:] + self.duties[:first]
+
+    def tick(self) -> None:
+        for duty in self.duties:
+            if duty.lease is not None:
+                duty.tick()  # renew, or stop the work if the lease is gone
+        try:
+            fair = fair_share(self.n, len(self.membership.live("rules")))
+            held = [d for d in self.order if d.lease is not None]
+            if len(held) > fair:
+                held[-1].close()  # one back per tick: the newcomers take them as they come free
+                return
+            if len(held) == fair:
+                return
+            taken = self.leases.holders("rules/p")
+        except db.DBError as e:
+            log.warning("rules partitions: cannot reach the state DB: %s", e)
+            return
+        for duty in self.order:
+            if len(held) >= fair:
+                break
+            if duty.lease is None and duty.name not in taken:
+                duty.tick()
+                if duty.lease is not None:
+                    held.append(duty)
+
+    def close(self) -> None:
+        for duty in self.duties:
+            duty.close()
+
+
+class _Rules:
+    """The rule evaluation of one partition while this node holds its lease."""
+
+    def __init__(self, node, partition: int, partitions: int) -> None:
         self.node = node
+        self.partition = partition
+        self.partitions = partitions
         self.fence = None
         self.parts = None
 
     def start(self, lease) -> None:
         node, s = self.node, self.node.settings
-        engine = node.make_engine(fence=self.fence)
-        if engine.retire_removed_rules(node.clock()):
-            engine.checkpoint()
+        owns = owner_of(self.partition, self.partitions)
+        engine = node.make_engine(fence=self.fence, owns=owns if self.partitions > 1 else None)
+        if self.partition == 0 and engine.retire_removed_rules(node.clock()):
+            engine.checkpoint()  # once for the fleet: partition 0's holder retires removed rules' alerts
             node.dispatcher.wake()
-        pipeline = node.make_pipeline(records=False, engine=engine)
+        pipeline = node.make_pipeline(records=False, engine=engine,
+                                      accept=topic_filter(owns) if self.partitions > 1 else None)
         pipeline.start()
-        consumer = node.make_consumer(pipeline, f"{s.mqtt.client_id}-rules", list(s.mqtt.topics))
+        consumer = node.make_consumer(pipeline, f"{s.mqtt.client_id}-rules-p{self.partition}",
+                                      list(s.mqtt.topics))
         stop = threading.Event()
-        tick = threading.Thread(target=node._tick_loop, args=(stop, engine, node.clock()),
-                                name="citywatch-rules-tick", daemon=True)
+        tick = threading.Thread(target=node._tick_loop, args=(stop, engine, node.clock(), owns),
+                                name=f"citywatch-rules-tick-p{self.partition}", daemon=True)
         self.parts = (engine, pipeline, consumer, stop, tick)
-        node.engine = engine
         consumer.start(wait_s=20)
         tick.start()
 

@@ -127,7 +127,7 @@ class Node:
         self.api_outbox = self.dispatcher.make_outbox(connect(self.state_path))
         self.api_outbox.tz = s.tz  # /deliveries times in the zone's offset, as every API time
 
-    def make_engine(self, fence=None):
+    def make_engine(self, fence=None, owns=None):
         """The rule engine over the alert store, its state restored from the state DB."""
         from alerts.engine import RuleEngine
         from alerts.rules import RulePack
@@ -136,7 +136,7 @@ class Node:
         rules_registry = Registry(connect(self.state_path))
         return RuleEngine(RulePack.load(s.rules.files), self.alerts, attrs=rules_registry.attrs_snapshot,
                           device_info=rules_registry.device_info, tz=s.timezone, attrs_recheck_s=1.0,
-                          deferred=True, fence=fence)  # deferred: the pipeline checkpoints before acknowledging
+                          deferred=True, fence=fence, owns=owns)  # deferred: checkpoint, then acknowledge
 
     def start(self) -> None:
         self.open()
@@ -185,7 +185,7 @@ class Node:
         if self.rollout_snapshots is not None:
             self._spawn(self._rollout_snapshot_loop, "citywatch-rollout-snapshot")
 
-    def make_pipeline(self, *, records: bool, engine) -> Pipeline:
+    def make_pipeline(self, *, records: bool, engine, accept=None) -> Pipeline:
         """The ingest pipeline: recording (store, quarantine, events) and/or evaluating ``engine``."""
         s = self.settings
         features.ENABLED = s.ingest.waveform_features
@@ -197,7 +197,7 @@ class Node:
             max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
             context=Context(self.registry, s.rules.files) if records else None,
             max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
-            write_linger_ms=s.ingest.write_linger_ms, gate=self.gate,
+            write_linger_ms=s.ingest.write_linger_ms, gate=self.gate, accept=accept,
         )
 
     def make_consumer(self, pipeline: Pipeline, client_id: str, topics: list[str]):
@@ -218,8 +218,10 @@ class Node:
         t.start()
         self._threads.append(t)
 
-    def _tick_loop(self, stop: threading.Event | None = None, engine=None, since_ms: int | None = None) -> None:
-        """Absence rules every ``[rules] tick_s`` until ``stop`` (default: the node's)."""
+    def _tick_loop(self, stop: threading.Event | None = None, engine=None, since_ms: int | None = None,
+                   owns: Callable[[str], bool] | None = None) -> None:
+        """Absence rules every ``[rules] tick_s`` until ``stop`` (default: the node's), over the
+        devices ``owns`` says are the engine's (default: all)."""
         stop = stop or self._stop
         engine = engine or self.engine
         since_ms = self.started_ms if since_ms is None else since_ms
@@ -228,7 +230,8 @@ class Node:
             try:
                 # Silence that began before evaluation started here is not evidence of absence
                 # (the broker may still be handing over a backlog): count from the start.
-                last_seen = {d: max(ts, since_ms) for d, ts in conn_registry.last_seen_map().items()}
+                last_seen = {d: max(ts, since_ms) for d, ts in conn_registry.last_seen_map().items()
+                             if owns is None or owns(d)}
                 if engine.tick(self.clock(), last_seen):
                     engine.checkpoint()  # deferred mode: its commit durable now, not at the next batch
                     self.dispatcher.wake()

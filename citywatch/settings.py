@@ -160,6 +160,10 @@ class NodeSettings(_Section):
     # how long a dead node's leases (rule evaluation, dispatch) last before another node takes
     # the work over; renewed every third of it
     lease_s: float = Field(10.0, ge=1, le=600)
+    # rule evaluation split into this many partitions of devices (a hash of the device id), each
+    # held by one node at a time with its own MQTT session; every partition session receives
+    # every reading from Mosquitto and keeps its own devices' (ARCHITECTURE.md, "Several nodes")
+    partitions: int = Field(1, ge=1, le=256)
 
 
 ROLES = ("ingest", "rules", "dispatch", "api")

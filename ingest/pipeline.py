@@ -165,6 +165,7 @@ class Pipeline:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         context: Context | None = None,
+        accept: Callable[[str], bool] | None = None,
     ):
         self.store = store
         self.registry = registry
@@ -175,6 +176,9 @@ class Pipeline:
         self.rules = rules
         self.after_rules = after_rules
         self.context = context  # derived context readings (ingest/context.py)
+        # the topics this pipeline takes (a rule-evaluation partition's devices); the others are
+        # acknowledged, in order with the rest, without being decoded. None: every topic
+        self.accept = accept
         # the intake and the write stage step aside while an alert is on its way (ingest/priority.py)
         self.gate = gate if gate is not None else Gate()
         self.decoder = Decoder(DeviceLookup(registry))
@@ -241,14 +245,20 @@ class Pipeline:
         q = _Pending(messages=len(messages))  # decoded here, then added to the pending batch in one step
         decode_into = self.decoder.decode_into
         per_kind, channels, acks = q.per_kind, q.channels, q.acks
+        accept = self.accept
         for msg in messages:
             if len(msg) == 3:
                 topic, payload, ack = msg
+                retained = False
             else:
                 topic, payload, ack, retained = msg
-                if retained:
-                    self._retained(topic, payload, ack, now_ms, q)
-                    continue
+            if accept is not None and not accept(topic):
+                if ack is not None:
+                    acks.append(ack)
+                continue
+            if retained:
+                self._retained(topic, payload, ack, now_ms, q)
+                continue
             before = q.readings
             try:
                 decode_into(topic, payload, now_ms, q.builder, q)
