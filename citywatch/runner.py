@@ -255,8 +255,9 @@ class Node:
 
     def _start_api(self) -> None:
         s = self.settings
+        # log_config None: uvicorn's records go through the process's handler (citywatch/logs.py)
         config = uvicorn.Config(self.api_app(), host=s.api.host, port=s.api.port, log_level="warning",
-                                access_log=False, lifespan="off")
+                                access_log=False, lifespan="off", log_config=None)
         self.server = uvicorn.Server(config)
         self._spawn(self.server.run, "citywatch-api")
         deadline = time.monotonic() + 15
