@@ -6,6 +6,7 @@ a one-line reason on failure.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -166,12 +167,11 @@ def serve(config: ConfigOpt = None, verbose: VerboseOpt = False, log_format: Log
         node.stop()
         _fail(str(e))
     stop = _stop_on_signal()  # before the line below: SIGTERM from then on drains instead of killing
-    out.print(f"citywatch serving: API http://{s.api.listen}; broker {s.mqtt.url}; store {s.store.url}",
-              highlight=False)
+    _status(s, f"citywatch serving: API http://{s.api.listen}; broker {s.mqtt.url}; store {s.store.url}")
     while not stop.wait(0.5):
         pass
     node.stop()
-    _print_totals(node)
+    _print_totals(node, s)
 
 
 def _print_up_token(token: str | None, listen: str) -> None:
@@ -185,10 +185,19 @@ def _print_up_token(token: str | None, listen: str) -> None:
                   "`citywatch tokens create --role admin --name NAME`", highlight=False)
 
 
-def _print_totals(node) -> None:
+def _print_totals(node, s: Settings | None = None) -> None:
     t = node.totals()
-    out.print(f"stopped. readings received {t['received']}, stored {t['stored']}, duplicates {t['duplicates']}, "
-              f"spooled {t['spooled']}; messages quarantined {t['quarantined']}", highlight=False)
+    _status(s, f"stopped. readings received {t['received']}, stored {t['stored']}, duplicates {t['duplicates']}, "
+               f"spooled {t['spooled']}; messages quarantined {t['quarantined']}")
+
+
+def _status(s: Settings | None, message: str) -> None:
+    """A status line: a log record with ``[log] format = "json"`` (nothing but JSON lines for a log
+    shipper), else a line on stdout."""
+    if s is not None and s.log.format == "json":
+        logging.getLogger("citywatch").info(message)
+    else:
+        out.print(message, highlight=False)
 
 
 def _registry(s: Settings):

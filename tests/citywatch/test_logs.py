@@ -43,18 +43,40 @@ def _config(tmp_path: Path, broker_url: str) -> Path:
     return p
 
 
-def _stderr_lines(proc: subprocess.Popen, want: int, timeout: float = 30.0) -> list[str]:
-    """The first ``want`` lines ``proc`` writes on stderr (fewer if it exits or ``timeout`` passes)."""
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while len(lines) < want and time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if ready:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-    return lines
+class _Lines:
+    """The complete lines a process has written so far on some of its pipes (read unbuffered: a
+    select() on a buffered text stream can miss lines already in its buffer)."""
+
+    def __init__(self, *streams) -> None:
+        self.fds = {s.fileno(): s for s in streams}
+        self.partial = {fd: b"" for fd in self.fds}
+        self.lines = {s: [] for s in streams}
+        self.eof: set[int] = set()
+
+    def _take(self, fd: int, chunk: bytes) -> None:
+        *complete, self.partial[fd] = (self.partial[fd] + chunk).split(b"\n")
+        self.lines[self.fds[fd]] += [ln.decode() for ln in complete]
+
+    def read(self, timeout: float) -> None:
+        for fd in select.select([fd for fd in self.fds if fd not in self.eof], [], [], timeout)[0]:
+            chunk = os.read(fd, 65536)
+            self._take(fd, chunk)
+            if not chunk:
+                self.eof.add(fd)
+
+    def drain(self) -> None:
+        """Everything left, up to end of file (the process has exited)."""
+        for fd in self.fds:
+            while chunk := os.read(fd, 65536):
+                self._take(fd, chunk)
+            if self.partial[fd]:
+                self._take(fd, b"\n")
+
+    def until(self, done, timeout: float = 60.0) -> None:
+        """Read until ``done(self.lines)`` or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not done(self.lines) and len(self.eof) < len(self.fds) and time.monotonic() < deadline:
+            self.read(0.5)
 
 
 def _serve_with_broker_down(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> list[str]:
@@ -63,8 +85,10 @@ def _serve_with_broker_down(tmp_path: Path, *args: str, env: dict[str, str] | No
     proc = subprocess.Popen(citywatch_cmd() + ["serve", "--config", str(cfg), *args], cwd=tmp_path,
                             env=env or _env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines = _Lines(proc.stderr)
     try:
-        return _stderr_lines(proc, 3)
+        lines.until(lambda got: len(got[proc.stderr]) >= 3, timeout=30)
+        return lines.lines[proc.stderr][:3]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -173,22 +197,43 @@ def test_a_terminal_gets_richs_handler():
     assert len(text.splitlines()) > 4  # a multi-line rendering: rich's, not the one-line formatter
 
 
-def test_serves_status_lines_are_not_wrapped_on_a_pipe(tmp_path, mosquitto):
-    """stdout too goes to the journal under systemd: ``serve``'s status lines, longer than 80
-    columns here, each stay one line."""
-    cfg = _config(tmp_path, mosquitto.url)
-    proc = subprocess.Popen(citywatch_cmd() + ["serve", "--config", str(cfg)], cwd=tmp_path, env=_env(),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+def _serve_then_sigterm(tmp_path: Path, broker_url: str, *args: str) -> tuple[list[str], list[str]]:
+    """``citywatch serve`` until it says it is serving (on stdout, or on stderr in JSON), then
+    SIGTERM (taken from that line on): its stdout and stderr lines."""
+    cfg = _config(tmp_path, broker_url)
+    proc = subprocess.Popen(citywatch_cmd() + ["serve", "--config", str(cfg), *args], cwd=tmp_path, env=_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+    lines = _Lines(proc.stdout, proc.stderr)
     try:
-        first = proc.stdout.readline()
+        lines.until(lambda got: any("citywatch serving" in ln for ls in got.values() for ln in ls))
+        assert proc.poll() is None, f"serve exited: {lines.lines}"
         proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=60)
+        proc.wait(60)
+        lines.drain()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    assert first.startswith("citywatch serving: API http://") and f"store duckdb:///{tmp_path}" in first
-    assert len(first) > 80 and first.rstrip().endswith("readings.duckdb")
-    totals = rest.splitlines()
-    assert len(totals) == 1 and totals[0].startswith("stopped. readings received 0, stored 0"), rest
+    assert proc.returncode == 0, lines.lines
+    return lines.lines[proc.stdout], lines.lines[proc.stderr]
+
+
+def test_serves_status_lines_are_not_wrapped_on_a_pipe(tmp_path, mosquitto):
+    """stdout too goes to the journal under systemd: ``serve``'s status lines, longer than 80
+    columns here, each stay one line."""
+    out, _ = _serve_then_sigterm(tmp_path, mosquitto.url)
+    assert len(out) == 2, out
+    assert out[0].startswith("citywatch serving: API http://") and out[0].endswith(f"/{tmp_path}/readings.duckdb")
+    assert len(out[0]) > 80
+    assert out[1].startswith("stopped. readings received 0, stored 0, duplicates 0, spooled 0"), out
+
+
+def test_json_mode_writes_nothing_but_json_lines(tmp_path, mosquitto):
+    """With --log-format json the status lines are log records too: a log shipper reading the
+    journal gets nothing but JSON objects."""
+    out, err = _serve_then_sigterm(tmp_path, mosquitto.url, "--log-format", "json")
+    assert out == []
+    events = [json.loads(line) for line in err]
+    status = [e["msg"] for e in events if e["logger"] == "citywatch" and e["level"] == "INFO"]
+    assert status[0].startswith("citywatch serving: API http://") and status[-1].startswith("stopped. readings")
