@@ -261,8 +261,8 @@ class Node:
         self.server = uvicorn.Server(config)
         self._spawn(self.server.run, "citywatch-api")
         deadline = time.monotonic() + 15
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while not self.server.started and self._threads[-1].is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the thread ends at once when the address is taken (uvicorn logs why)
         if not self.server.started:
             raise RuntimeError(f"the API could not listen on {s.api.listen}")
 

@@ -237,3 +237,21 @@ def test_json_mode_writes_nothing_but_json_lines(tmp_path, mosquitto):
     events = [json.loads(line) for line in err]
     status = [e["msg"] for e in events if e["logger"] == "citywatch" and e["level"] == "INFO"]
     assert status[0].startswith("citywatch serving: API http://") and status[-1].startswith("stopped. readings")
+
+
+def test_uvicorns_records_take_the_same_form(tmp_path):
+    """The API server's own records (here: its address taken) go through citywatch's handler."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        cfg = _config(tmp_path, f"mqtt://127.0.0.1:{free_port()}")
+        r = subprocess.run(citywatch_cmd() + ["serve", "--config", str(cfg)], capture_output=True, text=True,
+                           timeout=120, env=_env(CITYWATCH_API_LISTEN=listen), cwd=tmp_path)
+    assert r.returncode == 1
+    records = [LINE.match(line) for line in r.stderr.splitlines() if not line.startswith("error: ")]
+    assert all(records), r.stderr
+    assert any(m.group(2, 3) == ("ERROR", "uvicorn.error") and "address already in use" in m.group(4) for m in records)
+    assert r.stderr.splitlines()[-1] == f"error: the API could not listen on {listen}"
