@@ -81,31 +81,52 @@ def test_example_config_loads_and_names_every_key(tmp_path):
 
 
 def _comment_of(lines: list[str], i: int) -> str:
-    """Line ``i``'s own comment and the comment block above it (past other keys and table headers)."""
-    parts = [lines[i].partition("#")[2]]
+    """Line ``i``'s own comment, then the comment block above it (past other keys and table
+    headers) in reading order, as one line of text."""
     j = i - 1
     while j >= 0 and lines[j] and not lines[j].startswith("#"):
         j -= 1
+    block = []
     while j >= 0 and lines[j].startswith("#"):
-        parts.append(lines[j])
+        block.insert(0, lines[j].lstrip("# "))
         j -= 1
-    return "\n".join(parts)
+    return " ".join([lines[i].partition(" #")[2], *block])
 
 
-def test_example_config_says_every_keys_default():
-    """Every optional key's comment (its own, or the block above it) gives its default; the second
-    receiver and route repeat keys documented at the first."""
+_STATED = re.compile(r'[Dd]efault:? ("[^"]*"|\[[^\]]*\]|-?\d+(?:\.\d+)?|true|false)')
+
+
+def _real_default(header: str, key: str):
+    section = header.strip("[]")
+    field = Settings.model_fields[section].annotation.model_fields[key] if section else Settings.model_fields[key]
+    return field.get_default(call_default_factory=True)
+
+
+def test_example_config_states_every_keys_real_default():
+    """Every optional key's comment (its own, or the block above it) gives its default; for the
+    settings' keys, the default stated is the settings' own. The second receiver and route repeat
+    keys documented at the first."""
     required = {"[[receivers]] name", "[[receivers]] url", "[[receivers]] secret", "[[routes]] match",
                 "[[routes]] receivers"}
     lines = (DEPLOY / "citywatch.toml").read_text(encoding="utf-8").splitlines()
-    header, seen = "", set()
+    header, seen, checked = "", set(), 0
     for i, line in enumerate(lines):
         if line.startswith("["):
             header = "repeated" if line in seen and line.startswith("[[") else line
             seen.add(line)
         key = re.match(r"^([a-z_]+) = ", line)
-        if key and header != "repeated" and f"{header} {key.group(1)}" not in required:
-            assert "default" in _comment_of(lines, i).lower(), f"deploy/citywatch.toml:{i + 1}: no default for {line!r}"
+        if not key or header == "repeated" or f"{header} {key.group(1)}" in required:
+            continue
+        comment = _comment_of(lines, i)
+        assert "default" in comment.lower(), f"deploy/citywatch.toml:{i + 1}: no default for {line!r}"
+        if header.startswith("[[") or (header == "[node]" and not ROLES_MERGED):
+            continue
+        stated = _STATED.search(comment)
+        assert stated, f"deploy/citywatch.toml:{i + 1}: no default value in {comment!r}"
+        value = tomllib.loads(f"v = {stated.group(1)}")["v"]
+        assert value == _real_default(header, key.group(1)), f"deploy/citywatch.toml:{i + 1}: {line!r}"
+        checked += 1
+    assert checked == len(_settings_keys()) - len(_RECEIVER_KEYS) - len(_ROUTE_KEYS) - 2  # receivers, routes
 
 
 def _unit(name: str) -> configparser.ConfigParser:
