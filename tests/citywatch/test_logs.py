@@ -114,7 +114,7 @@ def test_text_logs_one_unwrapped_line_per_event(tmp_path):
 
 
 def test_json_lines_from_the_option_and_from_the_environment(tmp_path):
-    for args, env in (((("--log-format", "json")), _env()), ((), _env(CITYWATCH_LOG_FORMAT="json"))):
+    for args, env in ((("--log-format", "json"), _env()), ((), _env(CITYWATCH_LOG_FORMAT="json"))):
         started = datetime.now(UTC)
         lines = _serve_with_broker_down(tmp_path, *args, env=env)
         assert len(lines) == 3, lines
