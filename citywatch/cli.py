@@ -36,11 +36,35 @@ app.add_typer(report_app, name="report")
 
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not verbose:  # one line per InfluxDB write or webhook is noise at INFO
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"citywatch {version('citywatch')}", highlight=False)
+        except PackageNotFoundError:
+            _fail("citywatch is not installed (pip install .): its version is in the package metadata")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the installed version and exit.")] = False) -> None:
+    """citywatch: city infrastructure telemetry, rules and alerts."""
+
+
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
+LogFormatOpt = Annotated[str | None, typer.Option(
+    "--log-format", help="text or json (one JSON object per line); default: the log.format setting.")]
+
+
+def _settings_and_logging(config: Path | None, verbose: bool, log_format: str | None) -> Settings:
+    """The settings (``--log-format`` over ``[log] format``), then the process's log handler (citywatch/logs.py)."""
+    from citywatch import logs
+
+    s = settings(config, **({"log__format": log_format} if log_format else {}))
+    logs.setup(s.log.format, verbose)
+    return s
 
 
 def _stop_on_signal() -> threading.Event:
@@ -54,14 +78,8 @@ def _stop_on_signal() -> threading.Event:
     return stop
 
 
-def _wait_for_signal() -> None:
-    stop = _stop_on_signal()
-    while not stop.wait(0.5):
-        pass
-
-
 @app.command()
-def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def up(config: ConfigOpt = None, verbose: VerboseOpt = False, log_format: LogFormatOpt = None) -> None:
     """Everything on one machine: embedded broker, sample Wuhan fleet and its simulators with fault
     scenarios on a schedule, consumer, embedded store, rules, dispatch to a built-in webhook
     receiver, API."""
@@ -70,8 +88,7 @@ def up(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbos
     from citywatch.runner import Node
     from devices.fleet import sample_fleet
 
-    _logging(verbose)
-    s, webhooks = demo.with_receiver(settings(config))
+    s, webhooks = demo.with_receiver(_settings_and_logging(config, verbose, log_format))
     broker = EmbeddedBroker("127.0.0.1", s.up.broker_port)
     try:
         broker.start()
@@ -134,13 +151,12 @@ def _print_up(s: Settings, broker, fleet, node, receiver: bool, token: str | Non
 
 
 @app.command()
-def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def serve(config: ConfigOpt = None, verbose: VerboseOpt = False, log_format: LogFormatOpt = None) -> None:
     """Production: consume from the configured broker into the configured store, evaluate rules,
     dispatch, serve the API. No simulators, no embedded broker."""
     from citywatch.runner import Node
 
-    _logging(verbose)
-    s = settings(config)
+    s = _settings_and_logging(config, verbose, log_format)
     reason = closed_reason(s, open_store(s), config)
     if reason:
         _fail(reason)
@@ -150,11 +166,12 @@ def serve(config: ConfigOpt = None, verbose: Annotated[bool, typer.Option("--ver
     except Exception as e:
         node.stop()
         _fail(str(e))
-    out.print(f"citywatch serving: API http://{s.api.listen}; broker {s.mqtt.url}; store {s.store.url}",
-              highlight=False)
-    _wait_for_signal()
+    stop = _stop_on_signal()  # before the line below: SIGTERM from then on drains instead of killing
+    _status(s, f"citywatch serving: API http://{s.api.listen}; broker {s.mqtt.url}; store {s.store.url}")
+    while not stop.wait(0.5):
+        pass
     node.stop()
-    _print_totals(node)
+    _print_totals(node, s)
 
 
 def _print_up_token(token: str | None, listen: str) -> None:
@@ -168,10 +185,19 @@ def _print_up_token(token: str | None, listen: str) -> None:
                   "`citywatch tokens create --role admin --name NAME`", highlight=False)
 
 
-def _print_totals(node) -> None:
+def _print_totals(node, s: Settings | None = None) -> None:
     t = node.totals()
-    out.print(f"stopped. readings received {t['received']}, stored {t['stored']}, duplicates {t['duplicates']}, "
-              f"spooled {t['spooled']}; messages quarantined {t['quarantined']}", highlight=False)
+    _status(s, f"stopped. readings received {t['received']}, stored {t['stored']}, duplicates {t['duplicates']}, "
+               f"spooled {t['spooled']}; messages quarantined {t['quarantined']}")
+
+
+def _status(s: Settings | None, message: str) -> None:
+    """A status line: a log record with ``[log] format = "json"`` (nothing but JSON lines for a log
+    shipper), else a line on stdout."""
+    if s is not None and s.log.format == "json":
+        logging.getLogger("citywatch").info(message)
+    else:
+        out.print(message, highlight=False)
 
 
 def _registry(s: Settings):

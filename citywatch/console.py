@@ -14,6 +14,8 @@ from citywatch.settings import ConfigError, Settings, load_settings
 
 err = Console(stderr=True)
 out = Console()
+for _c in (err, out):  # not on a terminal (a pipe, the journal): one line per message, never wrapped at 80 columns
+    _c.soft_wrap = not _c.is_terminal
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
 

@@ -285,13 +285,14 @@ class Node:
 
     def _start_api(self) -> None:
         s = self.settings
+        # log_config None: uvicorn's records go through the process's handler (citywatch/logs.py)
         config = uvicorn.Config(self.api_app(), host=s.api.host, port=s.api.port, log_level="warning",
-                                access_log=False, lifespan="off")
+                                access_log=False, lifespan="off", log_config=None)
         self.server = uvicorn.Server(config)
         self._spawn(self.server.run, "citywatch-api")
         deadline = time.monotonic() + 15
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while not self.server.started and self._threads[-1].is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the thread ends at once when the address is taken (uvicorn logs why)
         if not self.server.started:
             raise RuntimeError(f"the API could not listen on {s.api.listen}")
 

@@ -304,6 +304,13 @@ class DashboardsSettings(_Section):
     prometheus_url: str = "http://127.0.0.1:9090"
 
 
+class LogSettings(_Section):
+    """``[log]``: the log records of ``serve`` and ``up`` on stderr (citywatch/logs.py, docs/OPERATIONS.md)."""
+
+    # "text": one line per event (rich's handler on a terminal); "json": one JSON object per line
+    format: Literal["text", "json"] = "text"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid")
 
@@ -324,6 +331,7 @@ class Settings(BaseSettings):
     up: UpSettings = Field(default_factory=UpSettings)
     dashboards: DashboardsSettings = Field(default_factory=DashboardsSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     receivers: list[dict[str, Any]] = Field(default_factory=list)
     routes: list[dict[str, Any]] = Field(default_factory=list)
 
