@@ -200,6 +200,7 @@ class Duty:
         self._start = start
         self._stop = stop
         self.lease: Lease | None = None
+        self.running = False  # its work started and not stopped
 
     def tick(self) -> None:
         if self.lease is not None and self.leases.monotonic() >= self.lease.valid_until:
@@ -220,6 +221,7 @@ class Duty:
         self.lease = got
         try:
             self._start(got)
+            self.running = True
         except Exception:
             log.exception("%s: could not start; giving the lease up", self.name)
             self.lease = None
@@ -240,6 +242,7 @@ class Duty:
     def _lose(self, why: str) -> None:
         log.warning("%s: stopping: %s", self.name, why)
         self.lease = None
+        self.running = False
         try:
             self._stop()
         except Exception:

@@ -11,8 +11,9 @@
   its devices'; one client id for whoever holds the lease, so the next holder resumes the queue
   and nothing unacknowledged is lost). Its commits are fenced: a node whose lease moved on
   writes nothing (citywatch/cluster.py). Each ``rules`` node aims at its fair share of the
-  partitions (rounded up) among the live ``rules`` nodes: it takes free ones up to it and gives
-  one back per tick above it.
+  partitions (rounded up) among the live ``rules`` nodes: below it, it takes one free partition
+  per tick (a start takes time, and the leases it holds wait for their renewal meanwhile);
+  above it, it gives one back per tick.
 - ``dispatch``: the outbox's dispatcher, run by the one node holding the lease ``dispatch``.
 - ``api``: the API (any number of nodes).
 
@@ -65,6 +66,7 @@ def start_clustered(node) -> None:
     node.membership.beat()
     for duty in node.duties:
         duty.tick()
+    node.cluster_started = True
     node._spawn(lambda: _cluster_loop(node, ttl / 10), "citywatch-cluster")
 
 
@@ -134,13 +136,11 @@ class _Partitions:
         except db.DBError as e:
             log.warning("rules partitions: cannot reach the state DB: %s", e)
             return
-        for duty in self.order:
-            if len(held) >= fair:
-                break
+        for duty in self.order:  # one more per tick: a start takes time, the held leases wait for it
             if duty.lease is None and duty.name not in taken:
                 duty.tick()
                 if duty.lease is not None:
-                    held.append(duty)
+                    return
 
     def close(self) -> None:
         for duty in self.duties:

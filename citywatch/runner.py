@@ -276,12 +276,23 @@ class Node:
             token_store=TokenStore(self.state_path, clock=self.clock), api_open=s.api.open,
             rollout=rollout.service(s, latest=self.store.latest_values, clock=self.clock),
             board_feed=self.board_feed, broker_url=self.broker_url,
+            cluster_status=self.cluster_status,
         )
         # the API's writes that may queue a notice (acknowledged, resolved) or change what is sent (silences)
         state.alerts = _Serialized(self.api_alerts, after=self.dispatcher.wake,
                                    after_calls=("ack", "add_silence", "resolve"))
         state.outbox = _Serialized(self.api_outbox)
         return create_app(state)
+
+    def cluster_status(self) -> dict | None:
+        """Several nodes: this node's id and roles, whether its start is complete, and the duties
+        (leases) whose work it runs now; None for a node on its own."""
+        if not self.settings.clustered or not hasattr(self, "node_id"):
+            return None
+        duties = [d for duty in getattr(self, "duties", []) for d in getattr(duty, "duties", [duty])]
+        return {"node": self.node_id, "roles": sorted(self.settings.roles),
+                "started": getattr(self, "cluster_started", False),
+                "duties": sorted(d.name for d in duties if d.running)}
 
     def _start_api(self) -> None:
         s = self.settings

@@ -31,6 +31,9 @@ def health(svc: Services) -> dict:
     if spool is not None:
         batches, size = spool.depth()
         body["spool"] = {"batches": batches, "bytes": size}
+    cluster = svc.cluster_status() if getattr(svc, "cluster_status", None) else None
+    if cluster is not None:  # several nodes: this node, and the duties it runs now
+        body["cluster"] = cluster
     return body
 
 
