@@ -232,11 +232,11 @@ class Duty:
         if lease is None or not self.leases.holds(conn, lease):
             raise LeaseLost(f"{self.name}: this node no longer holds the lease")
 
-    def close(self) -> None:
-        """Stop the work and give the lease up (a clean shutdown: the next node starts at once)."""
+    def close(self, why: str = "this node is stopping") -> None:
+        """Stop the work and give the lease up (the next node starts at once)."""
         lease = self.lease
         if lease is not None:
-            self._lose("this node is stopping")
+            self._lose(why)
             self._release(lease)
 
     def _lose(self, why: str) -> None:

@@ -1,9 +1,11 @@
 """A node among several on one PostgreSQL state DB (``Settings.clustered``): what runs where.
 
-- ``ingest``: the recording pipeline (store, quarantine, events), its consumer on the shared
-  subscription ``$share/<group>/<topic>`` (``[mqtt] shared_group``, default ``citywatch``) with a
-  session of this node's own (client id ``<client_id>-<api listen>``): each reading is recorded
-  by one ingest node.
+- ``ingest``: ``[node] partitions`` ingest sessions, each run by the node holding its lease
+  ``ingest/p<N>``: a recording pipeline (store, quarantine, events) and its consumer on the
+  shared subscription ``$share/<group>/<topic>`` (``[mqtt] shared_group``, default
+  ``citywatch``) with the persistent session ``<client_id>-ingest-p<N>``: the broker gives each
+  message to one session, and a session whose node died is resumed by the node that takes its
+  lease over, so nothing the dead node had received and not acknowledged is lost.
 - ``rules``: the rule evaluation, in ``[node] partitions`` partitions of the devices
   (alerts/partitions.py), each run by the one node holding its lease ``rules/p<N>``: an engine
   restoring its devices' state from the state DB's checkpoints, its pipeline and its consumer on
@@ -24,14 +26,15 @@ time apart. docs/ARCHITECTURE.md, "Several nodes", has the failure cases and the
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import zlib
+from pathlib import Path
 
 from alerts.partitions import owner_of, topic_filter
 from citywatch.cluster import Duty, Leases, Membership, fair_share, new_node_id
 from devices import db
 from devices.db import connect
+from ingest.spool import Spool
 
 log = logging.getLogger("citywatch.cluster")
 
@@ -48,21 +51,18 @@ def start_clustered(node) -> None:
         node.alert_history.start()
     if "dispatch" in roles:
         node.duties.append(Duty(leases, "dispatch", lambda lease: _start_dispatch(node), lambda: _stop_dispatch(node)))
+    n = s.node.partitions
     if "rules" in roles:
-        node.duties.append(_Partitions(node, leases, node.membership, s.node.partitions))
+        node.duties.append(_Partitions(node, leases, node.membership, "rules", n,
+                                       lambda i: _Rules(node, i, n)))
         node._start_rollout_snapshots()  # one a day: a second node's is the same row, ignored
     if "api" in roles:
         node._start_api()
     if "ingest" in roles:
-        node.pipeline = node.make_pipeline(records=True, engine=None)
-        node.pipeline.start()
-        group = s.mqtt.shared_group or ("citywatch" if node.mqtt_protocol == 5 else "")
-        topics = [f"$share/{group}/{t}" if group else t for t in s.mqtt.topics]
-        if not group:
-            log.warning("MQTT 3.1.1: no shared subscription, so every ingest node records every reading "
-                        "(stored once: the store's writes are idempotent; quarantine and events twice)")
-        node.consumer = node.make_consumer(node.pipeline, f"{s.mqtt.client_id}-{_slug(s.api.listen)}", topics)
-        node.consumer.start(wait_s=20)
+        if node.mqtt_protocol != 5 and n > 1:
+            log.warning("MQTT 3.1.1 has no shared subscriptions: one ingest session records every reading")
+        node.duties.append(_Partitions(node, leases, node.membership, "ingest", n if node.mqtt_protocol == 5 else 1,
+                                       lambda i: _Ingest(node, i)))
     node.membership.beat()
     for duty in node.duties:
         duty.tick()
@@ -105,17 +105,19 @@ def _stop_dispatch(node) -> None:
 
 
 class _Partitions:
-    """This node's share of the rule-evaluation partitions (a duty each)."""
+    """This node's share of the partitions of one kind of work (``rules`` or ``ingest``): a duty
+    each, leased as ``<kind>/p<N>``, aiming at a fair share among the live nodes of that role."""
 
-    def __init__(self, node, leases: Leases, membership: Membership, n: int) -> None:
+    def __init__(self, node, leases: Leases, membership: Membership, role: str, n: int, work) -> None:
         self.leases = leases
         self.membership = membership
+        self.role = role
         self.n = n
         self.duties = []
-        for i in range(n):
-            rules = _Rules(node, i, n)
-            duty = Duty(leases, f"rules/p{i}", rules.start, rules.stop)
-            rules.fence = duty.fence
+        self.parts = [work(i) for i in range(n)]
+        for i, part in enumerate(self.parts):
+            duty = Duty(leases, f"{role}/p{i}", part.start, part.stop)
+            part.fence = duty.fence
             self.duties.append(duty)
         first = zlib.crc32(node.node_id.encode()) % n  # nodes try different partitions first
         self.order = self.duties[first:] + self.duties[:first]
@@ -125,16 +127,16 @@ class _Partitions:
             if duty.lease is not None:
                 duty.tick()  # renew, or stop the work if the lease is gone
         try:
-            fair = fair_share(self.n, len(self.membership.live("rules")))
+            fair = fair_share(self.n, len(self.membership.live(self.role)))
             held = [d for d in self.order if d.lease is not None]
             if len(held) > fair:
-                held[-1].close()  # one back per tick: the newcomers take them as they come free
+                held[-1].close("another node takes its share")  # one per tick: the others take them as they come free
                 return
             if len(held) == fair:
                 return
-            taken = self.leases.holders("rules/p")
+            taken = self.leases.holders(f"{self.role}/p")
         except db.DBError as e:
-            log.warning("rules partitions: cannot reach the state DB: %s", e)
+            log.warning("%s partitions: cannot reach the state DB: %s", self.role, e)
             return
         for duty in self.order:  # one more per tick: a start takes time, the held leases wait for it
             if duty.lease is None and duty.name not in taken:
@@ -146,6 +148,41 @@ class _Partitions:
         for duty in self.duties:
             duty.close()
 
+    def consumers(self) -> list:
+        """The MQTT consumers of the partitions whose work runs here."""
+        return [p.consumer for p in self.parts if p.consumer is not None]
+
+
+class _Ingest:
+    """One ingest session while this node holds its lease: a recording pipeline and its consumer
+    on the shared subscription, with the persistent session ``<client_id>-ingest-p<N>`` (one
+    client id for whoever holds the lease: the next holder resumes what a dead node had received
+    and not acknowledged) and a spool of its own (``<spool_dir>/p<N>``)."""
+
+    def __init__(self, node, slot: int) -> None:
+        self.node = node
+        self.slot = slot
+        self.fence = None
+        self.pipeline = self.consumer = None
+
+    def start(self, lease) -> None:
+        node, s = self.node, self.node.settings
+        spool = Spool(Path(s.ingest.spool_dir) / f"p{self.slot}", s.ingest.spool_max_bytes)
+        self.pipeline = node.make_pipeline(records=True, engine=None, spool=spool)
+        self.pipeline.start()
+        group = s.mqtt.shared_group or "citywatch"
+        topics = [f"$share/{group}/{t}" if node.mqtt_protocol == 5 else t for t in s.mqtt.topics]
+        self.consumer = node.make_consumer(self.pipeline, f"{s.mqtt.client_id}-ingest-p{self.slot}", topics)
+        self.consumer.start(wait_s=20)
+
+    def stop(self) -> None:
+        pipeline, consumer = self.pipeline, self.consumer
+        self.pipeline = self.consumer = None
+        if pipeline is not None:
+            pipeline.stop(timeout=10)  # what it holds is written and acknowledged
+        if consumer is not None:
+            consumer.stop()
+
 
 class _Rules:
     """The rule evaluation of one partition while this node holds its lease."""
@@ -156,6 +193,7 @@ class _Rules:
         self.partitions = partitions
         self.fence = None
         self.parts = None
+        self.consumer = None
 
     def start(self, lease) -> None:
         node, s = self.node, self.node.settings
@@ -173,6 +211,7 @@ class _Rules:
         tick = threading.Thread(target=node._tick_loop, args=(stop, engine, node.clock(), owns),
                                 name=f"citywatch-rules-tick-p{self.partition}", daemon=True)
         self.parts = (engine, pipeline, consumer, stop, tick)
+        self.consumer = consumer
         consumer.start(wait_s=20)
         tick.start()
 
@@ -180,12 +219,8 @@ class _Rules:
         if self.parts is None:
             return
         engine, pipeline, consumer, stop, tick = self.parts
-        self.parts = None
+        self.parts = self.consumer = None
         stop.set()
         pipeline.stop(timeout=10)  # what it holds is committed (if the fence lets it) and acknowledged
         consumer.stop()
         tick.join(10)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")

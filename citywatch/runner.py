@@ -185,14 +185,14 @@ class Node:
         if self.rollout_snapshots is not None:
             self._spawn(self._rollout_snapshot_loop, "citywatch-rollout-snapshot")
 
-    def make_pipeline(self, *, records: bool, engine, accept=None) -> Pipeline:
+    def make_pipeline(self, *, records: bool, engine, accept=None, spool: Spool | None = None) -> Pipeline:
         """The ingest pipeline: recording (store, quarantine, events) and/or evaluating ``engine``."""
         s = self.settings
         features.ENABLED = s.ingest.waveform_features
         return Pipeline(
             store=self.store if records else None, registry=self.registry,
             quarantine=self.quarantine if records else None, events=self.events if records else None,
-            metrics=self.ingest_metrics, spool=self.spool if records else None,
+            metrics=self.ingest_metrics, spool=(spool or self.spool) if records else None,
             rules=engine, after_rules=self.dispatcher.wake if engine is not None else None,
             max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
             context=Context(self.registry, s.rules.files) if records else None,
@@ -248,6 +248,14 @@ class Node:
             if self._stop.wait(self.settings.rollout.snapshot_check_s):
                 return
 
+    def _broker_connected(self) -> bool:
+        """Whether this node's MQTT sessions are connected (several nodes: those of the
+        partitions it runs now; none is as good as connected)."""
+        if self.settings.clustered:
+            return all(c.connected.is_set() for d in getattr(self, "duties", [])
+                       for c in getattr(d, "consumers", list)())
+        return self.consumer is not None and self.consumer.connected.is_set()
+
     def _broker_status(self) -> dict:
         """The consumer's fail-closed problem and latest lost session, for /health."""
         c = self.consumer
@@ -269,7 +277,7 @@ class Node:
             quarantine_ro=_Serialized(Quarantine(connect(self.state_path))),
             events_ro=_Serialized(EventLog(connect(self.state_path))),
             metrics_registry=self.metrics_registry,
-            broker_connected=lambda: self.consumer is not None and self.consumer.connected.is_set(),
+            broker_connected=self._broker_connected,
             ack_status=lambda: self.pipeline.ack_status() if hasattr(self, "pipeline") else None,
             broker_status=self._broker_status,
             tokens=s.api.tokens, listen=s.api.listen, demo_webhooks=self.demo_webhooks,
