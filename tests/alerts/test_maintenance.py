@@ -146,6 +146,7 @@ def test_a_state_db_of_an_older_version_is_migrated(tmp_path):
     for table, column in (("alerts", "assignee"), ("silences", "ended_by")):
         h.conn.execute("DROP INDEX IF EXISTS alerts_by_rank")
         h.conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    h.conn.execute("DROP TABLE schema_versions")  # as a release before versioned schemas left it
     again = h.reopen()
     (a,) = again.state.list_alerts("firing", 10)[0]
     assert again.state.assign(a.id, "江汉区路灯管理所", "ops", at("2026-11-02 12:05:00")).assignee == "江汉区路灯管理所"
