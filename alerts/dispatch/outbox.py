@@ -254,9 +254,9 @@ class Outbox:
         if status is not None:
             where.append("state = ?")
             args.append(status)
-        if districts is not None:
+        if districts is not None:  # (no districts: none; "IN ()" is SQLite's alone)
             marks = ", ".join("?" * len(districts))
-            where.append(f"{self._district_sql} IN ({marks})")
+            where.append(f"{self._district_sql} IN ({marks})" if districts else "1 = 0")
             args.extend(districts)
         cond = f"WHERE {' AND '.join(where)}" if where else ""
         page_where = where + (["delivery_id < ?"] if cursor else [])
