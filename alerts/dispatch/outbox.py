@@ -353,7 +353,7 @@ def next_due_after(conn: Any, receiver: str, now: float) -> float | None:
         "                     WHERE receiver = ? AND state = 'pending' AND next_attempt_at > ?"
         "                    UNION ALL"
         "                    SELECT MIN(next_attempt_at) FROM dispatch_deliveries"
-        "                     WHERE receiver = ? AND state = 'scheduled' AND next_attempt_at > ?)",
+        "                     WHERE receiver = ? AND state = 'scheduled' AND next_attempt_at > ?) AS due",
         (receiver, now, receiver, now)).fetchone()[0]
 
 

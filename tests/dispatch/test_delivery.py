@@ -3,6 +3,7 @@
 No test sleeps before checking that something did not happen: :func:`scanned_and_stopped` proves
 the dispatcher has looked at the outbox after the point (the gate hold a wake-up takes is let go
 by the scan that answers it) and answered every attempt it started (``stop`` drains them).
+Each runs on both state-DB engines (the outbox's: SQLite, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from alerts.dispatch import DispatchConfig, Dispatcher, DispatchError, DispatchM
 from ingest.priority import Gate
 
 from .conftest import example_receiver, make_notice, wait_for
+
+
+@pytest.fixture
+def outbox_db(state_url):
+    """The harness's outbox on each state-DB engine."""
+    return state_url
 
 
 def recv(name, r, **kw):
