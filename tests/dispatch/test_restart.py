@@ -30,7 +30,9 @@ def start(db_path: str, config_path: Path) -> subprocess.Popen:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("outage", ["in_flight", "refused"])
+# the kinds of outage are the receiver's: PostgreSQL takes one (each engine is a fixture parameter)
+@pytest.mark.parametrize(("state_url", "outage"), [("sqlite", "in_flight"), ("sqlite", "refused"),
+                                                   ("postgresql", "in_flight")], indirect=["state_url"])
 def test_sigkill_with_pending_deliveries_then_restart_delivers_them(tmp_path, state_url, receivers, outage):
     r = receivers()
     raw = {"receivers": [{"name": "jh", "url": r.url, "secret": "s3cret", "timeout": "10s",
