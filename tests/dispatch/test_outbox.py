@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 
 from alerts.dispatch import DispatchConfig, DispatchError, Outbox
+from alerts.dispatch import outbox as ob
 from alerts.dispatch.ulid import CROCKFORD, UlidGenerator, timestamp_ms
 from alerts.statedb import target_of
 from devices import db
@@ -165,7 +166,7 @@ def test_schema_creation_keeps_a_callers_transaction(state_url):
         raise RuntimeError("the caller rolls back")
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
     Outbox(conn, DispatchConfig.from_raw(RECV, ROUTES))  # outside one: created and its version recorded
-    assert db.schema_version(conn, "dispatch_outbox") == 1
+    assert db.schema_version(conn, "dispatch_outbox") == 2
     conn.close()
 
 
@@ -211,3 +212,20 @@ def test_outbox_of_an_earlier_version_gains_the_escalation_column(db_path):
     write(conn, box, make_notice(severity="critical"))
     assert sorted(r["escalation"] for r in rows(conn)) == [0, 0, 1]
     conn.close()
+
+
+def test_a_claim_walks_the_alert_index(box):
+    """Claiming checks each candidate for an older pending delivery of its alert in an index of
+    (alert, receiver), also on a table PostgreSQL has no statistics of yet (no per-row scan of
+    the receiver's pending deliveries: that made claims quadratic in a dead receiver's backlog)."""
+    conn, box, now = box
+    write(conn, box, *[make_notice(alert_id=f"a-{i % 150}") for i in range(300)])
+    args = ("b", "pending", now[0], 16)
+    if db.is_postgres(conn):
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + ob._CLAIM_POSTGRES, args))
+        assert "SubPlan" in plan and "Index Only Scan using dispatch_deliveries_pending_alert" in plan, plan
+    else:
+        plan = "\n".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + ob._CLAIM_SQLITE, args))
+        assert "INDEX dispatch_deliveries_alert" in plan and "INDEX dispatch_deliveries_due" in plan, plan
+    claimed = ob.claim_due(conn, "b", now[0], 16, ())
+    assert len(claimed) == 16 and len({json.loads(d.body)["alert"]["id"] for d in claimed}) == 16  # one per alert
