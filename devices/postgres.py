@@ -130,6 +130,7 @@ class PgConnection:
         self.readonly = readonly
         self.path = redact(conninfo)  # what logs and errors show
         self.write_lock = _write_lock_for(conninfo)
+        self.in_write = False  # inside write_transaction: a lost session fails it, never a new one
         self.raw = self._connect()
 
     def _connect(self) -> psycopg.Connection:
@@ -147,7 +148,9 @@ class PgConnection:
             self.raw = self._connect()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        if self.raw.broken and not self.in_transaction:
+        # a session lost between transactions is replaced (a lost one reports no transaction
+        # status, so in_transaction cannot tell; the write transaction says so itself)
+        if (self.raw.broken or self.raw.closed) and not self.in_write:
             self.reconnect_if_lost()
         return self.raw.execute(translate(sql), tuple(params))
 
@@ -197,13 +200,17 @@ def write_transaction(conn: PgConnection) -> Iterator[PgConnection]:
     with conn.write_lock:
         conn.reconnect_if_lost()
         conn.raw.execute("BEGIN")
+        conn.in_write = True
         try:
             conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
             yield conn
         except BaseException:
             _rollback(conn.raw)
             raise
-        conn.raw.execute("COMMIT")
+        else:
+            conn.raw.execute("COMMIT")
+        finally:
+            conn.in_write = False
 
 
 def _rollback(raw: psycopg.Connection) -> None:
