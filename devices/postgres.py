@@ -198,8 +198,7 @@ def write_transaction(conn: PgConnection) -> Iterator[PgConnection]:
     """``BEGIN`` ... ``COMMIT`` holding the process's write lock for the database and the
     cluster-wide writer lock (:data:`WRITER_LOCK`); rolls back and re-raises on any exception."""
     with conn.write_lock:
-        conn.reconnect_if_lost()
-        conn.raw.execute("BEGIN")
+        _begin(conn)
         conn.in_write = True
         try:
             conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
@@ -211,6 +210,19 @@ def write_transaction(conn: PgConnection) -> Iterator[PgConnection]:
             conn.raw.execute("COMMIT")
         finally:
             conn.in_write = False
+
+
+def _begin(conn: PgConnection) -> None:
+    """``BEGIN``, in a new session if the server ended this one unnoticed since its last use (a
+    restart, a failover): nothing was done in it yet, so nothing is lost or done twice."""
+    conn.reconnect_if_lost()
+    try:
+        conn.raw.execute("BEGIN")
+    except psycopg.OperationalError:
+        if not (conn.raw.broken or conn.raw.closed):
+            raise
+        conn.reconnect_if_lost()
+        conn.raw.execute("BEGIN")
 
 
 def _rollback(raw: psycopg.Connection) -> None:

@@ -53,3 +53,28 @@ def test_a_database_newer_than_this_release_is_refused(state_url):
         c.execute("UPDATE schema_versions SET version = 2 WHERE component = 'alerts'")
     with pytest.raises(db.SchemaTooNew, match="alerts tables are at version 2"):
         AlertState(state_url)
+
+
+def _end_other_sessions(url: str) -> int:
+    """What a PostgreSQL restart does to every session of the database but this one's."""
+    conn = db.connect(db.parse_url(url))
+    try:
+        return conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("state_url", ["postgresql"], indirect=True)
+def test_the_engine_carries_on_in_a_new_session_after_the_server_ended_its_own(state_url):
+    alerts = AlertState(state_url)
+    engine = RuleEngine(PACK, alerts)
+    t0 = at("2026-11-29 12:00:00")
+    engine.process(batch(series("lighting-0001", "lighting", "leakage_ma", t0, M, [45])))
+    assert _end_other_sessions(state_url) >= 1
+    second = batch(series("lighting-0002", "lighting", "leakage_ma", t0, M, [45]))
+    try:
+        engine.process(second)
+    except db.DBError:  # the call that met the lost session failed (and was not acknowledged)
+        engine.process(second)  # delivered again: a new session
+    assert sorted(a.device_id for a in alerts.list_alerts("firing", 10)[0]) == ["lighting-0001", "lighting-0002"]

@@ -118,9 +118,10 @@ def test_bad_urls_name_the_problem():
 
 
 def test_a_session_the_server_ended_is_replaced_between_transactions_never_inside_one(pg_state_url):
-    """PostgreSQL only (a server restart, a failover): the statement that meets the lost session
-    fails; the next one outside a write transaction runs in a new session. Inside one, the
-    transaction fails as a whole: its remaining statements never run in a new session."""
+    """PostgreSQL only (a server restart, a failover): a statement that meets the lost session
+    fails, the next one outside a write transaction runs in a new session; a write transaction
+    begun on it begins in a new one. Inside one, the transaction fails as a whole: its remaining
+    statements never run in a new session."""
     conn = db.connect(db.parse_url(pg_state_url))
     db.migrate(conn, "test", [SCHEMA])
     other = db.connect(db.parse_url(pg_state_url))
@@ -137,6 +138,7 @@ def test_a_session_the_server_ended_is_replaced_between_transactions_never_insid
         end_session()
         conn.execute("INSERT INTO t (name) VALUES (?)", ("second",))
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    end_session()
     with db.write_transaction(conn):
         conn.execute("INSERT INTO t (name) VALUES (?)", ("again",))
     assert [r[0] for r in conn.execute("SELECT name FROM t")] == ["again"]

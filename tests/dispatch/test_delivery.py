@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.dispatch import DispatchConfig, Dispatcher, DispatchError, DispatchMetrics
+from devices.db import DBError
 from ingest.priority import Gate
 
 from .conftest import example_receiver, make_notice, wait_for
@@ -334,3 +335,21 @@ def test_a_wake_holds_the_priority_gate_until_the_attempt_is_answered(harness, r
     assert wait_for(lambda: not gate.held, 2)
     h.dispatcher.stop(timeout=10)
     assert not gate.held
+
+
+@pytest.mark.parametrize("state_url", ["postgresql"], indirect=True)
+def test_the_dispatcher_carries_on_after_the_server_ended_its_sessions(harness, receivers, state_url):
+    """PostgreSQL only (a restart, a failover): its reads and writes go on in new sessions."""
+    from tests.alerts.test_statedb import _end_other_sessions
+
+    r = receivers()
+    h = harness([recv("jh", r)], [{"match": {}, "receivers": ["jh"]}])
+    h.dispatcher.start()
+    h.notify(make_notice(alert_id="a-1"))
+    wait_for(lambda: len(h.rows(state="delivered")) == 1)
+    assert _end_other_sessions(state_url) >= 3  # the dispatcher's two and the harness's
+    with pytest.raises(DBError):  # the lifecycle's side meets its lost session once (and retries)
+        h.conn.execute("SELECT 1")
+    h.notify(make_notice(alert_id="a-2"))
+    wait_for(lambda: len(h.rows(state="delivered")) == 2, timeout=10)
+    assert [hit.json["alert"]["id"] for hit in r.received()] == ["a-1", "a-2"]
