@@ -13,7 +13,10 @@ What it takes care of, so that the callers' SQL stays the same:
   integers), and ``numeric`` results (``sum`` of integers, ``avg``) come back as int or float;
 - rows: like ``sqlite3.Row``, by position and by column name, ``keys()``, so ``dict(row)`` works;
 - transactions: the connection runs in autocommit mode and callers issue ``BEGIN``/``COMMIT``
-  (:func:`write_transaction` adds the cluster-wide writer lock, see devices/db.py).
+  (:func:`write_transaction` adds the cluster-wide writer lock, see devices/db.py);
+- a session the server ended (a restart, a failover) is replaced by the next statement outside a
+  write transaction (the statement that found it lost fails) and by the next write transaction's
+  ``BEGIN``; a write transaction it ends fails as a whole.
 
 Not translated (the code says what it means through devices/db.py instead): SQLite's catalogue
 (``sqlite_master``, ``PRAGMA``), ``json_extract``, ``julianday``, ``INSERT OR REPLACE``.
