@@ -75,6 +75,7 @@ from .statedb import StateDB, as_statedb, locked
 log = logging.getLogger("citywatch.alerts")
 
 
+# (``"by"`` is quoted wherever it is written: a reserved word of PostgreSQL)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -157,7 +158,6 @@ CREATE INDEX IF NOT EXISTS pending_alerts_by_id ON pending_alerts(id);
 """
 
 # Columns added since the first state DBs: (table, column, definition), added where missing.
-# (``by`` is quoted in the SQL: a reserved word of PostgreSQL.)
 _MIGRATIONS = (
     ("alerts", "assignee", "TEXT"),
     ("silences", "ended_by", "TEXT"),
