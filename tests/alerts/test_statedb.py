@@ -11,7 +11,7 @@ from alerts.statedb import StateDB
 from alerts.store import AlertState
 from devices import db
 
-from .helpers import PACK, M, at, batch, series
+from .helpers import PACK, H, M, at, batch, series
 
 
 def test_one_url_opens_the_alert_store_and_the_engine_keeps_its_checkpoints_beside_it(state_url):
@@ -78,3 +78,38 @@ def test_the_engine_carries_on_in_a_new_session_after_the_server_ended_its_own(s
     except db.DBError:  # the call that met the lost session failed (and was not acknowledged)
         engine.process(second)  # delivered again: a new session
     assert sorted(a.device_id for a in alerts.list_alerts("firing", 10)[0]) == ["lighting-0001", "lighting-0002"]
+
+
+@pytest.mark.parametrize("state_url", ["postgresql"], indirect=True)
+def test_two_nodes_acknowledging_the_same_alerts_at_once_acknowledge_each_once(state_url):
+    """Two nodes' API threads on one PostgreSQL database (an application name apart: no lock of
+    this process shared, only the database's writer lock): each alert is acknowledged once, by
+    whichever node came first, with one history row and one notice."""
+    import threading
+
+    alerts = AlertState(state_url)
+    engine = RuleEngine(PACK, alerts)
+    t0 = at("2026-11-29 12:00:00")
+    engine.process(batch([r for i in range(20) for r in series(f"toilet-{i:04d}", "toilet", "consumables_pct",
+                                                               t0 + i * 1000, M, [10])]))
+    ids = [a.id for a in alerts.list_alerts("firing", 100)[0]]
+    assert len(ids) == 20
+    notices: list = []
+    nodes = [AlertState(f"{state_url}&application_name=node-{n}", listeners=[lambda c, n: notices.append(n)])
+             for n in (1, 2)]
+    start = threading.Barrier(2)
+
+    def operator(node: AlertState, who: str) -> None:
+        start.wait()
+        for aid in ids:
+            node.ack(aid, who, t0 + H)
+
+    threads = [threading.Thread(target=operator, args=(node, f"officer-{i}")) for i, node in enumerate(nodes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(n.alert["id"] for n in notices if n.status == "acknowledged") == sorted(ids)
+    for aid in ids:
+        a = alerts.get(aid)
+        assert a.state == "acknowledged" and [h.change for h in a.history].count("acknowledged") == 1
