@@ -6,9 +6,11 @@
   (event time), and absence rules on ``tick``.
 - ``alerts.model``: the value types (``Alert``, ``HistoryEntry``, ``Silence``, the engine's
   ``Transition``); ``alerts.lifecycle``: the one transition function of alerts.
-- ``alerts.store``: the alert store (``AlertStore``; ``AlertState`` in SQLite): alerts with
+- ``alerts.store``: the alert store (``AlertStore``; ``AlertState`` in the state DB, SQLite or
+  PostgreSQL; ``AlertState(url_or_connection)``): alerts with
   history, pending alerts, acknowledgements, manual resolves, assignments, comments, silences,
-  maintenance windows; ``alerts.checkpoints``: the engine's stream state (``CheckpointStore``);
+  maintenance windows; ``alerts.checkpoints``: the engine's stream state (``CheckpointStore``,
+  ``Checkpoints``);
   ``alerts.statedb``: the state DB connection and transaction both share;
   ``alerts.maintenance``: when a recurring maintenance window is active.
 - ``alerts.notice``: what the lifecycle hands to dispatch; ``alerts.dispatch``: webhooks.

@@ -11,9 +11,9 @@ the last committed call left it. The per-reading memories (``rule_acc``, ``rule_
 either in that transaction too or, by an engine in deferred mode, at its checkpoints, which the
 ingest pipeline takes before it acknowledges the readings.
 
-:class:`CheckpointStore` lists what the engine uses; :class:`SqliteCheckpoints` is the SQLite
-one (plain SQL but for ``WITHOUT ROWID`` and the multi-row ``VALUES`` of
-:func:`devices.sqlite.execute_values`).
+:class:`CheckpointStore` lists what the engine uses; :class:`Checkpoints` keeps it in the state
+DB on either engine (devices/db.py: the same SQL; ``WITHOUT ROWID`` is SQLite's storage hint,
+dropped on PostgreSQL), its tables versioned as the component ``rule_checkpoints``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
-from devices.sqlite import execute_values
+from devices.db import execute_values
 
-from .statedb import StateDB, locked
+from .statedb import StateDB, as_statedb, locked
 
 _encode = msgspec.json.Encoder().encode
 
@@ -86,12 +86,20 @@ class CheckpointStore(Protocol):
     def forget_rules(self, keep: Iterable[str]) -> int: ...
 
 
-class SqliteCheckpoints:
-    """The engine's checkpoint tables on a :class:`StateDB` (created where missing)."""
+# the versions of the checkpoint tables (devices.db.migrate); 1: as they were before versions
+_STEPS = [_SCHEMA]
 
-    def __init__(self, db: StateDB) -> None:
-        self.db = db
-        db.conn.executescript(_SCHEMA)
+
+class Checkpoints:
+    """The engine's checkpoint tables in the state DB (created or upgraded at open).
+
+    ``db``: the :class:`StateDB` shared with the alert store (``AlertState(...).db``; one
+    transaction for both), or a connection or ``[state] url`` of its own (:func:`as_statedb`).
+    """
+
+    def __init__(self, db: StateDB | Any) -> None:
+        self.db = as_statedb(db)
+        self.db.migrate("rule_checkpoints", _STEPS)
 
     @locked
     def load_streams(self) -> list[StreamRow]:

@@ -20,7 +20,7 @@ Guarantees:
   window-aggregate memories (each skips readings at or before the newest one it used).
   Consequence: a reading more than a batch late (older than the newest one already evaluated
   for its stream) is not evaluated for that stream.
-- All alert changes of one :meth:`process`/:meth:`tick` call commit in ONE SQLite transaction
+- All alert changes of one :meth:`process`/:meth:`tick` call commit in ONE state-DB transaction
   with the stream state; listeners run inside it. If anything raises, nothing is committed and
   the engine reloads its state from the database before re-raising.
 - Restart-safe: stream state (pending start per severity level, report counts, open alert),
@@ -60,7 +60,7 @@ import numpy as np
 from devices.catalogue import CATALOGUE
 from ingest.model import Event, Readings
 
-from .checkpoints import CheckpointStore, SqliteCheckpoints
+from .checkpoints import Checkpoints, CheckpointStore
 from .model import Transition
 from .notice import NoticeListener
 from .rules import Param, Rule, RulePack
@@ -121,7 +121,7 @@ class RuleEngine:
         self.clock = clock
         self.state = state
         # its stream state, in the alert store's state DB (one transaction for both) unless given
-        self.checkpoints = checkpoints if checkpoints is not None else SqliteCheckpoints(state.db)
+        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints(state.db)
         self.deferred = deferred
         # called inside each commit's transaction with its connection; raises to refuse the
         # commit (several nodes: this node no longer holds the lease on these devices' rules)

@@ -28,7 +28,6 @@ Only the InfluxDB store takes these points (the DuckDB store has the state DB be
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -91,7 +90,7 @@ class AlertHistoryWriter:
 
     # -- the listener (inside the alert transaction: no store I/O here) -------------------------
 
-    def listener(self, conn: sqlite3.Connection, notice: AlertNotice) -> None:
+    def listener(self, conn: Any, notice: AlertNotice) -> None:
         a, d = notice.alert, notice.device
         rows = conn.execute("SELECT ts_ms, severity FROM alert_history WHERE alert_id = ? ORDER BY seq DESC LIMIT 2",
                             (a["id"],)).fetchall()

@@ -4,16 +4,16 @@ The transition function (``alerts.lifecycle``) decides which change sends a noti
 :class:`alerts.store.AlertState` builds an :class:`AlertNotice` for each ``firing``,
 ``resolved``, ``acknowledged`` and ``escalated`` (severity raised) change (a route's
 ``escalate_after`` escalation is an outbox row dispatch schedules itself, not a notice) and
-calls every listener it was given (``AlertState(conn, listeners=[...])``) with its open SQLite
-connection *inside the transaction* that records the change, so that an outbox row written by
-the listener commits or rolls back with it. The listeners a node registers: dispatch's outbox
-(alerts/dispatch/outbox.py), the alert history in the store (alerts/history_store.py) and the
-duty board's feed (dashboards/board/feed.py). The field names follow webhooks.md (``alert`` and ``device`` objects).
+calls every listener it was given (``AlertState(conn, listeners=[...])``) with its open state-DB
+connection (SQLite or PostgreSQL, devices/db.py) *inside the transaction* that records the
+change, so that an outbox row written by the listener commits or rolls back with it. The
+listeners a node registers: dispatch's outbox (alerts/dispatch/outbox.py), the alert history
+in the store (alerts/history_store.py) and the duty board's feed (dashboards/board/feed.py).
+The field names follow webhooks.md (``alert`` and ``device`` objects).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,4 +32,4 @@ class AlertNotice:
 
 
 class NoticeListener(Protocol):
-    def __call__(self, conn: sqlite3.Connection, notice: AlertNotice) -> None: ...
+    def __call__(self, conn: Any, notice: AlertNotice) -> None: ...

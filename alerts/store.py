@@ -1,6 +1,6 @@
 """The alert store: alerts, their history, pending alerts, silences and maintenance windows in
-the state DB (SQLite), and the notices of their changes to listeners (dispatch's outbox rows,
-the board's live stream, the store's ``alerts`` measurement).
+the state DB (SQLite or PostgreSQL: devices/db.py), and the notices of their changes to
+listeners (dispatch's outbox rows, the board's live stream, the store's ``alerts`` measurement).
 
 Guarantees:
 - One open alert per (rule, device): a unique partial index over the open states
@@ -26,11 +26,18 @@ Operators' changes (acknowledge and take back, resolve by hand, assign, comment)
 rows with who made them. A manual resolve leaves a row in ``alert_resets``: the engine forgets
 that stream before its next evaluation (engine.py ``_take_resets``), so a condition that still
 holds starts over as a new alert; an engine transition of an alert already resolved by hand is
-skipped. Columns added since the first state DBs are added where missing (:data:`_MIGRATIONS`).
+skipped.
 
-:class:`AlertStore` lists what the engine, the API and the board use; :class:`AlertState` is
-the SQLite one (plain SQL; the one SQLite-only statement copies pending alerts out of the
-engine's JSON of older state DBs, once).
+Schema: the component ``alerts`` of devices.db's versioned migrations (:data:`_STEPS`); its
+version 1 is the schema as it was before versions, with the upgrades of state DBs of older
+releases (columns added where missing, pending alerts copied once out of the engine's JSON:
+SQLite only, as only SQLite files are that old).
+
+:class:`AlertStore` lists what the engine, the API and the board use; :class:`AlertState` keeps
+it in the state DB on either engine, with the same SQL (devices/db.py translates for PostgreSQL).
+Open it with ``AlertState(url_or_connection)``; the engine's checkpoint store then shares its
+``db`` (alerts/checkpoints.py), so ``RuleEngine(pack, AlertState("postgresql://..."))`` is all
+a node on PostgreSQL needs.
 """
 
 from __future__ import annotations
@@ -40,13 +47,13 @@ import json
 import logging
 import re
 import secrets
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from devices import db as statedb
 from devices.catalogue import SEVERITIES
 
 from .errors import AlertNotFound, AlertsError, InvalidSilence
@@ -63,11 +70,12 @@ from .model import (
     require_who,
 )
 from .notice import AlertNotice, NoticeListener
-from .statedb import StateDB, locked
+from .statedb import StateDB, as_statedb, locked
 
 log = logging.getLogger("citywatch.alerts")
 
 
+# (``"by"`` is quoted wherever it is written: a reserved word of PostgreSQL)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -102,7 +110,7 @@ CREATE TABLE IF NOT EXISTS alert_history (
     severity TEXT,
     value REAL,
     threshold REAL,
-    by TEXT,
+    "by" TEXT,
     note TEXT
 );
 CREATE INDEX IF NOT EXISTS alert_history_by_alert ON alert_history(alert_id, seq);
@@ -185,15 +193,22 @@ FROM rule_streams WHERE state = 'pending'
 """
 
 
-def _migrate(conn: sqlite3.Connection, tables_before: set[str]) -> None:
-    """Add the columns of :data:`_MIGRATIONS` a state DB made by an older version lacks, and
-    the pending alerts it kept in the engine's stream rows."""
-    if "pending_alerts" not in tables_before and "rule_streams" in tables_before:
+def _version_1(conn: Any) -> None:
+    """The tables as they were before versions: created where missing, and a state DB made by
+    an older release upgraded (the columns of :data:`_MIGRATIONS` it lacks, the pending alerts
+    it kept in the engine's stream rows: SQLite files only, none on PostgreSQL is that old)."""
+    tables_before = statedb.tables(conn)
+    statedb.run_script(conn, _SCHEMA)
+    if not statedb.is_postgres(conn) and "pending_alerts" not in tables_before and "rule_streams" in tables_before:
         conn.execute(_PENDING_FROM_STREAMS)
     for table, column, definition in _MIGRATIONS:
-        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+        if column not in statedb.columns(conn, table):
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
     conn.execute(f"CREATE INDEX IF NOT EXISTS alerts_by_rank ON alerts({_RANK_COL} DESC, seq DESC)")
+
+
+# the versions of the alert store's tables (devices.db.migrate)
+_STEPS = [_version_1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +237,10 @@ class AlertFilter:
 
 
 class AlertStore(Protocol):
-    """What callers use of the alert store (a PostgreSQL one would implement the same)."""
+    """What callers use of the alert store."""
 
     tz: ZoneInfo
+    db: StateDB  # the state DB connection it shares with the engine's checkpoint store
     listeners: list[NoticeListener]
 
     # the shared state DB's transaction, and its durability (deferred mode: alerts/engine.py)
@@ -265,39 +281,38 @@ class AlertStore(Protocol):
 
 
 class AlertState:
-    """The alert store in the SQLite state DB (:class:`AlertStore`).
+    """The alert store in the state DB, SQLite or PostgreSQL (:class:`AlertStore`).
 
     Thread-safe: the rule engine (ingest thread) and the API (server threads) may share one
-    instance (the :class:`~alerts.statedb.StateDB`'s lock). ``conn``: a connection from
-    :func:`devices.sqlite.connect`, or a StateDB to share with the engine's checkpoint store.
+    instance (the :class:`~alerts.statedb.StateDB`'s lock). ``conn``: a ``[state] url``, a
+    connection from :func:`devices.db.connect`, or a StateDB (alerts/statedb.py
+    :func:`~alerts.statedb.as_statedb`); the engine's checkpoint store shares it.
     ``tz`` is the zone of the RFC 3339 times in notices and the API; ``base_url`` (optional)
     makes the ``url`` of webhook alerts. ``listeners`` are called with ``(conn, AlertNotice)``
     inside the transaction of each notifiable change.
     """
 
-    def __init__(self, conn: sqlite3.Connection | StateDB, *, tz: str = "Asia/Shanghai", base_url: str = "",
+    def __init__(self, conn: StateDB | Any, *, tz: str = "Asia/Shanghai", base_url: str = "",
                  listeners: Iterable[NoticeListener] = ()) -> None:
-        self.db = conn if isinstance(conn, StateDB) else StateDB(conn)
+        self.db = as_statedb(conn)
         self.conn = self.db.conn
         self.tz = ZoneInfo(tz)
         self.base_url = base_url
         self.listeners: list[NoticeListener] = list(listeners)
-        tables_before = self.db.tables()
-        self.conn.executescript(_SCHEMA)
-        _migrate(self.conn, tables_before)
+        self.db.migrate("alerts", _STEPS)
 
     # --- transactions (of the state DB it shares with the engine's checkpoint store) -----------
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back and re-raises on any exception."""
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction (devices.db); rolls back and re-raises on any exception."""
         return self.db.transaction()
 
     def relax_commits(self) -> None:
-        """Commits stop waiting for the disk; :meth:`sync` makes them durable (devices.sqlite)."""
+        """Commits stop waiting for the disk (SQLite); :meth:`sync` makes them durable."""
         self.db.relax_commits()
 
     def sync(self) -> None:
-        """Every commit so far is durable when this returns (an fsync of the state DB's WAL)."""
+        """Every commit so far is durable when this returns (SQLite: an fsync of the WAL)."""
         self.db.sync()
 
     def _require_tx(self) -> None:
@@ -422,7 +437,7 @@ class AlertState:
     def _history(self, alert_id: str, ts_ms: int, change: str, severity: str | None, value: float | None,
                  threshold: float | None, by: str | None = None, note: str | None = None) -> None:
         self.conn.execute(
-            "INSERT INTO alert_history (alert_id, ts_ms, change, severity, value, threshold, by, note)"
+            'INSERT INTO alert_history (alert_id, ts_ms, change, severity, value, threshold, "by", note)'
             " VALUES (?,?,?,?,?,?,?,?)", (alert_id, ts_ms, change, severity, value, threshold, by, note or None))
 
 
@@ -473,8 +488,9 @@ class AlertState:
                 log.info("%s %s: %s => %s by %s", before.rule, before.device_id, before.state.upper(),
                          out.alert.state.upper(), by)
             if out.changed and kind == "resolve_by_hand":
-                self.conn.execute("INSERT OR REPLACE INTO alert_resets (alert_id, rule, device_id) VALUES (?,?,?)",
-                                  (before.id, before.rule, before.device_id))
+                self.conn.execute("INSERT INTO alert_resets (alert_id, rule, device_id) VALUES (?,?,?)"
+                                  " ON CONFLICT (alert_id) DO UPDATE SET rule = excluded.rule,"
+                                  " device_id = excluded.device_id", (before.id, before.rule, before.device_id))
         return self.get(alert_id)
 
     def ack(self, alert_id: str, by: str, now_ms: int, note: str = "") -> Alert:

@@ -13,7 +13,10 @@ What it takes care of, so that the callers' SQL stays the same:
   integers), and ``numeric`` results (``sum`` of integers, ``avg``) come back as int or float;
 - rows: like ``sqlite3.Row``, by position and by column name, ``keys()``, so ``dict(row)`` works;
 - transactions: the connection runs in autocommit mode and callers issue ``BEGIN``/``COMMIT``
-  (:func:`write_transaction` adds the cluster-wide writer lock, see devices/db.py).
+  (:func:`write_transaction` adds the cluster-wide writer lock, see devices/db.py);
+- a session the server ended (a restart, a failover) is replaced by the next statement outside a
+  write transaction (the statement that found it lost fails) and by the next write transaction's
+  ``BEGIN``; a write transaction it ends fails as a whole.
 
 Not translated (the code says what it means through devices/db.py instead): SQLite's catalogue
 (``sqlite_master``, ``PRAGMA``), ``json_extract``, ``julianday``, ``INSERT OR REPLACE``.
@@ -130,6 +133,7 @@ class PgConnection:
         self.readonly = readonly
         self.path = redact(conninfo)  # what logs and errors show
         self.write_lock = _write_lock_for(conninfo)
+        self.in_write = False  # inside write_transaction: a lost session fails it, never a new one
         self.raw = self._connect()
 
     def _connect(self) -> psycopg.Connection:
@@ -147,7 +151,9 @@ class PgConnection:
             self.raw = self._connect()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        if self.raw.broken and not self.in_transaction:
+        # a session lost between transactions is replaced (a lost one reports no transaction
+        # status, so in_transaction cannot tell; the write transaction says so itself)
+        if (self.raw.broken or self.raw.closed) and not self.in_write:
             self.reconnect_if_lost()
         return self.raw.execute(translate(sql), tuple(params))
 
@@ -195,15 +201,31 @@ def write_transaction(conn: PgConnection) -> Iterator[PgConnection]:
     """``BEGIN`` ... ``COMMIT`` holding the process's write lock for the database and the
     cluster-wide writer lock (:data:`WRITER_LOCK`); rolls back and re-raises on any exception."""
     with conn.write_lock:
-        conn.reconnect_if_lost()
-        conn.raw.execute("BEGIN")
+        _begin(conn)
+        conn.in_write = True
         try:
             conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
             yield conn
         except BaseException:
             _rollback(conn.raw)
             raise
-        conn.raw.execute("COMMIT")
+        else:
+            conn.raw.execute("COMMIT")
+        finally:
+            conn.in_write = False
+
+
+def _begin(conn: PgConnection) -> None:
+    """``BEGIN``, in a new session if the server ended this one unnoticed since its last use (a
+    restart, a failover): nothing was done in it yet, so nothing is lost or done twice."""
+    conn.reconnect_if_lost()
+    try:
+        conn.raw.execute("BEGIN")
+    except psycopg.OperationalError:
+        if not (conn.raw.broken or conn.raw.closed):
+            raise
+        conn.reconnect_if_lost()
+        conn.raw.execute("BEGIN")
 
 
 def _rollback(raw: psycopg.Connection) -> None:

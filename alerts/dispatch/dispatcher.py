@@ -23,8 +23,9 @@ Guarantees:
   the lifecycle's caller calls it after each commit that wrote deliveries. Without it the
   outbox is polled every ``poll_interval_s``.
 
-SQLite work runs on two threads of the dispatcher's own, each with its own connection: one
-reads the outbox, one records outcomes (WAL: reads never wait for writes), so the event loop
+State-DB work (SQLite or PostgreSQL, devices/db.py) runs on two threads of the dispatcher's own,
+each with its own connection: one reads the outbox, one records outcomes (SQLite's WAL and
+PostgreSQL's snapshots: reads never wait for writes), so the event loop
 never blocks on the database; outcomes of attempts that finish together are recorded in
 one transaction (group commit), and an attempt's claim is released only once its outcome is
 durable, so no delivery is sent twice by one process.
@@ -35,17 +36,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
+from alerts.statedb import target_of
 from devices.backoff import Backoff
-from devices.sqlite import connect, write_transaction
+from devices.db import DBError, Target, connect, write_transaction
 
 from . import outbox as ob
 from .config import DispatchConfig, Receiver
@@ -86,15 +86,15 @@ class _Hold:
 
 
 class _DbThread:
-    """One SQLite connection with a thread of its own: ``call`` runs ``fn(conn, *args)`` there
+    """One state-DB connection with a thread of its own: ``call`` runs ``fn(conn, *args)`` there
     (``call_here`` in the caller's thread); never two calls at once."""
 
     def __init__(self, name: str) -> None:
         self._exec = ThreadPoolExecutor(1, thread_name_prefix=name)
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Any = None
 
-    async def open(self, path: str | Path) -> None:
-        self._conn = await self._run(connect, path)
+    async def open(self, target: Target) -> None:
+        self._conn = await self._run(connect, target)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         assert self._conn is not None
@@ -132,7 +132,9 @@ class _Lane:
 
 
 class Dispatcher:
-    """Delivers the outbox of the state DB at ``state_db_path`` to the receivers of ``config``.
+    """Delivers the outbox of the state DB at ``state_db_path`` to the receivers of ``config``:
+    a SQLite file's path, a ``[state] url`` (``sqlite:///...``, ``postgresql://...``) or what
+    :func:`devices.db.parse_url` gave.
 
     Run it with ``await run(stop)`` in an event loop, or with :meth:`start`/:meth:`stop` on a
     thread of its own beside synchronous code. ``clock`` (unix seconds) is the only source of
@@ -150,7 +152,7 @@ class Dispatcher:
     so that the node's bulk threads step aside on an alert's path (ingest/priority.py).
     """
 
-    def __init__(self, state_db_path: str | Path, config: DispatchConfig, *,
+    def __init__(self, state_db_path: str | Target, config: DispatchConfig, *,
                  clock: Callable[[], float] = time.time,
                  public_url: str = "http://127.0.0.1:8080",
                  backoff_base_s: float = 1.0, backoff_cap_s: float = 300.0,
@@ -167,7 +169,7 @@ class Dispatcher:
                 or (retention_s is not None and retention_s <= 0)):
             raise ValueError("need retry_horizon_s >= 0, poll_interval_s > 0, drain_timeout_s >= 0, "
                              "queue_per_slot >= 1, retention_s > 0 or None")
-        self._path = state_db_path
+        self._path = target_of(state_db_path)
         self.config = config
         self._clock = clock
         self.public_url = public_url
@@ -199,7 +201,7 @@ class Dispatcher:
 
     # --- wiring ---------------------------------------------------------------------------
 
-    def make_outbox(self, conn: sqlite3.Connection) -> ob.Outbox:
+    def make_outbox(self, conn: Any) -> ob.Outbox:
         """An :class:`Outbox` on ``conn`` with this dispatcher's config, clock and public URL."""
         return ob.Outbox(conn, self.config, clock=self._clock, public_url=self.public_url)
 
@@ -339,7 +341,7 @@ class Dispatcher:
                 pruned_at = time.monotonic()
                 try:
                     gone = await self._writes_db.call(ob.prune, now - self._retention)
-                except sqlite3.Error:
+                except DBError:
                     log.exception("dispatch: cannot prune old deliveries")
                 else:
                     if gone:
@@ -350,7 +352,7 @@ class Dispatcher:
                 # reader thread and back cost two GIL hand-overs on every alert's path (several
                 # ms each when other threads run Python; bench/alert_latency).
                 batch, next_due, pending = self._reads.call_here(self._scan, wants, now, refresh)
-            except sqlite3.Error:  # e.g. the disk is full or the file locked for too long
+            except DBError:  # e.g. the disk is full or the file locked for too long
                 log.exception("dispatch: cannot read the outbox; trying again in %.2f s", self._poll)
                 batch, next_due, pending = [], None, None
             for due in batch:
@@ -378,7 +380,7 @@ class Dispatcher:
             except TimeoutError:
                 pass
 
-    def _scan(self, conn: sqlite3.Connection, wants: dict[str, tuple[int, frozenset[str]]],
+    def _scan(self, conn: Any, wants: dict[str, tuple[int, frozenset[str]]],
               now: float, refresh: bool
               ) -> tuple[list[ob.Due], float | None, dict[str, int] | None]:
         batch: list[ob.Due] = []
@@ -494,7 +496,7 @@ class Dispatcher:
                 committed(outcome)
 
     @staticmethod
-    def _write_batch(conn: sqlite3.Connection,
+    def _write_batch(conn: Any,
                      batch: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
         with write_transaction(conn):
             for fn, args in batch:

@@ -9,10 +9,11 @@ rule reads, so they would only flatter the figure. About 1 % of devices are in a
 over one of their rules' thresholds), so streams go pending, fire and stay firing across batches.
 The city produces about 4,100 readings/s; a 50,000-reading batch is ~12 s of it.
 
-    python bench/rules/run.py [--batches 40] [--batch-size 50000] [--profile]
+    python bench/rules/run.py [--batches 40] [--batch-size 50000] [--profile] [--postgres]
 
 Measures only ``RuleEngine.process`` (state DB on disk, synchronous=FULL, one commit per
-batch); prints readings/s, alert counts and, with --profile or below the 1,000,000/s target,
+batch; ``--postgres``: in a throw-away PostgreSQL cluster of tests/support/postgres.py, fsync
+off); prints readings/s, alert counts and, with --profile or below the 1,000,000/s target,
 a cProfile top.
 """
 
@@ -25,6 +26,7 @@ import pstats
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -159,15 +161,22 @@ def main() -> None:
     ap.add_argument("--state-dir", default=None,
                     help="where the state DB goes (default: a temporary directory; /dev/shm "
                          "takes fsync latency out of the figure)")
+    ap.add_argument("--postgres", action="store_true",
+                    help="the state DB in a throw-away PostgreSQL cluster (Debian's postgresql)")
     args = ap.parse_args()
 
     fleet = Fleet()
     print(f"fleet traffic {fleet.rate:,.0f} readings/s; building {args.batches} batches of ~{args.batch_size:,}")
     batches = [fleet.batch(args.batch_size) for _ in range(args.batches)]
     total = sum(len(b) for b in batches)
-    with tempfile.TemporaryDirectory(dir=args.state_dir) as tmp:
-        conn = connect(Path(tmp) / "state.db")
-        state = AlertState(conn)
+    with tempfile.TemporaryDirectory(dir=args.state_dir) as tmp, ExitStack() as stack:
+        if args.postgres:
+            from tests.support.postgres import Postgres, fresh_schema
+
+            server = stack.enter_context(Postgres(Path(tmp) / "pg"))
+            state = AlertState(stack.enter_context(fresh_schema(server, "bench")))
+        else:
+            state = AlertState(connect(Path(tmp) / "state.db"))
         engine = RuleEngine(RulePack.load(), state)
         engine.process(batches[0])  # warm-up (first-seen devices get their slots)
         prof = cProfile.Profile() if args.profile else None
@@ -193,8 +202,9 @@ def main() -> None:
               f"CPU time {cpu:.2f} s: {n / cpu:,.0f} readings per CPU-second; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         p50, p99 = np.percentile(per_batch, [50, 99]) * 1000
+        size = "on PostgreSQL" if args.postgres else f"{os.path.getsize(Path(tmp) / 'state.db') / 1e6:.1f} MB"
         print(f"per batch: median {p50:.1f} ms, p99 {p99:.1f} ms; alerts firing {firing:,}, pending {pending:,}, "
-              f"state DB {os.path.getsize(Path(tmp) / 'state.db') / 1e6:.1f} MB")
+              f"state DB {size}")
         # absence rules: one tick over the whole fleet's last-seen map (the registry's view)
         now = fleet.t
         rng = np.random.default_rng(2)

@@ -1,4 +1,4 @@
-"""Test harness: a real SQLite state DB, the built-in pack, readings built as Readings batches."""
+"""Test harness: a real state DB (SQLite, or PostgreSQL by URL), the built-in pack, readings as Readings batches."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import numpy as np
 from alerts.engine import RuleEngine
 from alerts.model import Alert
 from alerts.rules import RulePack
+from alerts.statedb import target_of
 from alerts.store import AlertState
-from devices.sqlite import connect
+from devices.db import connect
 from ingest.model import Event, Reading, Readings
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -38,7 +39,8 @@ def batch(rows: list[Reading]) -> Readings:
 
 
 class Harness:
-    """An engine on a state DB (a file when ``path`` is given, so it can be reopened)."""
+    """An engine on a state DB (a file or a ``[state] url`` when ``path`` is given, so it can be
+    reopened; the ``state_url`` fixture's: once on each engine)."""
 
     def __init__(self, path: Path | str = ":memory:", *, attrs: Mapping[str, Mapping[str, Any]] | None = None,
                  pack: RulePack | None = None, listeners=(), deferred: bool = False) -> None:
@@ -47,7 +49,7 @@ class Harness:
         self.attrs_by_device = dict(attrs or {})
         self.pack = pack or PACK
         self.notices: list = []
-        self.conn = connect(path)
+        self.conn = connect(target_of(path))
         self.state = AlertState(self.conn)
         self._attrs_obj = dict(self.attrs_by_device)
         self.engine = RuleEngine(

@@ -12,8 +12,8 @@ from .helpers import Harness, M, at, series
 
 
 @pytest.fixture
-def env():
-    h = Harness()
+def env(state_url):
+    h = Harness(state_url)  # on each state-DB engine
     app = FastAPI()
     app.include_router(router)
     clock = {"now": at("2026-11-29 12:30:00")}

@@ -22,8 +22,8 @@ T0 = at("2026-11-29 12:00:00")
 
 
 @pytest.fixture
-def env():
-    h = Harness()
+def env(state_url):
+    h = Harness(state_url)  # on each state-DB engine
     app = FastAPI()
     app.include_router(router)
     clock = {"now": at("2026-11-29 12:30:00")}

@@ -67,8 +67,8 @@ def test_fired_acknowledged_resolved_are_points_of_the_alerts_measurement(influx
     ing.close()
 
 
-def test_listener_never_touches_the_store_and_keeps_points_while_it_is_down(tmp_path):
-    import sqlite3
+def test_listener_never_touches_the_store_and_keeps_points_while_it_is_down(state_url):
+    from alerts.store import AlertState
 
     calls: list[list[str]] = []
     down = threading.Event()
@@ -80,13 +80,12 @@ def test_listener_never_touches_the_store_and_keeps_points_while_it_is_down(tmp_
         calls.append(lines)
 
     w = AlertHistoryWriter(write_lines, max_buffer=3)
-    conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE alert_history (seq INTEGER PRIMARY KEY, alert_id TEXT, ts_ms INTEGER, severity TEXT)")
+    conn = AlertState(state_url).db.conn  # the alert store's history table, on each state-DB engine
     from alerts.notice import AlertNotice
 
     for i in range(5):
-        conn.execute("INSERT INTO alert_history (alert_id, ts_ms, severity) VALUES (?,?,?)",
-                     (f"a-{i}", NOW + i, "info"))
+        conn.execute("INSERT INTO alert_history (alert_id, ts_ms, change, severity) VALUES (?,?,?,?)",
+                     (f"a-{i}", NOW + i, "firing", "info"))
         w.listener(conn, AlertNotice("firing", {"id": f"a-{i}", "rule": "toilet.consumables", "severity": "info"},
                                      {"id": "t-1", "kind": "toilet", "district": "江汉区"}))
     assert not calls and w.pending() == 3 and w.dropped == 2

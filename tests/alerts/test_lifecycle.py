@@ -1,13 +1,13 @@
-"""Lifecycle guarantees: batch-size independence, idempotency, restart, one transaction."""
+"""Lifecycle guarantees: batch-size independence, idempotency, restart, one transaction; each on
+both state-DB engines (the ``state_url`` fixture: SQLite, PostgreSQL)."""
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 
 from alerts.errors import AlertNotFound, AlertsError, InvalidSilence
 from alerts.rules import RulePack
+from devices import db
 
 from .helpers import H, Harness, M, S, at, batch, deliveries, notice_keys, series, signature
 
@@ -30,23 +30,25 @@ def test_reference_stream_raises_the_expected_alerts(reference):
     }
 
 
-@pytest.mark.parametrize("size", [1, 7, 250, 5000])
-def test_batch_size_does_not_change_the_alerts(stream, reference, size):
+# PostgreSQL: many small transactions and one large (the sizes between are the engine's concern)
+@pytest.mark.parametrize(("state_url", "size"), [*[("sqlite", n) for n in (1, 7, 250, 5000)],
+                                                 ("postgresql", 7), ("postgresql", 5000)], indirect=["state_url"])
+def test_batch_size_does_not_change_the_alerts(state_url, stream, reference, size):
     rows, events = stream
-    h = Harness()
+    h = Harness(state_url)
     run_batches(h, rows, events, size)
     assert signature(h.alerts()) == reference[0]
     assert notice_keys(h.notices) == reference[1]
 
 
-def test_processing_twice_is_idempotent(stream, reference):
+def test_processing_twice_is_idempotent(state_url, fresh_state, stream, reference):
     rows, events = stream
-    h = Harness()
+    h = Harness(state_url)
     for _ in range(2):
         h.engine.process(batch(rows), events)
     assert signature(h.alerts()) == reference[0]
     # and batch by batch, each one delivered twice (a crash before the MQTT ack)
-    h2 = Harness()
+    h2 = Harness(fresh_state())
     evs = list(events)
     for i in range(0, len(rows), 400):
         part = batch(rows[i:i + 400])
@@ -59,12 +61,12 @@ def test_processing_twice_is_idempotent(stream, reference):
 
 
 @pytest.mark.parametrize("split_at", ["2026-11-29 23:03:30", "2026-11-29 23:12:00", "2026-11-29 23:52:10"])
-def test_restart_gives_the_same_alerts(tmp_path, stream, reference, split_at):
+def test_restart_gives_the_same_alerts(state_url, stream, reference, split_at):
     rows, events = stream
     cut = at(split_at)
     first = [r for r in rows if r.ts <= cut]
     rest = [r for r in rows if r.ts > cut]
-    h = Harness(tmp_path / "state.db")
+    h = Harness(state_url)
     h.engine.process(batch(first), [e for e in events if e.ts <= cut])
     states = {a.rule: a.state for a in h.alerts()}
     h = h.reopen()  # restart: a new engine on the same state DB
@@ -77,8 +79,8 @@ def test_restart_gives_the_same_alerts(tmp_path, stream, reference, split_at):
         assert states["fume.purifier_off"] == "pending"
 
 
-def test_restart_does_not_duplicate_or_lose_a_pending_duration(tmp_path):
-    h = Harness(tmp_path / "s.db")
+def test_restart_does_not_duplicate_or_lose_a_pending_duration(state_url):
+    h = Harness(state_url)
     t0 = at("2026-11-29 23:00:00")
     h.feed(series("noise-0001", "noise", "laeq_db", t0, M, [60] * 3))  # pending 2 min
     h = h.reopen()
@@ -90,15 +92,15 @@ def test_restart_does_not_duplicate_or_lose_a_pending_duration(tmp_path):
     assert len(h.alerts("noise.night_laeq")) == 1 and h.notices == []
 
 
-def test_listener_runs_inside_the_transaction_and_a_failure_commits_nothing():
+def test_listener_runs_inside_the_transaction_and_a_failure_commits_nothing(state_url, fresh_state):
     seen = []
 
-    def outbox(conn: sqlite3.Connection, notice) -> None:
+    def outbox(conn, notice) -> None:
         seen.append(conn.in_transaction)
         conn.execute("CREATE TABLE IF NOT EXISTS test_outbox (alert TEXT, status TEXT)")
         conn.execute("INSERT INTO test_outbox VALUES (?, ?)", (notice.alert["id"], notice.status))
 
-    h = Harness(listeners=[outbox])
+    h = Harness(state_url, listeners=[outbox])
     t0 = at("2026-11-29 12:00:00")
     h.feed(series("lighting-0001", "lighting", "leakage_ma", t0, M, [45]))
     assert seen == [True]
@@ -110,7 +112,7 @@ def test_listener_runs_inside_the_transaction_and_a_failure_commits_nothing():
         if failing["on"]:
             raise RuntimeError("outbox full")
 
-    h2 = Harness(listeners=[broken])
+    h2 = Harness(fresh_state(), listeners=[broken])
     rows = series("toilet-0001", "toilet", "consumables_pct", t0, M, [15])
     rows += series("noise-0001", "noise", "laeq_db", at("2026-11-29 23:00:00"), M, [60] * 3)
     with pytest.raises(RuntimeError):
@@ -122,20 +124,20 @@ def test_listener_runs_inside_the_transaction_and_a_failure_commits_nothing():
                                                          ("noise.night_laeq", "pending")}
 
 
-def test_one_open_alert_per_rule_and_device():
-    h = Harness()
+def test_one_open_alert_per_rule_and_device(state_url):
+    h = Harness(state_url)
     t0 = at("2026-11-29 12:00:00")
     h.feed(series("lighting-0001", "lighting", "lamps_failed", t0, M, [1, 2, 3, 0, 4]))
     got = h.alerts("lighting.lamp_fault")
     assert [a.state for a in got] == ["resolved", "firing"]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(db.DBError):
         a = got[1]
         h.conn.execute("INSERT INTO alerts (id, rule, device_id, kind, state, severity, started_ms)"
                        " VALUES ('a-dup', ?, ?, 'lighting', 'firing', 'warning', 0)", (a.rule, a.device_id))
 
 
-def test_acknowledge():
-    h = Harness()
+def test_acknowledge(state_url):
+    h = Harness(state_url)
     t0 = at("2026-11-29 12:00:00")
     h.feed(series("lighting-0001", "lighting", "door_open", t0, M, [1, 1]))
     [a] = h.alerts("lighting.door_open")
@@ -153,8 +155,8 @@ def test_acknowledge():
         h.state.ack("a-nope", "x", t0)
 
 
-def test_silences():
-    h = Harness()
+def test_silences(state_url):
+    h = Harness(state_url)
     t0 = at("2026-11-29 12:00:00")
     s = h.state.add_silence({"rule": "lighting.leakage", "district": "江汉区"}, t0, t0 + H,
                             "cabinet under repair", "ops-li")
@@ -174,8 +176,8 @@ def test_silences():
         h.state.add_silence({"rule": "x"}, t0, t0, "x", "y")
 
 
-def test_list_alerts_pages_newest_first():
-    h = Harness()
+def test_list_alerts_pages_newest_first(state_url):
+    h = Harness(state_url)
     t0 = at("2026-11-29 12:00:00")
     for i in range(5):
         h.feed(series(f"toilet-000{i}", "toilet", "consumables_pct", t0 + i * M, M, [10]))
@@ -189,8 +191,8 @@ def test_list_alerts_pages_newest_first():
         h.state.list_alerts("burning", 2)
 
 
-def test_pending_alerts_are_listed_with_their_summary_and_future_id():
-    h = Harness()
+def test_pending_alerts_are_listed_with_their_summary_and_future_id(state_url):
+    h = Harness(state_url)
     t0 = at("2026-11-29 23:14:05")
     h.feed(series("noise-0001", "noise", "laeq_db", t0, M, [61.3, 62.0]))
     [p] = h.state.list_alerts("pending", 10)[0]
@@ -205,8 +207,8 @@ def test_pending_alerts_are_listed_with_their_summary_and_future_id():
     assert h.state.count_alerts("pending") == 0
 
 
-def test_restart_keeps_each_meters_previous_volume(tmp_path):
-    h = Harness(tmp_path / "s.db")
+def test_restart_keeps_each_meters_previous_volume(state_url):
+    h = Harness(state_url)
     t0 = at("2026-11-29 00:00:00")
     h.feed(series("gas_meter-0001", "gas_meter", "volume_m3", t0, H, [100.0, 100.5]))
     h = h.reopen()
@@ -215,8 +217,8 @@ def test_restart_keeps_each_meters_previous_volume(tmp_path):
     assert a.state == "firing" and a.value == pytest.approx(-1.5)
 
 
-def test_an_open_alert_without_engine_state_is_adopted_not_duplicated(tmp_path):
-    h = Harness(tmp_path / "s.db")
+def test_an_open_alert_without_engine_state_is_adopted_not_duplicated(state_url):
+    h = Harness(state_url)
     t0 = at("2026-11-29 12:00:00")
     h.feed(series("lighting-0001", "lighting", "leakage_ma", t0, M, [45]))
     h.conn.execute("DELETE FROM rule_streams")  # e.g. lost or hand-edited
@@ -226,10 +228,10 @@ def test_an_open_alert_without_engine_state_is_adopted_not_duplicated(tmp_path):
     assert a.state == "resolved" and a.ended_ms == t0 + 2 * M
 
 
-def test_one_state_shared_by_the_engine_and_api_threads():
+def test_one_state_shared_by_the_engine_and_api_threads(state_url):
     import threading
 
-    h = Harness()
+    h = Harness(state_url)
     t0 = at("2026-11-29 12:00:00")
     errors = []
 
@@ -250,8 +252,8 @@ def test_one_state_shared_by_the_engine_and_api_threads():
     assert h.state.count_alerts("resolved") == 100
 
 
-def test_alerts_of_rules_switched_off_are_resolved_at_start_and_their_state_deleted(tmp_path):
-    h = Harness(tmp_path / "s.db")
+def test_alerts_of_rules_switched_off_are_resolved_at_start_and_their_state_deleted(state_url, tmp_path):
+    h = Harness(state_url)
     t0 = at("2026-11-29 12:00:00")
     h.feed(series("lighting-0001", "lighting", "leakage_ma", t0, M, [45]))
     h.feed(series("lighting-0002", "lighting", "door_open", t0, M, [1, 1]))
@@ -265,7 +267,7 @@ def test_alerts_of_rules_switched_off_are_resolved_at_start_and_their_state_dele
                              for r in ("lighting.leakage", "lighting.door_open", "gas.volume_backwards")),
                    encoding="utf-8")
     h.conn.close()
-    h = Harness(tmp_path / "s.db", pack=RulePack.load([off]))  # restart with the rules off
+    h = Harness(state_url, pack=RulePack.load([off]))  # restart with the rules off
 
     def rows(table: str, rule: str) -> int:
         return h.conn.execute(f"SELECT count(*) FROM {table} WHERE rule = ?", (rule,)).fetchone()[0]

@@ -72,8 +72,8 @@ def test_an_ended_window_keeps_its_past_and_has_no_future():
 
 
 @pytest.fixture
-def env():
-    h = Harness()
+def env(state_url):
+    h = Harness(state_url)  # on each state-DB engine
     app = FastAPI()
     app.include_router(router)
     clock = {"now": at("2026-11-01 12:00:00")}
@@ -120,7 +120,7 @@ def _night_stream() -> list:
     return rows
 
 
-def test_an_alert_in_a_window_is_silenced_on_event_time_and_a_replay_agrees(env, tmp_path):
+def test_an_alert_in_a_window_is_silenced_on_event_time_and_a_replay_agrees(env, fresh_state):
     h, client, clock = env
     client.post("/api/v1/maintenance", json=NIGHT)
     h.feed(_night_stream())
@@ -129,7 +129,7 @@ def test_an_alert_in_a_window_is_silenced_on_event_time_and_a_replay_agrees(env,
                         "toilet-0004": True, "lighting-0009": False}  # another kind: not matched
     assert {a.device_id: a.silenced for a in h.state.list_alerts("firing", 100)[0]} == silenced
     # a replay (another node, later, fed one reading at a time) silences exactly the same
-    replay = Harness(tmp_path / "replay.db")
+    replay = Harness(fresh_state())
     w = h.state.maintenance_windows()[0]
     replay.state.add_maintenance(w.matchers, w.first_start_ms, w.duration_ms, w.every, w.reason, w.created_by,
                                  now_ms=at("2026-12-01 00:00:00"))
@@ -140,12 +140,13 @@ def test_an_alert_in_a_window_is_silenced_on_event_time_and_a_replay_agrees(env,
 
 def test_a_state_db_of_an_older_version_is_migrated(tmp_path):
     """The columns added for issue 17 (an alert's assignee, who ended a silence) are added to a
-    state DB made before them, its alerts kept."""
+    state DB made before them, its alerts kept (SQLite only: state DBs that old are SQLite files)."""
     h = Harness(tmp_path / "old.db")
     h.feed(series("lighting-0001", "lighting", "leakage_ma", at("2026-11-02 12:00:00"), M, [45]))
     for table, column in (("alerts", "assignee"), ("silences", "ended_by")):
         h.conn.execute("DROP INDEX IF EXISTS alerts_by_rank")
         h.conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    h.conn.execute("DROP TABLE schema_versions")  # as a release before versioned schemas left it
     again = h.reopen()
     (a,) = again.state.list_alerts("firing", 10)[0]
     assert again.state.assign(a.id, "江汉区路灯管理所", "ops", at("2026-11-02 12:05:00")).assignee == "江汉区路灯管理所"

@@ -12,6 +12,7 @@ T0 = 1_764_000_000_000
 
 
 def test_a_state_db_from_before_pending_alerts_keeps_its_pending_alerts(tmp_path):
+    """SQLite only: state DBs that old are SQLite files."""
     conn = connect(tmp_path / "old.db")
     conn.executescript("""
         CREATE TABLE rule_streams (rule TEXT NOT NULL, device_id TEXT NOT NULL, state TEXT NOT NULL,

@@ -115,3 +115,30 @@ def test_bad_urls_name_the_problem():
     with pytest.raises(ValueError, match="postgresql://"):
         db.parse_url("mysql://x/y")
     assert isinstance(db.parse_url("postgres://u@h/d"), db.PostgresURL)
+
+
+def test_a_session_the_server_ended_is_replaced_between_transactions_never_inside_one(pg_state_url):
+    """PostgreSQL only (a server restart, a failover): a statement that meets the lost session
+    fails, the next one outside a write transaction runs in a new session; a write transaction
+    begun on it begins in a new one. Inside one, the transaction fails as a whole: its remaining
+    statements never run in a new session."""
+    conn = db.connect(db.parse_url(pg_state_url))
+    db.migrate(conn, "test", [SCHEMA])
+    other = db.connect(db.parse_url(pg_state_url))
+
+    def end_session() -> None:
+        other.execute("SELECT pg_terminate_backend(?)", (conn.raw.info.backend_pid,))
+
+    end_session()
+    with pytest.raises(db.DBError):
+        conn.execute("SELECT 1")
+    assert conn.execute("SELECT 1").fetchone()[0] == 1
+    with pytest.raises(db.DBError), db.write_transaction(conn):
+        conn.execute("INSERT INTO t (name) VALUES (?)", ("first",))
+        end_session()
+        conn.execute("INSERT INTO t (name) VALUES (?)", ("second",))
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    end_session()
+    with db.write_transaction(conn):
+        conn.execute("INSERT INTO t (name) VALUES (?)", ("again",))
+    assert [r[0] for r in conn.execute("SELECT name FROM t")] == ["again"]

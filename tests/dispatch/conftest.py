@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry
 
 from alerts.dispatch import DispatchConfig, Dispatcher, DispatchMetrics, Outbox
 from alerts.notice import AlertNotice
-from devices.sqlite import connect
+from alerts.statedb import target_of
+from devices.db import connect, write_transaction
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,6 +165,13 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state.db"
 
 
+@pytest.fixture
+def outbox_db(db_path) -> Path | str:
+    """The state DB of the ``harness`` (a SQLite file; a module about the state DB's behaviour
+    overrides it with ``state_url``: its tests then run on both engines)."""
+    return db_path
+
+
 def wait_for(pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -198,7 +206,7 @@ def make_notice(status: str = "firing", *, alert_id: str = "a-7f3c2e", severity:
 class Harness:
     """A state DB, an outbox and a dispatcher (not started) wired the way the lead wires them."""
 
-    db_path: Path
+    db_path: Path | str  # a SQLite file or a [state] url
     config: DispatchConfig
     clock: ManualClock
     registry: CollectorRegistry
@@ -211,20 +219,19 @@ class Harness:
         self.dispatcher = Dispatcher(self.db_path, self.config, clock=self.clock,
                                      public_url="http://citywatch.example",
                                      metrics=DispatchMetrics(self.registry), **self.dispatcher_kw)
-        self.conn = connect(self.db_path)
+        self.conn = connect(target_of(self.db_path))
         self.outbox = self.dispatcher.make_outbox(self.conn)
 
     def notify(self, *notices: AlertNotice, wake: bool = True) -> None:
         """The lifecycle's side: notices written inside one transaction, then wake()."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        for n in notices:
-            self.outbox.listener(self.conn, n)
-        self.conn.execute("COMMIT")
+        with write_transaction(self.conn):
+            for n in notices:
+                self.outbox.listener(self.conn, n)
         if wake:
             self.dispatcher.wake()
 
     def rows(self, **where: Any) -> list[dict[str, Any]]:
-        cond = " AND ".join(f"{k} = ?" for k in where) or "1"
+        cond = " AND ".join(f"{k} = ?" for k in where) or "1 = 1"
         cur = self.conn.execute(f"SELECT * FROM dispatch_deliveries WHERE {cond} ORDER BY delivery_id",
                                 tuple(where.values()))
         return [dict(r) for r in cur.fetchall()]
@@ -234,12 +241,12 @@ class Harness:
 
 
 @pytest.fixture
-def harness(db_path, clock):
+def harness(outbox_db, clock):
     made: list[Harness] = []
 
     def make(receivers: list[dict], routes: list[dict], **dispatcher_kw: Any) -> Harness:
         kw = {"backoff_base_s": 0.02, "backoff_cap_s": 0.1, "poll_interval_s": 0.05, **dispatcher_kw}
-        h = Harness(db_path, DispatchConfig.from_raw(receivers, routes), clock, CollectorRegistry(),
+        h = Harness(outbox_db, DispatchConfig.from_raw(receivers, routes), clock, CollectorRegistry(),
                     dispatcher_kw=kw)
         made.append(h)
         return h

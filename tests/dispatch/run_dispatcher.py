@@ -1,4 +1,5 @@
-"""Run a Dispatcher in its own process (for the SIGKILL test): ``run_dispatcher.py DB CONFIG.json``.
+"""Run a Dispatcher in its own process (for the SIGKILL test): ``run_dispatcher.py DB CONFIG.json``
+(DB: a SQLite file or a ``[state] url``).
 
 CONFIG.json holds ``{"receivers": [...], "routes": [...]}``. Prints ``ready`` once the outbox is
 open, then delivers until SIGTERM/SIGINT (clean stop) or SIGKILL (no cleanup at all).

@@ -3,6 +3,7 @@
 No test sleeps before checking that something did not happen: :func:`scanned_and_stopped` proves
 the dispatcher has looked at the outbox after the point (the gate hold a wake-up takes is let go
 by the scan that answers it) and answered every attempt it started (``stop`` drains them).
+Each runs on both state-DB engines (the outbox's: SQLite, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerts.dispatch import DispatchConfig, Dispatcher, DispatchError, DispatchMetrics
+from devices.db import DBError
 from ingest.priority import Gate
 
 from .conftest import example_receiver, make_notice, wait_for
+
+
+@pytest.fixture
+def outbox_db(state_url):
+    """The harness's outbox on each state-DB engine."""
+    return state_url
 
 
 def recv(name, r, **kw):
@@ -55,7 +63,9 @@ def test_body_and_headers_match_the_contract_and_verify(harness, receivers):
     wait_for(lambda: h.metric("citywatch_dispatch_delivered_total", "jh") == 1)
 
 
-@pytest.mark.parametrize("outage", ["http500", "timeout", "refused"])
+# the kinds of outage are the receiver's: PostgreSQL takes one (each engine is a fixture parameter)
+@pytest.mark.parametrize(("state_url", "outage"), [("sqlite", "http500"), ("sqlite", "timeout"), ("sqlite", "refused"),
+                                                   ("postgresql", "timeout")], indirect=["state_url"])
 def test_receiver_gets_the_notice_once_it_recovers_same_delivery_id(harness, receivers, outage):
     r = receivers()
     h = harness([recv("jh", r, timeout="0.2s")], [{"match": {}, "receivers": ["jh"]}])
@@ -98,7 +108,8 @@ def test_every_attempt_is_signed_afresh(harness, receivers, clock):
     assert first.headers["X-Citywatch-Signature"] != last.headers["X-Citywatch-Signature"]
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 408, 410, 429])
+@pytest.mark.parametrize(("state_url", "status"), [*[("sqlite", s) for s in (400, 401, 404, 408, 410, 429)],
+                                                   ("postgresql", 404)], indirect=["state_url"])
 def test_any_4xx_is_retried_and_shown_failing_meanwhile(harness, receivers, status):
     """webhooks.md: any non-2xx is retried for the whole horizon (a receiver's 404 during a
     deployment must not lose an alarm); until then the delivery is pending and ``failing``."""
@@ -324,3 +335,21 @@ def test_a_wake_holds_the_priority_gate_until_the_attempt_is_answered(harness, r
     assert wait_for(lambda: not gate.held, 2)
     h.dispatcher.stop(timeout=10)
     assert not gate.held
+
+
+@pytest.mark.parametrize("state_url", ["postgresql"], indirect=True)
+def test_the_dispatcher_carries_on_after_the_server_ended_its_sessions(harness, receivers, state_url):
+    """PostgreSQL only (a restart, a failover): its reads and writes go on in new sessions."""
+    from tests.alerts.test_statedb import _end_other_sessions
+
+    r = receivers()
+    h = harness([recv("jh", r)], [{"match": {}, "receivers": ["jh"]}])
+    h.dispatcher.start()
+    h.notify(make_notice(alert_id="a-1"))
+    wait_for(lambda: len(h.rows(state="delivered")) == 1)
+    assert _end_other_sessions(state_url) >= 3  # the dispatcher's two and the harness's
+    with pytest.raises(DBError):  # the lifecycle's side meets its lost session once (and retries)
+        h.conn.execute("SELECT 1")
+    h.notify(make_notice(alert_id="a-2"))
+    wait_for(lambda: len(h.rows(state="delivered")) == 2, timeout=10)
+    assert [hit.json["alert"]["id"] for hit in r.received()] == ["a-1", "a-2"]

@@ -1,4 +1,5 @@
-"""The outbox: rows written in the caller's transaction, body per webhooks.md, escalations."""
+"""The outbox: rows written in the caller's transaction, body per webhooks.md, escalations; on both
+state-DB engines (``state_url``: SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import datetime
 import pytest
 
 from alerts.dispatch import DispatchConfig, DispatchError, Outbox
+from alerts.dispatch import outbox as ob
 from alerts.dispatch.ulid import CROCKFORD, UlidGenerator, timestamp_ms
-from devices.sqlite import connect
+from alerts.statedb import target_of
+from devices import db
 
 from .conftest import make_notice
 
@@ -25,8 +28,8 @@ T0 = datetime.fromisoformat(STARTED).timestamp()
 
 
 @pytest.fixture
-def box(db_path):
-    conn = connect(db_path)
+def box(state_url):
+    conn = db.connect(target_of(state_url))
     now = [T0 + 60]
     box = Outbox(conn, DispatchConfig.from_raw(RECV, ROUTES), clock=lambda: now[0],
                  public_url="http://citywatch.example/")
@@ -35,10 +38,9 @@ def box(db_path):
 
 
 def write(conn, box, *notices):
-    conn.execute("BEGIN IMMEDIATE")
-    for n in notices:
-        box.listener(conn, n)
-    conn.execute("COMMIT")
+    with db.write_transaction(conn):
+        for n in notices:
+            box.listener(conn, n)
 
 
 def rows(conn):
@@ -65,9 +67,9 @@ def test_one_pending_row_per_receiver_with_contract_body(box):
 
 def test_rows_roll_back_with_the_alert_change(box):
     conn, box, _ = box
-    conn.execute("BEGIN IMMEDIATE")
-    box.listener(conn, make_notice())
-    conn.execute("ROLLBACK")
+    with pytest.raises(RuntimeError), db.write_transaction(conn):
+        box.listener(conn, make_notice())
+        raise RuntimeError("the alert change failed")
     assert rows(conn) == []
 
 
@@ -135,6 +137,16 @@ def test_page_lists_newest_first_with_cursor(box):
         box.page(cursor="nope")
 
 
+def test_page_narrowed_to_districts_reads_the_bodies(box):
+    conn, box, _ = box
+    for i, district in enumerate(["江汉区", "武昌区", "江汉区", "洪山区"]):
+        write(conn, box, make_notice(alert_id=f"a-{i}", district=district))
+    assert [i["alert_id"] for i in box.page(districts=["江汉区"])["items"]] == ["a-2", "a-0"]
+    both = box.page(districts=["武昌区", "洪山区"], limit=1)
+    assert both["total"] == 2 and [i["alert_id"] for i in both["items"]] == ["a-3"]
+    assert box.page(districts=["青山区"])["total"] == 0 and box.page(districts=[])["total"] == 0
+
+
 def test_ulids_are_crockford_sortable_and_monotonic():
     gen = UlidGenerator()
     ids = [gen.new(1764428045.123) for _ in range(1000)] + [gen.new(1764428045.124)]
@@ -144,14 +156,17 @@ def test_ulids_are_crockford_sortable_and_monotonic():
     assert gen.new(1000.0) > ids[-1]  # the clock stepping back does not break the order
 
 
-def test_schema_creation_keeps_a_callers_transaction(db_path):
-    conn = connect(db_path)
-    conn.execute("CREATE TABLE t (x)")
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("INSERT INTO t VALUES (1)")
-    Outbox(conn, DispatchConfig.from_raw(RECV, ROUTES))
-    conn.execute("ROLLBACK")
+def test_schema_creation_keeps_a_callers_transaction(state_url):
+    conn = db.connect(target_of(state_url))
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(RuntimeError), db.write_transaction(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+        Outbox(conn, DispatchConfig.from_raw(RECV, ROUTES))
+        assert conn.in_transaction
+        raise RuntimeError("the caller rolls back")
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
+    Outbox(conn, DispatchConfig.from_raw(RECV, ROUTES))  # outside one: created and its version recorded
+    assert db.schema_version(conn, "dispatch_outbox") == 2
     conn.close()
 
 
@@ -186,7 +201,8 @@ def test_escalated_bodies_name_their_cause(box):
 
 
 def test_outbox_of_an_earlier_version_gains_the_escalation_column(db_path):
-    conn = connect(db_path)
+    """SQLite only: outboxes that old are SQLite files."""
+    conn = db.connect(db_path)
     conn.execute("CREATE TABLE dispatch_deliveries (delivery_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL,"
                  " receiver TEXT NOT NULL, notice TEXT NOT NULL, state TEXT NOT NULL, body BLOB NOT NULL,"
                  " created_at REAL NOT NULL, next_attempt_at REAL NOT NULL,"
@@ -196,3 +212,20 @@ def test_outbox_of_an_earlier_version_gains_the_escalation_column(db_path):
     write(conn, box, make_notice(severity="critical"))
     assert sorted(r["escalation"] for r in rows(conn)) == [0, 0, 1]
     conn.close()
+
+
+def test_a_claim_walks_the_alert_index(box):
+    """Claiming checks each candidate for an older pending delivery of its alert in an index of
+    (alert, receiver), also on a table PostgreSQL has no statistics of yet (no per-row scan of
+    the receiver's pending deliveries: that made claims quadratic in a dead receiver's backlog)."""
+    conn, box, now = box
+    write(conn, box, *[make_notice(alert_id=f"a-{i % 150}") for i in range(300)])
+    args = ("b", "pending", now[0], 16)
+    if db.is_postgres(conn):
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + ob._CLAIM_POSTGRES, args))
+        assert "SubPlan" in plan and "Index Only Scan using dispatch_deliveries_pending_alert" in plan, plan
+    else:
+        plan = "\n".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + ob._CLAIM_SQLITE, args))
+        assert "INDEX dispatch_deliveries_alert" in plan and "INDEX dispatch_deliveries_due" in plan, plan
+    claimed = ob.claim_due(conn, "b", now[0], 16, ())
+    assert len(claimed) == 16 and len({json.loads(d.body)["alert"]["id"] for d in claimed}) == 16  # one per alert

@@ -1,4 +1,5 @@
-"""SIGKILL the dispatcher process while deliveries are pending; a new process delivers them."""
+"""SIGKILL the dispatcher process while deliveries are pending; a new process delivers them (the
+outbox on each state-DB engine: a SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from alerts.dispatch import DispatchConfig, Outbox
-from devices.sqlite import connect
+from alerts.statedb import target_of
+from devices.db import connect, write_transaction
 
 from .conftest import example_receiver, make_notice, wait_for
 
 SCRIPT = Path(__file__).with_name("run_dispatcher.py")
 
 
-def start(db_path: Path, config_path: Path) -> subprocess.Popen:
+def start(db_path: str, config_path: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, str(SCRIPT), str(db_path), str(config_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
@@ -28,16 +30,18 @@ def start(db_path: Path, config_path: Path) -> subprocess.Popen:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("outage", ["in_flight", "refused"])
-def test_sigkill_with_pending_deliveries_then_restart_delivers_them(tmp_path, receivers, outage):
+# the kinds of outage are the receiver's: PostgreSQL takes one (each engine is a fixture parameter)
+@pytest.mark.parametrize(("state_url", "outage"), [("sqlite", "in_flight"), ("sqlite", "refused"),
+                                                   ("postgresql", "in_flight")], indirect=["state_url"])
+def test_sigkill_with_pending_deliveries_then_restart_delivers_them(tmp_path, state_url, receivers, outage):
     r = receivers()
     raw = {"receivers": [{"name": "jh", "url": r.url, "secret": "s3cret", "timeout": "10s",
                           "max_concurrency": 4}],
            "routes": [{"match": {}, "receivers": ["jh"]}]}
     config_path = tmp_path / "dispatch.json"
     config_path.write_text(json.dumps(raw))
-    db_path = tmp_path / "state.db"
-    conn = connect(db_path)
+    db_path = state_url
+    conn = connect(target_of(db_path))
     outbox = Outbox(conn, DispatchConfig.from_raw(raw["receivers"], raw["routes"]))
 
     if outage == "in_flight":
@@ -45,10 +49,9 @@ def test_sigkill_with_pending_deliveries_then_restart_delivers_them(tmp_path, re
     else:
         r.down()
     proc = start(db_path, config_path)
-    conn.execute("BEGIN IMMEDIATE")
-    for i in range(10):
-        outbox.listener(conn, make_notice(alert_id=f"a-{i}"))
-    conn.execute("COMMIT")
+    with write_transaction(conn):
+        for i in range(10):
+            outbox.listener(conn, make_notice(alert_id=f"a-{i}"))
     ids = {row[0] for row in conn.execute("SELECT delivery_id FROM dispatch_deliveries")}
 
     if outage == "in_flight":
