@@ -45,12 +45,14 @@ class ServerProcess:
             raise RuntimeError(f"{self.name} {'exited with ' + str(code) if code is not None else 'not ready'}"
                                f" within {timeout} s: {self.log_tail()}")
 
+    stop_signal = signal.SIGTERM  # what asks the server to stop (PostgreSQL: SIGINT, see there)
+
     def stop(self, kill: bool = False) -> None:
-        """SIGTERM (SIGKILL with ``kill``), then SIGKILL to the group after 10 s."""
+        """``stop_signal`` (SIGKILL with ``kill``), then SIGKILL to the group after 10 s."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.proc.send_signal(signal.SIGKILL if kill else self.stop_signal)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
