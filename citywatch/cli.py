@@ -175,8 +175,8 @@ def _print_totals(node) -> None:
 
 
 def _registry(s: Settings):
+    from devices.db import parse_url
     from devices.registry import Registry
-    from devices.sqlite import parse_url
 
     return Registry.open(parse_url(s.state.url))
 
@@ -184,7 +184,7 @@ def _registry(s: Settings):
 def _registry_of_config(config: Path | None, create: bool):
     """``(registry, where)`` of the config's state DB for ``simulate``; None if that DB is not
     on this machine and ``create`` is false."""
-    from devices.sqlite import parse_url
+    from devices.db import parse_url
 
     s = settings(config)
     path = parse_url(s.state.url)

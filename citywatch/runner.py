@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry
 
 from citywatch import rollout
 from citywatch.settings import Settings
+from devices.db import connect, parse_url
 from devices.registry import Registry
-from devices.sqlite import connect, parse_url
 from ingest import features
 from ingest.context import Context
 from ingest.events import EventLog

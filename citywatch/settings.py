@@ -143,7 +143,7 @@ class StateSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        from devices.sqlite import parse_url
+        from devices.db import parse_url
 
         parse_url(v)
         return v
