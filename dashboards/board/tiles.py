@@ -34,11 +34,15 @@ _KIND_LIMIT_MS = ("CASE kind " + " ".join(f"WHEN '{k}' THEN {CATALOGUE[k].offlin
 _ONLINE = "last_seen IS NOT NULL AND ? - last_seen <= coalesce(CASE WHEN {has} THEN 1000.0 * {own} END, {kind})"
 _PRESENCE = ("SELECT kind, district, count(*), sum({online}) FROM devices WHERE status != 'retired'"
              " GROUP BY kind, district")
+# the device's own limit counts when it is a positive number (as in devices/registry.py offline_after_s)
 _PRESENCE_SQLITE = _PRESENCE.format(online=_ONLINE.format(
-    has="instr(attrs, 'offline_after_s')", own="json_extract(attrs, '$.offline_after_s')", kind=_KIND_LIMIT_MS))
-# PostgreSQL: a boolean is summed as 0/1, and attrs is parsed only where it has a number there
+    has="instr(attrs, 'offline_after_s') AND json_type(attrs, '$.offline_after_s') IN ('integer', 'real')"
+        " AND json_extract(attrs, '$.offline_after_s') > 0",
+    own="json_extract(attrs, '$.offline_after_s')", kind=_KIND_LIMIT_MS))
+# PostgreSQL: a boolean is summed as 0/1, and attrs is parsed only where it has the key
 _PRESENCE_PG = _PRESENCE.format(online="CASE WHEN " + _ONLINE.format(
-    has="strpos(attrs, 'offline_after_s') > 0 AND jsonb_typeof(attrs::jsonb -> 'offline_after_s') = 'number'",
+    has="strpos(attrs, 'offline_after_s') > 0 AND jsonb_typeof(attrs::jsonb -> 'offline_after_s') = 'number'"
+        " AND (attrs::jsonb ->> 'offline_after_s')::float8 > 0",
     own="(attrs::jsonb ->> 'offline_after_s')::float8", kind=_KIND_LIMIT_MS) + " THEN 1 ELSE 0 END")
 
 
