@@ -266,6 +266,8 @@ class Registry:
         try:
             with self._lock:
                 db.migrate(conn, "registry", _MIGRATIONS)
+        except db.SchemaTooNew as e:
+            raise RegistryError(str(e)) from None
         except DBError as e:
             if not self._has_schema():  # else a read-only connection to a file of a release before migrations
                 raise RegistryError(f"cannot create the registry tables: {e}") from None

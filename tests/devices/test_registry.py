@@ -245,3 +245,10 @@ def test_missing_index_of_an_older_schema_is_created(sqlite_registry, tmp_path):
     names = {r[0] for r in again.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "devices_commissioned" in names and again.count() == 1
     again.close()
+
+
+def test_a_database_of_a_newer_release_is_refused_naming_it(registry, state_target):
+    with db.write_transaction(registry.conn):
+        registry.conn.execute("UPDATE schema_versions SET version = 99 WHERE component = 'registry'")
+    with pytest.raises(RegistryError, match="registry tables are at version 99, newer than this release"):
+        Registry.open(state_target)
