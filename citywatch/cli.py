@@ -201,20 +201,20 @@ def _status(s: Settings | None, message: str) -> None:
 
 
 def _registry(s: Settings):
+    from devices.db import parse_url
     from devices.registry import Registry
-    from devices.sqlite import parse_url
 
     return Registry.open(parse_url(s.state.url))
 
 
 def _registry_of_config(config: Path | None, create: bool):
-    """``(registry, where)`` of the config's state DB for ``simulate``; None if that DB is not
-    on this machine and ``create`` is false."""
-    from devices.sqlite import parse_url
+    """``(registry, where)`` of the config's state DB for ``simulate``; None if that DB is a file
+    not on this machine and ``create`` is false (a PostgreSQL one is reached where it is)."""
+    from devices.db import is_shared, parse_url
 
     s = settings(config)
     path = parse_url(s.state.url)
-    if path == ":memory:" or (not create and not Path(path).exists()):
+    if path == ":memory:" or (not create and not is_shared(path) and not Path(path).exists()):
         return None
     return _registry(s), s.state.url
 

@@ -20,9 +20,9 @@ from rich.markup import escape
 from citywatch.console import ConfigOpt, err, settings
 from citywatch.console import fail as _fail
 from citywatch.settings import Settings
+from devices.db import connect, parse_url
 from devices.registry import Registry
 from devices.rollout_service import FORMATS, RendererMissing, ReportError, RolloutService
-from devices.sqlite import connect, parse_url
 
 log = logging.getLogger("citywatch.rollout")
 

@@ -26,14 +26,14 @@ UP_TOKEN = "admin"  # the name of the token `citywatch up` makes at its first st
 
 
 def open_store(s: Settings) -> TokenStore:
-    from devices.sqlite import parse_url
+    from devices.db import parse_url
 
     return TokenStore(parse_url(s.state.url))
 
 
 def known_districts(s: Settings) -> list[str]:
+    from devices.db import parse_url
     from devices.registry import Registry
-    from devices.sqlite import parse_url
 
     reg = Registry.open(parse_url(s.state.url))
     try:

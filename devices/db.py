@@ -111,6 +111,16 @@ def sync(conn: Any) -> None:
         _sqlite.sync_wal(conn)
 
 
+def tuple_cursor(conn: Any) -> Any:
+    """A cursor whose rows are plain tuples (no names): for bulk reads, where building
+    ``sqlite3.Row``s costs more than the query. Use it for one ``execute`` and its rows."""
+    if is_postgres(conn):
+        return conn.tuple_cursor()
+    cur = conn.cursor()
+    cur.row_factory = None
+    return cur
+
+
 def tables(conn: Any) -> set[str]:
     """The names of the database's tables."""
     if is_postgres(conn):

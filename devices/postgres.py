@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 
 # One number for the advisory lock every writer of a state database takes inside its
 # transaction (pg_advisory_xact_lock): writes are serialised as SQLite serialises them, so the
@@ -169,6 +170,10 @@ class PgConnection:
     def cursor(self) -> psycopg.Cursor:
         return self.raw.cursor()
 
+    def tuple_cursor(self) -> _TupleCursor:
+        """A cursor whose rows are plain tuples (devices/db.py :func:`~devices.db.tuple_cursor`)."""
+        return _TupleCursor(self)
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != TransactionStatus.IDLE
@@ -179,6 +184,19 @@ class PgConnection:
 
     def close(self) -> None:
         self.raw.close()
+
+
+class _TupleCursor:
+    """``execute`` like :meth:`PgConnection.execute`, rows as plain tuples."""
+
+    def __init__(self, conn: PgConnection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        if self._conn.raw.broken and not self._conn.in_transaction:
+            self._conn.reconnect_if_lost()
+        cur = self._conn.raw.cursor(row_factory=tuple_row)
+        return cur.execute(translate(sql), tuple(params))
 
 
 def redact(url: str) -> str:

@@ -1,4 +1,4 @@
-"""The device registry: devices and rollout targets in the state database (SQLite).
+"""The device registry: devices and rollout targets in the state database (SQLite or PostgreSQL).
 
 Guarantees:
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,10 +31,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from devices import db
 from devices.catalogue import CATALOGUE, KINDS
+from devices.db import DBError, connect, execute_values, tuple_cursor, write_transaction
 from devices.errors import DeviceExists, InvalidDevice, RegistryError
 from devices.model import DEVICE_ID_RE, STATUSES, Device, RolloutTarget
-from devices.sqlite import connect, execute_values, write_transaction
 
 __all__ = ["Registry", "online", "device_problems", "rollout_problems", "attrs_json"]
 
@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS registry_meta (
 INSERT OR IGNORE INTO registry_meta (key, value) VALUES ('version', 0);
 """
 
+# devices/db.py migrate: step 1 creates what is missing (also in files of releases before migrations)
+_MIGRATIONS = [_SCHEMA]
+
 _SCHEMA_OBJECTS = frozenset(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
 
 _COLUMNS = (
@@ -96,7 +99,7 @@ ON CONFLICT (device_id) DO UPDATE SET
 # ?1 = event time (ms), ?2 = device_id. Two statements, each skipping the rows it would not
 # change: last_seen moves forward on most batches, commissioned_at is set once (the second
 # statement then finds nothing to do, so its index is rarely touched).
-# (ts, device_id) rows, one statement per chunk (devices.sqlite.execute_values)
+# (ts, device_id) rows, one statement per chunk (devices.db.execute_values)
 _MARK_LAST_SEEN = """
 UPDATE devices SET last_seen = v.column1 FROM (VALUES {values}) AS v
  WHERE devices.device_id = v.column2 AND (devices.last_seen IS NULL OR devices.last_seen < v.column1)
@@ -236,7 +239,7 @@ def _filters(kind: str | None, district: str | Sequence[str] | None,
     args: list = []
     for col, val in (("kind", kind), ("district", district), ("status", status)):
         if isinstance(val, list | tuple):
-            where.append(f"{col} IN ({', '.join('?' * len(val))})" if val else "0")
+            where.append(f"{col} IN ({', '.join('?' * len(val))})" if val else "1 = 0")
             args.extend(val)
         elif val is not None:
             where.append(f"{col} = ?")
@@ -247,43 +250,43 @@ def _filters(kind: str | None, district: str | Sequence[str] | None,
 class Registry:
     """Devices and rollout targets, stored in the state database.
 
-    Construct over an open connection (from :func:`devices.sqlite.connect`) or with
-    :meth:`open`. The tables are created if missing.
+    Construct over an open connection (from :func:`devices.db.connect`) or with
+    :meth:`open`. The tables are created if missing (migration ``registry``, devices/db.py).
     """
 
     online = staticmethod(online)
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
         self._lock = threading.RLock()
         # kind -> (version, attrs map) and (version, snapshot): handed out until the version moves
         self._attrs_cache: dict[str, tuple[int, dict[str, dict]]] = {}
         self._positions_cache: dict[str, tuple[int, dict]] = {}  # kind -> (version, positions)
         self._snapshot_cache: tuple[int, dict[str, tuple[str, str, str]]] | None = None
-        if self._has_schema():  # also lets a read-only connection (query_only) open it
-            return
         try:
-            with self._tx():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-        except RegistryError as e:
-            raise RegistryError(f"cannot create the registry tables: {e.__cause__}") from None
+            with self._lock:
+                db.migrate(conn, "registry", _MIGRATIONS)
+        except db.SchemaTooNew as e:
+            raise RegistryError(str(e)) from None
+        except DBError as e:
+            if not self._has_schema():  # else a read-only connection to a file of a release before migrations
+                raise RegistryError(f"cannot create the registry tables: {e}") from None
 
     def _has_schema(self) -> bool:
-        """Whether every table and index of the schema exists (a database from an older
-        version lacks the newer ones: they are then created)."""
-        names = {r[0] for r in self.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
-        return _SCHEMA_OBJECTS <= names and self.conn.execute(
-            "SELECT 1 FROM registry_meta WHERE key = 'version'").fetchone() is not None
+        """Whether every table and index of the schema exists."""
+        try:
+            names = db.tables(self.conn) | db.indexes(self.conn)
+            return _SCHEMA_OBJECTS <= names and self.conn.execute(
+                "SELECT 1 FROM registry_meta WHERE key = 'version'").fetchone() is not None
+        except DBError:
+            return False
 
     @classmethod
     def open(cls, path: str | Path) -> Registry:
         """Open (creating if needed) the state database at ``path`` (or ``":memory:"``)."""
         try:
             conn = connect(path)
-        except sqlite3.Error as e:
+        except DBError as e:
             raise RegistryError(f"cannot open state database {str(path)!r}: {e}") from None
         try:
             return cls(conn)
@@ -294,17 +297,15 @@ class Registry:
     def close(self) -> None:
         self.conn.close()
 
-    def _raw(self) -> sqlite3.Cursor:
+    def _raw(self) -> Any:
         """A cursor returning plain tuples (much faster than sqlite3.Row for bulk reads)."""
-        cur = self.conn.cursor()
-        cur.row_factory = None
-        return cur
+        return tuple_cursor(self.conn)
 
     # --- transactions -----------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, or a savepoint when the caller already holds one. SQLite errors
+    def _tx(self) -> Iterator[Any]:
+        """One transaction, or a savepoint when the caller already holds one. Database errors
         (a locked or full database, a read-only connection) become :class:`RegistryError`."""
         with self._lock:
             conn = self.conn
@@ -322,7 +323,7 @@ class Registry:
                     conn.execute("RELEASE registry")
                     raise
                 conn.execute("RELEASE registry")
-            except sqlite3.Error as e:
+            except DBError as e:
                 raise RegistryError(f"state database: {e}") from e
 
     # --- devices ----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from devices import db
 from devices.model import RolloutTarget
 from devices.registry import Registry
 from devices.rollout_scan import DeviceScan
@@ -313,12 +314,14 @@ class RolloutReport:
     def _details(self, device_ids: list[str]) -> dict[str, dict]:
         if not device_ids:
             return {}
-        cur = self.registry.conn.cursor()
-        cur.row_factory = None
-        # by primary key, one id at a time (with ``IN (SELECT value FROM json_each(?))`` SQLite scanned the table)
-        rows = cur.execute("SELECT d.device_id, d.district, d.asset_id, d.asset_name, d.responsible_unit "
-                           "FROM json_each(?) AS j CROSS JOIN devices d ON d.device_id = j.value",
-                           (json.dumps(device_ids),))
+        conn = self.registry.conn
+        cols = "SELECT d.device_id, d.district, d.asset_id, d.asset_name, d.responsible_unit "
+        if db.is_postgres(conn):
+            rows = db.tuple_cursor(conn).execute(cols + "FROM devices d WHERE d.device_id = ANY(?)", (device_ids,))
+        else:
+            # by primary key, one id at a time (with ``IN (SELECT value FROM json_each(?))`` SQLite scanned the table)
+            rows = db.tuple_cursor(conn).execute(cols + "FROM json_each(?) AS j CROSS JOIN devices d"
+                                                 " ON d.device_id = j.value", (json.dumps(device_ids),))
         return {r[0]: {"district": r[1], "asset_id": r[2], "asset_name": r[3], "responsible_unit": r[4]}
                 for r in rows}
 

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import zlib
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from devices import db
+from devices.db import write_transaction
 from devices.registry import Registry
 from devices.rollout import LatestValues, RolloutOptions, RolloutReport, local_date, midnight_ms
-from devices.sqlite import write_transaction
 
 __all__ = ["MEASUREMENT", "SnapshotWriter", "encode_points", "read_snapshot", "snapshot_days", "store_snapshot"]
 
@@ -48,13 +49,11 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS rollout_snapshots (
 ) WITHOUT ROWID"""
 
 
-def _ensure(conn: sqlite3.Connection) -> None:
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollout_snapshots'").fetchone() is None:
-        with write_transaction(conn):
-            conn.execute(_SCHEMA)
+def _ensure(conn: Any) -> None:
+    db.migrate(conn, "rollout_history", [_SCHEMA])
 
 
-def store_snapshot(conn: sqlite3.Connection, doc: dict) -> bool:
+def store_snapshot(conn: Any, doc: dict) -> bool:
     """Keep ``doc`` as the snapshot of its ``as_of`` day unless that day has one; True if written."""
     _ensure(conn)
     blob = zlib.compress(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode(), 6)
@@ -64,14 +63,14 @@ def store_snapshot(conn: sqlite3.Connection, doc: dict) -> bool:
     return cur.rowcount == 1
 
 
-def snapshot_days(conn: sqlite3.Connection) -> list[str]:
+def snapshot_days(conn: Any) -> list[str]:
     """The local dates that have a snapshot, oldest first."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollout_snapshots'").fetchone() is None:
+    if "rollout_snapshots" not in db.tables(conn):
         return []
     return [r[0] for r in conn.execute("SELECT day FROM rollout_snapshots ORDER BY day")]
 
 
-def read_snapshot(conn: sqlite3.Connection, day: str, programme: str | None = None) -> dict:
+def read_snapshot(conn: Any, day: str, programme: str | None = None) -> dict:
     """The report as of local date ``day`` (``YYYY-MM-DD``) from its snapshot, ``source``
     ``snapshot``; ValueError for a malformed date, LookupError naming the date (and the nearest
     snapshots) when there is none, or naming the programme when the snapshot lacks it."""

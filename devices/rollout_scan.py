@@ -11,15 +11,29 @@ need them (``with_ids``).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from devices import db
 
 __all__ = ["DeviceScan"]
 
 # julianday() of a date minus this is Python's date.toordinal() (0001-01-01 is 1)
 _ORDINAL_OFFSET = 1721424.5
+
+# the scan's words in each dialect (the same columns and values)
+_SQLITE = {
+    "sep": "char(31)", "planned": "status = 'planned'", "installed": "status = 'installed'",
+    "day": f"coalesce(CAST(julianday(installed_at) - {_ORDINAL_OFFSET} AS INTEGER), -1)",
+    # +kind: a full scan in key order; through the kind index, every row was a second lookup (2x slower)
+    "kind": "+kind",
+}
+_PG = {
+    "sep": "chr(31)", "planned": "(status = 'planned')::int", "installed": "(status = 'installed')::int",
+    "day": "coalesce(installed_at::date - DATE '0001-01-01' + 1, -1)", "kind": "kind",
+}
 
 
 class DeviceScan:
@@ -31,21 +45,19 @@ class DeviceScan:
     unset; ``has_commissioned``/``has_last_seen``), and ``ids`` (device ids) with ``with_ids``.
     """
 
-    def __init__(self, conn: sqlite3.Connection, keys: Sequence[tuple[str, str]], *, with_ids: bool = False,
+    def __init__(self, conn: Any, keys: Sequence[tuple[str, str]], *, with_ids: bool = False,
                  attr: str | None = None) -> None:
         self.keys = list(keys)
         kinds = sorted({k for k, _ in self.keys})
         whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(self.keys)))
-        code = f"CASE kind || char(31) || district {whens} ELSE -1 END" if self.keys else "-1"
+        words = _PG if db.is_postgres(conn) else _SQLITE
+        code = f"CASE kind || {words['sep']} || district {whens} ELSE -1 END" if self.keys else "-1"
         attr_sql, attr_args = _attr_column(conn, attr) if attr else ("", [])
-        sql = (f"SELECT {'device_id, ' if with_ids else ''}{attr_sql}{code}, status = 'planned', status = 'installed', "
-               f"coalesce(CAST(julianday(installed_at) - {_ORDINAL_OFFSET} AS INTEGER), -1), "
-               "coalesce(commissioned_at, -1), coalesce(last_seen, -1) "
-               # +kind: a full scan in key order; through the kind index, every row was a second lookup (2x slower)
-               f"FROM devices WHERE status != 'retired' AND +kind IN ({','.join('?' * len(kinds))})")
-        cur = conn.cursor()
-        cur.row_factory = None
-        rows = cur.execute(sql, attr_args + [f"{k}\x1f{d}" for k, d in self.keys] + kinds).fetchall() if kinds else []
+        sql = (f"SELECT {'device_id, ' if with_ids else ''}{attr_sql}{code}, {words['planned']}, {words['installed']}, "
+               f"{words['day']}, coalesce(commissioned_at, -1), coalesce(last_seen, -1) "
+               f"FROM devices WHERE status != 'retired' AND {words['kind']} IN ({','.join('?' * len(kinds))})")
+        args = attr_args + [f"{k}\x1f{d}" for k, d in self.keys] + kinds
+        rows = db.tuple_cursor(conn).execute(sql, args).fetchall() if kinds else []
         self.ids: tuple[str, ...] | None = None
         self.attr: np.ndarray | None = None
         self._index: dict[str, int] | None = None
@@ -79,12 +91,15 @@ class DeviceScan:
         return pos[found], found
 
 
-def _attr_column(conn: sqlite3.Connection, attr: str) -> tuple[str, list]:
+def _attr_column(conn: Any, attr: str) -> tuple[str, list]:
     """A numeric attribute of ``attrs`` as a column (NULL when absent): a CASE over the distinct
     attrs texts when they are few (device models; plain string comparisons in SQLite), else
     json_extract on every row (parsing each row's JSON: about 1 s per 500,000)."""
     texts = [r[0] for r in conn.execute("SELECT DISTINCT attrs FROM devices LIMIT 65")]
     if len(texts) > 64:
+        if db.is_postgres(conn):
+            return ("CASE WHEN jsonb_typeof(attrs::jsonb -> ?) = 'number' THEN (attrs::jsonb ->> ?)::float8 END, ",
+                    [attr, attr])
         return "json_extract(attrs, ?), ", [f"$.{attr}"]
     whens, args = [], []
     for text in texts:

@@ -6,11 +6,11 @@ Idempotent: an event redelivered (same device, ts, type) is stored once.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from devices.sqlite import execute_values, write_transaction
+from devices import db
+from devices.db import execute_values, write_transaction
 from ingest.model import Event
 
 _SCHEMA = """
@@ -26,9 +26,9 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 class EventLog:
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: Any):
         self._conn = conn
-        conn.executescript(_SCHEMA)
+        db.migrate(conn, "events", [_SCHEMA])
 
     def add(self, events: Iterable[Event]) -> int:
         rows = [(e.device_id, e.ts, e.type, e.kind, json.dumps(dict(e.detail), ensure_ascii=False))
@@ -36,10 +36,7 @@ class EventLog:
         if not rows:
             return 0
         with write_transaction(self._conn) as c:
-            before = c.total_changes
-            execute_values(c, "INSERT OR IGNORE INTO events VALUES {values}", rows)
-            added = c.total_changes - before
-        return added
+            return execute_values(c, "INSERT OR IGNORE INTO events VALUES {values}", rows)
 
     def for_device(self, device_id: str, start: int, end: int, limit: int = 1000) -> list[dict[str, Any]]:
         cur = self._conn.execute(

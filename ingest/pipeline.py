@@ -42,6 +42,8 @@ from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psycopg
+
 from devices.backoff import Backoff
 from ingest.context import Context, add_context, messages
 from ingest.decode import Decoded, Decoder
@@ -68,10 +70,11 @@ WRITE_RETRY = Backoff(0.1, 5.0, jitter=0.5)
 # The write stage then splits the batch and sets aside only the rows refused on their own
 # (Pipeline._isolate). StoreUnavailable, sqlite3.OperationalError (locked, disk full, I/O),
 # sqlite3.IntegrityError (a constraint or trigger aborting: no table of ours has one that a
-# message's content can break) and the like are not here: those are retried, with the
-# acknowledgements withheld (tests/faults test_g).
+# message's content can break), psycopg.OperationalError (the server gone) and the like are not
+# here: those are retried, with the acknowledgements withheld (tests/faults test_g).
+# psycopg.DataError: a value PostgreSQL refuses (a NUL in text, a number out of range).
 CONTENT_ERRORS = (StoreRejected, ValueError, OverflowError, TypeError, RecursionError,
-                  sqlite3.InterfaceError, sqlite3.DataError)
+                  sqlite3.InterfaceError, sqlite3.DataError, psycopg.DataError)
 
 
 class RuleSink(Protocol):

@@ -19,13 +19,13 @@ Bounded, so that one device (or a flood of junk) cannot fill the state DB:
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from devices.sqlite import execute_values, write_transaction
+from devices import db
+from devices.db import execute_values, write_transaction
 from ingest.model import Rejection
 
 MAX_KEPT_PAYLOAD = 4096
@@ -78,7 +78,10 @@ def source_of(r: Rejection) -> str:
 
 
 def _text(s: str) -> str:
-    """``s`` as SQLite can store it: lone surrogates (which UTF-8 cannot carry) escaped."""
+    """``s`` as either engine can store it: lone surrogates (which UTF-8 cannot carry) and NUL
+    (which PostgreSQL's text cannot) escaped."""
+    if "\x00" in s:
+        s = s.replace("\x00", "\\x00")
     try:
         s.encode("utf-8")
         return s
@@ -87,7 +90,7 @@ def _text(s: str) -> str:
 
 
 class Quarantine:
-    def __init__(self, conn: sqlite3.Connection, retention: Retention | None = None,
+    def __init__(self, conn: Any, retention: Retention | None = None,
                  clock: Callable[[], float] = time.time):
         self._conn = conn
         self.retention = retention or Retention()
@@ -96,7 +99,7 @@ class Quarantine:
         self._pruned_at = 0.0
         self.suppressed_total = 0  # rejections counted but not kept whole (rate limit)
         self.pruned_total = 0  # entries deleted by retention
-        conn.executescript(_SCHEMA)
+        db.migrate(conn, "quarantine", [_SCHEMA])
 
     def add(self, rejections: Iterable[Rejection]) -> int:
         """Keep ``rejections`` (within each source's rate limit; the rest are counted into the
@@ -228,7 +231,7 @@ def _filters(device_id: str | None, kind: str | None, code: str | None,
     return where, args
 
 
-def _row(r: sqlite3.Row) -> dict[str, Any]:
+def _row(r: Any) -> dict[str, Any]:
     payload: bytes = r["payload"]
     return {
         "id": r["id"], "received_at": r["received_at"], "topic": r["topic"],

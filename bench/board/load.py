@@ -29,9 +29,9 @@ from playwright.sync_api import sync_playwright
 
 from citywatch.runner import Node
 from citywatch.settings import load_settings
+from devices.db import connect
 from devices.fleet import sample_fleet
 from devices.registry import Registry
-from devices.sqlite import connect
 from tests.board.support import CHROMIUM, TOKENS
 from tests.support.mosquitto import Mosquitto, free_port
 

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from dashboards.board.tiles import Tiles
+from devices.db import connect
 from devices.fleet import sample_fleet
 from devices.registry import Registry
-from devices.sqlite import connect
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from alerts.engine import RuleEngine  # noqa: E402
 from alerts.rules import RulePack  # noqa: E402
 from alerts.store import AlertState  # noqa: E402
+from devices.db import connect  # noqa: E402
 from devices.model import Device  # noqa: E402
 from devices.registry import Registry  # noqa: E402
-from devices.sqlite import connect  # noqa: E402
 from ingest import features  # noqa: E402
 from ingest.events import EventLog  # noqa: E402
 from ingest.pipeline import Pipeline  # noqa: E402

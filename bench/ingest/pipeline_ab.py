@@ -32,9 +32,9 @@ import ingest.decode
 from alerts.engine import RuleEngine
 from alerts.rules import RulePack
 from alerts.store import AlertState
+from devices.db import connect
 from devices.model import Device
 from devices.registry import Registry
-from devices.sqlite import connect
 from ingest.events import EventLog
 from ingest.pipeline import DeviceLookup, Pipeline
 from ingest.quarantine import Quarantine

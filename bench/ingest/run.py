@@ -48,9 +48,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from devices.db import connect  # noqa: E402
 from devices.model import Device  # noqa: E402
 from devices.registry import Registry  # noqa: E402
-from devices.sqlite import connect  # noqa: E402
 from tests.support.influxd import Influxd  # noqa: E402
 from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
 

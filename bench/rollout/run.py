@@ -1,7 +1,10 @@
 """The rollout report over the full programme: 500,000 gas meters in Wuhan's 13 districts with a
 year of weekly history (not a test).
 
-    python bench/rollout/run.py [--scale 1.0] [--weeks 52] [--db PATH] [--repeat 3]
+    python bench/rollout/run.py [--scale 1.0] [--weeks 52] [--db PATH|URL] [--repeat 3]
+
+``--db`` is a state DB file (SQLite) or a ``[state] url`` (``postgresql://...``: built there when
+its registry is empty; the newest values are then kept in /tmp/citywatch-bench-rollout/).
 
 Builds (once; kept at --db) a state DB with the sample fleet's gas meters as a programme
 (devices/rollout_sample.py: installed and commissioned over ``--weeks`` weeks, some planned,
@@ -31,7 +34,34 @@ sys.path.insert(0, str(ROOT))
 NOW_MS = 1_796_524_800_000  # 2026-12-06 12:00 Asia/Shanghai (a Sunday)
 
 
-def build(db: Path, scale: float, weeks: int) -> None:
+def target(db: str):
+    """The state DB ``--db`` names: a file, or a database by URL."""
+    from devices.db import parse_url
+
+    return parse_url(db) if "://" in db else Path(db)
+
+
+def latest_path(db: str) -> Path:
+    if "://" in db:
+        import hashlib
+
+        return Path(f"/tmp/citywatch-bench-rollout/{hashlib.sha256(db.encode()).hexdigest()[:12]}.latest.pickle")
+    return Path(db).with_suffix(".latest.pickle")
+
+
+def built(db: str) -> bool:
+    if "://" not in db:
+        return Path(db).exists()
+    from devices.registry import Registry
+
+    reg = Registry.open(target(db))
+    try:
+        return reg.count() > 0 and latest_path(db).exists()
+    finally:
+        reg.close()
+
+
+def build(db: str, scale: float, weeks: int) -> None:
     import numpy as np
 
     from devices.fleet import DISTRICT_INFO, sample_fleet
@@ -44,7 +74,7 @@ def build(db: Path, scale: float, weeks: int) -> None:
     districts = list(DISTRICT_INFO)[:13]
     fleet = [d if d.district in districts else replace(d, district=districts[i % 13]) for i, d in enumerate(fleet)]
     prog = sample_programme(fleet, NOW_MS, weeks=weeks, weeks_left=12)
-    reg = Registry.open(db)
+    reg = Registry.open(target(db))
     prog.load(reg)
     reg.close()
     rng = np.random.default_rng(1)
@@ -54,21 +84,22 @@ def build(db: Path, scale: float, weeks: int) -> None:
     batt = np.array([nominal[d] for d in ids]) - rng.exponential(0.06, len(ids))
     latest = {"rsrp_dbm": {d: (NOW_MS, float(v)) for d, v in zip(ids, rsrp, strict=True)},
               "battery_v": {d: (NOW_MS, float(v)) for d, v in zip(ids, batt, strict=True)}}
-    db.with_suffix(".latest.pickle").write_bytes(pickle.dumps(latest))
+    latest_path(db).parent.mkdir(parents=True, exist_ok=True)
+    latest_path(db).write_bytes(pickle.dumps(latest))
     print(f"built {db}: {len(prog.devices)} meters in {len(prog.targets)} districts, "
           f"{len(prog.first_seen)} commissioned, in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
-def child(db: Path, fmt: str) -> None:
+def child(db: str, fmt: str) -> None:
     """One report in this process; prints a JSON line of wall time and peak RSS."""
-    latest = pickle.loads(db.with_suffix(".latest.pickle").read_bytes())  # before the clock: the store's part
+    latest = pickle.loads(latest_path(db).read_bytes())  # before the clock: the store's part
     from devices.registry import Registry
     from devices.rollout import RolloutReport
 
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = ru0.ru_utime + ru0.ru_stime
     t0 = time.perf_counter()
-    reg = Registry.open(db)
+    reg = Registry.open(target(db))
     doc = RolloutReport(reg, NOW_MS, latest=latest.__getitem__).to_dict()
     if fmt == "json":
         out = json.dumps(doc, ensure_ascii=False)
@@ -88,14 +119,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--weeks", type=int, default=52)
-    ap.add_argument("--db", type=Path, default=Path("/tmp/citywatch-bench-rollout/state.db"))
+    ap.add_argument("--db", default="/tmp/citywatch-bench-rollout/state.db", help="a state DB file or URL")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--child", choices=["json", "html"])
     a = ap.parse_args()
     if a.child:
         return child(a.db, a.child)
-    if not a.db.exists():
-        a.db.parent.mkdir(parents=True, exist_ok=True)
+    if not built(a.db):
+        if "://" not in a.db:
+            Path(a.db).parent.mkdir(parents=True, exist_ok=True)
         build(a.db, a.scale, a.weeks)
     formats = ["json"]
     try:

@@ -37,7 +37,7 @@ from alerts.engine import RuleEngine  # noqa: E402
 from alerts.rules import RulePack  # noqa: E402
 from alerts.store import AlertState  # noqa: E402
 from devices.catalogue import DISTRICTS, WUHAN  # noqa: E402
-from devices.sqlite import connect  # noqa: E402
+from devices.db import connect  # noqa: E402
 from ingest.model import Readings  # noqa: E402
 
 TARGET = 1_000_000

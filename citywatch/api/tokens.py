@@ -20,14 +20,15 @@ import hmac
 import json
 import re
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from devices.sqlite import connect, write_transaction
+from devices import db
+from devices.db import connect, write_transaction
 
 ROLES = ("viewer", "operator", "admin")
 PREFIX = "cw_"
@@ -84,7 +85,7 @@ def split(token: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
-def _row(r: sqlite3.Row) -> Token:
+def _row(r: Any) -> Token:
     districts = json.loads(r["districts"]) if r["districts"] is not None else None
     return Token(r["id"], r["name"], r["role"], tuple(districts) if districts is not None else None,
                  r["created_ms"], r["last_used_ms"], r["revoked_ms"], r["hash"])
@@ -114,8 +115,7 @@ class TokenStore:
         self._checked = 0.0
         self._used: dict[str, int] = {}  # id -> last use not yet written
         self._touched: dict[str, int] = {}  # id -> last use noted
-        with self._conn.write_lock:
-            self._conn.executescript(_SCHEMA)
+        db.migrate(self._conn, "api_tokens", [_SCHEMA])
 
     def close(self) -> None:
         self._conn.close()
@@ -207,8 +207,8 @@ class TokenStore:
         if not used:
             return
         with self._lock, write_transaction(self._conn) as c:
-            c.executemany("UPDATE api_tokens SET last_used_ms = max(coalesce(last_used_ms, 0), ?) WHERE id = ?",
-                          [(ms, i) for i, ms in used.items()])
+            c.executemany("UPDATE api_tokens SET last_used_ms = ? WHERE id = ? AND coalesce(last_used_ms, 0) < ?",
+                          [(ms, i, ms) for i, ms in used.items()])
 
     def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -32,7 +32,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 
 from devices.catalogue import CATALOGUE, SEVERITIES
-from devices.sqlite import connect, parse_url
+from devices.db import connect, parse_url
 from devices.times import rfc3339
 
 from .feed import CLOSED, AlertFeed

@@ -22,22 +22,34 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from devices import db
 from devices.catalogue import CATALOGUE, KINDS, SEVERITIES
 
 _RECEIVED = "citywatch_ingest_readings_received_total"
 RATE_WINDOW_S = 60.0
 
 # kind's absence in ms; a device's own attrs.offline_after_s (only looked up where the text has it)
-_LIMIT_MS = ("coalesce(CASE WHEN instr(attrs, 'offline_after_s') THEN 1000.0 * json_extract(attrs, '$.offline_after_s')"
-             " END, CASE kind " + " ".join(f"WHEN '{k}' THEN {CATALOGUE[k].offline_after_s * 1000:.0f}" for k in KINDS)
-             + " END)")
+_KIND_LIMIT_MS = ("CASE kind " + " ".join(f"WHEN '{k}' THEN {CATALOGUE[k].offline_after_s * 1000:.0f}" for k in KINDS)
+                  + " END")
+_ONLINE = "last_seen IS NOT NULL AND ? - last_seen <= coalesce(CASE WHEN {has} THEN 1000.0 * {own} END, {kind})"
+_PRESENCE = ("SELECT kind, district, count(*), sum({online}) FROM devices WHERE status != 'retired'"
+             " GROUP BY kind, district")
+# the device's own limit counts when it is a positive number (as in devices/registry.py offline_after_s)
+_PRESENCE_SQLITE = _PRESENCE.format(online=_ONLINE.format(
+    has="instr(attrs, 'offline_after_s') AND json_type(attrs, '$.offline_after_s') IN ('integer', 'real')"
+        " AND json_extract(attrs, '$.offline_after_s') > 0",
+    own="json_extract(attrs, '$.offline_after_s')", kind=_KIND_LIMIT_MS))
+# PostgreSQL: a boolean is summed as 0/1, and attrs is parsed only where it has the key
+_PRESENCE_PG = _PRESENCE.format(online="CASE WHEN " + _ONLINE.format(
+    has="strpos(attrs, 'offline_after_s') > 0 AND jsonb_typeof(attrs::jsonb -> 'offline_after_s') = 'number'"
+        " AND (attrs::jsonb ->> 'offline_after_s')::float8 > 0",
+    own="(attrs::jsonb ->> 'offline_after_s')::float8", kind=_KIND_LIMIT_MS) + " THEN 1 ELSE 0 END")
 
 
 def presence(conn, now_ms: int) -> dict[tuple[str, str], tuple[int, int]]:
     """``(kind, district) -> (online, offline)`` of the registered devices not retired."""
-    rows = conn.execute(
-        f"SELECT kind, district, count(*), sum(last_seen IS NOT NULL AND ? - last_seen <= {_LIMIT_MS})"
-        " FROM devices WHERE status != 'retired' GROUP BY kind, district", (now_ms,)).fetchall()
+    sql = _PRESENCE_PG if db.is_postgres(conn) else _PRESENCE_SQLITE
+    rows = conn.execute(sql, (now_ms,)).fetchall()
     return {(r[0], r[1]): (int(r[3] or 0), int(r[2]) - int(r[3] or 0)) for r in rows}
 
 

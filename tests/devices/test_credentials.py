@@ -8,9 +8,9 @@ from __future__ import annotations
 import base64
 import csv
 import shutil
-import sqlite3
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -24,6 +24,7 @@ from devices.credentials import (
     passwd_lines,
     verify,
 )
+from devices.db import DBError
 from devices.model import Device
 
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -101,7 +102,7 @@ def test_secret_shape():
 
 # --- generate -------------------------------------------------------------------------------------
 
-def test_all_new_issues_once_and_stores_only_hashes(fleet, tmp_path):
+def test_all_new_issues_once_and_stores_only_hashes(fleet, tmp_path, state_target):
     out = generate(fleet, tmp_path / "out", now_ms=NOW, all_new=True)
     rows = read_csv(out.csv)
     assert [r["device_id"] for r in rows] == ["bridge-0001-s1", "gas-0001", "noise-0001"]  # not the retired one
@@ -113,8 +114,9 @@ def test_all_new_issues_once_and_stores_only_hashes(fleet, tmp_path):
         h, created, rotated = db[r["device_id"]]
         assert verify(r["password"], h) and (created, rotated) == (NOW, None)
         assert r["password"] not in h
-    raw = (tmp_path / "state.db").read_bytes() + (tmp_path / "state.db-wal").read_bytes()
-    assert not any(r["password"].encode() in raw for r in rows)  # no secret in the state DB
+    if isinstance(state_target, Path):  # SQLite: the file's bytes (PostgreSQL: the rows above)
+        raw = state_target.read_bytes() + Path(f"{state_target}-wal").read_bytes()
+        assert not any(r["password"].encode() in raw for r in rows)  # no secret in the state DB
     consumer = read_csv(out.consumer_csv)
     assert [c["username"] for c in consumer] == ["citywatch"]
     assert verify(consumer[0]["password"], stored(fleet, "consumer_credentials")["citywatch"][0])
@@ -196,7 +198,7 @@ def test_bad_requests_change_nothing(fleet, tmp_path, kwargs, message):
     assert not (tmp_path / "out" / "passwd").exists() and not (tmp_path / "out" / "credentials.csv").exists()
     try:
         assert stored(fleet) == {} and stored(fleet, "consumer_credentials") == {}
-    except sqlite3.OperationalError:
+    except DBError:
         pass  # refused before the tables were created
 
 

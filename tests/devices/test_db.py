@@ -142,3 +142,13 @@ def test_a_session_the_server_ended_is_replaced_between_transactions_never_insid
     with db.write_transaction(conn):
         conn.execute("INSERT INTO t (name) VALUES (?)", ("again",))
     assert [r[0] for r in conn.execute("SELECT name FROM t")] == ["again"]
+
+def test_tuple_cursor_gives_plain_tuples_of_the_same_values(conn):
+    with db.write_transaction(conn):
+        db.execute_values(conn, "INSERT INTO t (name, ratio, ts_ms) VALUES {values}",
+                          [("a", 0.5, 1_780_000_000_123), ("b", None, None)])
+    sql = "SELECT name, ratio, ts_ms FROM t WHERE name >= ? ORDER BY name LIMIT ?"
+    rows = db.tuple_cursor(conn).execute(sql, ("a", -1)).fetchall()
+    assert rows == [("a", 0.5, 1_780_000_000_123), ("b", None, None)]
+    assert all(type(r) is tuple for r in rows)
+    assert [tuple(r) for r in conn.execute(sql, ("a", 10))] == rows

@@ -4,11 +4,12 @@ import threading
 
 import pytest
 
+from devices import db
 from devices.catalogue import CATALOGUE
+from devices.db import connect
 from devices.errors import InvalidDevice, RegistryError
 from devices.model import Device, RolloutTarget
 from devices.registry import Registry, online
-from devices.sqlite import connect
 
 
 def dev(i: int, kind: str = "noise", district: str = "江汉区", **kw) -> Device:
@@ -43,10 +44,13 @@ def test_upsert_is_all_or_nothing(registry):
 
 
 def test_upsert_inside_caller_transaction_uses_savepoint(registry):
-    conn = registry.conn
-    conn.execute("BEGIN IMMEDIATE")
-    registry.upsert([dev(1)])
-    conn.execute("ROLLBACK")
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), db.write_transaction(registry.conn):
+        registry.upsert([dev(1)])
+        assert registry.count() == 1  # inside the caller's transaction
+        raise Abort
     assert registry.count() == 0
 
 
@@ -87,8 +91,8 @@ def test_snapshot_and_version(registry):
     assert "noise-0003" in registry.snapshot()
 
 
-def test_version_seen_by_another_connection(registry, tmp_path):
-    other = Registry(connect(tmp_path / "state.db"))
+def test_version_seen_by_another_connection(registry, state_target):
+    other = Registry(connect(state_target))
     v = other.version()
     registry.upsert([dev(1)])
     assert other.version() != v
@@ -199,16 +203,18 @@ def test_snapshots_are_handed_out_until_the_version_moves(registry):
     assert registry.snapshot() is not snap
 
 
-def test_read_only_connection(registry, tmp_path):
+def test_read_only_connection(registry, state_target, tmp_path):
     registry.upsert([dev(1)])
-    ro = Registry(connect(tmp_path / "state.db", readonly=True))
+    ro = Registry(connect(state_target, readonly=True))
     assert ro.count() == 1 and "noise-0001" in ro.snapshot()
     ro.close()
     with pytest.raises(RegistryError, match="cannot create the registry tables"):
         Registry(connect(tmp_path / "fresh.db", readonly=True))
 
 
-def test_locked_database_is_a_registry_error(registry, tmp_path):
+def test_locked_database_is_a_registry_error(sqlite_registry, tmp_path):
+    # SQLite's file lock (PostgreSQL's writers queue on the writer lock instead: tests/devices/test_db.py)
+    registry = sqlite_registry
     other = connect(tmp_path / "state.db")
     other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
     registry.conn.execute("PRAGMA busy_timeout=50")
@@ -229,10 +235,20 @@ def test_last_seen_map(registry):
     assert registry.last_seen_map() == {"noise-0001": 7}
 
 
-def test_missing_index_of_an_older_schema_is_created(registry, tmp_path):
+def test_missing_index_of_an_older_schema_is_created(sqlite_registry, tmp_path):
+    # a SQLite file of a release before migrations (no schema_versions) that lacks a newer index
+    registry = sqlite_registry
     registry.upsert([dev(1)])
     registry.conn.execute("DROP INDEX devices_commissioned")
+    registry.conn.execute("DROP TABLE schema_versions")
     again = Registry(connect(tmp_path / "state.db"))
     names = {r[0] for r in again.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "devices_commissioned" in names and again.count() == 1
     again.close()
+
+
+def test_a_database_of_a_newer_release_is_refused_naming_it(registry, state_target):
+    with db.write_transaction(registry.conn):
+        registry.conn.execute("UPDATE schema_versions SET version = 99 WHERE component = 'registry'")
+    with pytest.raises(RegistryError, match="registry tables are at version 99, newer than this release"):
+        Registry.open(state_target)

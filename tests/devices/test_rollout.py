@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from devices.model import Device, RolloutTarget
@@ -238,3 +239,32 @@ def test_sample_programme_has_something_to_say(registry):
     # the meters the simulators may publish for are the heard, not silent ones
     loud = {d.device_id for d in a.devices} - a.quiet
     assert loud and all(a.last_seen[d] >= NOW - 3600_000 for d in loud)
+
+
+@pytest.mark.parametrize("distinct_attrs", [3, 70])
+def test_device_scan_columns(registry, distinct_attrs):
+    """The scan's columns on each engine (its SQL differs: julianday/date arithmetic, and an attrs
+    number read by a CASE over few distinct texts or from each row's JSON), against the devices."""
+    from devices.rollout_scan import DeviceScan
+
+    devices = [Device(f"gas-{i:03d}", "gas_meter", "江汉区" if i % 2 else "武昌区",
+                      status=("planned", "installed", "installed", "retired")[i % 4],
+                      installed_at=None if i % 5 == 0 else (date(2025, 1, 1) + timedelta(days=i)).isoformat(),
+                      attrs={"battery_warn_v": 3.0 + (i % distinct_attrs) / 100} if i % 7 else {"model": f"m{i}"})
+               for i in range(80)]
+    registry.upsert(devices)
+    registry.mark_seen({"gas-001": 1_000, "gas-002": 2_000})
+    keys = [("gas_meter", "江汉区")]
+    sc = DeviceScan(registry.conn, keys, with_ids=True, attr="battery_warn_v")
+    live = [d for d in devices if d.status != "retired"]
+    assert sorted(sc.ids) == [d.device_id for d in live]
+    by_id = {d.device_id: d for d in live}
+    for i, dev_id in enumerate(sc.ids):
+        d = by_id[dev_id]
+        assert sc.key[i] == (0 if d.district == "江汉区" else -1)
+        assert (sc.planned[i], sc.installed[i]) == (d.status == "planned", d.status == "installed")
+        assert sc.installed_day[i] == (date.fromisoformat(d.installed_at).toordinal() if d.installed_at else -1)
+        want = d.attrs.get("battery_warn_v")
+        assert (sc.attr[i] == pytest.approx(want)) if want is not None else np.isnan(sc.attr[i])
+    seen = {dev_id: int(sc.last_seen[i]) for i, dev_id in enumerate(sc.ids) if sc.has_last_seen[i]}
+    assert seen == {"gas-001": 1_000, "gas-002": 2_000}

@@ -29,7 +29,8 @@ TODAY = local_day(NOW).isoformat()
 @pytest.fixture(scope="module")
 def programme(tmp_path_factory):
     """A state DB with the generated programme and a snapshot of an earlier day; a DuckDB store with
-    the newest RSRP of a few meters; a config naming both."""
+    the newest RSRP of a few meters; a config naming both. (SQLite: these tests are about the
+    outputs; the report's figures and snapshots run on both engines in test_rollout*.py.)"""
     d = tmp_path_factory.mktemp("rollout")
     paths = generate(d, NOW)
     reg = Registry.open(d / "state.db")

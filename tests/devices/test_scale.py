@@ -1,7 +1,9 @@
 """The registry at a quarter of the Wuhan scale (134,019 devices; the full city, 536,083, takes
 about four times as long). Marked slow.
 
-Bounds are generous (a shared, loaded CI machine); the figures are printed (``-s``)."""
+Bounds are generous (a shared, loaded CI machine); the figures are printed (``-s``). On SQLite
+only: the same registry code on PostgreSQL is measured at full scale by bench/rollout/run.py
+(docs/PERFORMANCE.md, "Rollout report")."""
 
 from __future__ import annotations
 
