@@ -1,7 +1,14 @@
 """The production store: InfluxDB over its v1 HTTP API (``influxdb://host:port/db``).
 
-URL: ``influxdb://[user:password@]host:port/database[?rp=POLICY&precision=ms&tls=1&timeout=S]``
+URL: ``influxdb://[user:password@]host:port/database[?rp=POLICY&precision=ms&tls=1&timeout=S&auth=token]``
 (user and password percent-encoded; ``tls=1`` for https; ``timeout`` in seconds, default 10).
+Credentials go as HTTP Basic (1.x users; 2.x/3.x take any user name and the token as the
+password); with ``auth=token`` the password is sent as ``Authorization: Token PASSWORD`` instead
+(2.x/3.x tokens, and 1.8+ where the token is ``user:password``; 1.6 knows only Basic).
+
+Retention and downsampling (``[store] raw_retention``, ``downsample``, ``aggregate_retention``):
+set up when the database is, by ingest/stores/influx_retention.py; refused there (not an admin,
+a managed InfluxDB), the store logs a warning and goes on writing.
 
 Data model: measurement = device kind; tags ``device_id``, ``district``, ``asset_id`` (an empty
 value is left out); one field per metric, always a float; one line per (device, ts) carrying
@@ -64,6 +71,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
@@ -72,6 +80,9 @@ import numpy as np
 from ingest.model import Readings
 from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable, Written, count_kinds
 from ingest.stores.runs import run_breaks
+
+if TYPE_CHECKING:
+    from ingest.stores.influx_retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +128,14 @@ def parse_url(url: str) -> dict:
     except ValueError:
         raise ValueError(f"bad port in {url!r}") from None
     opts = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(opts) - {"rp", "precision", "tls", "timeout"}
+    unknown = set(opts) - {"rp", "precision", "tls", "timeout", "auth"}
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} in {url!r} (known: rp, precision, tls, timeout)")
+        raise ValueError(f"unknown option(s) {sorted(unknown)} in {redact(url)!r} "
+                         "(known: rp, precision, tls, timeout, auth)")
+    if opts.get("auth", "basic") not in ("basic", "token"):
+        raise ValueError(f"auth={opts['auth']!r} in {redact(url)!r}: expected auth=basic (the default) or auth=token")
+    if opts.get("auth") == "token" and not parts.password:
+        raise ValueError(f"auth=token in {redact(url)!r} needs the token as the password: influxdb://:TOKEN@host/db")
     if opts.get("precision", "ms") != "ms":
         raise ValueError(f"precision={opts['precision']!r} in {url!r}: citywatch writes milliseconds, "
                          "use precision=ms or leave it out")
@@ -134,6 +150,7 @@ def parse_url(url: str) -> dict:
         "database": database, "rp": opts.get("rp") or None, "timeout": timeout,
         "user": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
+        "token": opts.get("auth") == "token",
     }
 
 
@@ -149,14 +166,20 @@ def redact(url: str) -> str:
 class InfluxDBStore:
     """Readings in InfluxDB (1.x, or 2.x/3.x through their v1 API); see the module docstring."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, retention: Retention | None = None) -> None:
+        """``retention``: RPs and CQs to set up with the database (influx_retention.py)."""
         cfg = parse_url(url)
         self.url = redact(url)  # shown in logs and health checks: never the password
         self.database: str = cfg["database"]
         self.rp: str | None = cfg["rp"]
-        auth = (cfg["user"] or "", cfg["password"] or "") if cfg["user"] or cfg["password"] else None
-        self._http = httpx.Client(base_url=cfg["base"], auth=auth, timeout=cfg["timeout"],
-                                  headers={"User-Agent": "citywatch"})
+        self.retention = retention
+        headers = {"User-Agent": "citywatch"}
+        auth = None
+        if cfg["token"]:
+            headers["Authorization"] = f"Token {cfg['password']}"
+        elif cfg["user"] or cfg["password"]:
+            auth = (cfg["user"] or "", cfg["password"] or "")
+        self._http = httpx.Client(base_url=cfg["base"], auth=auth, timeout=cfg["timeout"], headers=headers)
         self._kinds: dict[str, str] = {}  # device_id -> kind, learnt from writes
         self._newest = _Newest()  # newest stored ts per (device, metric), for the kinds loaded
         self._loaded_kinds: set[str] = set()
@@ -169,8 +192,8 @@ class InfluxDBStore:
             log.warning("InfluxDB store %s not reachable yet (%s); will retry before writing", self.url, e)
 
     @classmethod
-    def from_url(cls, url: str) -> InfluxDBStore:
-        return cls(url)
+    def from_url(cls, url: str, *, retention: Retention | None = None) -> InfluxDBStore:
+        return cls(url, retention=retention)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -305,7 +328,35 @@ class InfluxDBStore:
             raise
         except StoreError as e:
             log.info("InfluxDB refused CREATE DATABASE %s (%s); assuming it exists", self.database, e)
+        if self.retention is not None and self.retention.managed:
+            self._ensure_retention()
         self._db_ready = True
+
+    def _ensure_retention(self) -> None:
+        """RPs and CQs as ``self.retention`` says; a refusal is a warning (the writes go on)."""
+        from ingest.stores.influx_retention import apply
+
+        try:
+            done = apply(self._select, self.database, self.rp, self.retention)
+        except StoreUnavailable:
+            raise
+        except StoreError as e:
+            log.warning("InfluxDB %s refused to set up retention and downsampling ([store] raw_retention, "
+                        "downsample): %s. Readings are written, kept as the database's own retention policy "
+                        "says and not downsampled; on clustered or managed InfluxDB, 2.x or 3.x set them up "
+                        "there (docs/CONFIGURATION.md, \"InfluxDB retention and downsampling\")", self._where(), e)
+            return
+        for statement in done:
+            log.info("InfluxDB %s: %s", self._where(), statement)
+
+    def backfill_aggregates(self, start_ms: int, end_ms: int) -> None:
+        """Run the downsampling CQs' queries over ``[start_ms, end_ms)``: for readings that came
+        later than the CQs look back (a spool replayed after a long outage), and tests."""
+        from ingest.stores.influx_retention import backfill, default_rp
+
+        with self._lock:
+            backfill(self._select, self.database, self.rp or default_rp(self._select, self.database),
+                     start_ms, end_ms)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -415,9 +466,12 @@ class InfluxDBStore:
         reason = _error_text(resp)
         if resp.status_code >= 500 or resp.status_code == 429:
             raise StoreUnavailable(f"InfluxDB {self._where()} answered {resp.status_code}: {reason}")
-        if resp.status_code in (401, 403):
+        if resp.status_code == 401:
             raise StoreError(f"InfluxDB {self._where()} refused the credentials ({resp.status_code}: "
                              f"{reason}); check user and password (2.x/3.x: the token) in [store] url")
+        if resp.status_code == 403:
+            raise StoreError(f"InfluxDB {self._where()} refused {method} {path} (403: {reason}); the user "
+                             "(2.x/3.x: the token) of [store] url lacks the privilege")
         if resp.status_code in (400, 422) and path == "/write":
             raise StoreRejected(f"InfluxDB {self._where()} rejected the data ({resp.status_code}): {reason}")
         raise StoreError(f"InfluxDB {self._where()} refused {method} {path} ({resp.status_code}): {reason}")

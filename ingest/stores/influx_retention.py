@@ -1,0 +1,229 @@
+"""Retention and downsampling of the InfluxDB 1.x database, set up by the store when it opens.
+
+``[store] raw_retention`` (e.g. ``30d``) is the duration of the retention policy (RP) the store
+writes into: the URL's ``?rp=`` (created when missing), else the database's default RP
+(``autogen`` unless changed). ``[store] downsample = true`` adds two RPs of
+``[store] aggregate_retention`` (default ``3650d``) and the continuous queries (CQs) that fill them:
+
+======================  ==================  ==========================  =========================
+CQ (name + hash)        from the raw RP     into                        runs
+======================  ==================  ==========================  =========================
+``citywatch_1s_*``      ``bridge``          ``citywatch_1s``, 1 s       every 30 s, last 2 min
+``citywatch_1m_fast_*`` ``bridge``          ``citywatch_1m``, 1 min     every 1 min, last 10 min
+``citywatch_1m_slow_*`` every other kind    ``citywatch_1m``, 1 min     every 1 h, last 26 h
+======================  ==================  ==========================  =========================
+
+Each aggregate point is ``mean``, ``min`` and ``max`` of every numeric field of its interval
+(fields ``mean_strain_ue``, ``min_strain_ue``, ``max_strain_ue``, ...), with the raw point's
+tags (``GROUP BY time(...), *``), in a measurement of the same name (``citywatch_1s.bridge``).
+Only the bridges send faster than once a second (catalogue.md: acceleration at 50-200 Hz,
+dynamic strain at 20 Hz), so only they get 1 s aggregates. Every reading kind gets 1 min ones:
+once the raw RP has dropped them, they are what is left of a gas meter's hourly readings
+(which one 1 min point each keeps whole: mean = min = max = the reading). The slow kinds' CQ looks
+26 h back because meters send their day's readings in one daily packet; readings later than a
+CQ's window (a spool replayed after a long outage) are aggregated by :func:`backfill`
+(``InfluxDBStore.backfill_aggregates``) over their interval. The ``alerts`` and ``rollout``
+measurements are not readings: they are not aggregated, and live in the raw RP.
+
+Idempotent: what exists with the wanted duration is left alone; an RP whose duration differs is
+``ALTER``ed (with InfluxDB's default shard duration for the new duration); a CQ's name ends in
+a hash of its statement, so a CQ is replaced (dropped, created) only when its statement changes,
+and a ``citywatch_*`` CQ that is no longer wanted (``downsample = false``) is dropped; its RP
+and the data in it are kept. Needs an admin user (1.x): a server or user that refuses (a
+clustered or managed InfluxDB, 2.x, 3.x) is logged as a warning by the store, which goes on
+writing; docs/CONFIGURATION.md says what to set up there instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from devices.catalogue import KINDS
+from devices.durations import parse_duration_ms
+from ingest.stores.influxdb import quote_ident as _ident
+
+log = logging.getLogger(__name__)
+
+AGG_1S, AGG_1M = "citywatch_1s", "citywatch_1m"  # the aggregate RPs
+CQ_PREFIX = "citywatch_"
+FAST_KINDS = ("bridge",)  # faster than 1 Hz (catalogue.md); the other kinds report at most once a minute
+_HOUR_MS = 3_600_000
+_DAY_MS = 24 * _HOUR_MS
+
+Select = Callable[..., Iterator[tuple[int, dict]]]  # InfluxDBStore._select
+
+
+@dataclass(frozen=True, slots=True)
+class Downsampling:
+    """One CQ: ``mean``/``min``/``max`` of ``kinds`` per ``interval`` into the RP ``into``,
+    run every ``every`` over the last ``window`` (``RESAMPLE EVERY ... FOR ...``)."""
+
+    name: str
+    kinds: tuple[str, ...]
+    interval: str
+    into: str
+    every: str
+    window: str
+
+    def select(self, db: str, raw_rp: str, where: str = "") -> str:
+        """The CQ's ``SELECT ... INTO`` (with ``where``: for one past interval, :func:`backfill`)."""
+        kinds = "|".join(self.kinds)
+        return (f"SELECT mean(*), min(*), max(*) INTO {_ident(db)}.{_ident(self.into)}.:MEASUREMENT "
+                f"FROM {_ident(db)}.{_ident(raw_rp)}./^({kinds})$/ {where + ' ' if where else ''}"
+                f"GROUP BY time({self.interval}), *")
+
+    def create(self, db: str, raw_rp: str) -> tuple[str, str]:
+        """(CQ name, ``CREATE CONTINUOUS QUERY`` statement); the name ends in the statement's hash."""
+        body = (f"RESAMPLE EVERY {self.every} FOR {self.window} BEGIN {self.select(db, raw_rp)} END")
+        name = f"{CQ_PREFIX}{self.name}_{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+        return name, f"CREATE CONTINUOUS QUERY {_ident(name)} ON {_ident(db)} {body}"
+
+
+DOWNSAMPLINGS = (
+    Downsampling("1s", FAST_KINDS, "1s", AGG_1S, "30s", "2m"),
+    Downsampling("1m_fast", FAST_KINDS, "1m", AGG_1M, "1m", "10m"),
+    Downsampling("1m_slow", tuple(k for k in KINDS if k not in FAST_KINDS), "1m", AGG_1M, "1h", "26h"),
+)
+LONGEST_WINDOW_MS = max(parse_duration_ms(d.window) for d in DOWNSAMPLINGS)
+
+
+def parse_retention(value: str) -> int:
+    """An RP duration in ms (0: infinite, ``inf``); ValueError naming the value. InfluxDB's
+    shortest is 1 h; whole minutes, as InfluxQL takes one number and unit."""
+    if value.strip().lower() in ("inf", "infinite"):
+        return 0
+    ms = parse_duration_ms(value)
+    if ms < _HOUR_MS or ms % 60_000:
+        raise ValueError(f"{value!r}: a retention is whole minutes, at least 1h (InfluxDB's shortest), or 'inf'")
+    return ms
+
+
+def check_raw(value: str, downsample: bool) -> None:
+    """ValueError for a raw retention that is no duration, or too short to downsample from."""
+    ms = parse_retention(value)
+    if downsample and ms and ms <= LONGEST_WINDOW_MS:
+        raise ValueError(f"{value} is not longer than the {LONGEST_WINDOW_MS // _HOUR_MS}h the 1 min aggregates "
+                         "of the slow kinds look back for late readings (a gas meter's daily packet); "
+                         "keep raw readings at least 2d")
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """What ``[store] raw_retention``, ``downsample`` and ``aggregate_retention`` ask for;
+    checked on creation (ValueError naming the key)."""
+
+    raw: str = ""  # "" leaves the write RP as it is
+    downsample: bool = False
+    aggregates: str = "3650d"
+
+    def __post_init__(self) -> None:
+        try:
+            if self.raw:
+                check_raw(self.raw, self.downsample)
+        except ValueError as e:
+            raise ValueError(f"raw_retention: {e}") from None
+        try:
+            parse_retention(self.aggregates)
+        except ValueError as e:
+            raise ValueError(f"aggregate_retention: {e}") from None
+
+    @property
+    def managed(self) -> bool:
+        return bool(self.raw) or self.downsample
+
+
+def apply(select: Select, db: str, rp: str | None, want: Retention) -> list[str]:
+    """Bring the database's RPs and CQs to ``want``; returns the statements run (none when
+    everything was as wanted). Raises the store's errors (StoreError when refused)."""
+    done: list[str] = []
+    policies = _policies(select, db)
+    raw_rp = rp or _default(policies)
+    if want.raw:
+        done += _ensure_rp(select, db, raw_rp, parse_retention(want.raw), policies)
+    if want.downsample:
+        for name in (AGG_1S, AGG_1M):
+            done += _ensure_rp(select, db, name, parse_retention(want.aggregates), policies)
+    wanted = dict(d.create(db, raw_rp) for d in DOWNSAMPLINGS) if want.downsample else {}
+    existing = _continuous_queries(select, db)
+    statements = [f"DROP CONTINUOUS QUERY {_ident(n)} ON {_ident(db)}" for n in sorted(existing - set(wanted))]
+    statements += [create for name, create in wanted.items() if name not in existing]
+    _run(select, statements)
+    return done + statements
+
+
+def backfill(select: Select, db: str, raw_rp: str, start_ms: int, end_ms: int) -> list[str]:
+    """Run every CQ's ``SELECT ... INTO`` over ``[start_ms, end_ms)`` (readings that came later
+    than a CQ's window; tests); returns the statements run. Aggregate points are overwritten."""
+    where = f"WHERE time >= {int(start_ms)}ms AND time < {int(end_ms)}ms"
+    statements = [d.select(db, raw_rp, where) for d in DOWNSAMPLINGS]
+    _run(select, statements)
+    return statements
+
+
+def default_rp(select: Select, db: str) -> str:
+    """The name of the database's default RP (where writes without ``rp`` go)."""
+    return _default(_policies(select, db))
+
+
+def _default(policies: dict[str, tuple[int, bool]]) -> str:
+    return next((name for name, (_, default) in policies.items() if default), "autogen")
+
+
+def shard_duration_ms(duration_ms: int) -> int:
+    """InfluxDB's default shard group duration for an RP of ``duration_ms`` (0: infinite)."""
+    if duration_ms and duration_ms < 2 * _DAY_MS:
+        return _HOUR_MS
+    if duration_ms and duration_ms <= 180 * _DAY_MS:
+        return _DAY_MS
+    return 7 * _DAY_MS
+
+
+def _ensure_rp(select: Select, db: str, name: str, duration_ms: int, policies: dict) -> list[str]:
+    have = policies.get(name)
+    if have is not None and have[0] == duration_ms:
+        return []
+    verb = "ALTER" if have is not None else "CREATE"
+    replication = "REPLICATION 1 " if verb == "CREATE" else ""
+    statement = (f"{verb} RETENTION POLICY {_ident(name)} ON {_ident(db)} DURATION {_literal(duration_ms)} "
+                 f"{replication}SHARD DURATION {_literal(shard_duration_ms(duration_ms))}")
+    _run(select, [statement])
+    return [statement]
+
+
+def _literal(ms: int) -> str:
+    """An InfluxQL duration literal (one number, one unit) of whole minutes; 0: ``INF``."""
+    if not ms:
+        return "INF"
+    for unit, size in (("d", _DAY_MS), ("h", _HOUR_MS)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms // 60_000}m"
+
+
+def _policies(select: Select, db: str) -> dict[str, tuple[int, bool]]:
+    """``name -> (duration ms (0: infinite), is default)`` of the database's RPs."""
+    out = {}
+    for _, series in select([f"SHOW RETENTION POLICIES ON {_ident(db)}"]):
+        cols = series["columns"]
+        for row in series.get("values", []):
+            r = dict(zip(cols, row, strict=False))
+            out[r["name"]] = (parse_duration_ms(r["duration"]), bool(r.get("default")))
+    return out
+
+
+def _continuous_queries(select: Select, db: str) -> set[str]:
+    """Names of the database's CQs that citywatch made (``citywatch_*``)."""
+    names = set()
+    for _, series in select(["SHOW CONTINUOUS QUERIES"]):
+        if series.get("name") == db:
+            names.update(row[0] for row in series.get("values", []) if row[0].startswith(CQ_PREFIX))
+    return names
+
+
+def _run(select: Select, statements: list[str]) -> None:
+    if statements:
+        for _ in select(statements, post=True):
+            pass

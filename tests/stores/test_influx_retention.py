@@ -1,0 +1,305 @@
+"""Retention policies and downsampling CQs set up by the InfluxDB store, against a real influxd
+1.6: created, left alone on a second start, altered when a duration changes, refused politely
+when the user is no admin; the CQ's query checked against numpy over 100 Hz bridge data."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import numpy as np
+import pytest
+
+from citywatch.settings import ConfigError, load_settings
+from ingest.model import Reading, Readings, ReadingsBuilder
+from ingest.stores.base import StoreError, open_store
+from ingest.stores.influx_retention import AGG_1M, AGG_1S, DOWNSAMPLINGS, Retention
+from ingest.stores.influxdb import InfluxDBStore
+from tests.support.influxd import Influxd
+
+pytestmark = pytest.mark.integration
+_n = itertools.count(1)
+DAY_H = 24
+FULL = Retention("30d", True, "3650d")
+
+
+@pytest.fixture
+def url(influxd) -> str:
+    return f"influxdb://127.0.0.1:{influxd.port}/rp{next(_n)}"
+
+
+def influxql(http: str, db: str, q: str, auth=None) -> list[dict]:
+    r = httpx.post(f"{http}/query", data={"db": db, "q": q, "epoch": "ms"}, auth=auth)
+    r.raise_for_status()
+    return r.json()["results"]
+
+
+def rows(http: str, db: str, q: str) -> list[dict]:
+    """The rows of every series of ``q``, each a dict with the series' tags."""
+    out = []
+    for series in influxql(http, db, q)[0].get("series", []):
+        tags = series.get("tags", {})
+        out += [{**tags, **dict(zip(series["columns"], v, strict=True))} for v in series.get("values", [])]
+    return out
+
+
+def policies(http: str, db: str) -> dict[str, tuple[str, str, bool]]:
+    """name -> (duration, shard duration, default), as SHOW RETENTION POLICIES says."""
+    return {r["name"]: (r["duration"], r["shardGroupDuration"], r["default"])
+            for r in rows(http, db, f'SHOW RETENTION POLICIES ON "{db}"')}
+
+
+def cqs(http: str, db: str) -> dict[str, str]:
+    return {r["name"]: r["query"] for r in rows(http, "", "SHOW CONTINUOUS QUERIES")
+            if r["query"].split(" ON ", 1)[1].startswith(f"{db} ")}
+
+
+def open_with(url: str, retention: Retention) -> list[str]:
+    """Open the store (as ``citywatch serve`` does, from the settings) and return what it logged."""
+    handler = _Records()
+    logger = logging.getLogger("ingest.stores.influxdb")
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        open_store(url, retention=retention).close()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    return handler.messages
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.levelname} {record.getMessage()}")
+
+
+def test_policies_and_queries_exist_after_start_and_a_second_start_changes_nothing(url, influxd) -> None:
+    db = url.rsplit("/", 1)[1]
+    first = open_with(url, FULL)
+    assert policies(influxd.http, db) == {
+        "autogen": ("720h0m0s", "24h0m0s", True),  # the write RP: 30 days, shards of a day
+        AGG_1S: ("87600h0m0s", "168h0m0s", False), AGG_1M: ("87600h0m0s", "168h0m0s", False)}
+    made = cqs(influxd.http, db)
+    assert sorted(n.rsplit("_", 1)[0] for n in made) == ["citywatch_1m_fast", "citywatch_1m_slow", "citywatch_1s"]
+    one_s = next(q for n, q in made.items() if n.startswith("citywatch_1s_"))
+    assert f"RESAMPLE EVERY 30s FOR 2m BEGIN SELECT mean(*), min(*), max(*) INTO {db}.{AGG_1S}.:MEASUREMENT " \
+           f"FROM {db}.autogen./^(bridge)$/ GROUP BY time(1s), * END" in one_s
+    slow = next(q for n, q in made.items() if n.startswith("citywatch_1m_slow_"))
+    assert "/^(gas_meter|fume|noise|toilet|lighting)$/" in slow and "EVERY 1h FOR 26h" in slow
+    assert len([m for m in first if m.startswith("INFO")]) == 6  # 1 ALTER, 2 CREATE RP, 3 CREATE CQ
+
+    assert open_with(url, FULL) == []  # nothing to do, nothing logged
+    assert cqs(influxd.http, db) == made
+
+
+def test_changed_durations_are_altered_and_the_queries_kept(url, influxd) -> None:
+    db = url.rsplit("/", 1)[1]
+    open_with(url, FULL)
+    made = cqs(influxd.http, db)
+    logged = open_with(url, Retention("7d", True, "inf"))
+    assert policies(influxd.http, db) == {
+        "autogen": ("168h0m0s", "24h0m0s", True),
+        AGG_1S: ("0s", "168h0m0s", False), AGG_1M: ("0s", "168h0m0s", False)}
+    assert [m.split(": ", 1)[1].split(" ON ")[0] for m in logged] == [
+        'ALTER RETENTION POLICY "autogen"', f'ALTER RETENTION POLICY "{AGG_1S}"', f'ALTER RETENTION POLICY "{AGG_1M}"']
+    assert cqs(influxd.http, db) == made
+
+    open_with(url, Retention("7d", False))  # downsampling off: its CQs go, its RPs and their data stay
+    assert cqs(influxd.http, db) == {}
+    assert set(policies(influxd.http, db)) == {"autogen", AGG_1S, AGG_1M}
+
+
+def test_the_url_rp_is_the_raw_one_and_created_when_missing(url, influxd) -> None:
+    db = url.rsplit("/", 1)[1]
+    open_with(url + "?rp=raw", FULL)
+    assert policies(influxd.http, db)["raw"] == ("720h0m0s", "24h0m0s", False)
+    assert policies(influxd.http, db)["autogen"] == ("0s", "168h0m0s", True)  # untouched
+    assert all(f"FROM {db}.raw./^(" in q for q in cqs(influxd.http, db).values())
+
+
+def test_retention_is_checked() -> None:
+    with pytest.raises(ValueError, match="raw_retention: '30m'.*at least 1h"):
+        Retention("30m")
+    with pytest.raises(ValueError, match="raw_retention: 1d is not longer than the 26h"):
+        Retention("1d", True)
+    assert Retention("1d").managed  # without downsampling, one day is fine
+    with pytest.raises(ValueError, match="aggregate_retention: bad duration"):
+        Retention("30d", True, "ten years")
+    assert not Retention().managed
+
+
+@pytest.mark.parametrize("store, key", [
+    ("raw_retention = '30d'", "store.raw_retention: retention and downsampling are InfluxDB's"),
+    ("downsample = true", "store.downsample: retention and downsampling are InfluxDB's"),
+    ("url = 'influxdb://h/cw'\nraw_retention = 'a month'", "store.raw_retention: bad duration 'a month'"),
+    ("url = 'influxdb://h/cw'\ndownsample = true\nraw_retention = '1d'", "store.raw_retention: 1d is not longer"),
+    ("url = 'influxdb://h/cw'\naggregate_retention = '10m'", "store.aggregate_retention: '10m': a retention is"),
+])
+def test_bad_store_keys_are_named(tmp_path, store: str, key: str) -> None:
+    (tmp_path / "c.toml").write_text(f"[store]\n{store}\n")
+    with pytest.raises(ConfigError) as e:
+        load_settings(tmp_path / "c.toml", env={})
+    assert key in str(e.value), str(e.value)
+
+
+def test_store_keys_reach_the_store(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no citywatch.toml of the working directory
+    env = {"CITYWATCH_STORE_URL": "influxdb://h/cw", "CITYWATCH_STORE_RAW_RETENTION": "30d",
+           "CITYWATCH_STORE_DOWNSAMPLE": "true"}
+    assert load_settings(None, env=env).store.options() == {"retention": FULL}
+    assert load_settings(None, env={"CITYWATCH_STORE_URL": "influxdb://h/cw"}).store.options() == {}
+
+
+def test_a_node_sets_them_up_from_its_settings(tmp_path, url, influxd) -> None:
+    """The wiring: ``citywatch serve``'s Node opens the store with the [store] keys."""
+    from citywatch.runner import Node
+
+    s = load_settings(env={}, store={"url": url, "raw_retention": "14d", "downsample": True},
+                      state={"url": f"sqlite:///{tmp_path}/state.db"}, ingest={"spool_dir": str(tmp_path / "spool")})
+    node = Node(s)
+    node.open()
+    node.stop()
+    db = url.rsplit("/", 1)[1]
+    assert policies(influxd.http, db)["autogen"][0] == "336h0m0s" and len(cqs(influxd.http, db)) == 3
+
+
+def test_a_user_who_may_not_create_policies_gets_a_warning_and_writes(tmp_path) -> None:
+    with Influxd(tmp_path, auth=True) as server:
+        server.create_admin("admin", "pw")
+        for q in ("CREATE DATABASE cw", "CREATE USER writer WITH PASSWORD 'pw'", "GRANT ALL ON cw TO writer"):
+            influxql(server.http, "", q, auth=("admin", "pw"))
+        url = f"influxdb://writer:pw@127.0.0.1:{server.port}/cw"
+        warnings = [m for m in open_with(url, FULL) if m.startswith("WARNING")]
+        assert len(warnings) == 1
+        assert "refused to set up retention" in warnings[0] and "requires admin privilege" in warnings[0]
+        with open_store(url, retention=FULL) as store:
+            assert store.write(Readings.from_rows([Reading("b-1", "bridge", "strain_ue", 1_779_999_960_000, 1.0)])) == 1
+        assert open_with(f"influxdb://admin:pw@127.0.0.1:{server.port}/cw", FULL)[0].startswith("INFO")  # an admin may
+
+
+def test_token_auth_sends_the_token_header() -> None:
+    """``auth=token``: ``Authorization: Token ...`` (2.x/3.x, 1.8+), no Basic; influxd 1.6 has no
+    such scheme, so the header is checked on a loopback HTTP server that records it."""
+    seen: list[str | None] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            seen.append(self.headers.get("Authorization"))
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"results":[{"statement_id":0}]}\n')
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        InfluxDBStore(f"influxdb://:s3cr%2Ft@127.0.0.1:{server.server_port}/cw?auth=token").close()
+        InfluxDBStore(f"influxdb://u:pw@127.0.0.1:{server.server_port}/cw").close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ["Token s3cr/t", "Basic dTpwdw=="]
+    with pytest.raises(ValueError, match="auth=token .* needs the token as the password"):
+        InfluxDBStore("influxdb://127.0.0.1:1/cw?auth=token")
+
+
+def test_token_auth_is_refused_by_influxd_1_6(tmp_path) -> None:
+    """What the docs say: 1.6 knows Basic only; the refusal names the credentials."""
+    with Influxd(tmp_path, auth=True) as server:
+        server.create_admin("admin", "pw")
+        with InfluxDBStore(f"influxdb://:admin%3Apw@127.0.0.1:{server.port}/cw?auth=token") as store:
+            with pytest.raises(StoreError, match="refused the credentials"):
+                store.write(Readings.from_rows([Reading("n-1", "noise", "laeq_db", 1_779_999_960_000, 50.0)]))
+
+
+def bridge_batches(t0: int, seconds: int, devices: int, rng: np.random.Generator) -> list[Readings]:
+    """100 Hz acceleration and 20 Hz strain of ``devices`` bridge sensors, one batch per 100 ms
+    of data, as the pipeline hands them to the store."""
+    out = []
+    for start in range(t0, t0 + seconds * 1000, 100):
+        b = ReadingsBuilder()
+        for d in range(devices):
+            b.add_window(f"b-{d}", "bridge", "accel_ms2", start, 10.0, rng.normal(0, 0.05, 10), "江汉区", "br-1")
+            b.add_window(f"b-{d}", "bridge", "strain_ue", start, 50.0, rng.normal(80, 20, 2), "江汉区", "br-1")
+        out.append(b.build())
+    return out
+
+
+def expected(batches: list[Readings], interval_ms: int) -> dict[tuple[str, str, int], tuple[float, float, float]]:
+    """(device, metric, interval start) -> (mean, min, max), by numpy."""
+    b = Readings.concat(batches)
+    out = {}
+    keys = np.char.add(np.char.add(b.device_id.astype(str), "|"), b.metric.astype(str))
+    bucket = (b.ts.astype(np.int64) // interval_ms) * interval_ms
+    for key in np.unique(keys):
+        for t in np.unique(bucket[keys == key]):
+            v = np.asarray(b.value, np.float64)[(keys == key) & (bucket == t)]
+            device, metric = key.split("|")
+            out[(device, metric, int(t))] = (v.mean(), v.min(), v.max())
+    return out
+
+
+def aggregates(http: str, db: str, rp: str) -> dict[tuple[str, str, int], tuple[float, float, float]]:
+    out = {}
+    for r in rows(http, db, f'SELECT * FROM "{rp}"."bridge"'):
+        for metric in ("accel_ms2", "strain_ue"):
+            if r.get(f"mean_{metric}") is not None:
+                out[(r["device_id"], metric, r["time"])] = (r[f"mean_{metric}"], r[f"min_{metric}"], r[f"max_{metric}"])
+    return out
+
+
+def test_the_downsampling_queries_give_numpys_means_minima_and_maxima(url, influxd) -> None:
+    """3 bridge sensors, 100 Hz + 20 Hz for 4 s, written through the store; the CQs' own
+    SELECT ... INTO run over that past interval (influxd runs CQs on its own schedule)."""
+    db = url.rsplit("/", 1)[1]
+    t0 = (time.time_ns() // 1_000_000 // 60_000 - 10) * 60_000 + 58_000  # spans a minute boundary
+    batches = bridge_batches(t0, 4, 3, np.random.default_rng(19))
+    with open_store(url, retention=FULL) as store:
+        for b in batches:
+            store.write(b)
+        store.write(Readings.from_rows([Reading("g-1", "gas_meter", "flow_m3h", t0 + 500, 0.7),
+                                        Reading("g-1", "gas_meter", "flow_m3h", t0 + 2500, 0.3)]))
+        store.backfill_aggregates(t0 - 60_000, t0 + 120_000)
+    assert len(DOWNSAMPLINGS) == 3
+    for rp, interval in ((AGG_1S, 1000), (AGG_1M, 60_000)):
+        got, want = aggregates(influxd.http, db, rp), expected(batches, interval)
+        assert got.keys() == want.keys() and len(want) == (3 * 2 * (4 if interval == 1000 else 2))
+        for k, v in want.items():
+            np.testing.assert_allclose(got[k], v, rtol=1e-12, atol=1e-12, err_msg=str(k))
+    gas = rows(influxd.http, db, f'SELECT * FROM "{AGG_1M}"."gas_meter"')  # the slow kinds: 1 min only
+    assert [(r["time"], r["mean_flow_m3h"], r["max_flow_m3h"]) for r in gas] == [
+        ((t0 // 60_000) * 60_000, 0.7, 0.7), ((t0 // 60_000 + 1) * 60_000, 0.3, 0.3)]
+    assert rows(influxd.http, db, f'SELECT * FROM "{AGG_1S}"."gas_meter"') == []
+    assert {r["district"] for r in rows(influxd.http, db, f'SELECT * FROM "{AGG_1S}"."bridge"')} == {"江汉区"}
+
+
+@pytest.mark.slow
+def test_influxd_runs_the_1s_query_on_its_own_schedule(url, influxd) -> None:
+    """The CQ as created, run by influxd itself: at once when created (maybe before the data
+    came), then every 30 s over the last 2 min; so from 1 to about 31 s."""
+    db = url.rsplit("/", 1)[1]
+    t0 = (time.time_ns() // 1_000_000 // 1000 - 20) * 1000
+    batches = bridge_batches(t0, 3, 2, np.random.default_rng(7))
+    with open_store(url, retention=FULL) as store:
+        for b in batches:
+            store.write(b)
+    want = expected(batches, 1000)
+    deadline = time.monotonic() + 45
+    while len(got := aggregates(influxd.http, db, AGG_1S)) < len(want) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-12, atol=1e-12, err_msg=str(k))
