@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from devices.catalogue import KINDS
 from devices.durations import parse_duration_ms
-from ingest.stores.influxdb import quote_ident as _ident
+from ingest.stores.influxql import quote_ident as _ident
 
 log = logging.getLogger(__name__)
 

@@ -79,6 +79,7 @@ import numpy as np
 
 from ingest.model import Readings
 from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable, Written, count_kinds
+from ingest.stores.influxql import quote_ident, quote_str
 from ingest.stores.runs import run_breaks
 
 if TYPE_CHECKING:
@@ -94,16 +95,6 @@ _BEYOND_RETENTION = re.compile(r"partial write: points beyond retention policy d
 _MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _SPECIAL = (",", "=", " ")
-
-
-def quote_ident(name: str) -> str:
-    """An InfluxQL identifier: double-quoted, quotes and backslashes escaped."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def quote_str(value: str) -> str:
-    """An InfluxQL string literal: single-quoted, quotes and backslashes escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
 def _escape(value: str, table: dict) -> str:
