@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from devices.catalogue import KINDS
 from devices.durations import parse_duration_ms
+from ingest.stores.base import StoreError, StoreUnavailable
 from ingest.stores.influxql import quote_ident as _ident
 
 log = logging.getLogger(__name__)
@@ -135,23 +136,37 @@ class Retention:
         return bool(self.raw) or self.downsample
 
 
-def apply(select: Select, db: str, rp: str | None, want: Retention) -> list[str]:
-    """Bring the database's RPs and CQs to ``want``; returns the statements run (none when
-    everything was as wanted). Raises the store's errors (StoreError when refused)."""
-    done: list[str] = []
+def plan(select: Select, db: str, rp: str | None, want: Retention) -> list[str]:
+    """The statements that bring the database's RPs and CQs to ``want`` (none when all is as
+    wanted); reads only. Raises the store's errors (StoreError when refused)."""
     policies = _policies(select, db)
     raw_rp = rp or _default(policies)
-    if want.raw:
-        done += _ensure_rp(select, db, raw_rp, parse_retention(want.raw), policies)
+    statements = [_rp_statement(db, raw_rp, parse_retention(want.raw), policies)] if want.raw else []
     if want.downsample:
-        for name in (AGG_1S, AGG_1M):
-            done += _ensure_rp(select, db, name, parse_retention(want.aggregates), policies)
+        statements += [_rp_statement(db, name, parse_retention(want.aggregates), policies) for name in (AGG_1S, AGG_1M)]
     wanted = dict(d.create(db, raw_rp) for d in DOWNSAMPLINGS) if want.downsample else {}
     existing = _continuous_queries(select, db)
-    statements = [f"DROP CONTINUOUS QUERY {_ident(n)} ON {_ident(db)}" for n in sorted(existing - set(wanted))]
+    statements += [f"DROP CONTINUOUS QUERY {_ident(n)} ON {_ident(db)}" for n in sorted(existing - set(wanted))]
     statements += [create for name, create in wanted.items() if name not in existing]
-    _run(select, statements)
-    return done + statements
+    return [st for st in statements if st]
+
+
+def apply(select: Select, db: str, rp: str | None, want: Retention) -> list[str]:
+    """Run :func:`plan`'s statements; returns them. On a refusal, :class:`Refused` says which
+    statements were not run."""
+    statements = plan(select, db, rp, want)
+    for i, statement in enumerate(statements):
+        try:
+            _run(select, [statement])
+        except StoreUnavailable:
+            raise
+        except StoreError as e:
+            raise Refused(f"{e}; not run: {'; '.join(statements[i:])}") from None
+    return statements
+
+
+class Refused(StoreError):
+    """The server refused a statement of the set-up (not an admin; a managed InfluxDB)."""
 
 
 def backfill(select: Select, db: str, raw_rp: str, start_ms: int, end_ms: int) -> list[str]:
@@ -181,16 +196,15 @@ def shard_duration_ms(duration_ms: int) -> int:
     return 7 * _DAY_MS
 
 
-def _ensure_rp(select: Select, db: str, name: str, duration_ms: int, policies: dict) -> list[str]:
+def _rp_statement(db: str, name: str, duration_ms: int, policies: dict) -> str:
+    """``CREATE``/``ALTER RETENTION POLICY`` for ``duration_ms``; "" when it has that already."""
     have = policies.get(name)
     if have is not None and have[0] == duration_ms:
-        return []
+        return ""
     verb = "ALTER" if have is not None else "CREATE"
     replication = "REPLICATION 1 " if verb == "CREATE" else ""
-    statement = (f"{verb} RETENTION POLICY {_ident(name)} ON {_ident(db)} DURATION {_literal(duration_ms)} "
-                 f"{replication}SHARD DURATION {_literal(shard_duration_ms(duration_ms))}")
-    _run(select, [statement])
-    return [statement]
+    return (f"{verb} RETENTION POLICY {_ident(name)} ON {_ident(db)} DURATION {_literal(duration_ms)} "
+            f"{replication}SHARD DURATION {_literal(shard_duration_ms(duration_ms))}")
 
 
 def _literal(ms: int) -> str:

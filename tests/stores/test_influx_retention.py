@@ -181,6 +181,8 @@ def test_a_user_who_may_not_create_policies_gets_a_warning_and_writes(tmp_path) 
         warnings = [m for m in open_with(url, FULL) if m.startswith("WARNING")]
         assert len(warnings) == 1
         assert "refused to set up retention" in warnings[0] and "requires admin privilege" in warnings[0]
+        assert 'not run: ALTER RETENTION POLICY "autogen" ON "cw" DURATION 30d SHARD DURATION 1d; ' \
+               'CREATE RETENTION POLICY "citywatch_1s"' in warnings[0]  # what an admin may run instead
         with open_store(url, retention=FULL) as store:
             assert store.write(Readings.from_rows([Reading("b-1", "bridge", "strain_ue", 1_779_999_960_000, 1.0)])) == 1
         assert open_with(f"influxdb://admin:pw@127.0.0.1:{server.port}/cw", FULL)[0].startswith("INFO")  # an admin may
