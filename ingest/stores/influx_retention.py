@@ -8,8 +8,8 @@ writes into: the URL's ``?rp=`` (created when missing), else the database's defa
 ======================  ==================  ==========================  =========================
 CQ (name + hash)        from the raw RP     into                        runs
 ======================  ==================  ==========================  =========================
-``citywatch_1s_*``      ``bridge``          ``citywatch_1s``, 1 s       every 30 s, last 2 min
-``citywatch_1m_fast_*`` ``bridge``          ``citywatch_1m``, 1 min     every 1 min, last 10 min
+``citywatch_1s_*``      ``bridge``          ``citywatch_1s``, 1 s       every 1 min, last 2 min
+``citywatch_1m_fast_*`` ``bridge``          ``citywatch_1m``, 1 min     every 5 min, last 10 min
 ``citywatch_1m_slow_*`` every other kind    ``citywatch_1m``, 1 min     every 1 h, last 26 h
 ======================  ==================  ==========================  =========================
 
@@ -84,8 +84,10 @@ class Downsampling:
 
 
 DOWNSAMPLINGS = (
-    Downsampling("1s", FAST_KINDS, "1s", AGG_1S, "30s", "2m"),
-    Downsampling("1m_fast", FAST_KINDS, "1m", AGG_1M, "1m", "10m"),
+    # each raw bridge point is read twice (window = 2 x every): what a run costs is in
+    # docs/PERFORMANCE.md (bench/stores/downsample_cost.py)
+    Downsampling("1s", FAST_KINDS, "1s", AGG_1S, "1m", "2m"),
+    Downsampling("1m_fast", FAST_KINDS, "1m", AGG_1M, "5m", "10m"),
     Downsampling("1m_slow", tuple(k for k in KINDS if k not in FAST_KINDS), "1m", AGG_1M, "1h", "26h"),
 )
 LONGEST_WINDOW_MS = max(parse_duration_ms(d.window) for d in DOWNSAMPLINGS)

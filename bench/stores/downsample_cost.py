@@ -1,0 +1,83 @@
+"""What one run of each downsampling CQ costs InfluxDB (not a test; see docs/PERFORMANCE.md).
+
+    python bench/stores/downsample_cost.py [SENSORS]    (default 100)
+
+Starts its own influxd (tests/support/influxd.py), writes 2 min of 100 Hz acceleration and
+20 Hz strain of SENSORS bridge sensor points through ``InfluxDBStore.write`` (with
+``[store] downsample`` on), then times each CQ's ``SELECT ... INTO`` over one run's window as the
+CQ runs it (ingest/stores/influx_retention.py: 2 min for the 1 s aggregates, 10 min for the
+1 min ones, here holding the same 2 min of data), three times each, and prints the best, with
+the raw points read per second. Wuhan's full scale is 221 bridges x 8 sensor points
+(devices/catalogue.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from ingest.model import Readings, ReadingsBuilder  # noqa: E402
+from ingest.stores.influx_retention import DOWNSAMPLINGS, Retention  # noqa: E402
+from ingest.stores.influxdb import InfluxDBStore  # noqa: E402
+from tests.support.influxd import Influxd  # noqa: E402
+
+SECONDS = 120
+FULL_SCALE_SENSORS = 221 * 8
+
+
+def batches(sensors: int, t0: int) -> list[Readings]:
+    """One batch per second of data: every sensor's 100 accel and 20 strain samples."""
+    rng = np.random.default_rng(1)
+    out = []
+    for s in range(SECONDS):
+        b = ReadingsBuilder()
+        for d in range(sensors):
+            b.add_window(f"b-{d}", "bridge", "accel_ms2", t0 + s * 1000, 10.0, rng.normal(0, 0.05, 100), "汉阳区", "br")
+            b.add_window(f"b-{d}", "bridge", "strain_ue", t0 + s * 1000, 50.0, rng.normal(80, 20, 20), "汉阳区", "br")
+        out.append(b.build())
+    return out
+
+
+def main(sensors: int) -> None:
+    t0 = (time.time_ns() // 1_000_000 // 60_000 - 4) * 60_000
+    with tempfile.TemporaryDirectory() as tmp, Influxd(Path(tmp)) as server:
+        store = InfluxDBStore(server.url, retention=Retention("30d", True))
+        data = batches(sensors, t0)
+        n = sum(len(b) for b in data)
+        t = time.perf_counter()
+        for b in data:
+            store.write(b)
+        print(f"wrote {n:,} readings of {sensors} sensors ({SECONDS} s) in {time.perf_counter() - t:.1f} s")
+        raw_rp = "autogen"
+        for d in DOWNSAMPLINGS[:2]:  # the bridge ones; the slow kinds' data is small
+            where = f"WHERE time >= {t0}ms AND time < {t0 + SECONDS * 1000}ms"
+            best = min(_timed(store, d.select(server.database, raw_rp, where)) for _ in range(3))
+            runs_per_hour = 3600 / _seconds(d.every)
+            full = best * FULL_SCALE_SENSORS / sensors * _seconds(d.window) / SECONDS
+            print(f"{d.name}: {best:.2f} s for {n:,} points ({n / best:,.0f}/s); a run at full scale "
+                  f"({FULL_SCALE_SENSORS} sensors, {d.window} window) ~{full:.0f} s, {runs_per_hour:.0f} runs/h: "
+                  f"influxd busy {full * runs_per_hour / 36:.0f}% of the time")
+        store.close()
+
+
+def _timed(store: InfluxDBStore, statement: str) -> float:
+    t = time.perf_counter()
+    for _ in store._select([statement], post=True):
+        pass
+    return time.perf_counter() - t
+
+
+def _seconds(duration: str) -> float:
+    from devices.durations import parse_duration_ms
+
+    return parse_duration_ms(duration) / 1000
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
