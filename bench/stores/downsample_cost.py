@@ -1,6 +1,6 @@
 """What one run of each downsampling CQ costs InfluxDB (not a test; see docs/PERFORMANCE.md).
 
-    python bench/stores/downsample_cost.py [SENSORS]    (default 100)
+    python bench/stores/downsample_cost.py [SENSORS] [--late]    (default 100)
 
 Starts its own influxd (tests/support/influxd.py), writes 2 min of 100 Hz acceleration and
 20 Hz strain of SENSORS bridge sensor points through ``InfluxDBStore.write`` (with
@@ -8,7 +8,9 @@ Starts its own influxd (tests/support/influxd.py), writes 2 min of 100 Hz accele
 CQ runs it (ingest/stores/influx_retention.py: 2 min for the 1 s aggregates, 10 min for the
 1 min ones, here holding the same 2 min of data), three times each, and prints the best and the
 slowest, the raw points read per second, and that scaled linearly to a run at full scale
-(Wuhan's: 221 bridges x 8 sensor points, devices/catalogue.py).
+(Wuhan's: 221 bridges x 8 sensor points, devices/catalogue.py). With ``--late`` the store's
+clock is an hour ahead, so that every write is too late for the CQs and the store aggregates it
+itself as it writes (a spool replay, a backlog): compare the write times with and without.
 """
 
 from __future__ import annotations
@@ -44,16 +46,18 @@ def batches(sensors: int, t0: int) -> list[Readings]:
     return out
 
 
-def main(sensors: int) -> None:
+def main(sensors: int, late: bool) -> None:
     t0 = (time.time_ns() // 1_000_000 // 60_000 - 4) * 60_000
     with tempfile.TemporaryDirectory() as tmp, Influxd(Path(tmp)) as server:
-        store = InfluxDBStore(server.url + "?timeout=600", retention=Retention("30d", True))
+        clock = (lambda: t0 + 3_600_000) if late else (lambda: time.time_ns() // 1_000_000)
+        store = InfluxDBStore(server.url + "?timeout=600", retention=Retention("30d", True), clock=clock)
         data = batches(sensors, t0)
         n = sum(len(b) for b in data)
         t = time.perf_counter()
         for b in data:
             store.write(b)
-        print(f"wrote {n:,} readings of {sensors} sensors ({SECONDS} s) in {time.perf_counter() - t:.1f} s")
+        print(f"wrote {n:,} readings of {sensors} sensors ({SECONDS} s){' late' if late else ''} "
+              f"in {time.perf_counter() - t:.1f} s")
         raw_rp = "autogen"
         for d in DOWNSAMPLINGS[:2]:  # the bridge ones; the slow kinds' data is small
             where = f"WHERE time >= {t0}ms AND time < {t0 + SECONDS * 1000}ms"
@@ -82,4 +86,5 @@ def _seconds(duration: str) -> float:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
+    args = [a for a in sys.argv[1:] if a != "--late"]
+    main(int(args[0]) if args else 100, "--late" in sys.argv[1:])

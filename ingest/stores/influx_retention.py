@@ -41,10 +41,13 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from devices.catalogue import KINDS
 from devices.durations import parse_duration_ms
 from ingest.stores.base import StoreError, StoreUnavailable
 from ingest.stores.influxql import quote_ident as _ident
+from ingest.stores.influxql import quote_str
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,15 @@ class Downsampling:
     into: str
     every: str
     window: str
+
+    @property
+    def interval_ms(self) -> int:
+        return parse_duration_ms(self.interval)
+
+    @property
+    def reach_ms(self) -> int:
+        """How late a reading may come and still be aggregated by the next run (window - period)."""
+        return parse_duration_ms(self.window) - parse_duration_ms(self.every)
 
     def select(self, db: str, raw_rp: str, where: str = "") -> str:
         """The CQ's ``SELECT ... INTO`` (with ``where``: for one past interval, :func:`backfill`)."""
@@ -178,6 +190,37 @@ def backfill(select: Select, db: str, raw_rp: str, start_ms: int, end_ms: int) -
     statements = [d.select(db, raw_rp, where) for d in DOWNSAMPLINGS]
     _run(select, statements)
     return statements
+
+
+def late_statements(db: str, raw_rp: str, kind: np.ndarray, device_id: np.ndarray, ts: np.ndarray,
+                    now_ms: int) -> list[str]:
+    """The CQ queries that aggregate the just-written readings (columns ``kind``, ``device_id``,
+    ``ts``) no coming CQ run will reach (older than ``now_ms`` minus what a CQ's next run still
+    covers, its window minus its period): per CQ, per cluster of late timestamps, for the late
+    devices only (up to 100; more: all), over whole intervals. None when nothing is late."""
+    ts = np.asarray(ts, dtype=np.int64)
+    late = ts < now_ms - min(d.reach_ms for d in DOWNSAMPLINGS)
+    if not late.any():
+        return []
+    statements = []
+    for d in DOWNSAMPLINGS:
+        rows = np.flatnonzero(late & (ts < now_ms - d.reach_ms) & np.isin(kind, d.kinds))
+        devices = sorted(set(device_id[rows].tolist()))
+        only = (" AND (" + " OR ".join(f'"device_id" = {quote_str(x)}' for x in devices) + ")"
+                if len(devices) <= 100 else "")
+        for lo, hi in _spans(np.unique(ts[rows]), d.interval_ms):
+            statements.append(d.select(db, raw_rp, f"WHERE time >= {lo}ms AND time < {hi}ms{only}"))
+    return statements
+
+
+def _spans(sorted_ts: np.ndarray, interval_ms: int) -> list[tuple[int, int]]:
+    """Whole intervals covering the timestamps, split where ten intervals hold none of them."""
+    if len(sorted_ts) == 0:
+        return []
+    cut = np.flatnonzero(np.diff(sorted_ts) > 10 * interval_ms)
+    los = np.concatenate(([sorted_ts[0]], sorted_ts[cut + 1])) // interval_ms * interval_ms
+    his = (np.concatenate((sorted_ts[cut], [sorted_ts[-1]])) // interval_ms + 1) * interval_ms
+    return list(zip(los.tolist(), his.tolist(), strict=True))
 
 
 def default_rp(select: Select, db: str) -> str:

@@ -70,7 +70,8 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -91,6 +92,10 @@ LINES_PER_BODY = 5_000
 _NOT_READINGS = ("alerts", "rollout")  # measurements written beside the readings (alert changes, rollout snapshots)
 _CLUSTER_GAP_MS = 60_000  # timestamps further apart than this are looked up separately
 _BEYOND_RETENTION = re.compile(r"partial write: points beyond retention policy dropped=(\d+)")
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
 
 _MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -157,13 +162,17 @@ def redact(url: str) -> str:
 class InfluxDBStore:
     """Readings in InfluxDB (1.x, or 2.x/3.x through their v1 API); see the module docstring."""
 
-    def __init__(self, url: str, *, retention: Retention | None = None) -> None:
-        """``retention``: RPs and CQs to set up with the database (influx_retention.py)."""
+    def __init__(self, url: str, *, retention: Retention | None = None,
+                 clock: Callable[[], int] = _wall_ms) -> None:
+        """``retention``: RPs and CQs to set up with the database (influx_retention.py);
+        ``clock`` (epoch ms) tells which readings came too late for the CQs."""
         cfg = parse_url(url)
         self.url = redact(url)  # shown in logs and health checks: never the password
         self.database: str = cfg["database"]
         self.rp: str | None = cfg["rp"]
         self.retention = retention
+        self._clock = clock
+        self._raw_rp: str | None = None  # set when the downsampling CQs are in place
         headers = {"User-Agent": "citywatch"}
         auth = None
         if cfg["token"]:
@@ -225,6 +234,8 @@ class InfluxDBStore:
                     log.warning("InfluxDB %s dropped %d readings older than its retention policy",
                                 self._where(), expired)
                 self._newest.raise_to(key_of_row[keep], ts[keep])
+                if self._raw_rp is not None:
+                    self._aggregate_late(new)
                 for d, k in zip(batch.device_id[starts].tolist(), batch.kind[starts].tolist(), strict=False):
                     self._kinds[d] = k
             dups = count_kinds(batch.kind[~keep]) if len(new) < len(batch) else {}
@@ -339,6 +350,25 @@ class InfluxDBStore:
             return
         for statement in done:
             log.info("InfluxDB %s: %s", self._where(), statement)
+        if self.retention.downsample:
+            from ingest.stores.influx_retention import default_rp
+
+            self._raw_rp = self.rp or default_rp(self._select, self.database)
+
+    def _aggregate_late(self, new: Readings) -> None:
+        """Aggregate the readings of ``new`` that came too late for the CQs' next runs (a spool
+        replayed after an outage, a device's backlog): the readings are stored either way, so a
+        failure is a warning naming what to backfill."""
+        from ingest.stores.influx_retention import late_statements
+
+        statements = late_statements(self.database, self._raw_rp, new.kind, new.device_id, new.ts, self._clock())
+        try:
+            for _ in self._select(statements, post=True):
+                pass
+        except StoreError as e:
+            log.warning("InfluxDB %s: late readings (%d..%d) not aggregated (%s); run "
+                        "InfluxDBStore.backfill_aggregates over that span", self._where(),
+                        int(new.ts.min()), int(new.ts.max()), e)
 
     def backfill_aggregates(self, start_ms: int, end_ms: int) -> None:
         """Run the downsampling CQs' queries over ``[start_ms, end_ms)``: for readings that came

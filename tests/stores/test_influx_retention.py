@@ -17,7 +17,7 @@ import pytest
 from citywatch.settings import ConfigError, load_settings
 from ingest.model import Reading, Readings, ReadingsBuilder
 from ingest.stores.base import StoreError, open_store
-from ingest.stores.influx_retention import AGG_1M, AGG_1S, DOWNSAMPLINGS, Retention
+from ingest.stores.influx_retention import AGG_1M, AGG_1S, DOWNSAMPLINGS, Retention, late_statements
 from ingest.stores.influxdb import InfluxDBStore
 from tests.support.influxd import Influxd
 
@@ -306,3 +306,52 @@ def test_influxd_runs_the_1s_query_on_its_own_schedule(url, influxd) -> None:
     assert got.keys() == want.keys()
     for k, v in want.items():
         np.testing.assert_allclose(got[k], v, rtol=1e-12, atol=1e-12, err_msg=str(k))
+
+
+def test_readings_too_late_for_the_queries_are_aggregated_when_written(url, influxd) -> None:
+    """20 min late (a spool replayed after an outage): no CQ run would reach them (the 1 s CQ
+    looks 2 min back, the 1 min ones 10 min and 26 h); the store runs the queries for them, for
+    their devices and intervals, as it writes them."""
+    db = url.rsplit("/", 1)[1]
+    now = time.time_ns() // 1_000_000
+    t0 = (now // 60_000 - 20) * 60_000 + 59_000
+    batches = bridge_batches(t0, 2, 2, np.random.default_rng(3))
+    with InfluxDBStore(url, retention=FULL, clock=lambda: now) as store:
+        for b in batches:
+            store.write(b)
+        day_late = Reading("g-1", "gas_meter", "flow_m3h", now - 30 * 3_600_000, 0.5)  # beyond the 26 h
+        store.write(Readings.from_rows([day_late, Reading("g-1", "gas_meter", "flow_m3h", now - 1000, 0.4)]))
+    for rp, interval in ((AGG_1S, 1000), (AGG_1M, 60_000)):
+        got, want = aggregates(influxd.http, db, rp), expected(batches, interval)
+        assert got.keys() == want.keys()
+        for k, v in want.items():
+            np.testing.assert_allclose(got[k], v, rtol=1e-12, atol=1e-12, err_msg=str(k))
+    gas = rows(influxd.http, db, f'SELECT * FROM "{AGG_1M}"."gas_meter" WHERE time < now() - 1h')
+    assert [(r["time"], r["mean_flow_m3h"]) for r in gas] == [(day_late.ts // 60_000 * 60_000, 0.5)]
+
+
+def test_late_statements_only_for_what_is_late() -> None:
+    now = 1_800_000_000_000
+    kind = np.array(["bridge", "bridge", "gas_meter"], dtype=object)
+    device = np.array(["b-1", "b-2", "g-1"], dtype=object)
+    on_time = np.array([now - 59_000, now, now - 25 * 3_600_000])
+    assert late_statements("cw", "autogen", kind, device, on_time, now) == []
+    got = late_statements("cw", "autogen", kind, device, np.array([now - 61_000, now - 7_200_000, now]), now)
+    # b-1: late for the 1 s CQ only; b-2: for both bridge CQs, two hours ago (a separate span)
+    assert [(s.split("INTO ")[1].split(".:")[0], s.split("WHERE ")[1].split(" GROUP")[0]) for s in got] == [
+        ('"cw"."citywatch_1s"', f'time >= {now - 7_200_000}ms AND time < {now - 7_199_000}ms AND '
+                                '("device_id" = \'b-1\' OR "device_id" = \'b-2\')'),
+        ('"cw"."citywatch_1s"', f'time >= {now - 61_000}ms AND time < {now - 60_000}ms AND '
+                                '("device_id" = \'b-1\' OR "device_id" = \'b-2\')'),
+        ('"cw"."citywatch_1m"', f'time >= {now - 7_200_000}ms AND time < {now - 7_140_000}ms AND '
+                                '("device_id" = \'b-2\')')]
+
+
+def test_a_failed_late_aggregation_is_a_warning_not_a_failed_write(url, influxd, caplog) -> None:
+    db = url.rsplit("/", 1)[1]
+    now = time.time_ns() // 1_000_000
+    with InfluxDBStore(url, retention=FULL, clock=lambda: now) as store:
+        influxql(influxd.http, db, f'DROP RETENTION POLICY "{AGG_1S}" ON "{db}"')
+        with caplog.at_level(logging.WARNING, "ingest.stores.influxdb"):
+            assert store.write(Readings.from_rows([Reading("b-1", "bridge", "strain_ue", now - 600_000, 5.0)])) == 1
+    assert "late readings" in caplog.text and "not aggregated" in caplog.text and "backfill_aggregates" in caplog.text
