@@ -192,35 +192,71 @@ def backfill(select: Select, db: str, raw_rp: str, start_ms: int, end_ms: int) -
     return statements
 
 
-def late_statements(db: str, raw_rp: str, kind: np.ndarray, device_id: np.ndarray, ts: np.ndarray,
-                    now_ms: int) -> list[str]:
-    """The CQ queries that aggregate the just-written readings (columns ``kind``, ``device_id``,
-    ``ts``) no coming CQ run will reach (older than ``now_ms`` minus what a CQ's next run still
-    covers, its window minus its period): per CQ, per cluster of late timestamps, for the late
-    devices only (up to 100; more: all), over whole intervals. None when nothing is late."""
-    ts = np.asarray(ts, dtype=np.int64)
-    late = ts < now_ms - min(d.reach_ms for d in DOWNSAMPLINGS)
-    if not late.any():
-        return []
-    statements = []
-    for d in DOWNSAMPLINGS:
-        rows = np.flatnonzero(late & (ts < now_ms - d.reach_ms) & np.isin(kind, d.kinds))
-        devices = sorted(set(device_id[rows].tolist()))
-        only = (" AND (" + " OR ".join(f'"device_id" = {quote_str(x)}' for x in devices) + ")"
-                if len(devices) <= 100 else "")
-        for lo, hi in _spans(np.unique(ts[rows]), d.interval_ms):
-            statements.append(d.select(db, raw_rp, f"WHERE time >= {lo}ms AND time < {hi}ms{only}"))
-    return statements
+class LateReadings:
+    """The intervals of readings that came too late for the CQs (older, when written, than what
+    a CQ's next run still covers: its window minus its period; a spool replayed after an
+    outage, a device's backlog), per CQ, with their devices, until they are aggregated.
+
+    An interval is due once a later late reading shows the writes have moved past its end (a
+    replay comes in time order: each interval is then read once, when complete), or when it has
+    waited ``max_wait_ms`` (the clock's), or on :meth:`due` with ``everything``.
+    """
+
+    def __init__(self, max_wait_ms: int = 10_000) -> None:
+        self.max_wait_ms = max_wait_ms
+        self._pending: dict[Downsampling, dict[int, set[str]]] = {d: {} for d in DOWNSAMPLINGS}
+        self._reached: dict[Downsampling, int] = {}  # newest late ts seen, per CQ
+        self._since: dict[Downsampling, int] = {}  # when the oldest pending interval was added
+
+    def add(self, kind: np.ndarray, device_id: np.ndarray, ts: np.ndarray, now_ms: int) -> None:
+        """Note the late ones of just-written readings (columns of equal length)."""
+        ts = np.asarray(ts, dtype=np.int64)
+        late = ts < now_ms - min(d.reach_ms for d in DOWNSAMPLINGS)
+        if not late.any():
+            return
+        for d in DOWNSAMPLINGS:
+            rows = np.flatnonzero(late & (ts < now_ms - d.reach_ms) & np.isin(kind, d.kinds))
+            if len(rows) == 0:
+                continue
+            pending = self._pending[d]
+            starts = ts[rows] // d.interval_ms * d.interval_ms
+            for start in np.unique(starts).tolist():
+                pending.setdefault(start, set()).update(device_id[rows[starts == start]].tolist())
+            self._reached[d] = max(self._reached.get(d, starts.max()), int(ts[rows].max()))
+            self._since.setdefault(d, now_ms)
+
+    def due(self, db: str, raw_rp: str, now_ms: int, *, everything: bool = False) -> list[str]:
+        """The CQ queries for the intervals now due (and forgets them): per run of intervals,
+        for their devices (up to 100; more: all)."""
+        statements = []
+        for d, pending in self._pending.items():
+            waited = now_ms - self._since.get(d, now_ms) >= self.max_wait_ms
+            ready = sorted(s for s in pending if everything or waited or s + d.interval_ms <= self._reached[d])
+            for run in _runs(ready, d.interval_ms):
+                devices = sorted(set().union(*(pending.pop(s) for s in run)))
+                only = (" AND (" + " OR ".join(f'"device_id" = {quote_str(x)}' for x in devices) + ")"
+                        if len(devices) <= 100 else "")
+                where = f"WHERE time >= {run[0]}ms AND time < {run[-1] + d.interval_ms}ms{only}"
+                statements.append(d.select(db, raw_rp, where))
+            if not pending:
+                self._since.pop(d, None)
+            elif ready:
+                self._since[d] = now_ms
+        return statements
+
+    def __bool__(self) -> bool:
+        return any(self._pending.values())
 
 
-def _spans(sorted_ts: np.ndarray, interval_ms: int) -> list[tuple[int, int]]:
-    """Whole intervals covering the timestamps, split where ten intervals hold none of them."""
-    if len(sorted_ts) == 0:
-        return []
-    cut = np.flatnonzero(np.diff(sorted_ts) > 10 * interval_ms)
-    los = np.concatenate(([sorted_ts[0]], sorted_ts[cut + 1])) // interval_ms * interval_ms
-    his = (np.concatenate((sorted_ts[cut], [sorted_ts[-1]])) // interval_ms + 1) * interval_ms
-    return list(zip(los.tolist(), his.tolist(), strict=True))
+def _runs(starts: list[int], interval_ms: int) -> list[list[int]]:
+    """Interval starts in runs, split where ten intervals hold none."""
+    runs: list[list[int]] = []
+    for s in starts:
+        if runs and s - runs[-1][-1] <= 10 * interval_ms:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs
 
 
 def default_rp(select: Select, db: str) -> str:

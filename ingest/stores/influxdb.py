@@ -72,7 +72,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
@@ -80,11 +79,9 @@ import numpy as np
 
 from ingest.model import Readings
 from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable, Written, count_kinds
+from ingest.stores.influx_retention import LateReadings, Retention, apply, backfill, default_rp
 from ingest.stores.influxql import quote_ident, quote_str
 from ingest.stores.runs import run_breaks
-
-if TYPE_CHECKING:
-    from ingest.stores.influx_retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +170,7 @@ class InfluxDBStore:
         self.retention = retention
         self._clock = clock
         self._raw_rp: str | None = None  # set when the downsampling CQs are in place
+        self._late = LateReadings()
         headers = {"User-Agent": "citywatch"}
         auth = None
         if cfg["token"]:
@@ -336,8 +334,6 @@ class InfluxDBStore:
 
     def _ensure_retention(self) -> None:
         """RPs and CQs as ``self.retention`` says; a refusal is a warning (the writes go on)."""
-        from ingest.stores.influx_retention import apply
-
         try:
             done = apply(self._select, self.database, self.rp, self.retention)
         except StoreUnavailable:
@@ -351,30 +347,28 @@ class InfluxDBStore:
         for statement in done:
             log.info("InfluxDB %s: %s", self._where(), statement)
         if self.retention.downsample:
-            from ingest.stores.influx_retention import default_rp
-
             self._raw_rp = self.rp or default_rp(self._select, self.database)
 
-    def _aggregate_late(self, new: Readings) -> None:
-        """Aggregate the readings of ``new`` that came too late for the CQs' next runs (a spool
-        replayed after an outage, a device's backlog): the readings are stored either way, so a
+    def _aggregate_late(self, new: Readings | None = None, *, everything: bool = False) -> None:
+        """Aggregate what came too late for the CQs' next runs (influx_retention.LateReadings),
+        the intervals of ``new`` among them once due. The readings are stored either way: a
         failure is a warning naming what to backfill."""
-        from ingest.stores.influx_retention import late_statements
-
-        statements = late_statements(self.database, self._raw_rp, new.kind, new.device_id, new.ts, self._clock())
+        now = self._clock()
+        if new is not None:
+            self._late.add(new.kind, new.device_id, new.ts, now)
+        if not self._late:
+            return
+        statements = self._late.due(self.database, self._raw_rp, now, everything=everything)
         try:
             for _ in self._select(statements, post=True):
                 pass
         except StoreError as e:
-            log.warning("InfluxDB %s: late readings (%d..%d) not aggregated (%s); run "
-                        "InfluxDBStore.backfill_aggregates over that span", self._where(),
-                        int(new.ts.min()), int(new.ts.max()), e)
+            log.warning("InfluxDB %s: late readings not aggregated (%s); run "
+                        "InfluxDBStore.backfill_aggregates over their span", self._where(), e)
 
     def backfill_aggregates(self, start_ms: int, end_ms: int) -> None:
         """Run the downsampling CQs' queries over ``[start_ms, end_ms)``: for readings that came
         later than the CQs look back (a spool replayed after a long outage), and tests."""
-        from ingest.stores.influx_retention import backfill, default_rp
-
         with self._lock:
             backfill(self._select, self.database, self.rp or default_rp(self._select, self.database),
                      start_ms, end_ms)
@@ -441,6 +435,12 @@ class InfluxDBStore:
             return False
 
     def close(self) -> None:
+        if self._raw_rp is not None:
+            with self._lock:
+                try:
+                    self._aggregate_late(everything=True)
+                except StoreUnavailable as e:
+                    log.warning("InfluxDB %s: late readings not aggregated (%s)", self._where(), e)
         self._http.close()
 
     def __enter__(self) -> InfluxDBStore:

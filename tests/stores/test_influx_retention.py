@@ -17,7 +17,7 @@ import pytest
 from citywatch.settings import ConfigError, load_settings
 from ingest.model import Reading, Readings, ReadingsBuilder
 from ingest.stores.base import StoreError, open_store
-from ingest.stores.influx_retention import AGG_1M, AGG_1S, DOWNSAMPLINGS, Retention, late_statements
+from ingest.stores.influx_retention import AGG_1M, AGG_1S, DOWNSAMPLINGS, LateReadings, Retention
 from ingest.stores.influxdb import InfluxDBStore
 from tests.support.influxd import Influxd
 
@@ -311,7 +311,7 @@ def test_influxd_runs_the_1s_query_on_its_own_schedule(url, influxd) -> None:
 def test_readings_too_late_for_the_queries_are_aggregated_when_written(url, influxd) -> None:
     """20 min late (a spool replayed after an outage): no CQ run would reach them (the 1 s CQ
     looks 2 min back, the 1 min ones 10 min and 26 h); the store runs the queries for them, for
-    their devices and intervals, as it writes them."""
+    their devices and intervals, as the writes move past them, the rest when it closes."""
     db = url.rsplit("/", 1)[1]
     now = time.time_ns() // 1_000_000
     t0 = (now // 60_000 - 20) * 60_000 + 59_000
@@ -330,21 +330,30 @@ def test_readings_too_late_for_the_queries_are_aggregated_when_written(url, infl
     assert [(r["time"], r["mean_flow_m3h"]) for r in gas] == [(day_late.ts // 60_000 * 60_000, 0.5)]
 
 
-def test_late_statements_only_for_what_is_late() -> None:
+def test_late_intervals_wait_until_the_writes_moved_past_them() -> None:
     now = 1_800_000_000_000
     kind = np.array(["bridge", "bridge", "gas_meter"], dtype=object)
     device = np.array(["b-1", "b-2", "g-1"], dtype=object)
-    on_time = np.array([now - 59_000, now, now - 25 * 3_600_000])
-    assert late_statements("cw", "autogen", kind, device, on_time, now) == []
-    got = late_statements("cw", "autogen", kind, device, np.array([now - 61_000, now - 7_200_000, now]), now)
-    # b-1: late for the 1 s CQ only; b-2: for both bridge CQs, two hours ago (a separate span)
-    assert [(s.split("INTO ")[1].split(".:")[0], s.split("WHERE ")[1].split(" GROUP")[0]) for s in got] == [
-        ('"cw"."citywatch_1s"', f'time >= {now - 7_200_000}ms AND time < {now - 7_199_000}ms AND '
-                                '("device_id" = \'b-1\' OR "device_id" = \'b-2\')'),
-        ('"cw"."citywatch_1s"', f'time >= {now - 61_000}ms AND time < {now - 60_000}ms AND '
-                                '("device_id" = \'b-1\' OR "device_id" = \'b-2\')'),
-        ('"cw"."citywatch_1m"', f'time >= {now - 7_200_000}ms AND time < {now - 7_140_000}ms AND '
-                                '("device_id" = \'b-2\')')]
+    late = LateReadings(max_wait_ms=10_000)
+    late.add(kind, device, np.array([now - 59_000, now, now - 25 * 3_600_000]), now)
+    assert not late  # all within reach of the CQs' next runs
+    late.add(kind, device, np.array([now - 61_000, now - 7_200_000, now]), now)
+
+    def spans(statements: list[str]) -> list[tuple[str, str]]:
+        return [(s.split("INTO ")[1].split(".:")[0], s.split("WHERE ")[1].split(" GROUP")[0]) for s in statements]
+
+    def where(lo: int, hi: int, device: str) -> str:
+        return f"time >= {now - lo}ms AND time < {now - hi}ms AND (\"device_id\" = '{device}')"
+
+    # b-1 is late for the 1 s CQ only, b-2 (two hours back) for both bridge CQs; only b-2's second
+    # is complete (a later late reading came); the rest waits...
+    assert spans(late.due("cw", "autogen", now)) == [('"cw"."citywatch_1s"', where(7_200_000, 7_199_000, "b-2"))]
+    assert late.due("cw", "autogen", now + 9_999) == []
+    # ...until it waited max_wait_ms
+    assert spans(late.due("cw", "autogen", now + 10_000)) == [
+        ('"cw"."citywatch_1s"', where(61_000, 60_000, "b-1")),
+        ('"cw"."citywatch_1m"', where(7_200_000, 7_140_000, "b-2"))]
+    assert not late
 
 
 def test_a_failed_late_aggregation_is_a_warning_not_a_failed_write(url, influxd, caplog) -> None:
