@@ -20,9 +20,14 @@ Only the bridges send faster than once a second (catalogue.md: acceleration at 5
 dynamic strain at 20 Hz), so only they get 1 s aggregates. Every reading kind gets 1 min ones:
 once the raw RP has dropped them, they are what is left of a gas meter's hourly readings
 (which one 1 min point each keeps whole: mean = min = max = the reading). The slow kinds' CQ looks
-26 h back because meters send their day's readings in one daily packet; readings later than a
-CQ's window (a spool replayed after a long outage) are aggregated by :func:`backfill`
-(``InfluxDBStore.backfill_aggregates``) over their interval. The ``alerts`` and ``rollout``
+26 h back because meters send their day's readings in one daily packet. Readings written later
+than a CQ's next run still reaches (a spool replayed after an outage, a device's backlog) are
+noted by :class:`LateReadings` and aggregated by the store with the CQ's own query, for their
+devices and intervals, once the writes have moved past an interval (or it waited 10 s, or the
+store closes); a failure there is logged, and :func:`backfill` (``InfluxDBStore.backfill_aggregates``)
+runs the queries over any past span. An influxd that was down runs no CQ; readings it took
+before (not late when written) and whose intervals no run reached are not caught up: backfill
+that span. The ``alerts`` and ``rollout``
 measurements are not readings: they are not aggregated, and live in the raw RP.
 
 Idempotent: what exists with the wanted duration is left alone; an RP whose duration differs is
