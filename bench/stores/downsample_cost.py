@@ -1,6 +1,7 @@
 """What one run of each downsampling CQ costs InfluxDB (not a test; see docs/PERFORMANCE.md).
 
     python bench/stores/downsample_cost.py [SENSORS] [--late]    (default 100)
+    python bench/stores/downsample_cost.py --meters [METERS]     (default 20000)
 
 Starts its own influxd (tests/support/influxd.py), writes 2 min of 100 Hz acceleration and
 20 Hz strain of SENSORS bridge sensor points through ``InfluxDBStore.write`` (with
@@ -11,6 +12,9 @@ slowest, the raw points read per second, and that scaled linearly to a run at fu
 (Wuhan's: 221 bridges x 8 sensor points, devices/catalogue.py). With ``--late`` the store's
 clock is an hour ahead, so that every write is too late for the CQs and the store aggregates it
 itself as it writes (a spool replay, a backlog): compare the write times with and without.
+With ``--meters``: 26 h of hourly readings of METERS gas meters, and the slow kinds' 1 min CQ
+over its 26 h window, scaled linearly to 500,000 meters (the per-series cost is what may not
+scale linearly: measure with more meters before trusting it).
 """
 
 from __future__ import annotations
@@ -52,24 +56,52 @@ def main(sensors: int, late: bool) -> None:
         clock = (lambda: t0 + 3_600_000) if late else (lambda: time.time_ns() // 1_000_000)
         store = InfluxDBStore(server.url + "?timeout=600", retention=Retention("30d", True), clock=clock)
         data = batches(sensors, t0)
-        n = sum(len(b) for b in data)
-        t = time.perf_counter()
-        for b in data:
-            store.write(b)
-        print(f"wrote {n:,} readings of {sensors} sensors ({SECONDS} s){' late' if late else ''} "
-              f"in {time.perf_counter() - t:.1f} s")
-        raw_rp = "autogen"
-        for d in DOWNSAMPLINGS[:2]:  # the bridge ones; the slow kinds' data is small
-            where = f"WHERE time >= {t0}ms AND time < {t0 + SECONDS * 1000}ms"
-            times = [_timed(store, d.select(server.database, raw_rp, where)) for _ in range(3)]
-            best = min(times)
-            runs_per_hour = 3600 / _seconds(d.every)
-            full = best * FULL_SCALE_SENSORS / sensors * _seconds(d.window) / SECONDS
-            print(f"{d.name}: {best:.2f} s (slowest of 3: {max(times):.2f} s) for {n:,} points "
-                  f"({n / best:,.0f}/s); a run at full scale "
-                  f"({FULL_SCALE_SENSORS} sensors, {d.window} window) ~{full:.0f} s, {runs_per_hour:.0f} runs/h: "
-                  f"influxd busy {full * runs_per_hour / 36:.0f}% of the time")
+        n = _write(store, data, f"{sensors} sensors ({SECONDS} s){' late' if late else ''}")
+        for d in DOWNSAMPLINGS[:2]:  # the bridge ones
+            _report(store, d, t0, t0 + SECONDS * 1000, n, FULL_SCALE_SENSORS / sensors * _seconds(d.window) / SECONDS)
         store.close()
+
+
+def main_meters(meters: int) -> None:
+    """26 h of hourly readings (6 metrics) of ``meters`` gas meters; the slow kinds' 1 min CQ
+    over its 26 h window, scaled linearly to 500,000 meters."""
+    hour = 3_600_000
+    t0 = (time.time_ns() // 1_000_000 // hour - 26) * hour
+    rng = np.random.default_rng(2)
+    metrics = ("volume_m3", "flow_m3h", "valve_open", "battery_v", "rsrp_dbm", "temp_c")
+    with tempfile.TemporaryDirectory() as tmp, Influxd(Path(tmp)) as server:
+        store = InfluxDBStore(server.url + "?timeout=600", retention=Retention("30d", True))
+        data = []
+        for h in range(26):
+            b = ReadingsBuilder()
+            for m in range(meters):
+                ts = t0 + h * hour + m % hour
+                b.add_message(f"g-{m}", "gas_meter", ts, metrics, rng.random(6).tolist(), "江汉区")
+            data.append(b.build())
+        n = _write(store, data, f"{meters} gas meters (26 h, hourly)")
+        _report(store, DOWNSAMPLINGS[2], t0, t0 + 26 * hour, n, 500_000 / meters)
+        store.close()
+
+
+def _write(store: InfluxDBStore, data: list[Readings], what: str) -> int:
+    n = sum(len(b) for b in data)
+    t = time.perf_counter()
+    for b in data:
+        store.write(b)
+    print(f"wrote {n:,} readings of {what} in {time.perf_counter() - t:.1f} s")
+    return n
+
+
+def _report(store: InfluxDBStore, d, start: int, end: int, n: int, scale: float) -> None:
+    """Time ``d``'s query over [start, end) three times; print it and a run at full scale."""
+    where = f"WHERE time >= {start}ms AND time < {end}ms"
+    times = [_timed(store, d.select(store.database, "autogen", where)) for _ in range(3)]
+    best = min(times)
+    runs_per_hour = 3600 / _seconds(d.every)
+    full = best * scale
+    print(f"{d.name}: {best:.2f} s (slowest of 3: {max(times):.2f} s) for {n:,} readings "
+          f"({n / best:,.0f}/s); a run at full scale ({d.window} window) ~{full:.0f} s, {runs_per_hour:.0f} runs/h: "
+          f"influxd busy {full * runs_per_hour / 36:.0f}% of the time")
 
 
 def _timed(store: InfluxDBStore, statement: str) -> float:
@@ -86,5 +118,8 @@ def _seconds(duration: str) -> float:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--late"]
-    main(int(args[0]) if args else 100, "--late" in sys.argv[1:])
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--meters" in sys.argv[1:]:
+        main_meters(int(args[0]) if args else 20_000)
+    else:
+        main(int(args[0]) if args else 100, "--late" in sys.argv[1:])

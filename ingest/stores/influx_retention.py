@@ -27,8 +27,8 @@ devices and intervals, once the writes have moved past an interval (or it waited
 store closes); a failure there is logged, and :func:`backfill` (``InfluxDBStore.backfill_aggregates``)
 runs the queries over any past span. An influxd that was down runs no CQ; readings it took
 before (not late when written) and whose intervals no run reached are not caught up: backfill
-that span. The ``alerts`` and ``rollout``
-measurements are not readings: they are not aggregated, and live in the raw RP.
+that span. The ``alerts`` and ``rollout`` measurements are not readings: they are not
+aggregated, and live in the raw RP.
 
 Idempotent: what exists with the wanted duration is left alone; an RP whose duration differs is
 ``ALTER``ed (with InfluxDB's default shard duration for the new duration); a CQ's name ends in
@@ -42,7 +42,6 @@ writing; docs/CONFIGURATION.md says what to set up there instead.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -53,8 +52,6 @@ from devices.durations import parse_duration_ms
 from ingest.stores.base import StoreError, StoreUnavailable
 from ingest.stores.influxql import quote_ident as _ident
 from ingest.stores.influxql import quote_str
-
-log = logging.getLogger(__name__)
 
 AGG_1S, AGG_1M = "citywatch_1s", "citywatch_1m"  # the aggregate RPs
 CQ_PREFIX = "citywatch_"
