@@ -144,13 +144,11 @@ class StoreSettings(_Section):
     @field_validator("downsample", "raw_retention", "aggregate_retention")
     @classmethod
     def _retention(cls, v, info):
-        from ingest.stores.influx_retention import check_raw, parse_retention
+        from ingest.stores.influx_retention import parse_retention
 
         if v and info.field_name != "aggregate_retention" and not info.data.get("url", "").startswith("influxdb:"):
             raise ValueError("retention and downsampling are InfluxDB's; a duckdb:// store keeps every reading")
-        if info.field_name == "raw_retention" and v:
-            check_raw(v, info.data.get("downsample", False))
-        if info.field_name == "aggregate_retention":
+        if info.field_name != "downsample" and v:
             parse_retention(v)
         return v
 

@@ -3,24 +3,27 @@
 ``[store] raw_retention`` (e.g. ``30d``) is the duration of the retention policy (RP) the store
 writes into: the URL's ``?rp=`` (created when missing), else the database's default RP
 (``autogen`` unless changed). ``[store] downsample = true`` adds two RPs of
-``[store] aggregate_retention`` (default ``3650d``) and the continuous queries (CQs) that fill them:
+``[store] aggregate_retention`` (default ``3650d``), filled by continuous queries (CQs) for the
+bridges and by the store itself for the other kinds:
 
 ======================  ==================  ==========================  =========================
 CQ (name + hash)        from the raw RP     into                        runs
 ======================  ==================  ==========================  =========================
 ``citywatch_1s_*``      ``bridge``          ``citywatch_1s``, 1 s       every 1 min, last 2 min
 ``citywatch_1m_fast_*`` ``bridge``          ``citywatch_1m``, 1 min     every 5 min, last 10 min
-``citywatch_1m_slow_*`` every other kind    ``citywatch_1m``, 1 min     every 1 h, last 26 h
 ======================  ==================  ==========================  =========================
 
 Each aggregate point is ``mean``, ``min`` and ``max`` of every numeric field of its interval
 (fields ``mean_strain_ue``, ``min_strain_ue``, ``max_strain_ue``, ...), with the raw point's
 tags (``GROUP BY time(...), *``), in a measurement of the same name (``citywatch_1s.bridge``).
 Only the bridges send faster than once a second (catalogue.md: acceleration at 50-200 Hz,
-dynamic strain at 20 Hz), so only they get 1 s aggregates. Every reading kind gets 1 min ones:
-once the raw RP has dropped them, they are what is left of a gas meter's hourly readings
-(which one 1 min point each keeps whole: mean = min = max = the reading). The slow kinds' CQ looks
-26 h back because meters send their day's readings in one daily packet. Readings written later
+dynamic strain at 20 Hz), so only they are aggregated. The other kinds (``SLOW_KINDS``) report at
+most about once a minute: their 1 min aggregate would be the reading itself, and a 1 min CQ over
+them costs influxd per series and interval, not per reading (measured: 26 h of 20,000 hourly gas
+meters took 159 s, which scales to over an hour per hourly run for 500,000; docs/PERFORMANCE.md).
+So the store writes their readings, as they are, into ``citywatch_1m`` too (before the raw
+RP, so that a retried batch writes both): kept ``aggregate_retention`` like the bridges' 1 min
+aggregates, at the cost of a second write of a small share of the lines. Readings written later
 than a CQ's next run still reaches (a spool replayed after an outage, a device's backlog) are
 noted by :class:`LateReadings` and aggregated by the store with the CQ's own query, for their
 devices and intervals, once the writes have moved past an interval (or it waited 10 s, or the
@@ -102,9 +105,8 @@ DOWNSAMPLINGS = (
     # docs/PERFORMANCE.md (bench/stores/downsample_cost.py)
     Downsampling("1s", FAST_KINDS, "1s", AGG_1S, "1m", "2m"),
     Downsampling("1m_fast", FAST_KINDS, "1m", AGG_1M, "5m", "10m"),
-    Downsampling("1m_slow", tuple(k for k in KINDS if k not in FAST_KINDS), "1m", AGG_1M, "1h", "26h"),
 )
-LONGEST_WINDOW_MS = max(parse_duration_ms(d.window) for d in DOWNSAMPLINGS)
+SLOW_KINDS = tuple(k for k in KINDS if k not in FAST_KINDS)  # copied into AGG_1M as they are
 
 
 def parse_retention(value: str) -> int:
@@ -116,15 +118,6 @@ def parse_retention(value: str) -> int:
     if ms < _HOUR_MS or ms % 60_000:
         raise ValueError(f"{value!r}: a retention is whole minutes, at least 1h (InfluxDB's shortest), or 'inf'")
     return ms
-
-
-def check_raw(value: str, downsample: bool) -> None:
-    """ValueError for a raw retention that is no duration, or too short to downsample from."""
-    ms = parse_retention(value)
-    if downsample and ms and ms <= LONGEST_WINDOW_MS:
-        raise ValueError(f"{value} is not longer than the {LONGEST_WINDOW_MS // _HOUR_MS}h the 1 min aggregates "
-                         "of the slow kinds look back for late readings (a gas meter's daily packet); "
-                         "keep raw readings at least 2d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +132,7 @@ class Retention:
     def __post_init__(self) -> None:
         try:
             if self.raw:
-                check_raw(self.raw, self.downsample)
+                parse_retention(self.raw)
         except ValueError as e:
             raise ValueError(f"raw_retention: {e}") from None
         try:

@@ -79,7 +79,7 @@ import numpy as np
 
 from ingest.model import Readings
 from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable, Written, count_kinds
-from ingest.stores.influx_retention import LateReadings, Retention, apply, backfill, default_rp
+from ingest.stores.influx_retention import AGG_1M, SLOW_KINDS, LateReadings, Retention, apply, backfill, default_rp
 from ingest.stores.influxql import quote_ident, quote_str
 from ingest.stores.runs import run_breaks
 
@@ -94,6 +94,7 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_SLOW_PREFIXES = tuple(f"{k}{sep}" for k in SLOW_KINDS for sep in ", ")  # their lines (copied into AGG_1M)
 _MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _SPECIAL = (",", "=", " ")
@@ -221,13 +222,10 @@ class InfluxDBStore:
             new = batch.take(keep)
             expired = 0
             if len(new):
-                params = {"db": self.database, "precision": "ms"}
-                if self.rp:
-                    params["rp"] = self.rp
                 lines = encode_lines(new, self._series_keys)
-                for i in range(0, len(lines), LINES_PER_BODY):
-                    body = gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1)
-                    expired += self._write_body(body, params)
+                if self._raw_rp is not None:  # first: a batch retried after a failure writes both
+                    self._post_lines([ln for ln in lines if ln.startswith(_SLOW_PREFIXES)], AGG_1M)
+                expired = self._post_lines(lines, self.rp)
                 if expired:
                     log.warning("InfluxDB %s dropped %d readings older than its retention policy",
                                 self._where(), expired)
@@ -247,11 +245,21 @@ class InfluxDBStore:
         with self._lock:
             if not self._db_ready:
                 self._ensure_database()
-            params = {"db": self.database, "precision": "ms"}
-            if self.rp:
-                params["rp"] = self.rp
-            for i in range(0, len(lines), LINES_PER_BODY):
-                self._write_body(gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1), params)
+            if self._raw_rp is not None:  # kept as long as the aggregates, like the slow kinds
+                self._post_lines(lines, AGG_1M)
+            self._post_lines(lines, self.rp)
+
+    def _post_lines(self, lines: list[str], rp: str | None) -> int:
+        """Write ``lines`` into ``rp`` (None: the database's default) in gzip bodies; returns
+        how many points InfluxDB dropped as older than the RP (see :meth:`_write_body`)."""
+        params = {"db": self.database, "precision": "ms"}
+        if rp:
+            params["rp"] = rp
+        expired = 0
+        for i in range(0, len(lines), LINES_PER_BODY):
+            expired += self._write_body(gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1),
+                                        params)
+        return expired
 
     def _write_body(self, body: bytes, params: dict) -> int:
         """POST one gzip body; returns how many points InfluxDB dropped as older than the
