@@ -30,8 +30,8 @@ devices and intervals, once the writes have moved past an interval (or it waited
 store closes); a failure there is logged, and :func:`backfill` (``InfluxDBStore.backfill_aggregates``)
 runs the queries over any past span. An influxd that was down runs no CQ; readings it took
 before (not late when written) and whose intervals no run reached are not caught up: backfill
-that span. The ``alerts`` and ``rollout`` measurements are not readings: they are not
-aggregated, and live in the raw RP.
+that span. The ``alerts`` and ``rollout`` measurements (``InfluxDBStore.write_lines``) are
+copied into ``citywatch_1m`` like the slow kinds.
 
 Idempotent: what exists with the wanted duration is left alone; an RP whose duration differs is
 ``ALTER``ed (with InfluxDB's default shard duration for the new duration); a CQ's name ends in
