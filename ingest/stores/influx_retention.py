@@ -221,18 +221,19 @@ class LateReadings:
             self._since.setdefault(d, now_ms)
 
     def due(self, db: str, raw_rp: str, now_ms: int, *, everything: bool = False) -> list[str]:
-        """The CQ queries for the intervals now due (and forgets them): per run of intervals,
-        for their devices (up to 100; more: all)."""
+        """The CQ queries for the intervals now due (and forgets them): per run of intervals of
+        at most 2 min, per 100 of their devices, so that each reads a bounded share of the data
+        (at Wuhan's scale all the bridges' minute is some 10 M points, longer than a timeout)."""
         statements = []
         for d, pending in self._pending.items():
             waited = now_ms - self._since.get(d, now_ms) >= self.max_wait_ms
             ready = sorted(s for s in pending if everything or waited or s + d.interval_ms <= self._reached[d])
             for run in _runs(ready, d.interval_ms):
                 devices = sorted(set().union(*(pending.pop(s) for s in run)))
-                only = (" AND (" + " OR ".join(f'"device_id" = {quote_str(x)}' for x in devices) + ")"
-                        if len(devices) <= 100 else "")
-                where = f"WHERE time >= {run[0]}ms AND time < {run[-1] + d.interval_ms}ms{only}"
-                statements.append(d.select(db, raw_rp, where))
+                for i in range(0, len(devices), _DEVICES_PER_QUERY):
+                    only = " OR ".join(f'"device_id" = {quote_str(x)}' for x in devices[i:i + _DEVICES_PER_QUERY])
+                    where = f"WHERE time >= {run[0]}ms AND time < {run[-1] + d.interval_ms}ms AND ({only})"
+                    statements.append(d.select(db, raw_rp, where))
             if not pending:
                 self._since.pop(d, None)
             elif ready:
@@ -243,11 +244,16 @@ class LateReadings:
         return any(self._pending.values())
 
 
+_DEVICES_PER_QUERY = 100
+_RUN_MS = 120_000  # the longest span of one catch-up query
+
+
 def _runs(starts: list[int], interval_ms: int) -> list[list[int]]:
-    """Interval starts in runs, split where ten intervals hold none."""
+    """Interval starts in runs, split where ten intervals hold none and where a run would span
+    more than ``_RUN_MS`` (one interval at least)."""
     runs: list[list[int]] = []
     for s in starts:
-        if runs and s - runs[-1][-1] <= 10 * interval_ms:
+        if runs and s - runs[-1][-1] <= 10 * interval_ms and s + interval_ms - runs[-1][0] <= _RUN_MS:
             runs[-1].append(s)
         else:
             runs.append([s])

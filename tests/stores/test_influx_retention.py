@@ -350,6 +350,14 @@ def test_late_intervals_wait_until_the_writes_moved_past_them() -> None:
         ('"cw"."citywatch_1m"', where(7_200_000, 7_140_000, "b-2"))]
     assert not late
 
+    many = np.array([f"b-{i}" for i in range(250)], dtype=object)  # 250 devices, 5 min late, 3 min long
+    late.add(np.full(250, "bridge", dtype=object), many, now - 300_000 + np.arange(250) * 720, now)
+    statements = late.due("cw", "autogen", now, everything=True)
+    one_s = [s for s in statements if '"citywatch_1s"' in s]
+    # 2 runs of at most 2 min (devices 0-166, 167-249), each in queries of at most 100 devices
+    assert [s.count('"device_id" =') for s in one_s] == [100, 67, 83]
+    assert [s for s in statements if '"citywatch_1m"' in s] == []  # 5 min late: the 1 min CQ still reaches them
+
 
 def test_a_failed_late_aggregation_is_a_warning_not_a_failed_write(url, influxd, caplog) -> None:
     db = url.rsplit("/", 1)[1]
