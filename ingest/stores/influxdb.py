@@ -8,7 +8,10 @@ password); with ``auth=token`` the password is sent as ``Authorization: Token PA
 
 Retention and downsampling (``[store] raw_retention``, ``downsample``, ``aggregate_retention``):
 set up when the database is, by ingest/stores/influx_retention.py; refused there (not an admin,
-a managed InfluxDB), the store logs a warning and goes on writing.
+a managed InfluxDB), the store logs a warning and goes on writing. With downsampling in place,
+``write`` also copies the readings of the kinds that are not aggregated (all but ``bridge``)
+into ``citywatch_1m`` (before the write RP: a retried batch writes both), ``write_lines`` its
+lines likewise, and bridge readings too late for the CQs are aggregated by the store itself.
 
 Data model: measurement = device kind; tags ``device_id``, ``district``, ``asset_id`` (an empty
 value is left out); one field per metric, always a float; one line per (device, ts) carrying
