@@ -92,15 +92,14 @@ LINES_PER_BODY = 5_000
 _NOT_READINGS = ("alerts", "rollout")  # measurements written beside the readings (alert changes, rollout snapshots)
 _CLUSTER_GAP_MS = 60_000  # timestamps further apart than this are looked up separately
 _BEYOND_RETENTION = re.compile(r"partial write: points beyond retention policy dropped=(\d+)")
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 _SLOW_PREFIXES = tuple(f"{k}{sep}" for k in SLOW_KINDS for sep in ", ")  # their lines (copied into AGG_1M)
 _MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _SPECIAL = (",", "=", " ")
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _escape(value: str, table: dict) -> str:
@@ -363,7 +362,7 @@ class InfluxDBStore:
     def _aggregate_late(self, new: Readings | None = None, *, everything: bool = False) -> None:
         """Aggregate what came too late for the CQs' next runs (influx_retention.LateReadings),
         the intervals of ``new`` among them once due. The readings are stored either way: a
-        failure is a warning naming what to backfill."""
+        failure is a warning (then :meth:`backfill_aggregates` over the late readings' span)."""
         now = self._clock()
         if new is not None:
             self._late.add(new.kind, new.device_id, new.ts, now)
@@ -374,12 +373,13 @@ class InfluxDBStore:
             for _ in self._select(statements, post=True):
                 pass
         except StoreError as e:
-            log.warning("InfluxDB %s: late readings not aggregated (%s); run "
-                        "InfluxDBStore.backfill_aggregates over their span", self._where(), e)
+            log.warning("InfluxDB %s: late readings not aggregated (%d queries: %s); run "
+                        "InfluxDBStore.backfill_aggregates over their span", self._where(), len(statements), e)
 
     def backfill_aggregates(self, start_ms: int, end_ms: int) -> None:
-        """Run the downsampling CQs' queries over ``[start_ms, end_ms)``: for readings that came
-        later than the CQs look back (a spool replayed after a long outage), and tests."""
+        """Run the downsampling CQs' queries over ``[start_ms, end_ms)``: for what influxd stored
+        while its CQs did not run (influxd down longer than a CQ looks back), a failed catch-up
+        of late readings, and tests."""
         with self._lock:
             backfill(self._select, self.database, self.rp or default_rp(self._select, self.database),
                      start_ms, end_ms)
@@ -448,10 +448,7 @@ class InfluxDBStore:
     def close(self) -> None:
         if self._raw_rp is not None:
             with self._lock:
-                try:
-                    self._aggregate_late(everything=True)
-                except StoreUnavailable as e:
-                    log.warning("InfluxDB %s: late readings not aggregated (%s)", self._where(), e)
+                self._aggregate_late(everything=True)  # a failure is a warning
         self._http.close()
 
     def __enter__(self) -> InfluxDBStore:
