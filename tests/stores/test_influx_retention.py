@@ -124,6 +124,19 @@ def test_the_url_rp_is_the_raw_one_and_created_when_missing(url, influxd) -> Non
     assert all(f"FROM {db}.raw./^(" in q for q in cqs(influxd.http, db).values())
 
 
+def test_a_changed_query_is_replaced(url, influxd) -> None:
+    """Writing into another RP changes the CQs' statements: dropped and created anew (InfluxQL has
+    no ALTER CONTINUOUS QUERY); a CQ's name carries its statement's hash."""
+    db = url.rsplit("/", 1)[1]
+    open_with(url, FULL)
+    before = cqs(influxd.http, db)
+    logged = open_with(url + "?rp=raw", FULL)
+    after = cqs(influxd.http, db)
+    assert not set(before) & set(after) and len(after) == 2
+    assert sorted(m.split(": ", 1)[1].split(" QUERY ")[0] for m in logged if "QUERY" in m) == [
+        "CREATE CONTINUOUS", "CREATE CONTINUOUS", "DROP CONTINUOUS", "DROP CONTINUOUS"]
+
+
 def test_retention_is_checked() -> None:
     with pytest.raises(ValueError, match="raw_retention: '30m'.*at least 1h"):
         Retention("30m")
