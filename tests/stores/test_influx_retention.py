@@ -16,7 +16,7 @@ import pytest
 
 from citywatch.settings import ConfigError, load_settings
 from ingest.model import Reading, Readings, ReadingsBuilder
-from ingest.stores.base import StoreError, open_store
+from ingest.stores.base import Query, StoreError, open_store
 from ingest.stores.influx_retention import AGG_1M, AGG_1S, DOWNSAMPLINGS, LateReadings, Retention
 from ingest.stores.influxdb import InfluxDBStore
 from tests.support.influxd import Influxd
@@ -391,3 +391,54 @@ def test_alert_changes_are_kept_as_long_as_the_aggregates(url, influxd) -> None:
     for rp in ("autogen", AGG_1M):
         assert [(r["time"], r["state"]) for r in rows(influxd.http, db, f'SELECT * FROM "{rp}"."alerts"')] == [
             (now, "firing")]
+
+
+def test_a_node_downsamples_what_it_ingests(tmp_path, mosquitto, influxd, url) -> None:
+    """End to end: 100 Hz acceleration windows of two bridge sensors, 20 min old, published to
+    Mosquitto and ingested by a Node; by its stop, the store has aggregated them itself."""
+    import json
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from citywatch.runner import Node
+    from devices.model import Device
+    from tests.support.process import free_port
+    from tests.support.wait import wait_for
+
+    db = url.rsplit("/", 1)[1]
+    s = load_settings(env={}, mqtt={"url": mosquitto.url, "client_id": f"cw-rp-{db}"},
+                      store={"url": url, "raw_retention": "30d", "downsample": True},
+                      state={"url": f"sqlite:///{tmp_path}/state.db"}, api={"listen": f"127.0.0.1:{free_port()}"},
+                      ingest={"spool_dir": str(tmp_path / "spool")})
+    node = Node(s)
+    node.open()
+    node.registry.upsert([Device(f"b-e2e-{i}", "bridge", "武昌区") for i in range(2)])
+    node.start()
+    rng = np.random.default_rng(5)
+    t0 = (time.time_ns() // 1_000_000 // 1000 - 1200) * 1000
+    sent = ReadingsBuilder()
+    try:
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"rp-pub-{db}", protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        for w in range(30):  # 3 s of 100 Hz windows of 10 samples each, per device
+            for i in range(2):
+                values = np.round(rng.normal(0, 0.05, 10), 6)
+                sent.add_window(f"b-e2e-{i}", "bridge", "accel_ms2", t0 + w * 100, 10.0, values)
+                pub.publish(f"city/bridge/b-e2e-{i}/telemetry", json.dumps(
+                    {"ts": t0 + w * 100, "seq": w, "interval_ms": 10, "series": {"accel_ms2": values.tolist()}}),
+                    qos=1).wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+        def stored() -> int:
+            return sum(len(node.store.query(Query(f"b-e2e-{i}", "accel_ms2", t0, t0 + 3000))) for i in range(2))
+
+        assert wait_for(lambda: stored() == 600, 30, 0.2), stored()
+    finally:
+        node.stop()
+    want = expected([sent.build()], 1000)
+    got = {k: v for k, v in aggregates(influxd.http, db, AGG_1S).items() if k[1] == "accel_ms2"}
+    assert got.keys() == want.keys() and len(want) == 2 * 3
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-12, atol=1e-12, err_msg=str(k))
