@@ -89,7 +89,7 @@ class Node:
         self._opened = True
         s = self.settings
         self.state_path = parse_url(s.state.url)
-        self.store = open_store(s.store.url)
+        self.store = open_store(s.store.url, **s.store.options())
         self.registry = Registry(connect(self.state_path))
         self.quarantine = Quarantine(connect(self.state_path), s.ingest.quarantine_retention())
         self.events = EventLog(connect(self.state_path))

@@ -127,6 +127,11 @@ class MqttSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = f"duckdb:///{DEFAULT_DATA_DIR}/readings.duckdb"
+    # InfluxDB only (ingest/stores/influx_retention.py): 1 s / 1 min aggregates kept
+    # aggregate_retention, and the duration of the RP written into ("": as it is)
+    downsample: bool = False
+    raw_retention: str = ""
+    aggregate_retention: str = "3650d"
 
     @field_validator("url")
     @classmethod
@@ -135,6 +140,25 @@ class StoreSettings(_Section):
 
         check_url(v)  # the stores' own URL parsers, nothing opened
         return v
+
+    @field_validator("downsample", "raw_retention", "aggregate_retention")
+    @classmethod
+    def _retention(cls, v, info):
+        from ingest.stores.influx_retention import parse_retention
+
+        if v and info.field_name != "aggregate_retention" and not info.data.get("url", "").startswith("influxdb:"):
+            raise ValueError("retention and downsampling are InfluxDB's; a duckdb:// store keeps every reading")
+        if info.field_name != "downsample" and v:
+            parse_retention(v)
+        return v
+
+    def options(self) -> dict[str, Any]:
+        """What ``open_store`` takes beside the URL: the InfluxDB retention, when configured."""
+        if not (self.raw_retention or self.downsample):
+            return {}
+        from ingest.stores.influx_retention import Retention
+
+        return {"retention": Retention(self.raw_retention, self.downsample, self.aggregate_retention)}
 
 
 class StateSettings(_Section):

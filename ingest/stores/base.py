@@ -116,6 +116,7 @@ def check_url(url: str) -> None:
     _implementation(url).parse_url(url)
 
 
-def open_store(url: str) -> Store:
-    """The store for ``url``; ValueError naming the problem for a bad URL."""
-    return _implementation(url).STORE.from_url(url)
+def open_store(url: str, **options) -> Store:
+    """The store for ``url``; ValueError naming the problem for a bad URL. ``options`` go to the
+    implementation's ``from_url`` (InfluxDB: ``retention``, from ``[store]``)."""
+    return _implementation(url).STORE.from_url(url, **options)

@@ -1,7 +1,17 @@
 """The production store: InfluxDB over its v1 HTTP API (``influxdb://host:port/db``).
 
-URL: ``influxdb://[user:password@]host:port/database[?rp=POLICY&precision=ms&tls=1&timeout=S]``
+URL: ``influxdb://[user:password@]host:port/database[?rp=POLICY&precision=ms&tls=1&timeout=S&auth=token]``
 (user and password percent-encoded; ``tls=1`` for https; ``timeout`` in seconds, default 10).
+Credentials go as HTTP Basic (1.x users; 2.x/3.x take any user name and the token as the
+password); with ``auth=token`` the password is sent as ``Authorization: Token PASSWORD`` instead
+(2.x/3.x tokens, and 1.8+ where the token is ``user:password``; 1.6 knows only Basic).
+
+Retention and downsampling (``[store] raw_retention``, ``downsample``, ``aggregate_retention``):
+set up when the database is, by ingest/stores/influx_retention.py; refused there (not an admin,
+a managed InfluxDB), the store logs a warning and goes on writing. With downsampling in place,
+``write`` also copies the readings of the kinds that are not aggregated (all but ``bridge``)
+into ``citywatch_1m`` (before the write RP: a retried batch writes both), ``write_lines`` its
+lines likewise, and bridge readings too late for the CQs are aggregated by the store itself.
 
 Data model: measurement = device kind; tags ``device_id``, ``district``, ``asset_id`` (an empty
 value is left out); one field per metric, always a float; one line per (device, ts) carrying
@@ -63,7 +73,8 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
@@ -71,6 +82,8 @@ import numpy as np
 
 from ingest.model import Readings
 from ingest.stores.base import Query, StoreError, StoreRejected, StoreUnavailable, Written, count_kinds
+from ingest.stores.influx_retention import AGG_1M, SLOW_KINDS, LateReadings, Retention, apply, backfill, default_rp
+from ingest.stores.influxql import quote_ident, quote_str
 from ingest.stores.runs import run_breaks
 
 log = logging.getLogger(__name__)
@@ -79,20 +92,14 @@ LINES_PER_BODY = 5_000
 _NOT_READINGS = ("alerts", "rollout")  # measurements written beside the readings (alert changes, rollout snapshots)
 _CLUSTER_GAP_MS = 60_000  # timestamps further apart than this are looked up separately
 _BEYOND_RETENTION = re.compile(r"partial write: points beyond retention policy dropped=(\d+)")
-
+_SLOW_PREFIXES = tuple(f"{k}{sep}" for k in SLOW_KINDS for sep in ", ")  # their lines (copied into AGG_1M)
 _MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _SPECIAL = (",", "=", " ")
 
 
-def quote_ident(name: str) -> str:
-    """An InfluxQL identifier: double-quoted, quotes and backslashes escaped."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def quote_str(value: str) -> str:
-    """An InfluxQL string literal: single-quoted, quotes and backslashes escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _escape(value: str, table: dict) -> str:
@@ -117,9 +124,14 @@ def parse_url(url: str) -> dict:
     except ValueError:
         raise ValueError(f"bad port in {url!r}") from None
     opts = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(opts) - {"rp", "precision", "tls", "timeout"}
+    unknown = set(opts) - {"rp", "precision", "tls", "timeout", "auth"}
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} in {url!r} (known: rp, precision, tls, timeout)")
+        raise ValueError(f"unknown option(s) {sorted(unknown)} in {redact(url)!r} "
+                         "(known: rp, precision, tls, timeout, auth)")
+    if opts.get("auth", "basic") not in ("basic", "token"):
+        raise ValueError(f"auth={opts['auth']!r} in {redact(url)!r}: expected auth=basic (the default) or auth=token")
+    if opts.get("auth") == "token" and not parts.password:
+        raise ValueError(f"auth=token in {redact(url)!r} needs the token as the password: influxdb://:TOKEN@host/db")
     if opts.get("precision", "ms") != "ms":
         raise ValueError(f"precision={opts['precision']!r} in {url!r}: citywatch writes milliseconds, "
                          "use precision=ms or leave it out")
@@ -134,6 +146,7 @@ def parse_url(url: str) -> dict:
         "database": database, "rp": opts.get("rp") or None, "timeout": timeout,
         "user": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
+        "token": opts.get("auth") == "token",
     }
 
 
@@ -149,14 +162,25 @@ def redact(url: str) -> str:
 class InfluxDBStore:
     """Readings in InfluxDB (1.x, or 2.x/3.x through their v1 API); see the module docstring."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, retention: Retention | None = None,
+                 clock: Callable[[], int] = _wall_ms) -> None:
+        """``retention``: RPs and CQs to set up with the database (influx_retention.py);
+        ``clock`` (epoch ms) tells which readings came too late for the CQs."""
         cfg = parse_url(url)
         self.url = redact(url)  # shown in logs and health checks: never the password
         self.database: str = cfg["database"]
         self.rp: str | None = cfg["rp"]
-        auth = (cfg["user"] or "", cfg["password"] or "") if cfg["user"] or cfg["password"] else None
-        self._http = httpx.Client(base_url=cfg["base"], auth=auth, timeout=cfg["timeout"],
-                                  headers={"User-Agent": "citywatch"})
+        self.retention = retention
+        self._clock = clock
+        self._raw_rp: str | None = None  # set when the downsampling CQs are in place
+        self._late = LateReadings()
+        headers = {"User-Agent": "citywatch"}
+        auth = None
+        if cfg["token"]:
+            headers["Authorization"] = f"Token {cfg['password']}"
+        elif cfg["user"] or cfg["password"]:
+            auth = (cfg["user"] or "", cfg["password"] or "")
+        self._http = httpx.Client(base_url=cfg["base"], auth=auth, timeout=cfg["timeout"], headers=headers)
         self._kinds: dict[str, str] = {}  # device_id -> kind, learnt from writes
         self._newest = _Newest()  # newest stored ts per (device, metric), for the kinds loaded
         self._loaded_kinds: set[str] = set()
@@ -169,8 +193,8 @@ class InfluxDBStore:
             log.warning("InfluxDB store %s not reachable yet (%s); will retry before writing", self.url, e)
 
     @classmethod
-    def from_url(cls, url: str) -> InfluxDBStore:
-        return cls(url)
+    def from_url(cls, url: str, *, retention: Retention | None = None) -> InfluxDBStore:
+        return cls(url, retention=retention)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -200,17 +224,16 @@ class InfluxDBStore:
             new = batch.take(keep)
             expired = 0
             if len(new):
-                params = {"db": self.database, "precision": "ms"}
-                if self.rp:
-                    params["rp"] = self.rp
                 lines = encode_lines(new, self._series_keys)
-                for i in range(0, len(lines), LINES_PER_BODY):
-                    body = gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1)
-                    expired += self._write_body(body, params)
+                if self._raw_rp is not None:  # first: a batch retried after a failure writes both
+                    self._post_lines([ln for ln in lines if ln.startswith(_SLOW_PREFIXES)], AGG_1M)
+                expired = self._post_lines(lines, self.rp)
                 if expired:
                     log.warning("InfluxDB %s dropped %d readings older than its retention policy",
                                 self._where(), expired)
                 self._newest.raise_to(key_of_row[keep], ts[keep])
+                if self._raw_rp is not None:
+                    self._aggregate_late(new)
                 for d, k in zip(batch.device_id[starts].tolist(), batch.kind[starts].tolist(), strict=False):
                     self._kinds[d] = k
             dups = count_kinds(batch.kind[~keep]) if len(new) < len(batch) else {}
@@ -224,11 +247,21 @@ class InfluxDBStore:
         with self._lock:
             if not self._db_ready:
                 self._ensure_database()
-            params = {"db": self.database, "precision": "ms"}
-            if self.rp:
-                params["rp"] = self.rp
-            for i in range(0, len(lines), LINES_PER_BODY):
-                self._write_body(gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1), params)
+            if self._raw_rp is not None:  # kept as long as the aggregates, like the slow kinds
+                self._post_lines(lines, AGG_1M)
+            self._post_lines(lines, self.rp)
+
+    def _post_lines(self, lines: list[str], rp: str | None) -> int:
+        """Write ``lines`` into ``rp`` (None: the database's default) in gzip bodies; returns
+        how many points InfluxDB dropped as older than the RP (see :meth:`_write_body`)."""
+        params = {"db": self.database, "precision": "ms"}
+        if rp:
+            params["rp"] = rp
+        expired = 0
+        for i in range(0, len(lines), LINES_PER_BODY):
+            expired += self._write_body(gzip.compress(("\n".join(lines[i:i + LINES_PER_BODY]) + "\n").encode(), 1),
+                                        params)
+        return expired
 
     def _write_body(self, body: bytes, params: dict) -> int:
         """POST one gzip body; returns how many points InfluxDB dropped as older than the
@@ -305,7 +338,51 @@ class InfluxDBStore:
             raise
         except StoreError as e:
             log.info("InfluxDB refused CREATE DATABASE %s (%s); assuming it exists", self.database, e)
+        if self.retention is not None and self.retention.managed:
+            self._ensure_retention()
         self._db_ready = True
+
+    def _ensure_retention(self) -> None:
+        """RPs and CQs as ``self.retention`` says; a refusal is a warning (the writes go on)."""
+        try:
+            done = apply(self._select, self.database, self.rp, self.retention)
+        except StoreUnavailable:
+            raise
+        except StoreError as e:
+            log.warning("InfluxDB %s refused to set up retention and downsampling ([store] raw_retention, "
+                        "downsample): %s. Readings are written, kept as the database's own retention policy "
+                        "says and not downsampled; on clustered or managed InfluxDB, 2.x or 3.x set them up "
+                        "there (docs/CONFIGURATION.md, \"InfluxDB retention and downsampling\")", self._where(), e)
+            return
+        for statement in done:
+            log.info("InfluxDB %s: %s", self._where(), statement)
+        if self.retention.downsample:
+            self._raw_rp = self.rp or default_rp(self._select, self.database)
+
+    def _aggregate_late(self, new: Readings | None = None, *, everything: bool = False) -> None:
+        """Aggregate what came too late for the CQs' next runs (influx_retention.LateReadings),
+        the intervals of ``new`` among them once due. The readings are stored either way: a
+        failure is a warning (then :meth:`backfill_aggregates` over the late readings' span)."""
+        now = self._clock()
+        if new is not None:
+            self._late.add(new.kind, new.device_id, new.ts, now)
+        if not self._late:
+            return
+        statements = self._late.due(self.database, self._raw_rp, now, everything=everything)
+        try:
+            for _ in self._select(statements, post=True):
+                pass
+        except StoreError as e:
+            log.warning("InfluxDB %s: late readings not aggregated (%d queries: %s); run "
+                        "InfluxDBStore.backfill_aggregates over their span", self._where(), len(statements), e)
+
+    def backfill_aggregates(self, start_ms: int, end_ms: int) -> None:
+        """Run the downsampling CQs' queries over ``[start_ms, end_ms)``: for what influxd stored
+        while its CQs did not run (influxd down longer than a CQ looks back), a failed catch-up
+        of late readings, and tests."""
+        with self._lock:
+            backfill(self._select, self.database, self.rp or default_rp(self._select, self.database),
+                     start_ms, end_ms)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -369,6 +446,9 @@ class InfluxDBStore:
             return False
 
     def close(self) -> None:
+        if self._raw_rp is not None:
+            with self._lock:
+                self._aggregate_late(everything=True)  # a failure is a warning
         self._http.close()
 
     def __enter__(self) -> InfluxDBStore:
@@ -415,9 +495,12 @@ class InfluxDBStore:
         reason = _error_text(resp)
         if resp.status_code >= 500 or resp.status_code == 429:
             raise StoreUnavailable(f"InfluxDB {self._where()} answered {resp.status_code}: {reason}")
-        if resp.status_code in (401, 403):
+        if resp.status_code == 401:
             raise StoreError(f"InfluxDB {self._where()} refused the credentials ({resp.status_code}: "
                              f"{reason}); check user and password (2.x/3.x: the token) in [store] url")
+        if resp.status_code == 403:
+            raise StoreError(f"InfluxDB {self._where()} refused {method} {path} (403: {reason}); the user "
+                             "(2.x/3.x: the token) of [store] url lacks the privilege")
         if resp.status_code in (400, 422) and path == "/write":
             raise StoreRejected(f"InfluxDB {self._where()} rejected the data ({resp.status_code}): {reason}")
         raise StoreError(f"InfluxDB {self._where()} refused {method} {path} ({resp.status_code}): {reason}")

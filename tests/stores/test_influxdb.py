@@ -34,8 +34,9 @@ def influxql(influxd: Influxd, db: str, q: str) -> list[dict]:
 def test_parse_url() -> None:
     cfg = parse_url("influxdb://cw%40ops:p%3Ass@db.example:8087/citywatch?rp=raw_30d&precision=ms&tls=1&timeout=2.5")
     assert cfg == {"base": "https://db.example:8087", "database": "citywatch", "rp": "raw_30d", "timeout": 2.5,
-                   "user": "cw@ops", "password": "p:ss"}
+                   "user": "cw@ops", "password": "p:ss", "token": False}
     assert parse_url("influxdb://127.0.0.1/cw")["base"] == "http://127.0.0.1:8086"
+    assert parse_url("influxdb://:t0k@127.0.0.1/cw?auth=token")["token"] is True
 
 
 @pytest.mark.parametrize("bad, why", [
@@ -45,6 +46,8 @@ def test_parse_url() -> None:
     ("influxdb://127.0.0.1:8086/cw?retention=1", "unknown option"),
     ("influxdb://127.0.0.1:8086/cw?timeout=soon", "timeout"),
     ("influx://127.0.0.1:8086/cw", "influxdb://"),
+    ("influxdb://u:secret@127.0.0.1:8086/cw?auth=jwt", r"auth='jwt' in 'influxdb://u:\*\*\*@.*expected auth=basic"),
+    ("influxdb://127.0.0.1:8086/cw?auth=token", "needs the token as the password"),
 ])
 def test_parse_url_rejects(bad: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
