@@ -38,9 +38,9 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 
@@ -52,6 +52,7 @@ from ingest.features import add_derived, derive, merge_batches, waveform_windows
 from ingest.lookup import DeviceLookup, RegistryView
 from ingest.metrics import IngestMetrics
 from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
+from ingest.ports import RuleSink, SpoolLike
 from ingest.priority import Gate
 from ingest.quarantine import Quarantine
 from ingest.stores.base import Store, StoreRejected, StoreUnavailable, count_kinds
@@ -75,25 +76,6 @@ WRITE_RETRY = Backoff(0.1, 5.0, jitter=0.5)
 # psycopg.DataError: a value PostgreSQL refuses (a NUL in text, a number out of range).
 CONTENT_ERRORS = (StoreRejected, ValueError, OverflowError, TypeError, RecursionError,
                   sqlite3.InterfaceError, sqlite3.DataError, psycopg.DataError)
-
-
-class RuleSink(Protocol):
-    def process(self, batch: Readings, events: Sequence[Event]) -> Sized:
-        """Evaluate and commit; returns the alert changes (``after_rules`` runs if any)."""
-
-    def checkpoint(self) -> Any:
-        """Make durable what :meth:`process` changed and left uncommitted (called before the
-        readings passed to it are acknowledged; alerts.engine.RuleEngine, deferred mode)."""
-
-
-class SpoolLike(Protocol):
-    def append(self, batch: Readings) -> None: ...
-    def full(self) -> bool: ...
-    def depth(self) -> tuple[int, int]: ...
-    def oldest_age_ms(self, now_ms: int) -> int | None: ...
-    def drain(self, store: Store, max_batches: int | None = None) -> int: ...
-    @property
-    def drained_by_kind(self) -> dict[str, int]: ...  # cumulative readings drain() wrote, per kind
 
 
 @dataclass(slots=True)
