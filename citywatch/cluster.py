@@ -184,6 +184,8 @@ def fair_share(total: int, members: int) -> int:
 class LeaseLost(RuntimeError):
     """This node no longer holds the lease its work needs (a commit is refused)."""
 
+    unavailable = True  # not the data's fault: what was being committed is left for the next holder
+
 
 class Duty:
     """Work that runs on one node at a time: ``start(lease)`` when this node takes the lease

@@ -123,8 +123,11 @@ class _Partitions:
         self.order = self.duties[first:] + self.duties[:first]
 
     def tick(self) -> None:
-        for duty in self.duties:
-            if duty.lease is not None:
+        for duty, part in zip(self.duties, self.parts, strict=True):
+            failed = part.failed()
+            if duty.running and failed is not None:  # it stopped; started afresh at a later tick
+                duty.close(f"its work stopped: {failed}")
+            elif duty.lease is not None:
                 duty.tick()  # renew, or stop the work if the lease is gone
         try:
             fair = fair_share(self.n, len(self.membership.live(self.role)))
@@ -175,6 +178,9 @@ class _Ingest:
         self.consumer = node.make_consumer(self.pipeline, f"{s.mqtt.client_id}-ingest-p{self.slot}", topics)
         self.consumer.start(wait_s=20)
 
+    def failed(self) -> BaseException | None:
+        return None  # its write stage retries what fails (acknowledgements withheld meanwhile)
+
     def stop(self) -> None:
         pipeline, consumer = self.pipeline, self.consumer
         self.pipeline = self.consumer = None
@@ -202,7 +208,7 @@ class _Rules:
         if self.partition == 0 and engine.retire_removed_rules(node.clock()):
             engine.checkpoint()  # once for the fleet: partition 0's holder retires removed rules' alerts
             node.dispatcher.wake()
-        pipeline = node.make_pipeline(records=False, engine=engine,
+        pipeline = node.make_pipeline(records=False, engine=engine, rules_required=True,
                                       accept=topic_filter(owns) if self.partitions > 1 else None)
         pipeline.start()
         consumer = node.make_consumer(pipeline, f"{s.mqtt.client_id}-rules-p{self.partition}",
@@ -214,6 +220,10 @@ class _Rules:
         self.consumer = consumer
         consumer.start(wait_s=20)
         tick.start()
+
+    def failed(self) -> BaseException | None:
+        """Why its rule evaluation stopped (the state DB away, the lease gone), if it did."""
+        return self.parts[1].rules_failed if self.parts is not None else None
 
     def stop(self) -> None:
         if self.parts is None:

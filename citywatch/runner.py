@@ -185,7 +185,8 @@ class Node:
         if self.rollout_snapshots is not None:
             self._spawn(self._rollout_snapshot_loop, "citywatch-rollout-snapshot")
 
-    def make_pipeline(self, *, records: bool, engine, accept=None, spool: Spool | None = None) -> Pipeline:
+    def make_pipeline(self, *, records: bool, engine, accept=None, spool: Spool | None = None,
+                      rules_required: bool = False) -> Pipeline:
         """The ingest pipeline: recording (store, quarantine, events) and/or evaluating ``engine``."""
         s = self.settings
         features.ENABLED = s.ingest.waveform_features
@@ -197,7 +198,7 @@ class Node:
             max_batch_readings=s.ingest.batch_readings, max_batch_messages=s.ingest.batch_messages,
             context=Context(self.registry, s.rules.files) if records else None,
             max_pending_readings=s.ingest.max_pending_readings, linger_ms=s.ingest.linger_ms,
-            write_linger_ms=s.ingest.write_linger_ms, gate=self.gate, accept=accept,
+            write_linger_ms=s.ingest.write_linger_ms, gate=self.gate, accept=accept, rules_required=rules_required,
         )
 
     def make_consumer(self, pipeline: Pipeline, client_id: str, topics: list[str]):

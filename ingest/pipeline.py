@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -42,12 +41,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
-
 from devices.backoff import Backoff
 from ingest.context import Context, add_context, messages
 from ingest.decode import Decoded, Decoder
 from ingest.events import EventLog
+from ingest.failures import CONTENT_ERRORS, unavailable
 from ingest.features import add_derived, derive, merge_batches, waveform_windows
 from ingest.lookup import DeviceLookup, RegistryView
 from ingest.metrics import IngestMetrics
@@ -55,7 +53,7 @@ from ingest.model import Event, Reading, Readings, ReadingsBuilder, Rejection
 from ingest.ports import RuleSink, SpoolLike
 from ingest.priority import Gate
 from ingest.quarantine import Quarantine
-from ingest.stores.base import Store, StoreRejected, StoreUnavailable, count_kinds
+from ingest.stores.base import Store, StoreUnavailable, count_kinds
 
 log = logging.getLogger("citywatch.ingest")
 
@@ -65,18 +63,6 @@ SEEN_CHUNK = 256  # devices per last-seen transaction (see Pipeline._note_seen)
 # a failed write or an unavailable store: retried after 0.1 s doubling to 5 s, each delay at
 # least half its ceiling (devices/backoff.py)
 WRITE_RETRY = Backoff(0.1, 5.0, jitter=0.5)
-
-# Errors that a write raises because of what it was given, not because the store or the state
-# DB is unavailable: the same rows would be refused again, so retrying the batch cannot help.
-# The write stage then splits the batch and sets aside only the rows refused on their own
-# (Pipeline._isolate). StoreUnavailable, sqlite3.OperationalError (locked, disk full, I/O),
-# sqlite3.IntegrityError (a constraint or trigger aborting: no table of ours has one that a
-# message's content can break), psycopg.OperationalError (the server gone) and the like are not
-# here: those are retried, with the acknowledgements withheld (tests/faults test_g).
-# psycopg.DataError: a value PostgreSQL refuses (a NUL in text, a number out of range).
-CONTENT_ERRORS = (StoreRejected, ValueError, OverflowError, TypeError, RecursionError,
-                  sqlite3.InterfaceError, sqlite3.DataError, psycopg.DataError)
-
 
 @dataclass(slots=True)
 class _Pending:
@@ -151,6 +137,7 @@ class Pipeline:
         sleep: Callable[[float], None] = time.sleep,
         context: Context | None = None,
         accept: Callable[[str], bool] | None = None,
+        rules_required: bool = False,
     ):
         self.store = store
         self.registry = registry
@@ -164,6 +151,12 @@ class Pipeline:
         # the topics this pipeline takes (a rule-evaluation partition's devices); the others are
         # acknowledged, in order with the rest, without being decoded. None: every topic
         self.accept = accept
+        # a rule-evaluation pipeline (nothing recorded): what it acknowledges is what the engine
+        # committed, so an engine whose state DB is away (or whose lease is gone) stops the rules
+        # stage, leaving the rest unacknowledged for whoever evaluates next (``rules_failed``)
+        # instead of being passed over as a rule bug is
+        self.rules_required = rules_required
+        self.rules_failed: BaseException | None = None
         # the intake and the write stage step aside while an alert is on its way (ingest/priority.py)
         self.gate = gate if gate is not None else Gate()
         self.decoder = Decoder(DeviceLookup(registry))
@@ -455,7 +448,10 @@ class Pipeline:
         if self.rules is not None and (len(batch) or p.events):
             try:
                 changed = len(self.rules.process(batch, p.events)) > 0
-            except Exception:
+            except Exception as e:
+                if self.rules_required and unavailable(e):
+                    self.rules_failed = e
+                    raise
                 # a rule bug (or a state DB that refuses the commit) must not hold the stream back
                 log.exception("rule evaluation failed for a batch of %d readings", len(batch))
                 self.metrics.rule_errors.inc()
