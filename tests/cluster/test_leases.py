@@ -107,7 +107,7 @@ def _race(url: str, owner: str, seconds: float, seed: int, out) -> None:
 def test_two_nodes_racing_for_one_lease_never_both_hold_it(state_url):
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_race, args=(state_url, f"node{i}", 6.0, i, out)) for i in range(2)]
+    procs = [ctx.Process(target=_race, args=(state_url, f"node{i}", 3.0, i, out)) for i in range(2)]
     for p in procs:
         p.start()
     results = dict(out.get(timeout=60) for _ in procs)
