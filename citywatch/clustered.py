@@ -59,6 +59,9 @@ def start_clustered(node) -> None:
     if "api" in roles:
         node._start_api()
     if "ingest" in roles:
+        if s.store.url.startswith("duckdb:"):
+            log.warning("[store] url is DuckDB, one process's file: the readings this node records stay on "
+                        "this node, and other nodes cannot read them. Run one ingest node, or use InfluxDB")
         if node.mqtt_protocol != 5 and n > 1:
             log.warning("MQTT 3.1.1 has no shared subscriptions: one ingest session records every reading")
         node.duties.append(_Partitions(node, leases, node.membership, "ingest", n if node.mqtt_protocol == 5 else 1,
