@@ -136,6 +136,7 @@ def run_stream(svc: Services, base: Path, nodes: int, partitions: int, messages:
                       **{f"{k}_cpu_s": after[k] - before[k] for k in after}}
         finally:
             cluster.kill_all()
+            cluster.purge()
             receiver.down()
     return result
 
@@ -177,6 +178,7 @@ def failover(svc: Services, base: Path, lease_s: float, partitions: int = 4) -> 
             return {"lease_s": lease_s, "failover_s": time.monotonic() - killed}
         finally:
             cluster.kill_all()
+            cluster.purge()
             receiver.down()
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import db
 from devices.catalogue import DISTRICTS
@@ -155,6 +157,10 @@ class Cluster:
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_url = state_url
+        self.broker_port = broker_port
+        # the nodes' persistent sessions: left on the broker, each would queue every later
+        # test's messages (purge() removes them)
+        self.client_ids = [f"{client_id}-{kind}-p{i}" for kind in ("ingest", "rules") for i in range(partitions)]
         self.config = self.dir / "citywatch.toml"
         self.config.write_text("\n".join([
             "[mqtt]", f'url = "mqtt://127.0.0.1:{broker_port}"', f'client_id = "{client_id}"',
@@ -187,6 +193,16 @@ class Cluster:
     def kill_all(self) -> None:
         for node in self.nodes:
             node.kill()
+
+    def purge(self) -> None:
+        """Remove the nodes' sessions from the broker (after the nodes are gone): a clean-session
+        connection with each client id."""
+        for cid in self.client_ids:
+            c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
+            c.connect("127.0.0.1", self.broker_port, keepalive=10)
+            c.loop_start()
+            c.disconnect()
+            c.loop_stop()
 
     def conn(self):
         return db.connect(db.parse_url(self.state_url))

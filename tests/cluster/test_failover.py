@@ -47,6 +47,7 @@ def setup(tmp_path, mosquitto, influx_url, pg_state_url):
                       client_id=f"cw-{tmp_path.name[-12:]}")
     yield ids, cluster, receiver
     cluster.kill_all()
+    cluster.purge()
     receiver.down()
 
 
