@@ -7,9 +7,10 @@ the rule evaluation) is held through a row of ``cluster_leases``.
 
 A lease is a name, an owner, an expiry and an epoch. Times are the database's clock (one clock
 for every node, so nodes' clocks may disagree). :meth:`Leases.acquire` takes a free or expired
-lease, or renews the caller's own, in one statement; the epoch grows by one at each change of
-owner (a fencing token: :meth:`Leases.holds` lets a commit check, inside its own transaction,
-that its lease is still the one it took). A holder counts its lease as lost at
+lease, or renews the caller's own, in one statement; the epoch grows by one at each new holding
+(another owner, or the same one after its lease ran out or was released): a fencing token,
+:meth:`Leases.holds` lets a commit check inside its own transaction that its lease is still the
+one it took. A holder counts its lease as lost at
 ``start of its acquire call + ttl - margin`` on its own monotonic clock, before the database
 lets anyone else take it, and stops the work it guards then.
 
@@ -92,15 +93,16 @@ class Leases:
         another owner holds it."""
         started = self.monotonic()
         now = self._now
+        # the same owner before its lease ran out (or was released): the same epoch; anything
+        # else is a new holding, under the next epoch (a fence of the last one refuses)
+        renewal = "cluster_leases.owner = excluded.owner AND cluster_leases.expires_ms > excluded.acquired_ms"
         with db.write_transaction(self.conn) as c:
             row = c.execute(
                 f"INSERT INTO cluster_leases (name, owner, epoch, acquired_ms, expires_ms)"
                 f" VALUES (?, ?, 1, {now}, {now} + ?)"
                 " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
-                " epoch = CASE WHEN cluster_leases.owner = excluded.owner THEN cluster_leases.epoch"
-                " ELSE cluster_leases.epoch + 1 END,"
-                " acquired_ms = CASE WHEN cluster_leases.owner = excluded.owner THEN cluster_leases.acquired_ms"
-                " ELSE excluded.acquired_ms END,"
+                f" epoch = CASE WHEN {renewal} THEN cluster_leases.epoch ELSE cluster_leases.epoch + 1 END,"
+                f" acquired_ms = CASE WHEN {renewal} THEN cluster_leases.acquired_ms ELSE excluded.acquired_ms END,"
                 " expires_ms = excluded.expires_ms"
                 " WHERE cluster_leases.owner = excluded.owner OR cluster_leases.expires_ms <= excluded.acquired_ms"
                 " RETURNING epoch, expires_ms",

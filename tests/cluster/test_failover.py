@@ -38,11 +38,11 @@ def influx_url(influxd, request):
 
 
 @pytest.fixture
-def setup(tmp_path, mosquitto, influx_url, pg_state_url):
+def setup(tmp_path, cluster_broker, influx_url, pg_state_url):
     ids = device_ids(N_DEVICES)
     register(pg_state_url, ids)
     receiver = LoopbackReceiver()
-    cluster = Cluster(tmp_path / "cluster", broker_port=mosquitto.port, store_url=influx_url,
+    cluster = Cluster(tmp_path / "cluster", broker_port=cluster_broker.port, store_url=influx_url,
                       state_url=pg_state_url, receiver_url=receiver.url, lease_s=LEASE_S, partitions=PARTITIONS,
                       client_id=f"cw-{tmp_path.name[-12:]}")
     yield ids, cluster, receiver
@@ -107,7 +107,7 @@ def _check(cluster, receiver, store_url, messages, expected):
     return times
 
 
-def test_a_kill_a_partition_owner_mid_stream(setup, tmp_path, mosquitto, influx_url):
+def test_a_kill_a_partition_owner_mid_stream(setup, tmp_path, cluster_broker, influx_url):
     ids, cluster, receiver = setup
     messages = stream(ids, PER_DEVICE)
     expected = reference_alerts(ids, messages, tmp_path)
@@ -123,7 +123,7 @@ def test_a_kill_a_partition_owner_mid_stream(setup, tmp_path, mosquitto, influx_
     counts = Counter(held[p] for p in parts)
     assert max(counts.values()) <= 2, held
     victim = next(n for n in cluster.nodes if counts.get(n.name) and held["dispatch"] != n.name)
-    pub = Publisher(port=mosquitto.port, client_id=f"cl-pub-{tmp_path.name[-10:]}")
+    pub = Publisher(port=cluster_broker.port, client_id=f"cl-pub-{tmp_path.name[-10:]}")
     try:
         half = len(messages) // 2
         pub.publish(messages[:half], deadline_s=180)
@@ -142,7 +142,7 @@ def test_a_kill_a_partition_owner_mid_stream(setup, tmp_path, mosquitto, influx_
     cluster.stop()
 
 
-def test_b_kill_the_dispatching_node_with_notices_pending(setup, tmp_path, mosquitto, influx_url):
+def test_b_kill_the_dispatching_node_with_notices_pending(setup, tmp_path, cluster_broker, influx_url):
     ids, cluster, receiver = setup
     messages = stream(ids, PER_DEVICE // 4)
     expected = reference_alerts(ids, messages, tmp_path)
@@ -151,7 +151,7 @@ def test_b_kill_the_dispatching_node_with_notices_pending(setup, tmp_path, mosqu
     cluster.start()
     held = cluster.wait_running({f"rules/p{i}" for i in range(PARTITIONS)} | {"dispatch"}, timeout=30)
     dispatcher = next(n for n in cluster.nodes if n.name == held["dispatch"])
-    pub = Publisher(port=mosquitto.port, client_id=f"cl-pub-{tmp_path.name[-10:]}")
+    pub = Publisher(port=cluster_broker.port, client_id=f"cl-pub-{tmp_path.name[-10:]}")
     try:
         pub.publish(messages, deadline_s=180)
     finally:
@@ -173,13 +173,13 @@ def test_b_kill_the_dispatching_node_with_notices_pending(setup, tmp_path, mosqu
     cluster.stop()
 
 
-def test_c_postgresql_away_for_20_s(setup, tmp_path, mosquitto, influx_url, postgres):
+def test_c_postgresql_away_for_20_s(setup, tmp_path, cluster_broker, influx_url, postgres):
     ids, cluster, receiver = setup
     messages = stream(ids, PER_DEVICE // 2)
     expected = reference_alerts(ids, messages, tmp_path)
     cluster.start()
     cluster.wait_running({f"rules/p{i}" for i in range(PARTITIONS)} | {"dispatch"}, timeout=30)
-    pub = Publisher(port=mosquitto.port, client_id=f"cl-pub-{tmp_path.name[-10:]}")
+    pub = Publisher(port=cluster_broker.port, client_id=f"cl-pub-{tmp_path.name[-10:]}")
     try:
         third = len(messages) // 3
         pub.publish(messages[:third], deadline_s=180)

@@ -44,7 +44,7 @@ def test_one_owner_at_a_time_and_the_epoch_fences(state_url):
 
 
 def test_an_expired_lease_is_taken_over(state_url):
-    a, b = leases(state_url, "a", ttl_s=0.2), leases(state_url, "b", ttl_s=0.2)
+    a, b = leases(state_url, "a", ttl_s=0.2), leases(state_url, "b", ttl_s=30)
     first = a.acquire("dispatch")
     assert b.acquire("dispatch") is None
     deadline = time.monotonic() + 5
@@ -92,12 +92,15 @@ def _race(url: str, owner: str, seconds: float, seed: int, out) -> None:
             lease = got
         roll = rng.random()
         if lease is not None and roll < 0.1:
-            # the work stops first, then the lease goes: belief ends at the release call
-            held[-1] = (held[-1][0], min(held[-1][1], time.monotonic()), held[-1][2])
+            # the work stops first, then the lease goes: the holding (each renewal of it) ends
+            # at the release call
+            now = time.monotonic()
+            held = [(s, min(e, now), ep) if ep == lease.epoch else (s, e, ep) for s, e, ep in held]
             mine.release(lease)
             lease = None
-        elif roll < 0.2:
-            time.sleep(0.3)  # a stall longer than the lease (a GC pause, a swapped-out process)
+            time.sleep(0.1)  # a node that gave work back does not take it again at once
+        elif lease is not None and roll < 0.2:
+            time.sleep(0.3)  # the holder stalls longer than its lease (a GC pause, a swapped-out process)
         else:
             time.sleep(rng.uniform(0, 0.05))
     out.put((owner, held))
@@ -114,7 +117,7 @@ def test_two_nodes_racing_for_one_lease_never_both_hold_it(state_url):
     for p in procs:
         p.join(10)
     intervals = sorted((start, end, epoch, owner) for owner, held in results.items() for start, end, epoch in held)
-    assert all(len(h) > 3 for h in results.values()), {o: len(h) for o, h in results.items()}  # both held it
+    assert all(results.values()), {o: len(h) for o, h in results.items()}  # both held it
     a, b = (sorted(held) for held in results.values())
     for s1, e1, ep1 in a:
         for s2, e2, ep2 in b:
