@@ -75,11 +75,8 @@ def settle(cluster: Cluster, store_url: str, readings: int, expected: set, timeo
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            c = cluster.conn()
-            try:
+            with cluster.conn() as c:
                 alerts = alert_rows(c)
-            finally:
-                c.close()
             if store.count() >= readings and alerts >= expected:
                 return time.monotonic()
             time.sleep(0.1)
@@ -164,16 +161,13 @@ def failover(svc: Services, base: Path, lease_s: float, partitions: int = 4) -> 
             loud = [(f"city/noise/{station}/telemetry",
                      json.dumps({"ts": T0 + m * MINUTE, "metrics": {"laeq_db": 75.0}}).encode()) for m in range(7)]
             pub.publish(loud, deadline_s=60)
-            c = cluster.conn()
-            try:
+            with cluster.conn() as c:
                 while time.monotonic() - killed < 120:
                     if c.execute("SELECT 1 FROM alerts WHERE device_id = ?", (station,)).fetchone():
                         break
                     time.sleep(0.02)
                 else:
                     raise RuntimeError("no alert within 120 s")
-            finally:
-                c.close()
             pub.close()
             return {"lease_s": lease_s, "failover_s": time.monotonic() - killed}
         finally:

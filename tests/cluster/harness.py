@@ -11,10 +11,10 @@ reference is the same readings through one in-process rule engine on SQLite.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from devices import db
 from devices.catalogue import DISTRICTS
 from devices.model import Device
 from devices.registry import Registry
-from tests.faults.harness import citywatch_cmd
+from tests.faults.harness import await_api, launch_serve
 from tests.support.mosquitto import free_port
 
 KIND, METRIC = "noise", "laeq_db"
@@ -110,22 +110,10 @@ class Node:
         return f"http://127.0.0.1:{self.api_port}"
 
     def start(self, timeout: float = 60.0) -> Node:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
-        env["CITYWATCH_API_LISTEN"] = f"127.0.0.1:{self.api_port}"
-        log = (self.dir / "serve.log").open("a")
-        self.proc = subprocess.Popen(citywatch_cmd() + ["serve", "--config", str(self.config)], cwd=self.dir,
-                                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                httpx.get(f"{self.base}/api/v1/health", timeout=2)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.tail()}")
+        self.proc = launch_serve(self.config, self.dir, self.dir / "serve.log",
+                                 env={"CITYWATCH_API_LISTEN": f"127.0.0.1:{self.api_port}"})
+        await_api(self.proc, self.base, timeout, self.name, self.tail)
+        return self
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -204,19 +192,14 @@ class Cluster:
             c.disconnect()
             c.loop_stop()
 
+    @contextmanager
     def conn(self):
-        return db.connect(db.parse_url(self.state_url))
-
-    def leases(self) -> dict[str, str]:
-        """Unexpired leases: name -> the node (``nodeN``) holding it."""
-        ports = {str(n.api_port): n.name for n in self.nodes}
-        c = self.conn()
+        """A connection to the cluster's state DB, closed after."""
+        c = db.connect(db.parse_url(self.state_url))
         try:
-            rows = c.execute("SELECT name, owner FROM cluster_leases WHERE expires_ms >"
-                             " (extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetchall()
+            yield c
         finally:
             c.close()
-        return {name: ports.get(owner.split("/")[1].rsplit(":", 1)[-1], owner) for name, owner in rows}
 
     def running(self) -> dict[str, str]:
         """Duty name -> the node running its work now, from each live node's /health; nothing

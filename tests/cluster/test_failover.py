@@ -59,12 +59,9 @@ def _settled(cluster: Cluster, store_url: str, readings: int, expected: set[tupl
     seen = (0, set(), -1)
     try:
         while time.monotonic() < deadline:
-            c = cluster.conn()
-            try:
+            with cluster.conn() as c:
                 alerts = alert_rows(c)
                 pending = c.execute("SELECT count(*) FROM dispatch_deliveries WHERE state = 'pending'").fetchone()[0]
-            finally:
-                c.close()
             seen = (store.count(), alerts, pending)
             if seen[0] >= readings and alerts >= expected and pending == 0:
                 return
@@ -89,12 +86,9 @@ def _deliveries(cluster: Cluster, receiver: LoopbackReceiver) -> tuple[dict, Cou
 
 def _check(cluster, receiver, store_url, messages, expected):
     _settled(cluster, store_url, len(messages), expected, timeout=float(os.environ.get("CLUSTER_SETTLE_S", "240")))
-    c = cluster.conn()
-    try:
+    with cluster.conn() as c:
         alerts = alert_rows(c)
         notices = c.execute("SELECT count(*) FROM dispatch_deliveries WHERE state = 'delivered'").fetchone()[0]
-    finally:
-        c.close()
     assert alerts == expected  # each alert of the single-engine run, once; no other
     store = InfluxDBStore(store_url)
     try:
@@ -157,8 +151,9 @@ def test_b_kill_the_dispatching_node_with_notices_pending(setup, tmp_path, clust
     finally:
         pub.close()
     deadline = time.monotonic() + 60
-    while len(alert_rows(cluster.conn())) < len(expected) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    with cluster.conn() as c:
+        while len(alert_rows(c)) < len(expected) and time.monotonic() < deadline:
+            time.sleep(0.2)
     in_flight = {h.delivery_id for h in receiver.received()}
     assert in_flight, "no delivery reached the receiver before the kill"
     dispatcher.kill()

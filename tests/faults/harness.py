@@ -166,6 +166,34 @@ class Background(threading.Thread):
 
 # -- the consumer ------------------------------------------------------------------------------
 
+def launch_serve(config: Path, cwd: Path, log: Path, header: str = "", env: dict | None = None) -> subprocess.Popen:
+    """``citywatch serve --config CONFIG`` in ``cwd``, output appended to ``log``; the
+    environment without CITYWATCH_* variables, plus ``env``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")} | (env or {})
+    with log.open("a") as out:
+        out.write(header)
+        out.flush()
+        return subprocess.Popen(citywatch_cmd() + ["serve", "--config", str(config)], cwd=cwd, env=environ,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def await_api(proc: subprocess.Popen, base: str, timeout: float, name: str, tail) -> None:
+    """Wait until ``base``'s /health answers; SIGKILL and RuntimeError (with ``tail()``) if the
+    process exits or does not answer within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail()}")
+        try:
+            httpx.get(f"{base}/api/v1/health", timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait(10)
+    raise RuntimeError(f"{name} did not answer within {timeout} s:\n{tail()}")
+
+
 _TOTALS = re.compile(r"stopped\. readings received (\d+), stored (\d+), duplicates (\d+), spooled (\d+)")
 
 
@@ -200,25 +228,10 @@ class Serve:
 
     def start(self, timeout: float = 60.0) -> Serve:
         """Start and wait until the API answers (the consumer is connected by then)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
-        with self.log.open("a") as log:
-            log.write(f"--- start {self.starts}\n")
-            log.flush()
-            self.proc = subprocess.Popen(citywatch_cmd() + ["serve", "--config", str(self.config)],
-                                         cwd=self.dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        self.proc = launch_serve(self.config, self.dir, self.log, f"--- start {self.starts}\n")
         self.starts += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"citywatch serve exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                httpx.get(f"{self.base}/api/v1/health", timeout=2)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"citywatch serve did not answer within {timeout} s:\n{self.tail()}")
+        await_api(self.proc, self.base, timeout, "citywatch serve", self.tail)
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no flush, no acknowledgement, no clean close of the store."""
