@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from devices import db
-from tests.support.mosquitto import free_port
+from tests.support.mosquitto import free_port, purge_sessions
 from tests.support.process import interrupt
 
 from .test_up_smoke import citywatch_cmd
@@ -93,7 +93,10 @@ def test_serve_on_postgresql(tmp_path, mosquitto, pg_state_url):
             return None
 
     try:
-        _until(lambda: get("/api/v1/health"), lambda r: r is not None, "the API answering")
+        # a PostgreSQL state DB is a cluster of one: its ingest session subscribes once the node
+        # has taken the lease ingest/p0 (the health's cluster.started)
+        _until(lambda: get("/api/v1/health"), lambda r: r is not None and r.json().get("cluster", {}).get("started"),
+               "the node started")
         now = int(time.time() * 1000)
         _publish(mosquitto.url, [
             ("city/noise/noise-pg-1/telemetry", json.dumps({"ts": now, "metrics": {"laeq_db": 61.5}}).encode()),
@@ -114,6 +117,7 @@ def test_serve_on_postgresql(tmp_path, mosquitto, pg_state_url):
     finally:
         interrupt(proc)
         log.close()
+        purge_sessions(mosquitto.port, [f"pg-e2e-serve-{kind}-p0" for kind in ("ingest", "rules")])
     assert proc.returncode == 0, (tmp_path / "serve.log").read_text(errors="replace")
     # it all lives in PostgreSQL: the registry (last seen), the quarantine, the token's use
     conn = db.connect(db.parse_url(pg_state_url))

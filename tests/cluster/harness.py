@@ -20,15 +20,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import db
 from devices.catalogue import DISTRICTS
 from devices.model import Device
 from devices.registry import Registry
 from tests.faults.harness import await_api, launch_serve
-from tests.support.mosquitto import free_port
+from tests.support.mosquitto import free_port, purge_sessions
 
 KIND, METRIC = "noise", "laeq_db"
 # 00:00 UTC (08:00 in Wuhan) two days ago: inside the 30 days a reading may be late, and the
@@ -183,14 +181,8 @@ class Cluster:
             node.kill()
 
     def purge(self) -> None:
-        """Remove the nodes' sessions from the broker (after the nodes are gone): a clean-session
-        connection with each client id."""
-        for cid in self.client_ids:
-            c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
-            c.connect("127.0.0.1", self.broker_port, keepalive=10)
-            c.loop_start()
-            c.disconnect()
-            c.loop_stop()
+        """Remove the nodes' sessions from the broker (after the nodes are gone)."""
+        purge_sessions(self.broker_port, self.client_ids)
 
     @contextmanager
     def conn(self):

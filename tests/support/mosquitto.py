@@ -97,3 +97,17 @@ class Mosquitto(ServerProcess):
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def purge_sessions(port: int, client_ids: list[str]) -> None:
+    """Remove persistent sessions from the broker on ``port``: a clean-session connection with
+    each client id. A session a test leaves behind queues every later test's messages."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    for cid in client_ids:
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
+        c.connect("127.0.0.1", port, keepalive=10)
+        c.loop_start()
+        c.disconnect()
+        c.loop_stop()
