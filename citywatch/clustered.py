@@ -80,7 +80,10 @@ def _cluster_loop(node, every_s: float) -> None:
         except Exception as e:  # the state DB away: the duties' own checks decide what stops
             log.warning("cluster heartbeat failed: %s", e)
         for duty in node.duties:
-            duty.tick()
+            try:
+                duty.tick()
+            except Exception:  # a bug in one duty's tick must not end the others' renewals
+                log.exception("cluster: ticking a duty failed")
     for duty in node.duties:
         duty.close()
     try:
@@ -90,7 +93,8 @@ def _cluster_loop(node, every_s: float) -> None:
 
 
 def stop_clustered(node) -> None:
-    """Stop the duties (the cluster loop gives the leases up) and the ingest side."""
+    """Stop the duties (ingest, rules, dispatch): the cluster loop stops their work and gives
+    their leases up."""
     node._stop.set()
     for t in node._threads:
         if t.name == "citywatch-cluster":
