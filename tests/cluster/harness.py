@@ -11,7 +11,6 @@ reference is the same readings through one in-process rule engine on SQLite.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from devices import db
 from devices.catalogue import DISTRICTS
 from devices.model import Device
 from devices.registry import Registry
-from tests.faults.harness import await_api, launch_serve
+from tests.faults.harness import await_api, launch_serve, sigkill, terminate
 from tests.support.mosquitto import free_port, purge_sessions
 
 KIND, METRIC = "noise", "laeq_db"
@@ -114,21 +113,13 @@ class Node:
         return self
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        sigkill(self.proc)
         self.proc = None
 
     def stop(self, timeout: float = 60.0) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.name} did not stop within {timeout} s:\n{self.tail()}") from None
-        self.proc = None
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            terminate(proc, timeout, self.name, self.tail)
 
     def tail(self, n: int = 4000) -> str:
         path = self.dir / "serve.log"

@@ -177,6 +177,23 @@ def launch_serve(config: Path, cwd: Path, log: Path, header: str = "", env: dict
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def sigkill(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def terminate(proc: subprocess.Popen, timeout: float, name: str, tail) -> int:
+    """SIGTERM and wait for the exit status; SIGKILL and AssertionError (with ``tail()``) if it
+    does not end within ``timeout``."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        sigkill(proc)
+        raise AssertionError(f"{name} did not stop within {timeout} s:\n{tail()}") from None
+
+
 def await_api(proc: subprocess.Popen, base: str, timeout: float, name: str, tail) -> None:
     """Wait until ``base``'s /health answers; SIGKILL and RuntimeError (with ``tail()``) if the
     process exits or does not answer within ``timeout``."""
@@ -235,21 +252,14 @@ class Serve:
 
     def kill(self) -> None:
         """SIGKILL: no flush, no acknowledgement, no clean close of the store."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        sigkill(self.proc)
         self.proc = None
 
     def stop(self, timeout: float = 60.0) -> dict[str, int]:
         """SIGTERM (drains and acknowledges); returns the totals line it printed."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"citywatch serve did not stop within {timeout} s:\n{self.tail()}") from None
-        code, self.proc = self.proc.returncode, None
+        proc, self.proc = self.proc, None
+        code = terminate(proc, timeout, "citywatch serve", self.tail)
         text = self.log.read_text(errors="replace")
         found = _TOTALS.findall(text)
         assert code == 0 and found, f"exit {code}:\n{self.tail()}"
