@@ -63,6 +63,7 @@ from ingest.model import Event, Readings
 from .checkpoints import Checkpoints, CheckpointStore
 from .model import Transition
 from .notice import NoticeListener
+from .rule_types.base import grow as _grow
 from .rules import Param, Rule, RulePack
 from .runtime import Call as _Call
 from .runtime import Codes as _Codes
@@ -72,7 +73,6 @@ from .runtime import Seen as _Seen
 from .runtime import Slots as _Slots
 from .runtime import Stream as _Stream
 from .runtime import acc_row as _acc_row
-from .runtime import grow as _grow
 from .store import AlertState, AlertStore
 
 log = logging.getLogger("citywatch.alerts")

@@ -22,6 +22,7 @@ from devices.catalogue import CATALOGUE
 
 from .checkpoints import StreamRow
 from .model import Transition
+from .rule_types.base import grow
 from .rules import Rule
 
 _NAN = float("nan")
@@ -67,14 +68,6 @@ class Codes(dict):
 
     def __missing__(self, key: str) -> int:
         return -1
-
-
-def grow(a: np.ndarray, n: int, fill) -> np.ndarray:
-    if len(a) >= n:
-        return a
-    out = np.full(max(n, 2 * len(a), 64), fill, dtype=a.dtype)
-    out[: len(a)] = a
-    return out
 
 
 # --- stream state --------------------------------------------------------------------------------

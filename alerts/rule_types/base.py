@@ -17,14 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from devices.catalogue import CATALOGUE, SEVERITIES
 from devices.durations import parse_duration_ms
 
 from ..errors import RuleError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-
     from ingest.model import Event, Readings
 
 OPS = (">", ">=", "<", "<=", "==", "!=", "outside", "inside")
@@ -382,3 +382,13 @@ class Rule:
     def describe_condition(self) -> str:
         """A one-line human form of the condition, for ``rules check`` and the docs."""
         return self.impl.describe(self)
+
+
+def grow(a: np.ndarray, n: int, fill) -> np.ndarray:
+    """``a`` with room for ``n`` items (doubling, at least 64), new places set to ``fill``; ``a``
+    itself if it is long enough. The per-device arrays of the engine and the rule types."""
+    if len(a) >= n:
+        return a
+    out = np.full(max(n, 2 * len(a), 64), fill, dtype=a.dtype)
+    out[: len(a)] = a
+    return out

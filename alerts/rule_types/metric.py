@@ -21,7 +21,7 @@ import numpy as np
 from devices.catalogue import SEVERITIES
 from devices.durations import format_duration
 
-from .base import ONE, RANGE_OPS, Condition, Ctx, Level, Param, Parsed, RuleType, Window
+from .base import ONE, RANGE_OPS, Condition, Ctx, Level, Param, Parsed, RuleType, Window, grow
 
 DAY_MS = 86_400_000
 _NAN = float("nan")
@@ -379,14 +379,6 @@ def _and_conditions(ctx: Ctx, raw: Mapping[str, Any], kind: str, metric: str) ->
 
 # --- evaluation helpers -------------------------------------------------------------------------
 
-def _grow(a: np.ndarray, n: int, fill) -> np.ndarray:
-    if len(a) >= n:
-        return a
-    out = np.full(max(n, 2 * len(a), 64), fill, dtype=a.dtype)
-    out[: len(a)] = a
-    return out
-
-
 def _and(engine, rule, b, pslots: np.ndarray, pts: np.ndarray, rows, n: int) -> np.ndarray:
     """For each candidate row, whether every ``and`` condition holds on the device's value
     of that metric at the same ts, else its latest earlier one (unknown: false)."""
@@ -396,7 +388,7 @@ def _and(engine, rule, b, pslots: np.ndarray, pts: np.ndarray, rows, n: int) -> 
         val = np.full(len(pslots), np.nan)
         mem = engine.latest(rule.kind, cond.metric)
         if mem is not None:
-            mv, mt = _grow(mem[0], n, np.nan), _grow(mem[1], n, _NEVER)
+            mv, mt = grow(mem[0], n, np.nan), grow(mem[1], n, _NEVER)
             known = mt[pslots] <= pts
             val[known] = mv[pslots][known]
         if len(sidx):
