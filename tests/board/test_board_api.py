@@ -20,14 +20,13 @@ from devices.catalogue import CATALOGUE, SEVERITIES
 from devices.model import Device
 from tests.board.support import TOKENS as TOKENS_BOARD
 from tests.board.support import start_board_node, wait_until
-from tests.citywatch.api_support import NOW, Served, auth, make_node
+from tests.citywatch.api_support import NOW, Served, auth, seeded_node
 
 
 @pytest.fixture
 def node(tmp_path):
-    n = make_node(tmp_path / "node")
-    yield n
-    n.store.close()
+    with seeded_node(tmp_path / "node") as n:
+        yield n
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
@@ -43,6 +45,16 @@ def make_node(root: Path, *, tokens: bool = True, **api) -> Node:
     node.open()
     _seed(node)
     return node
+
+
+@contextmanager
+def seeded_node(root: Path, **kwargs) -> Iterator[Node]:
+    """:func:`make_node`, its store closed after (the ``node`` fixtures' body)."""
+    node = make_node(root, **kwargs)
+    try:
+        yield node
+    finally:
+        node.store.close()
 
 
 def _seed(node: Node) -> None:

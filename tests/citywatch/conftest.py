@@ -1,4 +1,4 @@
-"""The API as ``serve`` builds it, over a seeded node (api_support.make_node); modules that need
+"""The API as ``serve`` builds it, over a seeded node (api_support.seeded_node); modules that need
 another node (other settings, no tokens) define their own ``node``."""
 
 from __future__ import annotations
@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.citywatch.api_support import make_node
+from tests.citywatch.api_support import seeded_node
 
 
 @pytest.fixture
 def node(tmp_path):
-    n = make_node(tmp_path / "node")
-    yield n
-    n.store.close()
+    with seeded_node(tmp_path / "node") as n:
+        yield n
 
 
 @pytest.fixture

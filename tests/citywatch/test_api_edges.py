@@ -15,16 +15,15 @@ from fastapi.testclient import TestClient
 from citywatch.settings import ConfigError, load_settings
 from devices import times
 
-from .api_support import DEVICE, NOW, TOKENS, Served, auth, make_node
+from .api_support import DEVICE, NOW, TOKENS, Served, auth, make_node, seeded_node
 
 MB = 1 << 20
 
 
 @pytest.fixture
 def node(tmp_path):
-    n = make_node(tmp_path / "node", max_body_bytes=64 * 1024)
-    yield n
-    n.store.close()
+    with seeded_node(tmp_path / "node", max_body_bytes=64 * 1024) as n:
+        yield n
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from citywatch.settings import load_settings
 from citywatch.tokens_cli import closed_reason, first_start_token
 
 from .access_support import JIANGHAN
-from .api_support import Served, make_node
+from .api_support import Served, seeded_node
 from .test_up_smoke import citywatch_cmd
 
 
@@ -36,10 +36,9 @@ def invoke(*args: str, config) -> tuple[int, str, str]:
 
 @pytest.fixture
 def node(tmp_path):
-    n = make_node(tmp_path / "node", tokens=False)  # devices in 江汉区 and 武昌区
-    (tmp_path / "citywatch.toml").write_text(f'[state]\nurl = "sqlite:///{n.state_path}"\n', encoding="utf-8")
-    yield n
-    n.store.close()
+    with seeded_node(tmp_path / "node", tokens=False) as n:  # devices in 江汉区 and 武昌区
+        (tmp_path / "citywatch.toml").write_text(f'[state]\nurl = "sqlite:///{n.state_path}"\n', encoding="utf-8")
+        yield n
 
 
 @pytest.fixture
