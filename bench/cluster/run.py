@@ -36,12 +36,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from alerts.partitions import partition_of  # noqa: E402
-from ingest.stores.influxdb import InfluxDBStore  # noqa: E402
 from tests.cluster.harness import (  # noqa: E402
     MINUTE,
     T0,
     Cluster,
-    alert_rows,
     device_ids,
     reference_alerts,
     register,
@@ -68,21 +66,6 @@ def cpu(procs: list[psutil.Process]) -> float:
         except psutil.Error:
             pass
     return total
-
-
-def settle(cluster: Cluster, store_url: str, readings: int, expected: set, timeout: float) -> float:
-    store = InfluxDBStore(store_url)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            with cluster.conn() as c:
-                alerts = alert_rows(c)
-            if store.count() >= readings and alerts >= expected:
-                return time.monotonic()
-            time.sleep(0.1)
-    finally:
-        store.close()
-    raise RuntimeError(f"not settled within {timeout} s")
 
 
 class Services:
@@ -126,7 +109,7 @@ def run_stream(svc: Services, base: Path, nodes: int, partitions: int, messages:
             pub.publish(msgs, deadline_s=600)
             published = time.monotonic() - t0
             pub.close()
-            done = settle(cluster, store_url, len(msgs), expected, timeout=600) - t0
+            done = cluster.settled(store_url, len(msgs), expected, timeout=600, outbox_empty=False, poll_s=0.1) - t0
             after = {name: cpu([p]) for name, p in svc.procs().items()}
             result = {"nodes": nodes, "partitions": partitions, "messages": len(msgs), "published_s": published,
                       "settled_s": done, "msg_per_s": len(msgs) / done, "nodes_cpu_s": cpu(node_procs) - nodes_before,

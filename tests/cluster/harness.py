@@ -24,6 +24,7 @@ from devices import db
 from devices.catalogue import DISTRICTS
 from devices.model import Device
 from devices.registry import Registry
+from ingest.stores.influxdb import InfluxDBStore
 from tests.faults.harness import await_api, launch_serve, sigkill, terminate
 from tests.support.mosquitto import free_port, purge_sessions
 
@@ -174,6 +175,30 @@ class Cluster:
     def purge(self) -> None:
         """Remove the nodes' sessions from the broker (after the nodes are gone)."""
         purge_sessions(self.broker_port, self.client_ids)
+
+    def settled(self, store_url: str, readings: int, expected: set[tuple], timeout: float, *,
+                outbox_empty: bool = True, poll_s: float = 0.5) -> float:
+        """Wait until the store holds ``readings`` readings and the state DB the ``expected``
+        alerts (and, with ``outbox_empty``, the outbox has nothing left to send); returns the
+        monotonic time it saw that, or AssertionError with what it saw and the nodes' logs."""
+        store = InfluxDBStore(store_url)
+        deadline = time.monotonic() + timeout
+        seen: tuple = (0, set(), -1)
+        try:
+            while time.monotonic() < deadline:
+                with self.conn() as c:
+                    alerts = alert_rows(c)
+                    pending = c.execute("SELECT count(*) FROM dispatch_deliveries WHERE state = 'pending'"
+                                        ).fetchone()[0] if outbox_empty else 0
+                seen = (store.count(), alerts, pending)
+                if seen[0] >= readings and alerts >= expected and pending == 0:
+                    return time.monotonic()
+                time.sleep(poll_s)
+        finally:
+            store.close()
+        raise AssertionError(f"not settled in {timeout} s: stored {seen[0]} of {readings}, alerts missing "
+                             f"{len(expected - seen[1])}, extra {len(seen[1] - expected)}, outbox pending {seen[2]}\n"
+                             + "\n".join(f"--- {n.name}\n{n.tail(1500)}" for n in self.nodes))
 
     @contextmanager
     def conn(self):

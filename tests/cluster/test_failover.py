@@ -51,28 +51,6 @@ def setup(tmp_path, cluster_broker, influx_url, pg_state_url):
     receiver.down()
 
 
-def _settled(cluster: Cluster, store_url: str, readings: int, expected: set[tuple], timeout: float) -> None:
-    """Wait until the store holds every reading and the state DB the expected alerts, and the
-    outbox has nothing left to send."""
-    store = InfluxDBStore(store_url)
-    deadline = time.monotonic() + timeout
-    seen = (0, set(), -1)
-    try:
-        while time.monotonic() < deadline:
-            with cluster.conn() as c:
-                alerts = alert_rows(c)
-                pending = c.execute("SELECT count(*) FROM dispatch_deliveries WHERE state = 'pending'").fetchone()[0]
-            seen = (store.count(), alerts, pending)
-            if seen[0] >= readings and alerts >= expected and pending == 0:
-                return
-            time.sleep(0.5)
-    finally:
-        store.close()
-    raise AssertionError(f"not settled in {timeout} s: stored {seen[0]} of {readings}, alerts missing "
-                         f"{len(expected - seen[1])}, extra {len(seen[1] - expected)}, outbox pending {seen[2]}\n"
-                         + "\n".join(f"--- {n.name}\n{n.tail(1500)}" for n in cluster.nodes))
-
-
 def _deliveries(cluster: Cluster, receiver: LoopbackReceiver) -> tuple[dict, Counter]:
     """Per (alert id, status): the delivery ids received; and how often each id came."""
     per_notice: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -85,7 +63,7 @@ def _deliveries(cluster: Cluster, receiver: LoopbackReceiver) -> tuple[dict, Cou
 
 
 def _check(cluster, receiver, store_url, messages, expected):
-    _settled(cluster, store_url, len(messages), expected, timeout=float(os.environ.get("CLUSTER_SETTLE_S", "240")))
+    cluster.settled(store_url, len(messages), expected, timeout=float(os.environ.get("CLUSTER_SETTLE_S", "240")))
     with cluster.conn() as c:
         alerts = alert_rows(c)
         notices = c.execute("SELECT count(*) FROM dispatch_deliveries WHERE state = 'delivered'").fetchone()[0]
