@@ -317,14 +317,16 @@ class Node:
             raise RuntimeError(f"the API could not listen on {s.api.listen}")
 
     def totals(self) -> dict[str, int]:
-        """Readings received, stored, dropped as duplicates, spooled; messages quarantined."""
+        """Readings received, stored, dropped as duplicates, spooled, evaluated by the rules;
+        messages quarantined."""
         m = self.ingest_metrics
 
         def total(metric) -> int:
             return int(sum(s.value for f in metric.collect() for s in f.samples if s.name.endswith("_total")))
 
         return {"received": total(m.received), "stored": total(m.stored), "duplicates": total(m.duplicates),
-                "spooled": total(m.spooled), "quarantined": total(m.quarantined)}
+                "spooled": total(m.spooled), "quarantined": total(m.quarantined),
+                "evaluated": total(m.rules_evaluated)}
 
     # -- stop ----------------------------------------------------------------------------------
 

@@ -45,3 +45,6 @@ class IngestMetrics:
                                 "by what was done with them (pipeline: retained status is state, not an event)",
                                 ["outcome"], registry=r)
         self.rule_errors = Counter("citywatch_rules_errors", "batches the rule engine failed on", registry=r)
+        self.rules_evaluated = Counter("citywatch_rules_readings_evaluated",
+                                       "readings the rule engine evaluated (with received: whether the rules "
+                                       "keep up)", registry=r)

@@ -448,6 +448,7 @@ class Pipeline:
         if self.rules is not None and (len(batch) or p.events):
             try:
                 changed = len(self.rules.process(batch, p.events)) > 0
+                self.metrics.rules_evaluated.inc(len(batch))
             except Exception as e:
                 if self.rules_required and unavailable(e):
                     self.rules_failed = e

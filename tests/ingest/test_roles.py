@@ -76,6 +76,7 @@ def test_shared_subscription_ingest_nodes_and_one_rules_node(tmp_path, services)
         assert a["stored"] > 0 and b["stored"] > 0  # the group shares the stream...
         assert a["stored"] + b["stored"] == stored  # ...each reading stored by one of them
         assert r["received"] == n_readings + 1 and r["stored"] == 0  # the rules node sees all, stores none
+        assert r["evaluated"] == n_readings + 1 and a["evaluated"] == b["evaluated"] == 0
         fired = [x for x in rules.alerts.list_alerts(None, 100)[0] if x.rule == "lighting.leakage"]
         assert [(x.device_id, x.severity) for x in fired] == [("lighting-r-01", "critical")]
     finally:
