@@ -131,7 +131,10 @@ class Cluster:
     """``n`` nodes from one config file."""
 
     def __init__(self, workdir: Path, *, broker_port: int, store_url: str, state_url: str, receiver_url: str,
-                 n: int = 3, lease_s: float = 2.0, partitions: int = 4, client_id: str = "cw-cluster") -> None:
+                 n: int = 3, lease_s: float = 2.0, partitions: int = 4, client_id: str = "cw-cluster",
+                 test_tuning: bool = True) -> None:
+        """``test_tuning``: no absence-rule ticks (the stream is days old) and a 20 ms linger;
+        False keeps those two at their production defaults."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_url = state_url
@@ -147,8 +150,7 @@ class Cluster:
             "[state]", f'url = "{state_url}"',
             "[node]", f"lease_s = {lease_s}", f"partitions = {partitions}",
             "[api]", "open = true",
-            "[rules]", "tick_s = 3600",
-            "[ingest]", "linger_ms = 20",
+            *(["[rules]", "tick_s = 3600", "[ingest]", "linger_ms = 20"] if test_tuning else []),
             "[[receivers]]", 'name = "centre"', f'url = "{receiver_url}"', 'secret = "s3cret"',
             "[[routes]]", "match = {}", 'receivers = ["centre"]',
         ]) + "\n")
