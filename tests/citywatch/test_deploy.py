@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from alerts.dispatch.config import _RECEIVER_KEYS, _ROUTE_KEYS
 from citywatch.cli import app
 from citywatch.settings import Settings, load_settings
+from tests.support.certs import CA
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
@@ -58,10 +59,17 @@ def test_example_config_loads_and_names_every_key(tmp_path):
     data = tomllib.loads(text)
     assert _file_keys(data) == _settings_keys(), "deploy/citywatch.toml: keys missing or unknown"
     assert data["state"]["url"].startswith("postgresql://")
+    # the TLS files it names, made here (the settings check that they are a CA, a certificate and its key)
+    ca = CA(tmp_path / "tls", "nodes")
+    node = ca.issue("node-1", server=False)
+    for name, real in (("ca.crt", ca.cert), ("node.crt", node.cert), ("node.key", node.key)):
+        assert f'"/etc/citywatch/tls/{name}"' in text
+        text = text.replace(f'"/etc/citywatch/tls/{name}"', f'"{real}"')
     path = tmp_path / "citywatch.toml"
     path.write_text(text, encoding="utf-8")
     s = load_settings(path, env={})
     assert s.store.url == data["store"]["url"] and len(s.dispatch_config().routes) == len(data["routes"])
+    assert s.mqtt.url.endswith(":8884") and s.mqtt.tls_options().cert_file == node.cert  # the nodes' listener
 
 
 def _comment_of(lines: list[str], i: int) -> str:

@@ -15,7 +15,7 @@ import pytest
 from devices.credentials import generate
 from devices.model import Device
 from devices.registry import Registry
-from ingest.mqtt import ConsumerOptions
+from ingest.mqtt import ConsumerOptions, TlsOptions
 from ingest.wire import WireConsumer
 from tests.security.clients import ACCEPTED, NOT_AUTHORISED, Client, Received, connack
 from tests.support.mosquitto import Mosquitto
@@ -42,11 +42,12 @@ def make_certs(directory: Path) -> Path:
     return directory
 
 
-def deploy_conf(broker_dir: Path, plain: int, tls: int, certs: Path, etc: Path) -> str:
+def deploy_conf(broker_dir: Path, plain: int, tls: int, nodes: int, certs: Path, etc: Path) -> str:
     """deploy/mosquitto.conf with its ports, paths and log moved; each replaced line must exist."""
     text = (REPO / "deploy" / "mosquitto.conf").read_text()
     for old, new in (("listener 1883 127.0.0.1\n", f"listener {plain} 127.0.0.1\n"),
                      ("listener 8883\n", f"listener {tls} 127.0.0.1\n"),
+                     ("listener 8884\n", f"listener {nodes} 127.0.0.1\n"),
                      ("/etc/mosquitto/certs/", f"{certs}/"),
                      ("password_file /etc/mosquitto/passwd", f"password_file {etc}/passwd"),
                      ("acl_file /etc/mosquitto/acl", f"acl_file {etc}/acl"),
@@ -68,6 +69,8 @@ def tls_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> 
 def deployed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deploy")
     certs, other = make_certs(tmp / "certs"), make_certs(tmp / "other-ca")
+    nodes = make_certs(tmp / "nodes-ca")  # the nodes' own CA and a node's certificate (client.crt)
+    shutil.copy(nodes / "ca.crt", certs / "nodes-ca.crt")
     reg = Registry.open(tmp / "state.db")
     reg.upsert([Device("bridge-a", "bridge", "武昌区")])
     out = generate(reg, tmp / "etc", now_ms=NOW, all_new=True, consumers=["citywatch"])
@@ -77,8 +80,8 @@ def deployed(tmp_path_factory):
 
     def start(require_certificate: bool = False) -> Mosquitto:
         broker = Mosquitto(tmp / f"broker-{len(brokers)}")
-        broker.tls_port = free_port()
-        conf = deploy_conf(broker.dir, broker.port, broker.tls_port, certs, tmp / "etc")
+        broker.tls_port, broker.nodes_port = free_port(), free_port()
+        conf = deploy_conf(broker.dir, broker.port, broker.tls_port, broker.nodes_port, certs, tmp / "etc")
         if require_certificate:
             assert "require_certificate false\n" in conf
             conf = conf.replace("require_certificate false\n", "require_certificate true\n")
@@ -86,7 +89,7 @@ def deployed(tmp_path_factory):
         brokers.append(broker.start())
         return broker
 
-    yield {"start": start, "certs": certs, "other": other, "pw": pw}
+    yield {"start": start, "certs": certs, "other": other, "nodes": nodes, "pw": pw}
     for b in brokers:
         b.stop()
 
@@ -132,3 +135,40 @@ def test_require_certificate(deployed):
     with_cert = tls_context(certs / "ca.crt", certs / "client.crt", certs / "client.key")
     assert connack(strict.tls_port, "bridge-a", "bridge-a", pw["bridge-a"], tls=with_cert) == ACCEPTED
     assert connack(strict.tls_port, "bridge-a", "bridge-a", "wrong", tls=with_cert) == NOT_AUTHORISED
+
+
+@needs_openssl
+def test_the_nodes_listener_keeps_partition_client_ids(deployed):
+    """The nodes' listener (8884) keeps the client ids nodes send, so one node account can hold
+    several partition sessions; only a certificate from the nodes' CA gets in and the password is
+    still checked, so a device (no certificate, or one from the devices' CA) cannot take one."""
+    broker, pw, certs, nodes = deployed["start"](), deployed["pw"], deployed["certs"], deployed["nodes"]
+    device_cert = tls_context(certs / "ca.crt", certs / "client.crt", certs / "client.key")
+    for ctx in (tls_context(certs / "ca.crt"), device_cert):
+        with pytest.raises((ssl.SSLError, ConnectionError)):  # refused in the handshake, or closed right after it
+            connack(broker.nodes_port, "citywatch-rules-p0", "bridge-a", pw["bridge-a"], tls=ctx)
+    node_tls = tls_context(certs / "ca.crt", nodes / "client.crt", nodes / "client.key")
+    assert connack(broker.nodes_port, "citywatch-rules-p0", "citywatch", "wrong", tls=node_tls) == NOT_AUTHORISED
+    tls = TlsOptions(str(certs / "ca.crt"), str(nodes / "client.crt"), str(nodes / "client.key"))
+    received = [Received(), Received()]
+    consumers = [WireConsumer(f"mqtts://localhost:{broker.nodes_port}", r, ConsumerOptions(
+        client_id=f"citywatch-rules-p{i}", topics=["city/#"], username="citywatch", password=pw["citywatch"],
+        tls=tls)) for i, r in enumerate(received)]
+    for c in consumers:
+        c.start()
+    try:
+        assert wait_for(lambda: all(c.subscribed.is_set() for c in consumers), 10)
+        tag = uuid.uuid4().hex[:12].encode() + b":"
+        device = Client(broker.tls_port, "bridge-a", pw["bridge-a"], tls=tls_context(certs / "ca.crt"))
+        try:
+            device.publish("city/bridge/bridge-a/telemetry", tag + b"to both")
+            for r in received:
+                assert r.wait(tag, b"to both") == [("city/bridge/bridge-a/telemetry", tag + b"to both")]
+        finally:
+            device.close()
+        assert all(c.connected.is_set() for c in consumers)  # neither session took the other's place
+        log = broker.log.read_text()
+        assert log.count(" as citywatch-rules-p0 (") == 1 and log.count(" as citywatch-rules-p1 (") == 1
+    finally:
+        for c in consumers:
+            c.stop()
