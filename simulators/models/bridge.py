@@ -112,6 +112,7 @@ class BridgeModel(Model):
         self.v_dur = np.zeros(0, dtype=np.int64)
         self.v_t = np.zeros(0)
         self.wim_of_bridge = {int(self.bridge[i]): int(i) for i in self.by_sensor["wim"][::-1]}
+        self.last_enter = np.full(nb, -1, dtype=np.int64)  # per bridge: the latest vehicle's entry (ms)
 
     def struct_temp(self, t) -> np.ndarray:
         """Structure temperature: the air two hours earlier (thermal inertia of concrete)."""
@@ -170,12 +171,22 @@ class BridgeModel(Model):
             speed = np.append(speed, sp)
         if not len(vb):
             return
+        order = np.argsort(enter, kind="stable")
+        # Each vehicle enters its bridge at a millisecond of its own: a weigh-in-motion station
+        # reports one reading per vehicle, and two at one millisecond would be one reading to the
+        # store (keyed by device, metric and time; the second dropped as a duplicate).
+        last = self.last_enter
+        for j in order.tolist():
+            b = int(vb[j])
+            if enter[j] <= last[b]:
+                enter[j] = last[b] + 1
+            last[b] = enter[j]
+        order = np.argsort(enter, kind="stable")
         dur = (self.span[vb] / (speed / 3.6) * 1000).astype(np.int64)
         self.v_bridge = np.concatenate([self.v_bridge, vb])
         self.v_enter = np.concatenate([self.v_enter, enter])
         self.v_dur = np.concatenate([self.v_dur, dur])
         self.v_t = np.concatenate([self.v_t, tonnes])
-        order = np.argsort(enter, kind="stable")
         for j in order.tolist():
             i = self.wim_of_bridge.get(int(vb[j]))
             if i is not None and self.alive(int(enter[j]), np.array([i]))[0]:
