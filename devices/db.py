@@ -81,12 +81,17 @@ def is_shared(target: Target) -> bool:
 
 
 @contextmanager
-def write_transaction(conn: Any) -> Iterator[Any]:
+def write_transaction(conn: Any, *, serialised: bool = True) -> Iterator[Any]:
     """A write transaction, serialised with every other writer of the database (see above);
-    rolls back and re-raises on any exception."""
+    rolls back and re-raises on any exception.
+
+    ``serialised=False`` (PostgreSQL; SQLite has one writer whatever is asked): a transaction
+    that does not queue behind the other writers, for statements that stay correct under
+    row-level locking alone and must not wait for another writer's long transaction (a node's
+    heartbeat, the renewal of a lease it holds)."""
     if is_postgres(conn):
         from devices.postgres import write_transaction as pg_write
-        with pg_write(conn) as c:
+        with pg_write(conn, serialised=serialised) as c:
             yield c
     else:
         with _sqlite.write_transaction(conn) as c:

@@ -24,6 +24,7 @@ Not translated (the code says what it means through devices/db.py instead): SQLi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
@@ -215,14 +216,16 @@ def _write_lock_for(conninfo: str) -> threading.RLock:
 
 
 @contextmanager
-def write_transaction(conn: PgConnection) -> Iterator[PgConnection]:
+def write_transaction(conn: PgConnection, *, serialised: bool = True) -> Iterator[PgConnection]:
     """``BEGIN`` ... ``COMMIT`` holding the process's write lock for the database and the
-    cluster-wide writer lock (:data:`WRITER_LOCK`); rolls back and re-raises on any exception."""
-    with conn.write_lock:
+    cluster-wide writer lock (:data:`WRITER_LOCK`), or neither (``serialised=False``); rolls
+    back and re-raises on any exception."""
+    with conn.write_lock if serialised else contextlib.nullcontext():
         _begin(conn)
         conn.in_write = True
         try:
-            conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+            if serialised:
+                conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
             yield conn
         except BaseException:
             _rollback(conn.raw)
