@@ -132,9 +132,9 @@ class Cluster:
 
     def __init__(self, workdir: Path, *, broker_port: int, store_url: str, state_url: str, receiver_url: str,
                  n: int = 3, lease_s: float = 2.0, partitions: int = 4, client_id: str = "cw-cluster",
-                 test_tuning: bool = True) -> None:
-        """``test_tuning``: no absence-rule ticks (the stream is days old) and a 20 ms linger;
-        False keeps those two at their production defaults."""
+                 tick_s: float | None = 3600, linger_ms: float | None = 20) -> None:
+        """``tick_s``: absence rules once an hour (the stream is days old: on the wall clock every
+        device is silent once it ends); ``linger_ms``: 20 ms; None keeps a production default."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_url = state_url
@@ -150,7 +150,8 @@ class Cluster:
             "[state]", f'url = "{state_url}"',
             "[node]", f"lease_s = {lease_s}", f"partitions = {partitions}",
             "[api]", "open = true",
-            *(["[rules]", "tick_s = 3600", "[ingest]", "linger_ms = 20"] if test_tuning else []),
+            *(["[rules]", f"tick_s = {tick_s}"] if tick_s is not None else []),
+            *(["[ingest]", f"linger_ms = {linger_ms}"] if linger_ms is not None else []),
             "[[receivers]]", 'name = "centre"', f'url = "{receiver_url}"', 'secret = "s3cret"',
             "[[routes]]", "match = {}", 'receivers = ["centre"]',
         ]) + "\n")
