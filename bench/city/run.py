@@ -17,7 +17,8 @@ alerts 15 minutes in). Each node run:
    least the published readings (stored + duplicates; ingest adds derived readings: waveform
    features, sun elevation) and the rules have evaluated at least as many, unchanged at the next
    poll;
-5. checks the store's own count against the nodes' stored counters (nothing lost, nothing doubled).
+5. counts the store: all of it against the nodes' stored counters, and the readings devices sent
+   (without those ingest derives) against the simulator's published readings: nothing lost.
 
 The real-time factor is simulated seconds per wall second to the settled point. The simulator
 alone: generation only (in this process) and publishing to the broker with nobody subscribed.
@@ -48,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from devices import db  # noqa: E402
-from devices.catalogue import KINDS  # noqa: E402
+from devices.catalogue import DERIVED, KINDS  # noqa: E402
 from devices.registry import Registry  # noqa: E402
 from ingest.stores.influxdb import InfluxDBStore  # noqa: E402
 from simulators.cli import build_fleet  # noqa: E402
@@ -152,6 +153,22 @@ def publish_alone(base: Path, args, duration_ms: int) -> dict:
         mq.stop()
 
 
+def sent_readings_stored(ix: Influxd) -> int:
+    """Readings in the store that devices sent: every field of every measurement but the ones
+    ingest derives (waveform features, design values, sun elevation: devices.catalogue.DERIVED)
+    and the alert history; equal to the published readings when nothing was lost or doubled
+    (a reading stored twice is one point: the store's own count cannot show a double)."""
+    derived = {m for metrics in DERIVED.values() for m in metrics}
+    total = 0
+    for kind in KINDS:
+        r = httpx.get(f"{ix.http}/query", params={"db": "city", "q": f'SELECT count(*) FROM "{kind}"'}, timeout=1800)
+        r.raise_for_status()
+        for series in r.json()["results"][0].get("series", []):
+            total += sum(int(v) for col, v in zip(series["columns"], series["values"][0], strict=True)
+                         if col.startswith("count_") and col.removeprefix("count_") not in derived and v)
+    return total
+
+
 def through_nodes(base: Path, args, duration_ms: int, fleet: list, nodes: int, run: int) -> dict:
     mq = Mosquitto(base / f"mq{run}", autosave_interval_s=60).start()
     ix = Influxd(base / f"ix{run}").start()
@@ -235,6 +252,7 @@ def _stream(cluster: Cluster, mq, ix, pg, args, duration_ms: int, store_url: str
         count_s = time.monotonic() - t_count
     finally:
         store.close()
+    sent_in_store = sent_readings_stored(ix)
     msgs, readings = counts
     with cluster.conn() as c:
         alerts = c.execute("SELECT count(*) FROM alerts").fetchone()[0]
@@ -245,6 +263,7 @@ def _stream(cluster: Cluster, mq, ix, pg, args, duration_ms: int, store_url: str
             "realtime_factor": round(duration_ms / 1000 / wall, 2), "msg_per_s": round(msgs / wall),
             "stored": last["stored"], "duplicates": last["duplicates"], "quarantined": last["quarantined"],
             "evaluated": last["evaluated"], "in_store": in_store, "store_count_s": round(count_s, 1),
+            "sent_in_store": sent_in_store, "lost": readings - sent_in_store,
             "alerts": alerts, "firing": firing, "simulator_cpu_s": round(sim_cpu, 1),
             **{f"{k}_cpu_s": round(after[k] - before[k], 1) for k in procs},
             **{f"{k}_rss_peak_mb": round(v / 2**20) for k, v in rss_peak.items()},
