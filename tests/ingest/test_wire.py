@@ -118,19 +118,29 @@ class Relay:
             threading.Thread(target=self._pump, args=(broker, client, answer), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, record: bytearray | None) -> None:
+        """Forward ``src`` to ``dst``, recording what went (so what a test reads as sent has been
+        handed on). At ``src``'s end only ``dst``'s sending side closes: the other direction
+        keeps flowing until its own end (closing both cut acknowledgements still on their way to
+        the broker when the client left, and the broker sent them again)."""
         try:
             while data := src.recv(65536):
-                if record is not None:
-                    with self.lock:
-                        record += data
-                dst.sendall(data)
+                try:
+                    dst.sendall(data)
+                finally:
+                    if record is not None:
+                        with self.lock:
+                            record += data
+        except OSError:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return
+        try:
+            dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def client_packets(self, conn: int = -1) -> list[tuple[int, bytes]]:
         with self.lock:
