@@ -61,6 +61,7 @@ from tests.faults.harness import citywatch_cmd  # noqa: E402
 from tests.support.influxd import Influxd  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 from tests.support.postgres import Postgres, fresh_schema  # noqa: E402
+from tests.support.process import cpu_seconds  # noqa: E402
 
 SEED = 0
 COUNTERS = {"stored": "citywatch_ingest_readings_stored_total",
@@ -70,18 +71,6 @@ COUNTERS = {"stored": "citywatch_ingest_readings_stored_total",
             "inflight": "citywatch_ingest_inflight_messages",
             "spool_bytes": "citywatch_ingest_spool_bytes"}
 PUBLISHED = re.compile(r"published ([\d,]+) messages \(([\d,]+) readings\)")
-
-
-def cpu_s(proc: psutil.Process) -> float:
-    """CPU seconds of a process and its children (0 once it is gone)."""
-    total = 0.0
-    try:
-        for p in [proc, *proc.children(recursive=True)]:
-            t = p.cpu_times()
-            total += t.user + t.system
-    except psutil.Error:
-        pass
-    return total
 
 
 def scrape(base: str) -> dict[str, float]:
@@ -131,14 +120,14 @@ def publish_alone(base: Path, args, duration_ms: int) -> dict:
     mq = Mosquitto(base / "mq-alone", autosave_interval_s=60).start()
     try:
         broker = psutil.Process(mq.proc.pid)
-        b0 = cpu_s(broker)
+        b0 = cpu_seconds([broker])
         t0 = time.monotonic()
         sim = subprocess.Popen(simulate_cmd(mq.port, hour_start(duration_ms), args), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
         ps = psutil.Process(sim.pid)
         sim_cpu = 0.0
         while sim.poll() is None:
-            sim_cpu = max(sim_cpu, cpu_s(ps))
+            sim_cpu = max(sim_cpu, cpu_seconds([ps]))
             time.sleep(1)
         wall = time.monotonic() - t0
         out = sim.stdout.read()
@@ -148,7 +137,7 @@ def publish_alone(base: Path, args, duration_ms: int) -> dict:
         return {"run": "simulator alone, publishing (nobody subscribed)", "processes": args.processes,
                 "messages": msgs, "readings": readings, "wall_s": round(wall, 1),
                 "msg_per_s": round(msgs / wall), "realtime_factor": round(duration_ms / 1000 / wall, 2),
-                "simulator_cpu_s": round(sim_cpu, 1), "mosquitto_cpu_s": round(cpu_s(broker) - b0, 1)}
+                "simulator_cpu_s": round(sim_cpu, 1), "mosquitto_cpu_s": round(cpu_seconds([broker]) - b0, 1)}
     finally:
         mq.stop()
 
@@ -205,7 +194,7 @@ def _stream(cluster: Cluster, mq, ix, pg, args, duration_ms: int, store_url: str
             register_s: float) -> dict:
     procs = {"nodes": [psutil.Process(n.proc.pid) for n in cluster.nodes], "mosquitto": [psutil.Process(mq.proc.pid)],
              "influxd": [psutil.Process(ix.proc.pid)], "postgres": [psutil.Process(pg.proc.pid)]}
-    before = {k: sum(cpu_s(p) for p in ps) for k, ps in procs.items()}
+    before = {k: cpu_seconds(ps) for k, ps in procs.items()}
     t0 = time.monotonic()
     sim = subprocess.Popen(simulate_cmd(mq.port, hour_start(duration_ms), args), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
@@ -217,7 +206,7 @@ def _stream(cluster: Cluster, mq, ix, pg, args, duration_ms: int, store_url: str
         time.sleep(args.poll_s)
         now = time.monotonic()
         if published_at is None:
-            sim_cpu = max(sim_cpu, cpu_s(sim_proc))
+            sim_cpu = max(sim_cpu, cpu_seconds([sim_proc]))
             if sim.poll() is not None:
                 published_at = now
                 out = sim.stdout.read()
@@ -243,7 +232,7 @@ def _stream(cluster: Cluster, mq, ix, pg, args, duration_ms: int, store_url: str
     else:
         raise RuntimeError(f"not settled within {args.timeout_s} s: {series[-1] if series else None}\n"
                            + "\n".join(f"--- {n.name}\n{n.tail(1500)}" for n in cluster.nodes))
-    after = {k: sum(cpu_s(p) for p in ps) for k, ps in procs.items()}
+    after = {k: cpu_seconds(ps) for k, ps in procs.items()}
     wall = settled_at - t0
     store = InfluxDBStore(store_url + "?timeout=1800")  # a count over ~90 M points takes minutes
     try:

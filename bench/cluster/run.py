@@ -50,22 +50,9 @@ from tests.faults.harness import Publisher  # noqa: E402
 from tests.support.influxd import Influxd  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 from tests.support.postgres import Postgres, fresh_schema  # noqa: E402
+from tests.support.process import cpu_seconds  # noqa: E402
 
 N_DEVICES = 100
-
-
-def cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-            for c in p.children(recursive=True):
-                ct = c.cpu_times()
-                total += ct.user + ct.system
-        except psutil.Error:
-            pass
-    return total
 
 
 class Services:
@@ -102,17 +89,18 @@ def run_stream(svc: Services, base: Path, nodes: int, partitions: int, messages:
             cluster.start()
             cluster.wait_running({f"rules/p{i}" for i in range(partitions)} | {"dispatch"}, timeout=60)
             node_procs = [psutil.Process(n.proc.pid) for n in cluster.nodes]
-            before = {name: cpu([p]) for name, p in svc.procs().items()}
-            nodes_before = cpu(node_procs)
+            before = {name: cpu_seconds([p]) for name, p in svc.procs().items()}
+            nodes_before = cpu_seconds(node_procs)
             pub = Publisher(port=svc.mq.port, client_id=f"bench-pub-{svc.n}")
             t0 = time.monotonic()
             pub.publish(msgs, deadline_s=600)
             published = time.monotonic() - t0
             pub.close()
             done = cluster.settled(store_url, len(msgs), expected, timeout=600, outbox_empty=False, poll_s=0.1) - t0
-            after = {name: cpu([p]) for name, p in svc.procs().items()}
+            after = {name: cpu_seconds([p]) for name, p in svc.procs().items()}
             result = {"nodes": nodes, "partitions": partitions, "messages": len(msgs), "published_s": published,
-                      "settled_s": done, "msg_per_s": len(msgs) / done, "nodes_cpu_s": cpu(node_procs) - nodes_before,
+                      "settled_s": done, "msg_per_s": len(msgs) / done,
+                      "nodes_cpu_s": cpu_seconds(node_procs) - nodes_before,
                       **{f"{k}_cpu_s": after[k] - before[k] for k in after}}
         finally:
             cluster.kill_all()

@@ -89,3 +89,19 @@ def interrupt(proc: subprocess.Popen, timeout: float = 60.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def cpu_seconds(procs) -> float:
+    """User + system CPU seconds of ``procs`` (psutil.Process) and all their children; a process
+    already gone counts nothing (benchmarks: what each server and node spent over a run)."""
+    import psutil
+
+    total = 0.0
+    for p in procs:
+        try:
+            for q in [p, *p.children(recursive=True)]:
+                t = q.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
