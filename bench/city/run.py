@@ -17,8 +17,8 @@ alerts 15 minutes in). Each node run:
    least the published readings (stored + duplicates; ingest adds derived readings: waveform
    features, sun elevation) and the rules have evaluated at least as many, unchanged at the next
    poll;
-5. counts the store: all of it against the nodes' stored counters, and the readings devices sent
-   (without those ingest derives) against the simulator's published readings: nothing lost.
+5. counts the store in one pass: all of it against the nodes' stored counters, and the readings
+   devices sent (without those ingest derives) against the simulator's published readings.
 
 The real-time factor is simulated seconds per wall second to the settled point. The simulator
 alone: generation only (in this process) and publishing to the broker with nobody subscribed.
@@ -51,7 +51,6 @@ sys.path.insert(0, str(ROOT))
 from devices import db  # noqa: E402
 from devices.catalogue import DERIVED, KINDS  # noqa: E402
 from devices.registry import Registry  # noqa: E402
-from ingest.stores.influxdb import InfluxDBStore  # noqa: E402
 from simulators.cli import build_fleet  # noqa: E402
 from simulators.engine import Simulation  # noqa: E402
 from simulators.timeutil import parse_duration_ms  # noqa: E402
@@ -92,10 +91,19 @@ def simulate_cmd(broker_port: int, start_ms: int, args) -> list[str]:
                               "--broker", f"mqtt://127.0.0.1:{broker_port}"]
 
 
-def published(out: str) -> tuple[int, int]:
-    m = PUBLISHED.search(out)
+def start_simulator(broker_port: int, duration_ms: int, args) -> tuple[subprocess.Popen, psutil.Process]:
+    """``citywatch simulate`` over the hour that ended an hour ago, its output kept."""
+    sim = subprocess.Popen(simulate_cmd(broker_port, hour_start(duration_ms), args), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    return sim, psutil.Process(sim.pid)
+
+
+def published(sim: subprocess.Popen) -> tuple[int, int]:
+    """(messages, readings) the exited simulator says it published; RuntimeError if it failed."""
+    out = sim.stdout.read()
+    m = PUBLISHED.search(out) if sim.returncode == 0 else None
     if m is None:
-        raise RuntimeError(f"simulate printed no totals:\n{out[-3000:]}")
+        raise RuntimeError(f"simulate exited {sim.returncode} without its totals:\n{out[-3000:]}")
     return int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
 
 
@@ -122,18 +130,13 @@ def publish_alone(base: Path, args, duration_ms: int) -> dict:
         broker = psutil.Process(mq.proc.pid)
         b0 = cpu_seconds([broker])
         t0 = time.monotonic()
-        sim = subprocess.Popen(simulate_cmd(mq.port, hour_start(duration_ms), args), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-        ps = psutil.Process(sim.pid)
+        sim, ps = start_simulator(mq.port, duration_ms, args)
         sim_cpu = 0.0
         while sim.poll() is None:
             sim_cpu = max(sim_cpu, cpu_seconds([ps]))
             time.sleep(1)
         wall = time.monotonic() - t0
-        out = sim.stdout.read()
-        if sim.returncode != 0:
-            raise RuntimeError(f"simulate exited {sim.returncode}:\n{out[-3000:]}")
-        msgs, readings = published(out)
+        msgs, readings = published(sim)
         return {"run": "simulator alone, publishing (nobody subscribed)", "processes": args.processes,
                 "messages": msgs, "readings": readings, "wall_s": round(wall, 1),
                 "msg_per_s": round(msgs / wall), "realtime_factor": round(duration_ms / 1000 / wall, 2),
@@ -142,20 +145,23 @@ def publish_alone(base: Path, args, duration_ms: int) -> dict:
         mq.stop()
 
 
-def sent_readings_stored(ix: Influxd) -> int:
-    """Readings in the store that devices sent: every field of every measurement but the ones
-    ingest derives (waveform features, design values, sun elevation: devices.catalogue.DERIVED)
-    and the alert history; equal to the published readings when nothing was lost or doubled
-    (a reading stored twice is one point: the store's own count cannot show a double)."""
+def stored_readings(ix: Influxd) -> tuple[int, int]:
+    """(all readings, readings devices sent) in the store, in one pass of ``count(*)`` per kind's
+    measurement (the alert history is in a measurement of its own). Sent: every field but the
+    ones ingest derives (waveform features, design values, sun elevation: devices.catalogue.DERIVED);
+    equal to the published readings when nothing was lost or doubled (a reading stored twice is
+    one point: the store's own count cannot show a double)."""
     derived = {m for metrics in DERIVED.values() for m in metrics}
-    total = 0
-    for kind in KINDS:
+    total = sent = 0
+    for kind in KINDS:  # a count over ~90 M points takes minutes
         r = httpx.get(f"{ix.http}/query", params={"db": "city", "q": f'SELECT count(*) FROM "{kind}"'}, timeout=1800)
         r.raise_for_status()
         for series in r.json()["results"][0].get("series", []):
-            total += sum(int(v) for col, v in zip(series["columns"], series["values"][0], strict=True)
-                         if col.startswith("count_") and col.removeprefix("count_") not in derived and v)
-    return total
+            for col, v in zip(series["columns"], series["values"][0], strict=True):
+                if col.startswith("count_") and v:
+                    total += int(v)
+                    sent += int(v) if col.removeprefix("count_") not in derived else 0
+    return total, sent
 
 
 def through_nodes(base: Path, args, duration_ms: int, fleet: list, nodes: int, run: int) -> dict:
@@ -180,7 +186,7 @@ def through_nodes(base: Path, args, duration_ms: int, fleet: list, nodes: int, r
                 cluster.start()
                 cluster.wait_running({f"rules/p{i}" for i in range(nodes)}
                                      | {f"ingest/p{i}" for i in range(nodes)} | {"dispatch"}, timeout=300)
-                return _stream(cluster, mq, ix, pg, args, duration_ms, store_url, nodes, register_s)
+                return _stream(cluster, mq, ix, pg, args, duration_ms, nodes, register_s)
             finally:
                 cluster.stop()
     finally:
@@ -190,15 +196,12 @@ def through_nodes(base: Path, args, duration_ms: int, fleet: list, nodes: int, r
         mq.stop()
 
 
-def _stream(cluster: Cluster, mq, ix, pg, args, duration_ms: int, store_url: str, nodes: int,
-            register_s: float) -> dict:
+def _stream(cluster: Cluster, mq, ix, pg, args, duration_ms: int, nodes: int, register_s: float) -> dict:
     procs = {"nodes": [psutil.Process(n.proc.pid) for n in cluster.nodes], "mosquitto": [psutil.Process(mq.proc.pid)],
              "influxd": [psutil.Process(ix.proc.pid)], "postgres": [psutil.Process(pg.proc.pid)]}
     before = {k: cpu_seconds(ps) for k, ps in procs.items()}
     t0 = time.monotonic()
-    sim = subprocess.Popen(simulate_cmd(mq.port, hour_start(duration_ms), args), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    sim_proc = psutil.Process(sim.pid)
+    sim, sim_proc = start_simulator(mq.port, duration_ms, args)
     sim_cpu, published_at, counts, last, settled_at, series = 0.0, None, None, None, None, []
     rss_peak = dict.fromkeys(("nodes", "mosquitto", "influxd"), 0)  # PostgreSQL's shared buffers: in every backend
     deadline = t0 + args.timeout_s
@@ -209,10 +212,7 @@ def _stream(cluster: Cluster, mq, ix, pg, args, duration_ms: int, store_url: str
             sim_cpu = max(sim_cpu, cpu_seconds([sim_proc]))
             if sim.poll() is not None:
                 published_at = now
-                out = sim.stdout.read()
-                if sim.returncode != 0:
-                    raise RuntimeError(f"simulate exited {sim.returncode}:\n{out[-3000:]}")
-                counts = published(out)
+                counts = published(sim)
         for k in rss_peak:
             for p in procs[k]:
                 try:
@@ -234,14 +234,9 @@ def _stream(cluster: Cluster, mq, ix, pg, args, duration_ms: int, store_url: str
                            + "\n".join(f"--- {n.name}\n{n.tail(1500)}" for n in cluster.nodes))
     after = {k: cpu_seconds(ps) for k, ps in procs.items()}
     wall = settled_at - t0
-    store = InfluxDBStore(store_url + "?timeout=1800")  # a count over ~90 M points takes minutes
-    try:
-        t_count = time.monotonic()
-        in_store = store.count()
-        count_s = time.monotonic() - t_count
-    finally:
-        store.close()
-    sent_in_store = sent_readings_stored(ix)
+    t_count = time.monotonic()
+    in_store, sent_in_store = stored_readings(ix)
+    count_s = time.monotonic() - t_count
     msgs, readings = counts
     with cluster.conn() as c:
         alerts = c.execute("SELECT count(*) FROM alerts").fetchone()[0]
